@@ -1,0 +1,136 @@
+# mcefa: one build for the library, the daemon, the tools and the tests.
+#   make                 build everything into build/
+#   make check           build and run the test suites
+#   make check SAN=1     the same with ASan+UBSan, into build-san/
+#   make install         honours PREFIX and DESTDIR
+#   make CUDA=0          build without CUDA even where it is installed
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCDIR ?= $(PREFIX)/include
+PKGDIR ?= $(LIBDIR)/pkgconfig
+VERSION := 0.1.0
+
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+
+ifeq ($(SAN),1)
+B ?= build-san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT := -O1
+else
+B ?= build
+SANFLAGS :=
+OPT := -O2
+endif
+
+# CUDA is optional; nothing in the tree requires it yet, the GPU path
+# (daemon/gpu.c) is compiled only when it is found.
+CUDA_HOME ?= /usr/local/cuda
+ifeq ($(origin CUDA),undefined)
+CUDA := $(shell test -f $(CUDA_HOME)/include/cuda_runtime.h && echo 1 || echo 0)
+endif
+
+CFLAGS ?= $(OPT) -g
+CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC $(SANFLAGS)
+CPPFLAGS += -I. -I$(B)/proto -Iproto -Iclient/include
+LDFLAGS += $(SANFLAGS)
+
+UV_LIBS := $(shell $(PKG_CONFIG) --libs libuv 2>/dev/null || echo -luv)
+PB_LIBS := $(shell $(PKG_CONFIG) --libs libprotobuf-c 2>/dev/null || echo -lprotobuf-c)
+CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
+CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt)
+
+PROTO_GEN := $(B)/proto/mcefa.pb-c.c $(B)/proto/mcefa.pb-c.h
+COMMON_SRC := $(B)/proto/mcefa.pb-c.c proto/wire.c shm/memfd.c shm/completion.c
+DAEMON_SRC := $(wildcard daemon/*.c)
+CLIENT_SRC := $(wildcard client/*.c)
+
+obj = $(patsubst %.c,$(B)/obj/%.o,$(patsubst $(B)/%,%,$(1)))
+COMMON_OBJ := $(call obj,$(COMMON_SRC))
+DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
+CLIENT_OBJ := $(call obj,$(CLIENT_SRC))
+
+LIBMCEFA_A := $(B)/libmcefa.a
+LIBMCEFA_SO := $(B)/libmcefa.so.0
+TOOLS := $(B)/mcefa-bench
+TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/check_*.c))
+TEST_HELPERS := $(B)/tests/test-client
+
+.PHONY: all check install clean bench docs-config
+all: $(B)/mcefad $(LIBMCEFA_A) $(LIBMCEFA_SO) $(TOOLS) $(TESTS) $(TEST_HELPERS)
+
+$(B)/proto/mcefa.pb-c.c $(B)/proto/mcefa.pb-c.h: proto/mcefa.proto
+	@mkdir -p $(B)/proto
+	protoc-c --proto_path=proto --c_out=$(B)/proto $<
+
+$(B)/obj/proto/mcefa.pb-c.o: $(B)/proto/mcefa.pb-c.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-unused-parameter -MMD -c -o $@ $<
+
+$(B)/obj/%.o: %.c $(PROTO_GEN)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -c -o $@ $<
+
+$(B)/mcefad: $(DAEMON_OBJ) $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(UV_LIBS) $(PB_LIBS) -lpthread
+
+$(LIBMCEFA_A): $(CLIENT_OBJ) $(COMMON_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(LIBMCEFA_SO): $(CLIENT_OBJ) $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libmcefa.so.0 -o $@ $^ $(PB_LIBS) -lnuma -lpthread
+	ln -sf libmcefa.so.0 $(B)/libmcefa.so
+
+CLIENT_LINK := $(LIBMCEFA_A) $(PB_LIBS) -lnuma -lpthread
+
+$(B)/mcefa-bench: $(call obj,tools/mcefa-bench.c) $(LIBMCEFA_A)
+	$(CC) $(LDFLAGS) -o $@ $< $(CLIENT_LINK) -lm
+
+$(B)/tests/test-client: $(call obj,tests/test-client.c) $(LIBMCEFA_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(CLIENT_LINK)
+
+$(B)/obj/tests/%.o: tests/%.c $(PROTO_GEN)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Idaemon $(CHECK_CFLAGS) $(CFLAGS) -MMD -c -o $@ $<
+
+# Unit suites link the daemon modules they test directly.
+$(B)/tests/check_region: $(call obj,tests/check_region.c daemon/region.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)
+
+$(B)/tests/check_config: $(call obj,tests/check_config.c daemon/config.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)
+
+$(B)/tests/check_%: $(call obj,tests/check_%.c) $(LIBMCEFA_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(CLIENT_LINK) $(CHECK_LIBS)
+
+check: all
+	@MCEFA_BUILD=$(B) ./tests/run-all.sh $(TESTS)
+
+bench: all
+	./tools/bench-local.sh $(B)
+
+docs-config: $(B)/mcefad
+	$(B)/mcefad --print-config-reference > docs/configuration.md
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PKGDIR)
+	install -m 0755 $(B)/mcefad $(DESTDIR)$(BINDIR)/mcefad
+	install -m 0755 $(B)/mcefa-bench $(DESTDIR)$(BINDIR)/mcefa-bench
+	install -m 0644 $(LIBMCEFA_A) $(DESTDIR)$(LIBDIR)/libmcefa.a
+	install -m 0755 $(LIBMCEFA_SO) $(DESTDIR)$(LIBDIR)/libmcefa.so.0
+	ln -sf libmcefa.so.0 $(DESTDIR)$(LIBDIR)/libmcefa.so
+	install -m 0644 client/include/mcefa.h $(DESTDIR)$(INCDIR)/mcefa.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' client/libmcefa.pc.in > $(DESTDIR)$(PKGDIR)/libmcefa.pc
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

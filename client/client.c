@@ -1,0 +1,309 @@
+/* libmcefa: connection to the daemon, the request/response exchange,
+ * segments and status. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "shm/completion.h"
+
+/* Reads until one whole frame is buffered. */
+static int read_frame(mcefa_client *c, const uint8_t **payload, size_t *len)
+{
+    for (;;) {
+        int rc = wire_reader_next(&c->rd, payload, len);
+        if (rc == 1)
+            return 0;
+        if (rc < 0)
+            return client_error(-EBADMSG, "mcefad sent an oversize frame; is the socket really mcefad's?");
+        ssize_t n = wire_reader_fill(&c->rd, c->sock);
+        if (n == -EAGAIN) {
+            struct pollfd p = {.fd = c->sock, .events = POLLIN};
+            if (poll(&p, 1, -1) < 0 && errno != EINTR)
+                return client_error(-errno, "poll on the mcefad socket failed");
+            continue;
+        }
+        if (n == 0 || n == -ECONNRESET)
+            return client_error(-ECONNRESET, "mcefad closed the connection (daemon stopped or restarted?)");
+        if (n < 0)
+            return client_error((int)n, "reading from mcefad failed: %s", strerror((int)-n));
+    }
+}
+
+int client_call(mcefa_client *c, Mcefa__Request *req, const int *fds, unsigned nfds, Mcefa__Response **out)
+{
+    uint8_t *buf;
+    size_t len;
+    pthread_mutex_lock(&c->lock);
+    req->seq = ++c->seq;
+    int rc = wire_pack(&req->base, &buf, &len);
+    if (rc < 0) {
+        pthread_mutex_unlock(&c->lock);
+        return client_error(rc, "cannot encode the request: %s", strerror(-rc));
+    }
+    rc = wire_send_all(c->sock, buf, len, fds, nfds);
+    free(buf);
+    if (rc < 0) {
+        pthread_mutex_unlock(&c->lock);
+        if (rc == -EPIPE)
+            rc = -ECONNRESET;
+        return client_error(rc, "sending to mcefad failed: %s", mcefa_strerror(rc));
+    }
+    const uint8_t *payload;
+    Mcefa__Response *resp = NULL;
+    /* Replies come in order; one with seq 0 reports a protocol error the
+     * daemon could not tie to a request. */
+    while (!resp) {
+        if ((rc = read_frame(c, &payload, &len)) < 0) {
+            pthread_mutex_unlock(&c->lock);
+            return rc;
+        }
+        resp = mcefa__response__unpack(NULL, len, payload);
+        wire_reader_consume(&c->rd);
+        if (!resp) {
+            pthread_mutex_unlock(&c->lock);
+            return client_error(-EBADMSG, "mcefad sent a reply that does not decode; versions mismatched?");
+        }
+        if (resp->seq != req->seq && resp->seq != 0) {
+            mcefa__response__free_unpacked(resp, NULL);
+            resp = NULL;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (resp->status < 0) {
+        rc = client_error(resp->status, "%s", resp->error && *resp->error ? resp->error : mcefa_strerror(resp->status));
+        mcefa__response__free_unpacked(resp, NULL);
+        return rc;
+    }
+    client_error(0, "%s", "");
+    *out = resp;
+    return 0;
+}
+
+int client_call_simple(mcefa_client *c, Mcefa__Request *req)
+{
+    Mcefa__Response *resp;
+    int rc = client_call(c, req, NULL, 0, &resp);
+    if (rc == 0)
+        mcefa__response__free_unpacked(resp, NULL);
+    return rc;
+}
+
+static int hello(mcefa_client *c, const char *name)
+{
+    Mcefa__Hello h = MCEFA__HELLO__INIT;
+    h.protocol_version = MCEFA_PROTOCOL_VERSION;
+    h.pid = (uint32_t)getpid();
+    h.client_name = (char *)(name ? name : "");
+    Mcefa__Request req = MCEFA__REQUEST__INIT;
+    req.body_case = MCEFA__REQUEST__BODY_HELLO;
+    req.hello = &h;
+    Mcefa__Response *resp;
+    int rc = client_call(c, &req, NULL, 0, &resp);
+    if (rc < 0)
+        return rc;
+    if (resp->body_case != MCEFA__RESPONSE__BODY_WELCOME) {
+        mcefa__response__free_unpacked(resp, NULL);
+        return client_error(-EPROTO, "mcefad answered hello without a welcome");
+    }
+    Mcefa__Welcome *w = resp->welcome;
+    int fd = wire_reader_take_fd(&c->rd);
+    if (fd < 0) {
+        mcefa__response__free_unpacked(resp, NULL);
+        return client_error(-EPROTO, "mcefad's welcome came without the completion area descriptor");
+    }
+    c->session_id = w->session_id;
+    c->cq_slots = w->completion_slots;
+    c->cq_len = shm_cq_size(w->completion_slots);
+    snprintf(c->hostname, sizeof(c->hostname), "%s", w->hostname);
+    snprintf(c->version, sizeof(c->version), "%s", w->daemon_version);
+    mcefa__response__free_unpacked(resp, NULL);
+    c->cq = mmap(NULL, c->cq_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int e = errno;
+    close(fd);
+    if (c->cq == MAP_FAILED) {
+        c->cq = NULL;
+        return client_error(-e, "cannot map mcefad's completion area: %s", strerror(e));
+    }
+    const shm_cq_header *h2 = c->cq;
+    if (h2->magic != SHM_CQ_MAGIC || h2->version != SHM_CQ_VERSION || h2->nslots != c->cq_slots)
+        return client_error(-EPROTO, "mcefad's completion area has an unexpected layout (version mismatch?)");
+    return 0;
+}
+
+int mcefa_connect(const char *socket_path, const char *name, mcefa_client **out)
+{
+    if (!out)
+        return client_error(-EINVAL, "mcefa_connect: out is NULL");
+    if (!socket_path || !*socket_path)
+        socket_path = getenv(MCEFA_SOCKET_ENV);
+    if (!socket_path || !*socket_path)
+        socket_path = MCEFA_DEFAULT_SOCKET;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(socket_path) >= sizeof(sa.sun_path))
+        return client_error(-ENAMETOOLONG, "socket path '%s' is too long", socket_path);
+    strcpy(sa.sun_path, socket_path);
+
+    mcefa_client *c = calloc(1, sizeof(*c));
+    if (!c)
+        return client_error(-ENOMEM, "out of memory");
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_mutex_init(&c->alloc_lock, NULL);
+    wire_reader_init(&c->rd, WIRE_MAX_FRAME_DEFAULT);
+    c->sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->sock < 0) {
+        int e = -errno;
+        mcefa_disconnect(c);
+        return client_error(e, "cannot create a Unix socket: %s", strerror(-e));
+    }
+    if (connect(c->sock, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int e = -errno;
+        mcefa_disconnect(c);
+        if (e == -ENOENT || e == -ECONNREFUSED)
+            return client_error(-ECONNREFUSED,
+                                "no mcefad listens on %s: start the daemon (systemctl start mcefad) or set %s",
+                                socket_path, MCEFA_SOCKET_ENV);
+        if (e == -EACCES)
+            return client_error(e, "permission denied on %s: join the daemon's group (mcefa)", socket_path);
+        return client_error(e, "cannot connect to %s: %s", socket_path, strerror(-e));
+    }
+    int rc = hello(c, name);
+    if (rc < 0) {
+        mcefa_disconnect(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+void mcefa_disconnect(mcefa_client *c)
+{
+    if (!c)
+        return;
+    if (c->sock >= 0)
+        close(c->sock);
+    if (c->cq)
+        munmap(c->cq, c->cq_len);
+    wire_reader_free(&c->rd);
+    pthread_mutex_lock(&c->alloc_lock);
+    for (alloc_rec *a = c->allocs, *n; a; a = n) {
+        n = a->next;
+        /* Buffers stay mapped: the caller may still use them; only our
+         * bookkeeping and descriptor go. */
+        close(a->fd);
+        free(a);
+    }
+    pthread_mutex_unlock(&c->alloc_lock);
+    pthread_mutex_destroy(&c->lock);
+    pthread_mutex_destroy(&c->alloc_lock);
+    free(c);
+}
+
+const char *mcefa_daemon_hostname(const mcefa_client *c)
+{
+    return c->hostname;
+}
+
+const char *mcefa_daemon_version(const mcefa_client *c)
+{
+    return c->version;
+}
+
+int mcefa_segment_export(mcefa_client *c, const char *name, char *name_out, size_t name_out_len)
+{
+    Mcefa__ExportSegment m = MCEFA__EXPORT_SEGMENT__INIT;
+    m.name = (char *)(name ? name : "");
+    Mcefa__Request req = MCEFA__REQUEST__INIT;
+    req.body_case = MCEFA__REQUEST__BODY_EXPORT_SEGMENT;
+    req.export_segment = &m;
+    Mcefa__Response *resp;
+    int rc = client_call(c, &req, NULL, 0, &resp);
+    if (rc < 0)
+        return rc;
+    if (name_out && name_out_len)
+        snprintf(name_out, name_out_len, "%s",
+                 resp->body_case == MCEFA__RESPONSE__BODY_SEGMENT_EXPORTED ? resp->segment_exported->name : "");
+    mcefa__response__free_unpacked(resp, NULL);
+    return 0;
+}
+
+int mcefa_segment_open(mcefa_client *c, const char *name, mcefa_segment *out)
+{
+    if (!name || !out)
+        return client_error(-EINVAL, "mcefa_segment_open: name and out must not be NULL");
+    Mcefa__OpenSegment m = MCEFA__OPEN_SEGMENT__INIT;
+    m.name = (char *)name;
+    Mcefa__Request req = MCEFA__REQUEST__INIT;
+    req.body_case = MCEFA__REQUEST__BODY_OPEN_SEGMENT;
+    req.open_segment = &m;
+    Mcefa__Response *resp;
+    int rc = client_call(c, &req, NULL, 0, &resp);
+    if (rc < 0)
+        return rc;
+    *out = resp->segment_info->handle;
+    mcefa__response__free_unpacked(resp, NULL);
+    return 0;
+}
+
+int mcefa_segment_regions(mcefa_client *c, mcefa_segment seg, mcefa_region_info *regions, size_t max)
+{
+    Mcefa__QuerySegment m = MCEFA__QUERY_SEGMENT__INIT;
+    m.handle = seg;
+    Mcefa__Request req = MCEFA__REQUEST__INIT;
+    req.body_case = MCEFA__REQUEST__BODY_QUERY_SEGMENT;
+    req.query_segment = &m;
+    Mcefa__Response *resp;
+    int rc = client_call(c, &req, NULL, 0, &resp);
+    if (rc < 0)
+        return rc;
+    Mcefa__SegmentInfo *si = resp->segment_info;
+    for (size_t i = 0; i < si->n_regions && i < max; i++) {
+        regions[i].addr = si->regions[i]->addr;
+        regions[i].length = si->regions[i]->length;
+        regions[i].numa_node = si->regions[i]->numa_node;
+    }
+    rc = (int)si->n_regions;
+    mcefa__response__free_unpacked(resp, NULL);
+    return rc;
+}
+
+int mcefa_segment_close(mcefa_client *c, mcefa_segment seg)
+{
+    Mcefa__CloseSegment m = MCEFA__CLOSE_SEGMENT__INIT;
+    m.handle = seg;
+    Mcefa__Request req = MCEFA__REQUEST__INIT;
+    req.body_case = MCEFA__REQUEST__BODY_CLOSE_SEGMENT;
+    req.close_segment = &m;
+    return client_call_simple(c, &req);
+}
+
+int mcefa_status(mcefa_client *c, mcefa_daemon_status *st)
+{
+    Mcefa__StatusQuery m = MCEFA__STATUS_QUERY__INIT;
+    Mcefa__Request req = MCEFA__REQUEST__INIT;
+    req.body_case = MCEFA__REQUEST__BODY_STATUS;
+    req.status = &m;
+    Mcefa__Response *resp;
+    int rc = client_call(c, &req, NULL, 0, &resp);
+    if (rc < 0)
+        return rc;
+    Mcefa__DaemonStatus *d = resp->daemon_status;
+    memset(st, 0, sizeof(*st));
+    snprintf(st->version, sizeof(st->version), "%s", d->daemon_version);
+    snprintf(st->hostname, sizeof(st->hostname), "%s", d->hostname);
+    st->epoch = d->epoch;
+    st->uptime_ms = d->uptime_ms;
+    st->clients = (uint32_t)d->n_clients;
+    st->bytes_copied = d->bytes_copied;
+    st->transfers_completed = d->transfers_completed;
+    st->transfers_failed = d->transfers_failed;
+    st->protocol_errors = d->protocol_errors;
+    mcefa__response__free_unpacked(resp, NULL);
+    return 0;
+}

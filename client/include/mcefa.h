@@ -1,0 +1,176 @@
+/* libmcefa: the client library of the mcefad transfer daemon.
+ *
+ * A process connects to the daemon on its host, allocates shareable host
+ * buffers (or registers ranges of them), exports a segment under a name
+ * other processes can open, and submits batches of one-sided reads and
+ * writes into segments it opened. Transfers complete asynchronously; their
+ * status lives in shared memory and is polled without a system call.
+ *
+ * Every function returns 0 (or a count) on success and a negative errno on
+ * failure. mcefa_strerror() turns the code into text; mcefa_last_error()
+ * returns the daemon's explanation of the calling thread's last failure.
+ *
+ * A client handle may be used from several threads at once; a batch from
+ * one thread at a time.
+ */
+#ifndef MCEFA_H
+#define MCEFA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MCEFA_DEFAULT_SOCKET "/run/mcefad/mcefad.sock"
+/* Environment variable naming the daemon socket when the caller passes NULL. */
+#define MCEFA_SOCKET_ENV "MCEFAD_SOCKET"
+
+typedef struct mcefa_client mcefa_client;
+typedef struct mcefa_batch mcefa_batch;
+/* Handle of an opened segment, valid on the connection that opened it. */
+typedef uint64_t mcefa_segment;
+
+/* ---- Connection ------------------------------------------------------- */
+
+/* Connects to mcefad. socket_path NULL: $MCEFAD_SOCKET, else
+ * MCEFA_DEFAULT_SOCKET. name labels the client in logs and status. */
+int mcefa_connect(const char *socket_path, const char *name, mcefa_client **out);
+
+/* Closes the connection; the daemon releases its registrations, segment and
+ * batches. Buffers from mcefa_alloc stay mapped until mcefa_free. */
+void mcefa_disconnect(mcefa_client *c);
+
+/* Host name the daemon uses in segment names, and its version. */
+const char *mcefa_daemon_hostname(const mcefa_client *c);
+const char *mcefa_daemon_version(const mcefa_client *c);
+
+/* ---- Memory ----------------------------------------------------------- */
+
+#define MCEFA_ALLOC_HUGE 0x1u /* back with huge pages (needs hugetlbfs pages) */
+
+/* Allocates size bytes of host memory the daemon can share: a sealed memfd
+ * mapped into this process. numa_node >= 0 binds the pages to that node
+ * (-1: no binding). The memory is not yet registered. */
+int mcefa_alloc(mcefa_client *c, size_t size, int numa_node, unsigned flags, void **out);
+
+/* Frees memory from mcefa_alloc. Unregister ranges of it first: the daemon
+ * keeps its own mapping of registered memory until they are unregistered. */
+int mcefa_free(mcefa_client *c, void *ptr);
+
+/* Registers [addr, addr+len), which must lie inside one mcefa_alloc buffer.
+ * Regions may not overlap. */
+int mcefa_register(mcefa_client *c, void *addr, size_t len);
+
+/* Registers [addr, addr+len), a mapping of memfd fd at offset that the
+ * caller made itself. The memfd must be sealed with F_SEAL_SHRINK. */
+int mcefa_register_fd(mcefa_client *c, void *addr, size_t len, int fd, uint64_t offset, int numa_node);
+
+/* Unregisters the region that starts at addr. */
+int mcefa_unregister(mcefa_client *c, void *addr);
+
+/* ---- Segments --------------------------------------------------------- */
+
+/* Exports this client's registered memory as a segment. name NULL or "":
+ * the daemon picks "hostname:N" (unique on the host, Mooncake style). The
+ * chosen name is copied to name_out (if not NULL). */
+int mcefa_segment_export(mcefa_client *c, const char *name, char *name_out, size_t name_out_len);
+
+typedef struct mcefa_region_info {
+    uint64_t addr;
+    uint64_t length;
+    int numa_node;
+} mcefa_region_info;
+
+/* Opens a segment by name. Opening the same segment again returns the same
+ * handle (close it as many times). */
+int mcefa_segment_open(mcefa_client *c, const char *name, mcefa_segment *out);
+
+/* Copies up to max regions of the segment (as registered now) into regions;
+ * returns how many it has in all (may exceed max). */
+int mcefa_segment_regions(mcefa_client *c, mcefa_segment seg, mcefa_region_info *regions, size_t max);
+
+int mcefa_segment_close(mcefa_client *c, mcefa_segment seg);
+
+/* ---- Transfers -------------------------------------------------------- */
+
+enum mcefa_opcode {
+    MCEFA_READ = 0,  /* segment -> local memory */
+    MCEFA_WRITE = 1, /* local memory -> segment */
+};
+
+typedef struct mcefa_transfer {
+    int opcode;           /* enum mcefa_opcode */
+    void *local;          /* inside a registered region of this client */
+    mcefa_segment segment;
+    uint64_t remote;      /* address inside the segment's registered regions */
+    uint64_t length;
+} mcefa_transfer;
+
+enum mcefa_transfer_state {
+    MCEFA_IDLE = 0,         /* not submitted */
+    MCEFA_PENDING = 1,
+    MCEFA_COMPLETED = 2,
+    MCEFA_FAILED = 3,
+};
+
+/* A batch holds up to capacity transfers, submitted in one or more calls. */
+int mcefa_batch_alloc(mcefa_client *c, uint32_t capacity, mcefa_batch **out);
+
+/* Frees a batch; -EBUSY while transfers of it are in flight. */
+int mcefa_batch_free(mcefa_batch *b);
+
+/* Submits n transfers (asynchronous). Every address is checked before any
+ * byte moves: on error nothing of this call was started. Returns the batch
+ * index of the first transfer. */
+int mcefa_batch_submit(mcefa_batch *b, const mcefa_transfer *t, size_t n);
+
+/* State of transfer idx (from shared memory, no system call); *err gets its
+ * error (0 or a negative errno) when it failed. */
+int mcefa_batch_state(const mcefa_batch *b, uint32_t idx, int *err);
+
+/* Transfers submitted and finished so far (finished = completed or failed). */
+void mcefa_batch_progress(const mcefa_batch *b, uint32_t *submitted, uint32_t *finished, uint32_t *failed);
+
+/* Waits until every submitted transfer finished, up to timeout_ms (-1: no
+ * limit). Returns 0 if all completed, the error of the first failed one,
+ * -ETIMEDOUT, or -ECONNRESET if the daemon went away. */
+int mcefa_batch_wait(mcefa_batch *b, int timeout_ms);
+
+/* Fetches the daemon's explanation of transfer idx's failure into buf. */
+int mcefa_batch_error_text(mcefa_batch *b, uint32_t idx, char *buf, size_t len);
+
+/* Synchronous: submits n transfers in one batch and waits for them. */
+int mcefa_transfer_sync(mcefa_client *c, const mcefa_transfer *t, size_t n, int timeout_ms);
+
+/* ---- Status ----------------------------------------------------------- */
+
+typedef struct mcefa_daemon_status {
+    char version[32];
+    char hostname[256];
+    uint64_t epoch;
+    uint64_t uptime_ms;
+    uint32_t clients;
+    uint64_t bytes_copied;
+    uint64_t transfers_completed;
+    uint64_t transfers_failed;
+    uint64_t protocol_errors;
+} mcefa_daemon_status;
+
+int mcefa_status(mcefa_client *c, mcefa_daemon_status *st);
+
+/* ---- Errors ----------------------------------------------------------- */
+
+/* Text for a negative errno returned by this library. */
+const char *mcefa_strerror(int err);
+
+/* The daemon's (or library's) explanation of the calling thread's last
+ * failure; "" if there was none. */
+const char *mcefa_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

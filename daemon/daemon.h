@@ -1,0 +1,164 @@
+/* mcefad's shared state: the process-wide context, client sessions and the
+ * objects they own. The event-loop thread owns everything here except what
+ * is marked atomic (touched by copy threads too). */
+#ifndef MCEFAD_DAEMON_H
+#define MCEFAD_DAEMON_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "config.h"
+#include "mcefa.pb-c.h"
+#include "region.h"
+#include "wire.h"
+
+#define MCEFAD_VERSION "0.1.0"
+
+struct session;
+
+/* An exported segment name. Opened handles keep the entry alive; when its
+ * owner goes away owner becomes NULL and the name is free for reuse. */
+typedef struct segment_entry {
+    char *name;
+    struct session *owner;
+    unsigned refs;
+    struct segment_entry *next;
+} segment_entry;
+
+typedef struct open_segment {
+    uint64_t handle;
+    segment_entry *seg;
+    unsigned opens;
+} open_segment;
+
+/* One transfer inside a batch: its copy may be split into chunks. */
+typedef struct xfer_req {
+    _Atomic uint32_t remaining; /* chunks not finished */
+    _Atomic int32_t err;        /* first chunk error */
+} xfer_req;
+
+typedef struct batch {
+    uint64_t id;
+    uint32_t first_slot; /* header slot in the completion area */
+    uint32_t capacity;
+    uint32_t count;      /* transfers submitted so far */
+    _Atomic uint32_t pending;
+    _Atomic uint32_t *state; /* daemon's own copy of each transfer's state */
+    int32_t *err;
+    xfer_req *reqs;
+    struct batch *next;
+} batch;
+
+typedef struct outbuf {
+    struct outbuf *next;
+    uint8_t *data;
+    size_t len, off;
+    int fds[2];
+    unsigned nfds;
+} outbuf;
+
+typedef struct session {
+    _Atomic int refs;
+    uint64_t id;
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+    char name[64];
+    int fd;
+    uv_poll_t poll;
+    int poll_events;
+    bool hello_done;
+    bool closing;
+    bool close_after_flush;
+    unsigned protocol_errors;
+    wire_reader rd;
+    outbuf *out_head, *out_tail;
+    size_t out_bytes;
+
+    region_table regions;
+
+    void *cq; /* completion area mapping */
+    size_t cq_len;
+    uint32_t cq_slots;
+
+    batch *batches;
+    uint64_t next_batch_id;
+
+    segment_entry *exported;
+    open_segment *opens;
+    size_t nopens, capopens;
+    uint64_t next_handle;
+
+    _Atomic uint64_t inflight;
+    struct session *prev, *next;
+} session;
+
+typedef struct daemon_ctx {
+    mcefad_config cfg;
+    uv_loop_t *loop;
+    char hostname[256];
+    uint64_t epoch;
+    uint64_t start_ms;
+    session *sessions;
+    unsigned nsessions;
+    uint64_t next_session_id;
+    segment_entry *segments;
+    uint64_t next_segment_port;
+    _Atomic uint64_t bytes_copied;
+    _Atomic uint64_t transfers_completed;
+    _Atomic uint64_t transfers_failed;
+    _Atomic uint64_t protocol_errors;
+} daemon_ctx;
+
+extern daemon_ctx mcefad;
+
+uint64_t daemon_now_ms(void);
+
+/* session.c */
+session *session_new(int fd);
+void session_ref(session *s);
+void session_unref(session *s);
+/* Drops the client: registrations, segment, batches; in-flight work keeps
+ * what it uses alive until it finishes. */
+void session_teardown(session *s);
+
+/* segment.c */
+int segment_export(session *s, const char *name, const char **why);
+void segment_unexport(session *s);
+segment_entry *segment_lookup(const char *name);
+/* Per-session handles of opened segments. */
+open_segment *segment_open_find(session *s, uint64_t handle);
+int segment_open(session *s, segment_entry *e, uint64_t *handle);
+int segment_close(session *s, uint64_t handle);
+void segment_close_all(session *s);
+
+/* rpc.c: request handlers. The context owns everything a reply points to. */
+typedef struct rpc_ctx {
+    void **allocs;
+    size_t nallocs, cap;
+    int fds[2];
+    unsigned nfds;
+    bool close_after_reply;
+} rpc_ctx;
+
+void *rpc_alloc(rpc_ctx *ctx, size_t size);
+void rpc_ctx_free(rpc_ctx *ctx);
+/* Sets a failed reply: status is a negative errno, the text says why. */
+void rpc_fail(rpc_ctx *ctx, Mcefa__Response *resp, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void rpc_handle(session *s, const Mcefa__Request *req, Mcefa__Response *resp, rpc_ctx *ctx);
+
+/* xfer.c: batches and transfers. */
+void xfer_alloc_batch(session *s, const Mcefa__AllocBatch *m, Mcefa__Response *resp, rpc_ctx *ctx);
+void xfer_free_batch(session *s, const Mcefa__FreeBatch *m, Mcefa__Response *resp, rpc_ctx *ctx);
+void xfer_submit(session *s, const Mcefa__SubmitBatch *m, Mcefa__Response *resp, rpc_ctx *ctx);
+void xfer_batch_status(session *s, const Mcefa__BatchStatusQuery *m, Mcefa__Response *resp, rpc_ctx *ctx);
+
+/* server.c */
+int server_start(void);
+void server_stop(void);
+
+#endif

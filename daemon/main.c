@@ -1,0 +1,126 @@
+/* mcefad: configuration, start-up order, signals, shutdown. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "local.h"
+#include "log.h"
+
+daemon_ctx mcefad;
+
+uint64_t daemon_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Values the parser cannot judge alone. */
+static int config_validate(const mcefad_config *c)
+{
+    int bad = 0;
+#define BAD(...)                                   \
+    do {                                           \
+        fprintf(stderr, "mcefad: " __VA_ARGS__);   \
+        fputc('\n', stderr);                       \
+        bad = -EINVAL;                             \
+    } while (0)
+    if (log_parse_level(c->log_level) < 0)
+        BAD("log_level '%s' is not one of error, warn, info, debug", c->log_level);
+    if (!*c->socket_path)
+        BAD("socket_path is empty");
+    if (c->socket_mode > 0777)
+        BAD("socket_mode %llo is not a permission mask (0000-0777)", (unsigned long long)c->socket_mode);
+    if (c->copy_threads < 1 || c->copy_threads > 256)
+        BAD("copy_threads %llu is out of range (1-256)", (unsigned long long)c->copy_threads);
+    if (c->completion_slots < 2 || c->completion_slots > (1u << 24))
+        BAD("completion_slots %llu is out of range (2-16777216)", (unsigned long long)c->completion_slots);
+    if (c->max_frame_bytes < 4096 || c->max_frame_bytes > (1u << 30))
+        BAD("max_frame_bytes %llu is out of range (4096-1073741824)", (unsigned long long)c->max_frame_bytes);
+    if (c->copy_chunk_bytes < 4096)
+        BAD("copy_chunk_bytes %llu is too small (at least 4096)", (unsigned long long)c->copy_chunk_bytes);
+    if (c->max_clients < 1)
+        BAD("max_clients must be at least 1");
+    if (c->max_regions_per_client < 1)
+        BAD("max_regions_per_client must be at least 1");
+    if (c->segment_port_base > 65535)
+        BAD("segment_port_base %llu is not a port number", (unsigned long long)c->segment_port_base);
+#undef BAD
+    return bad;
+}
+
+static uv_signal_t sig_int, sig_term;
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    log_info("%s received: shutting down", strsignal(signum));
+    server_stop();
+    uv_signal_stop(&sig_int);
+    uv_signal_stop(&sig_term);
+    uv_close((uv_handle_t *)&sig_int, NULL);
+    uv_close((uv_handle_t *)&sig_term, NULL);
+    (void)h;
+}
+
+int main(int argc, char **argv)
+{
+    int rc = config_load(&mcefad.cfg, argc, argv);
+    if (rc == 0)
+        rc = config_validate(&mcefad.cfg);
+    if (rc != 0) {
+        config_free(&mcefad.cfg);
+        return rc > 0 ? 0 : 2;
+    }
+    if (mcefad.cfg.check_only) {
+        printf("configuration OK%s%s\n", mcefad.cfg.config_file ? ": " : "",
+               mcefad.cfg.config_file ? mcefad.cfg.config_file : "");
+        config_free(&mcefad.cfg);
+        return 0;
+    }
+    log_threshold = log_parse_level(mcefad.cfg.log_level);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (*mcefad.cfg.hostname)
+        snprintf(mcefad.hostname, sizeof(mcefad.hostname), "%s", mcefad.cfg.hostname);
+    else if (gethostname(mcefad.hostname, sizeof(mcefad.hostname) - 1) < 0)
+        strcpy(mcefad.hostname, "localhost");
+    /* The epoch tells peers this is a new incarnation of the daemon. */
+    if (getrandom(&mcefad.epoch, sizeof(mcefad.epoch), 0) != sizeof(mcefad.epoch))
+        mcefad.epoch = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    mcefad.epoch |= 1;
+    mcefad.start_ms = daemon_now_ms();
+    mcefad.next_segment_port = mcefad.cfg.segment_port_base;
+    mcefad.loop = uv_default_loop();
+
+    if ((rc = local_init((unsigned)mcefad.cfg.copy_threads)) < 0) {
+        log_error("cannot start %llu copy threads: %s", (unsigned long long)mcefad.cfg.copy_threads,
+                  strerror(-rc));
+        return 1;
+    }
+    if ((rc = server_start()) < 0) {
+        local_shutdown();
+        return 1;
+    }
+    uv_signal_init(mcefad.loop, &sig_int);
+    uv_signal_init(mcefad.loop, &sig_term);
+    uv_signal_start(&sig_int, on_signal, SIGINT);
+    uv_signal_start(&sig_term, on_signal, SIGTERM);
+    log_info("mcefad %s ready on host %s (epoch %016llx, %llu copy threads)", MCEFAD_VERSION, mcefad.hostname,
+             (unsigned long long)mcefad.epoch, (unsigned long long)mcefad.cfg.copy_threads);
+
+    uv_run(mcefad.loop, UV_RUN_DEFAULT);
+
+    /* Copies in flight finish before the threads go; sessions are freed as
+     * their last transfer completes. */
+    local_shutdown();
+    uv_loop_close(mcefad.loop);
+    config_free(&mcefad.cfg);
+    log_info("stopped");
+    return 0;
+}

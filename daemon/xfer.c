@@ -1,0 +1,314 @@
+/* Batches and transfers: slot allocation in the completion area, the bounds
+ * check of every request before anything moves, splitting into copy jobs,
+ * and completion reporting. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "local.h"
+#include "log.h"
+#include "shm/completion.h"
+
+typedef struct xfer_chunk {
+    local_job job; /* first: the copy thread hands us back this pointer */
+    session *s;
+    batch *b;
+    uint32_t idx;
+    region *lr, *rr;
+} xfer_chunk;
+
+static batch *find_batch(session *s, uint64_t id)
+{
+    for (batch *b = s->batches; b; b = b->next)
+        if (b->id == id)
+            return b;
+    return NULL;
+}
+
+static void batch_destroy(batch *b)
+{
+    free(b->state);
+    free(b->err);
+    free(b->reqs);
+    free(b);
+}
+
+void xfer_alloc_batch(session *s, const Mcefa__AllocBatch *m, Mcefa__Response *resp, rpc_ctx *ctx)
+{
+    uint32_t cap = m->capacity;
+    if (cap == 0 || cap >= s->cq_slots) {
+        rpc_fail(ctx, resp, -EINVAL, "batch capacity %u is out of range: it must be 1..%u (completion_slots - 1)",
+                 cap, s->cq_slots - 1);
+        return;
+    }
+    /* First fit over the batches, which are kept sorted by first slot. */
+    uint32_t need = cap + 1, start = 0;
+    batch **pp = &s->batches;
+    for (; *pp; pp = &(*pp)->next) {
+        if ((*pp)->first_slot - start >= need)
+            break;
+        start = (*pp)->first_slot + (*pp)->capacity + 1;
+    }
+    if (!*pp && s->cq_slots - start < need) {
+        rpc_fail(ctx, resp, -ENOSPC,
+                 "no room for a batch of %u transfers: the %u completion slots are taken by allocated batches; "
+                 "free finished batches (or raise completion_slots)",
+                 cap, s->cq_slots);
+        return;
+    }
+    batch *b = calloc(1, sizeof(*b));
+    if (b) {
+        b->state = calloc(cap, sizeof(*b->state));
+        b->err = calloc(cap, sizeof(*b->err));
+        b->reqs = calloc(cap, sizeof(*b->reqs));
+    }
+    if (!b || !b->state || !b->err || !b->reqs) {
+        if (b)
+            batch_destroy(b);
+        rpc_fail(ctx, resp, -ENOMEM, "out of memory allocating a batch of %u transfers", cap);
+        return;
+    }
+    b->id = s->next_batch_id++;
+    b->first_slot = start;
+    b->capacity = cap;
+    b->next = *pp;
+    *pp = b;
+    memset(shm_cq_slots(s->cq) + start, 0, (size_t)need * sizeof(shm_cq_slot));
+
+    Mcefa__BatchAllocated *ba = rpc_alloc(ctx, sizeof(*ba));
+    mcefa__batch_allocated__init(ba);
+    ba->batch_id = b->id;
+    ba->first_slot = b->first_slot;
+    ba->capacity = cap;
+    resp->body_case = MCEFA__RESPONSE__BODY_BATCH_ALLOCATED;
+    resp->batch_allocated = ba;
+}
+
+void xfer_free_batch(session *s, const Mcefa__FreeBatch *m, Mcefa__Response *resp, rpc_ctx *ctx)
+{
+    batch **pp = &s->batches;
+    while (*pp && (*pp)->id != m->batch_id)
+        pp = &(*pp)->next;
+    if (!*pp) {
+        rpc_fail(ctx, resp, -ENOENT, "batch %" PRIu64 " is not allocated on this connection (freed twice?)",
+                 m->batch_id);
+        return;
+    }
+    batch *b = *pp;
+    uint32_t pending = atomic_load_explicit(&b->pending, memory_order_acquire);
+    if (pending) {
+        rpc_fail(ctx, resp, -EBUSY, "batch %" PRIu64 " still has %u transfers in flight; wait for them first",
+                 b->id, pending);
+        return;
+    }
+    *pp = b->next;
+    batch_destroy(b);
+}
+
+/* Records the end of transfer idx and wakes the client. Any thread. */
+static void finish(session *s, batch *b, uint32_t idx, int err)
+{
+    b->err[idx] = err;
+    atomic_store_explicit(&b->state[idx], err ? MCEFA_STATE_FAILED : MCEFA_STATE_COMPLETED, memory_order_release);
+    shm_cq_complete(s->cq, b->first_slot, b->first_slot + 1 + idx, err);
+    atomic_fetch_add_explicit(err ? &mcefad.transfers_failed : &mcefad.transfers_completed, 1,
+                              memory_order_relaxed);
+    atomic_fetch_sub_explicit(&s->inflight, 1, memory_order_relaxed);
+    /* Last touch of b: once pending reaches zero the loop may free it. */
+    atomic_fetch_sub_explicit(&b->pending, 1, memory_order_acq_rel);
+}
+
+static void chunk_done(local_job *job, int err)
+{
+    xfer_chunk *c = (xfer_chunk *)job;
+    session *s = c->s;
+    batch *b = c->b;
+    uint32_t idx = c->idx;
+    if (!err)
+        atomic_fetch_add_explicit(&mcefad.bytes_copied, job->len, memory_order_relaxed);
+    region_unref(c->lr);
+    region_unref(c->rr);
+    free(c);
+    xfer_req *r = &b->reqs[idx];
+    if (err) {
+        int32_t zero = 0;
+        atomic_compare_exchange_strong(&r->err, &zero, err);
+    }
+    if (atomic_fetch_sub_explicit(&r->remaining, 1, memory_order_acq_rel) == 1)
+        finish(s, b, idx, atomic_load(&r->err));
+    session_unref(s);
+}
+
+/* Checks [addr, addr+len) against a table; fills why on failure. */
+static region *check_range(const region_table *t, uint64_t addr, uint64_t len, const char *whose, uint32_t i,
+                           rpc_ctx *ctx, Mcefa__Response *resp)
+{
+    if (addr + len < addr) {
+        rpc_fail(ctx, resp, -EOVERFLOW, "transfer %u: %s range 0x%" PRIx64 " + %" PRIu64 " wraps around", i, whose,
+                 addr, len);
+        return NULL;
+    }
+    region *r = region_table_find(t, addr, len);
+    if (r)
+        return r;
+    region *near = region_table_find_addr(t, addr);
+    if (near)
+        rpc_fail(ctx, resp, -EFAULT,
+                 "transfer %u: %s range 0x%" PRIx64 " + %" PRIu64 " runs past the end of its registered region "
+                 "0x%" PRIx64 " + %" PRIu64,
+                 i, whose, addr, len, near->addr, near->length);
+    else
+        rpc_fail(ctx, resp, -EFAULT,
+                 "transfer %u: %s address 0x%" PRIx64 " is not inside any registered region (register the memory "
+                 "first)",
+                 i, whose, addr);
+    return NULL;
+}
+
+void xfer_submit(session *s, const Mcefa__SubmitBatch *m, Mcefa__Response *resp, rpc_ctx *ctx)
+{
+    batch *b = find_batch(s, m->batch_id);
+    if (!b) {
+        rpc_fail(ctx, resp, -ENOENT, "batch %" PRIu64 " is not allocated on this connection", m->batch_id);
+        return;
+    }
+    size_t n = m->n_transfers;
+    if (n > b->capacity - b->count) {
+        rpc_fail(ctx, resp, -ENOSPC,
+                 "batch %" PRIu64 " holds %u transfers and %u are already submitted; %zu more do not fit "
+                 "(allocate a larger batch)",
+                 b->id, b->capacity, b->count, n);
+        return;
+    }
+    if (n == 0) {
+        rpc_fail(ctx, resp, -EINVAL, "empty submission to batch %" PRIu64 ": give at least one transfer", b->id);
+        return;
+    }
+    /* Validate everything first: a rejected submission moves no byte. */
+    region **lr = rpc_alloc(ctx, n * sizeof(*lr));
+    region **rr = rpc_alloc(ctx, n * sizeof(*rr));
+    uint64_t chunk = mcefad.cfg.copy_chunk_bytes ? mcefad.cfg.copy_chunk_bytes : UINT64_MAX;
+    for (size_t i = 0; i < n; i++) {
+        const Mcefa__Transfer *t = m->transfers[i];
+        if (t->opcode != MCEFA__OPCODE__OP_READ && t->opcode != MCEFA__OPCODE__OP_WRITE) {
+            rpc_fail(ctx, resp, -EINVAL, "transfer %zu: unknown opcode %d (0 = read, 1 = write)", i, t->opcode);
+            return;
+        }
+        open_segment *o = segment_open_find(s, t->segment);
+        if (!o) {
+            rpc_fail(ctx, resp, -EBADF, "transfer %zu: segment handle %" PRIu64
+                                        " is not open on this connection (open the segment first)",
+                     i, t->segment);
+            return;
+        }
+        if (!o->seg->owner) {
+            rpc_fail(ctx, resp, -ENOTCONN,
+                     "transfer %zu: segment '%s' is gone (its client disconnected); open it again once it is back",
+                     i, o->seg->name);
+            return;
+        }
+        if (!(lr[i] = check_range(&s->regions, t->local_addr, t->length, "local", (uint32_t)i, ctx, resp)))
+            return;
+        char whose[300];
+        snprintf(whose, sizeof(whose), "segment '%s'", o->seg->name);
+        if (!(rr[i] = check_range(&o->seg->owner->regions, t->remote_addr, t->length, whose, (uint32_t)i, ctx,
+                                  resp)))
+            return;
+    }
+
+    uint32_t first = b->count;
+    xfer_chunk *head = NULL, *tail = NULL;
+    size_t njobs = 0;
+    for (size_t i = 0; i < n; i++) {
+        const Mcefa__Transfer *t = m->transfers[i];
+        uint32_t idx = first + (uint32_t)i;
+        shm_cq_slot *slot = shm_cq_slots(s->cq) + b->first_slot + 1 + idx;
+        atomic_store_explicit(&slot->state, MCEFA_STATE_PENDING, memory_order_relaxed);
+        atomic_store_explicit(&b->state[idx], MCEFA_STATE_PENDING, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->pending, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->inflight, 1, memory_order_relaxed);
+        if (t->length == 0) {
+            finish(s, b, idx, 0);
+            continue;
+        }
+        uint32_t pieces = (uint32_t)((t->length + chunk - 1) / chunk);
+        atomic_store(&b->reqs[idx].remaining, pieces);
+        atomic_store(&b->reqs[idx].err, 0);
+        char *local = region_translate(lr[i], t->local_addr);
+        char *remote = region_translate(rr[i], t->remote_addr);
+        for (uint64_t off = 0; off < t->length; off += chunk) {
+            xfer_chunk *c = calloc(1, sizeof(*c));
+            if (!c) {
+                /* Count the pieces we will never queue as failed so the
+                 * transfer still completes (with ENOMEM). */
+                uint32_t left = (uint32_t)((t->length - off + chunk - 1) / chunk);
+                int32_t zero = 0;
+                atomic_compare_exchange_strong(&b->reqs[idx].err, &zero, -ENOMEM);
+                if (atomic_fetch_sub(&b->reqs[idx].remaining, left) == left)
+                    finish(s, b, idx, -ENOMEM);
+                break;
+            }
+            uint64_t len = t->length - off < chunk ? t->length - off : chunk;
+            c->s = s;
+            c->b = b;
+            c->idx = idx;
+            c->lr = lr[i];
+            c->rr = rr[i];
+            region_ref(c->lr);
+            region_ref(c->rr);
+            session_ref(s);
+            if (t->opcode == MCEFA__OPCODE__OP_WRITE) {
+                c->job.dst = remote + off;
+                c->job.src = local + off;
+            } else {
+                c->job.dst = local + off;
+                c->job.src = remote + off;
+            }
+            c->job.len = len;
+            c->job.done = chunk_done;
+            if (tail)
+                tail->job.next = &c->job;
+            else
+                head = c;
+            tail = c;
+            njobs++;
+        }
+    }
+    b->count += (uint32_t)n;
+    if (head)
+        local_submit(&head->job, &tail->job, njobs);
+    Mcefa__BatchSubmitted *bs = rpc_alloc(ctx, sizeof(*bs));
+    mcefa__batch_submitted__init(bs);
+    bs->first_index = first;
+    resp->body_case = MCEFA__RESPONSE__BODY_BATCH_SUBMITTED;
+    resp->batch_submitted = bs;
+}
+
+void xfer_batch_status(session *s, const Mcefa__BatchStatusQuery *m, Mcefa__Response *resp, rpc_ctx *ctx)
+{
+    batch *b = find_batch(s, m->batch_id);
+    if (!b) {
+        rpc_fail(ctx, resp, -ENOENT, "batch %" PRIu64 " is not allocated on this connection", m->batch_id);
+        return;
+    }
+    Mcefa__BatchStatus *bs = rpc_alloc(ctx, sizeof(*bs));
+    mcefa__batch_status__init(bs);
+    bs->n_transfers = b->count;
+    bs->transfers = rpc_alloc(ctx, b->count * sizeof(*bs->transfers) + 1);
+    for (uint32_t i = 0; i < b->count; i++) {
+        Mcefa__TransferStatus *ts = rpc_alloc(ctx, sizeof(*ts));
+        mcefa__transfer_status__init(ts);
+        ts->state = atomic_load_explicit(&b->state[i], memory_order_acquire);
+        ts->error = b->err[i];
+        if (ts->state == MCEFA_STATE_FAILED) {
+            char *txt = rpc_alloc(ctx, 160);
+            snprintf(txt, 160, "transfer %u failed: %s", i, strerror(-ts->error));
+            ts->error_text = txt;
+        }
+        bs->transfers[i] = ts;
+    }
+    resp->body_case = MCEFA__RESPONSE__BODY_BATCH_STATUS;
+    resp->batch_status = bs;
+}
