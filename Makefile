@@ -56,10 +56,10 @@ LIBMCEFA_A := $(B)/libmcefa.a
 LIBMCEFA_SO := $(B)/libmcefa.so.0
 TOOLS := $(B)/mcefa-bench
 TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/check_*.c))
-TEST_HELPERS := $(B)/tests/test-client
+
 
 .PHONY: all check install clean bench docs-config
-all: $(B)/mcefad $(LIBMCEFA_A) $(LIBMCEFA_SO) $(TOOLS) $(TESTS) $(TEST_HELPERS)
+all: $(B)/mcefad $(LIBMCEFA_A) $(LIBMCEFA_SO) $(TOOLS) $(TESTS)
 
 $(B)/proto/mcefa.pb-c.c $(B)/proto/mcefa.pb-c.h: proto/mcefa.proto
 	@mkdir -p $(B)/proto
@@ -89,10 +89,6 @@ CLIENT_LINK := $(LIBMCEFA_A) $(PB_LIBS) -lnuma -lpthread
 $(B)/mcefa-bench: $(call obj,tools/mcefa-bench.c) $(LIBMCEFA_A)
 	$(CC) $(LDFLAGS) -o $@ $< $(CLIENT_LINK) -lm
 
-$(B)/tests/test-client: $(call obj,tests/test-client.c) $(LIBMCEFA_A)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< $(CLIENT_LINK)
-
 $(B)/obj/tests/%.o: tests/%.c $(PROTO_GEN)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Idaemon $(CHECK_CFLAGS) $(CFLAGS) -MMD -c -o $@ $<
@@ -106,7 +102,11 @@ $(B)/tests/check_config: $(call obj,tests/check_config.c daemon/config.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)
 
-$(B)/tests/check_%: $(call obj,tests/check_%.c) $(LIBMCEFA_A)
+$(B)/tests/check_shm: $(call obj,tests/check_shm.c shm/memfd.c shm/completion.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)
+
+$(B)/tests/check_%: $(B)/obj/tests/check_%.o $(LIBMCEFA_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(CLIENT_LINK) $(CHECK_LIBS)
 

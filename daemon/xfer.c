@@ -110,14 +110,17 @@ void xfer_free_batch(session *s, const Mcefa__FreeBatch *m, Mcefa__Response *res
 /* Records the end of transfer idx and wakes the client. Any thread. */
 static void finish(session *s, batch *b, uint32_t idx, int err)
 {
+    uint32_t hdr = b->first_slot;
     b->err[idx] = err;
     atomic_store_explicit(&b->state[idx], err ? MCEFA_STATE_FAILED : MCEFA_STATE_COMPLETED, memory_order_release);
-    shm_cq_complete(s->cq, b->first_slot, b->first_slot + 1 + idx, err);
     atomic_fetch_add_explicit(err ? &mcefad.transfers_failed : &mcefad.transfers_completed, 1,
                               memory_order_relaxed);
     atomic_fetch_sub_explicit(&s->inflight, 1, memory_order_relaxed);
-    /* Last touch of b: once pending reaches zero the loop may free it. */
+    /* The daemon's count drops before the client is told, so a client that
+     * frees the batch as soon as it sees it done is never refused. Last
+     * touch of b: once pending reaches zero the loop may free it. */
     atomic_fetch_sub_explicit(&b->pending, 1, memory_order_acq_rel);
+    shm_cq_complete(s->cq, hdr, hdr + 1 + idx, err);
 }
 
 static void chunk_done(local_job *job, int err)

@@ -1,0 +1,689 @@
+/* End to end: a real mcefad, real client processes (forked, each with its
+ * own connection), and every kind of bad input the daemon must survive. */
+#include <sys/mman.h>
+
+#include "harness.h"
+
+static test_daemon D;
+
+static void setup(void)
+{
+    daemon_start(&D, NULL);
+}
+
+static void teardown(void)
+{
+    daemon_stop(&D);
+}
+
+static void fill(uint8_t *p, size_t len, unsigned seed)
+{
+    for (size_t i = 0; i < len; i++)
+        p[i] = (uint8_t)(i * 7 + seed + (i >> 12));
+}
+
+static int same(const uint8_t *p, size_t len, unsigned seed)
+{
+    for (size_t i = 0; i < len; i++)
+        if (p[i] != (uint8_t)(i * 7 + seed + (i >> 12)))
+            return 0;
+    return 1;
+}
+
+static mcefa_client *connect_ok(const char *name)
+{
+    mcefa_client *c = NULL;
+    int rc = mcefa_connect(D.sock, name, &c);
+    ck_assert_msg(rc == 0, "connect: %s", mcefa_last_error());
+    return c;
+}
+
+/* A target process: exports `name` over a buffer of `size` bytes whose
+ * first half holds pattern 1. It reports its buffer address on the ready
+ * pipe and then obeys one command: 'v' checks that the second half holds
+ * pattern 2 (exit 0 if so), 'q' just exits, 's' sleeps until killed. */
+typedef struct target {
+    pid_t pid;
+    int ready, go;
+    uint64_t addr;
+} target;
+
+static void target_start(target *t, const char *name, size_t size)
+{
+    int r[2], g[2];
+    ck_assert_int_eq(pipe(r), 0);
+    ck_assert_int_eq(pipe(g), 0);
+    t->pid = fork();
+    ck_assert_int_ge(t->pid, 0);
+    if (t->pid == 0) {
+        close(r[0]);
+        close(g[1]);
+        mcefa_client *c;
+        void *buf;
+        if (mcefa_connect(D.sock, "target", &c) < 0 || mcefa_alloc(c, size, -1, 0, &buf) < 0)
+            _exit(10);
+        memset(buf, 0, size);
+        fill(buf, size / 2, 1);
+        if (mcefa_register(c, buf, size) < 0 || mcefa_segment_export(c, name, NULL, 0) < 0)
+            _exit(11);
+        uint64_t a = (uint64_t)(uintptr_t)buf;
+        if (write(r[1], &a, sizeof(a)) != sizeof(a))
+            _exit(12);
+        char cmd = 'q';
+        if (read(g[0], &cmd, 1) != 1)
+            _exit(13);
+        if (cmd == 's')
+            for (;;)
+                pause();
+        int ok = cmd == 'q' || same((uint8_t *)buf + size / 2, size / 2, 2);
+        mcefa_disconnect(c);
+        _exit(ok ? 0 : 1);
+    }
+    close(r[1]);
+    close(g[0]);
+    t->ready = r[0];
+    t->go = g[1];
+    ck_assert_int_eq(read(t->ready, &t->addr, sizeof(t->addr)), (ssize_t)sizeof(t->addr));
+}
+
+static int target_finish(target *t, char cmd)
+{
+    int st;
+    ck_assert_int_eq(write(t->go, &cmd, 1), 1);
+    ck_assert_int_eq(waitpid(t->pid, &st, 0), t->pid);
+    close(t->ready);
+    close(t->go);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 100 + WTERMSIG(st);
+}
+
+/* Opens `name`, reads its first half, writes pattern 2 into its second
+ * half, all through the daemon. Returns 0 or a negative errno. */
+static int read_then_write(mcefa_client *c, const char *name, uint64_t addr, size_t size)
+{
+    uint8_t *buf;
+    int rc = mcefa_alloc(c, size, -1, 0, (void **)&buf);
+    if (rc < 0)
+        return rc;
+    if ((rc = mcefa_register(c, buf, size)) < 0)
+        return rc;
+    mcefa_segment seg;
+    if ((rc = mcefa_segment_open(c, name, &seg)) < 0)
+        return rc;
+    fill(buf + size / 2, size / 2, 2);
+    mcefa_transfer x[2] = {
+        {MCEFA_READ, buf, seg, addr, size / 2},
+        {MCEFA_WRITE, buf + size / 2, seg, addr + size / 2, size / 2},
+    };
+    if ((rc = mcefa_transfer_sync(c, x, 2, 10000)) < 0)
+        return rc;
+    if (!same(buf, size / 2, 1))
+        return -EILSEQ;
+    mcefa_segment_close(c, seg);
+    mcefa_unregister(c, buf);
+    mcefa_free(c, buf);
+    return 0;
+}
+
+static void assert_serving(void)
+{
+    ck_assert_msg(daemon_alive(&D), "mcefad died; see %s", D.log);
+    target t;
+    target_start(&t, "probe:1", 1 << 20);
+    mcefa_client *c = connect_ok("prober");
+    int rc = read_then_write(c, "probe:1", t.addr, 1 << 20);
+    ck_assert_msg(rc == 0, "transfer after bad input failed: %d %s", rc, mcefa_last_error());
+    mcefa_disconnect(c);
+    ck_assert_int_eq(target_finish(&t, 'v'), 0);
+}
+
+START_TEST(two_processes_read_and_write)
+{
+    target t;
+    size_t size = 8 << 20;
+    target_start(&t, "host-a:12345", size);
+    mcefa_client *c = connect_ok("initiator");
+    int rc = read_then_write(c, "host-a:12345", t.addr, size);
+    ck_assert_msg(rc == 0, "read_then_write: %d %s", rc, mcefa_last_error());
+    mcefa_daemon_status st;
+    ck_assert_int_eq(mcefa_status(c, &st), 0);
+    ck_assert_uint_ge(st.bytes_copied, size);
+    ck_assert_uint_eq(st.clients, 2);
+    ck_assert_str_eq(st.version, mcefa_daemon_version(c));
+    mcefa_disconnect(c);
+    ck_assert_int_eq(target_finish(&t, 'v'), 0);
+}
+END_TEST
+
+START_TEST(async_batch_with_many_requests_and_large_split)
+{
+    target t;
+    size_t size = 32 << 20;
+    target_start(&t, "big:1", size);
+    mcefa_client *c = connect_ok("async");
+    uint8_t *buf;
+    ck_assert_int_eq(mcefa_alloc(c, size, -1, 0, (void **)&buf), 0);
+    ck_assert_int_eq(mcefa_register(c, buf, size), 0);
+    mcefa_segment seg;
+    ck_assert_int_eq(mcefa_segment_open(c, "big:1", &seg), 0);
+    /* 64 reads of 4 KiB, then one 16 MiB read that the daemon splits. */
+    mcefa_batch *b;
+    ck_assert_int_eq(mcefa_batch_alloc(c, 65, &b), 0);
+    mcefa_transfer x[64];
+    for (int i = 0; i < 64; i++)
+        x[i] = (mcefa_transfer){MCEFA_READ, buf + i * 4096, seg, t.addr + (uint64_t)i * 4096, 4096};
+    ck_assert_int_eq(mcefa_batch_submit(b, x, 64), 0);
+    mcefa_transfer big = {MCEFA_READ, buf + (1 << 20), seg, t.addr + (1 << 20), 15 << 20};
+    ck_assert_int_eq(mcefa_batch_submit(b, &big, 1), 64);
+    /* The batch is full now. */
+    ck_assert_int_eq(mcefa_batch_submit(b, &big, 1), -ENOSPC);
+    ck_assert_int_eq(mcefa_batch_wait(b, 10000), 0);
+    uint32_t sub, fin, failed;
+    mcefa_batch_progress(b, &sub, &fin, &failed);
+    ck_assert_uint_eq(sub, 65);
+    ck_assert_uint_eq(fin, 65);
+    ck_assert_uint_eq(failed, 0);
+    for (uint32_t i = 0; i < 65; i++)
+        ck_assert_int_eq(mcefa_batch_state(b, i, NULL), MCEFA_COMPLETED);
+    ck_assert(same(buf, 64 * 4096, 1));
+    /* Compare the big block byte for byte with the pattern at its offset. */
+    for (size_t i = 1 << 20; i < 16 << 20; i++)
+        if (buf[i] != (uint8_t)(i * 7 + 1 + (i >> 12)))
+            ck_abort_msg("byte %zu differs after the split read", i);
+    ck_assert_int_eq(mcefa_batch_free(b), 0);
+    mcefa_disconnect(c);
+    ck_assert_int_eq(target_finish(&t, 'q'), 0);
+}
+END_TEST
+
+START_TEST(many_clients_at_once)
+{
+    target t;
+    size_t size = 16 << 20;
+    target_start(&t, "shared:1", size);
+    enum { N = 6 };
+    pid_t kids[N];
+    for (int k = 0; k < N; k++) {
+        kids[k] = fork();
+        if (kids[k] == 0) {
+            mcefa_client *c;
+            if (mcefa_connect(D.sock, "many", &c) < 0)
+                _exit(20);
+            uint8_t *buf;
+            if (mcefa_alloc(c, size / 2, -1, 0, (void **)&buf) < 0 || mcefa_register(c, buf, size / 2) < 0)
+                _exit(21);
+            mcefa_segment seg;
+            if (mcefa_segment_open(c, "shared:1", &seg) < 0)
+                _exit(22);
+            for (int round = 0; round < 20; round++) {
+                memset(buf, 0, size / 2);
+                mcefa_transfer x = {MCEFA_READ, buf, seg, t.addr, size / 2};
+                if (mcefa_transfer_sync(c, &x, 1, 10000) < 0)
+                    _exit(23);
+                if (!same(buf, size / 2, 1))
+                    _exit(24);
+            }
+            mcefa_disconnect(c);
+            _exit(0);
+        }
+    }
+    for (int k = 0; k < N; k++) {
+        int st;
+        ck_assert_int_eq(waitpid(kids[k], &st, 0), kids[k]);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client %d failed with status %d", k, st);
+    }
+    ck_assert_int_eq(target_finish(&t, 'q'), 0);
+}
+END_TEST
+
+START_TEST(garbage_bytes)
+{
+    int fd = raw_connect(D.sock);
+    ck_assert_int_ge(fd, 0);
+    const char junk[] = "GET / HTTP/1.1\r\nHost: mcefad\r\n\r\n";
+    raw_send(fd, junk, sizeof(junk) - 1);
+    wire_reader rd;
+    wire_reader_init(&rd, WIRE_MAX_FRAME_DEFAULT);
+    Mcefa__Response *r = raw_recv(fd, &rd);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->status, -EMSGSIZE);
+    ck_assert_ptr_nonnull(strstr(r->error, "max_frame_bytes"));
+    mcefa__response__free_unpacked(r, NULL);
+    ck_assert(raw_closed(fd, &rd));
+    wire_reader_free(&rd);
+    close(fd);
+    assert_serving();
+}
+END_TEST
+
+START_TEST(undecodable_frame_keeps_connection)
+{
+    int fd = raw_connect(D.sock);
+    uint8_t frame[4 + 8] = {8, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    raw_send(fd, frame, sizeof(frame));
+    wire_reader rd;
+    wire_reader_init(&rd, WIRE_MAX_FRAME_DEFAULT);
+    Mcefa__Response *r = raw_recv(fd, &rd);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->status, -EBADMSG);
+    ck_assert_ptr_nonnull(strstr(r->error, "malformed"));
+    mcefa__response__free_unpacked(r, NULL);
+    /* The stream is still in sync: a hello on it works. */
+    raw_hello(fd, MCEFA_PROTOCOL_VERSION);
+    r = raw_recv(fd, &rd);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->status, 0);
+    ck_assert_int_eq(r->body_case, MCEFA__RESPONSE__BODY_WELCOME);
+    mcefa__response__free_unpacked(r, NULL);
+    wire_reader_free(&rd);
+    close(fd);
+    assert_serving();
+}
+END_TEST
+
+START_TEST(truncated_frame_then_disconnect)
+{
+    int fd = raw_connect(D.sock);
+    uint8_t part[4 + 10] = {100, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    raw_send(fd, part, sizeof(part));
+    usleep(50000);
+    close(fd);
+    /* A second client trickles a valid hello one byte at a time. */
+    fd = raw_connect(D.sock);
+    Mcefa__Hello h = MCEFA__HELLO__INIT;
+    h.protocol_version = MCEFA_PROTOCOL_VERSION;
+    Mcefa__Request req = MCEFA__REQUEST__INIT;
+    req.seq = 7;
+    req.body_case = MCEFA__REQUEST__BODY_HELLO;
+    req.hello = &h;
+    uint8_t *b;
+    size_t n;
+    ck_assert_int_eq(wire_pack(&req.base, &b, &n), 0);
+    for (size_t i = 0; i < n; i++) {
+        raw_send(fd, b + i, 1);
+        usleep(2000);
+    }
+    free(b);
+    wire_reader rd;
+    wire_reader_init(&rd, WIRE_MAX_FRAME_DEFAULT);
+    Mcefa__Response *r = raw_recv(fd, &rd);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(r->seq, 7);
+    ck_assert_int_eq(r->status, 0);
+    mcefa__response__free_unpacked(r, NULL);
+    wire_reader_free(&rd);
+    close(fd);
+    assert_serving();
+}
+END_TEST
+
+START_TEST(oversize_frame)
+{
+    int fd = raw_connect(D.sock);
+    uint8_t hdr[4] = {0, 0, 0, 4}; /* 64 MiB */
+    raw_send(fd, hdr, 4);
+    wire_reader rd;
+    wire_reader_init(&rd, WIRE_MAX_FRAME_DEFAULT);
+    Mcefa__Response *r = raw_recv(fd, &rd);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->status, -EMSGSIZE);
+    mcefa__response__free_unpacked(r, NULL);
+    ck_assert(raw_closed(fd, &rd));
+    wire_reader_free(&rd);
+    close(fd);
+    assert_serving();
+}
+END_TEST
+
+START_TEST(unknown_message_type)
+{
+    int fd = raw_connect(D.sock);
+    wire_reader rd;
+    wire_reader_init(&rd, WIRE_MAX_FRAME_DEFAULT);
+    raw_hello(fd, MCEFA_PROTOCOL_VERSION);
+    Mcefa__Response *r = raw_recv(fd, &rd);
+    ck_assert_int_eq(r->status, 0);
+    mcefa__response__free_unpacked(r, NULL);
+    int cq = wire_reader_take_fd(&rd);
+    ck_assert_int_ge(cq, 0);
+    close(cq);
+    /* seq = 2, then field 99 (varint 1): a message this daemon never heard of. */
+    uint8_t frame[] = {5, 0, 0, 0, 0x08, 0x02, 0x98, 0x06, 0x01};
+    raw_send(fd, frame, sizeof(frame));
+    r = raw_recv(fd, &rd);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(r->seq, 2);
+    ck_assert_int_eq(r->status, -EOPNOTSUPP);
+    ck_assert_ptr_nonnull(strstr(r->error, "unknown message type"));
+    mcefa__response__free_unpacked(r, NULL);
+    wire_reader_free(&rd);
+    close(fd);
+    assert_serving();
+}
+END_TEST
+
+START_TEST(protocol_version_mismatch)
+{
+    int fd = raw_connect(D.sock);
+    wire_reader rd;
+    wire_reader_init(&rd, WIRE_MAX_FRAME_DEFAULT);
+    raw_hello(fd, 999);
+    Mcefa__Response *r = raw_recv(fd, &rd);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->status, -EPROTONOSUPPORT);
+    ck_assert_ptr_nonnull(strstr(r->error, "protocol version 999"));
+    mcefa__response__free_unpacked(r, NULL);
+    ck_assert(raw_closed(fd, &rd));
+    wire_reader_free(&rd);
+    close(fd);
+    assert_serving();
+}
+END_TEST
+
+START_TEST(request_before_hello)
+{
+    int fd = raw_connect(D.sock);
+    wire_reader rd;
+    wire_reader_init(&rd, WIRE_MAX_FRAME_DEFAULT);
+    Mcefa__StatusQuery q = MCEFA__STATUS_QUERY__INIT;
+    Mcefa__Request req = MCEFA__REQUEST__INIT;
+    req.seq = 3;
+    req.body_case = MCEFA__REQUEST__BODY_STATUS;
+    req.status = &q;
+    raw_send_request(fd, &req);
+    Mcefa__Response *r = raw_recv(fd, &rd);
+    ck_assert_int_eq(r->status, -EPROTO);
+    ck_assert_ptr_nonnull(strstr(r->error, "hello"));
+    mcefa__response__free_unpacked(r, NULL);
+    ck_assert(raw_closed(fd, &rd));
+    wire_reader_free(&rd);
+    close(fd);
+}
+END_TEST
+
+START_TEST(bad_addresses_are_rejected_before_moving)
+{
+    target t;
+    size_t size = 1 << 20;
+    target_start(&t, "bounds:1", size);
+    mcefa_client *c = connect_ok("bounds");
+    uint8_t *buf;
+    ck_assert_int_eq(mcefa_alloc(c, size, -1, 0, (void **)&buf), 0);
+    ck_assert_int_eq(mcefa_register(c, buf, size / 2), 0);
+    mcefa_segment seg;
+    ck_assert_int_eq(mcefa_segment_open(c, "bounds:1", &seg), 0);
+    memset(buf, 0xee, size);
+
+    /* Local memory that is not registered. */
+    mcefa_transfer x = {MCEFA_READ, buf + size / 2, seg, t.addr, 4096};
+    ck_assert_int_eq(mcefa_transfer_sync(c, &x, 1, 5000), -EFAULT);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "not inside any registered region"));
+    /* Local range that runs past its region. */
+    x = (mcefa_transfer){MCEFA_READ, buf + size / 2 - 100, seg, t.addr, 4096};
+    ck_assert_int_eq(mcefa_transfer_sync(c, &x, 1, 5000), -EFAULT);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "runs past the end"));
+    /* Remote range outside the segment. */
+    x = (mcefa_transfer){MCEFA_WRITE, buf, seg, t.addr + size - 10, 4096};
+    ck_assert_int_eq(mcefa_transfer_sync(c, &x, 1, 5000), -EFAULT);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "segment 'bounds:1'"));
+    x = (mcefa_transfer){MCEFA_WRITE, buf, seg, 0x1000, 4096};
+    ck_assert_int_eq(mcefa_transfer_sync(c, &x, 1, 5000), -EFAULT);
+    /* A wrapping range. */
+    x = (mcefa_transfer){MCEFA_WRITE, buf, seg, t.addr, UINT64_MAX - 10};
+    ck_assert_int_lt(mcefa_transfer_sync(c, &x, 1, 5000), 0);
+    /* An unknown segment handle and an unknown opcode. */
+    x = (mcefa_transfer){MCEFA_WRITE, buf, seg + 1000, t.addr, 4096};
+    ck_assert_int_eq(mcefa_transfer_sync(c, &x, 1, 5000), -EBADF);
+    x = (mcefa_transfer){7, buf, seg, t.addr, 4096};
+    ck_assert_int_eq(mcefa_transfer_sync(c, &x, 1, 5000), -EINVAL);
+    /* One bad transfer rejects the whole submission: the good one before it
+     * did not move either (the target's second half is still zero). */
+    mcefa_transfer two[2] = {
+        {MCEFA_WRITE, buf, seg, t.addr + size / 2, 4096},
+        {MCEFA_WRITE, buf, seg, t.addr + size, 4096},
+    };
+    ck_assert_int_eq(mcefa_transfer_sync(c, two, 2, 5000), -EFAULT);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "transfer 1"));
+    uint8_t *check = buf + size / 4;
+    mcefa_transfer back = {MCEFA_READ, check, seg, t.addr + size / 2, 4096};
+    ck_assert_int_eq(mcefa_transfer_sync(c, &back, 1, 5000), 0);
+    for (int i = 0; i < 4096; i++)
+        ck_assert_uint_eq(check[i], 0);
+
+    mcefa_disconnect(c);
+    ck_assert_int_eq(target_finish(&t, 'q'), 0);
+    assert_serving();
+}
+END_TEST
+
+START_TEST(unknown_segment)
+{
+    mcefa_client *c = connect_ok("lost");
+    mcefa_segment seg;
+    ck_assert_int_eq(mcefa_segment_open(c, "nosuchhost:4242", &seg), -ENOENT);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "nosuchhost:4242"));
+    ck_assert_int_eq(mcefa_segment_close(c, 12345), -EBADF);
+    mcefa_disconnect(c);
+    assert_serving();
+}
+END_TEST
+
+START_TEST(segment_names)
+{
+    mcefa_client *a = connect_ok("a"), *b = connect_ok("b");
+    char name[300];
+    ck_assert_int_eq(mcefa_segment_export(a, "dup:1", name, sizeof(name)), 0);
+    ck_assert_str_eq(name, "dup:1");
+    ck_assert_int_eq(mcefa_segment_export(b, "dup:1", NULL, 0), -EEXIST);
+    ck_assert_int_eq(mcefa_segment_export(b, "has space", NULL, 0), -EINVAL);
+    /* The daemon picks a host:port style name when asked. */
+    ck_assert_int_eq(mcefa_segment_export(b, NULL, name, sizeof(name)), 0);
+    ck_assert_ptr_nonnull(strchr(name, ':'));
+    ck_assert(strncmp(name, mcefa_daemon_hostname(b), strlen(mcefa_daemon_hostname(b))) == 0);
+    /* Repeated open returns the same handle. */
+    mcefa_segment s1, s2;
+    ck_assert_int_eq(mcefa_segment_open(b, "dup:1", &s1), 0);
+    ck_assert_int_eq(mcefa_segment_open(b, "dup:1", &s2), 0);
+    ck_assert_uint_eq(s1, s2);
+    /* When the owner goes, the handle reports it and the name is free. */
+    mcefa_disconnect(a);
+    uint8_t *buf;
+    ck_assert_int_eq(mcefa_alloc(b, 4096, -1, 0, (void **)&buf), 0);
+    ck_assert_int_eq(mcefa_register(b, buf, 4096), 0);
+    mcefa_transfer x = {MCEFA_READ, buf, s1, 0x1000, 16};
+    int rc = -1;
+    for (int i = 0; i < 100 && (rc = mcefa_transfer_sync(b, &x, 1, 1000)) != -ENOTCONN; i++)
+        usleep(10000);
+    ck_assert_int_eq(rc, -ENOTCONN);
+    mcefa_client *a2 = connect_ok("a2");
+    ck_assert_int_eq(mcefa_segment_export(a2, "dup:1", NULL, 0), 0);
+    mcefa_disconnect(a2);
+    mcefa_disconnect(b);
+}
+END_TEST
+
+START_TEST(registration_errors)
+{
+    mcefa_client *c = connect_ok("reg");
+    uint8_t *buf;
+    ck_assert_int_eq(mcefa_alloc(c, 1 << 20, -1, 0, (void **)&buf), 0);
+    ck_assert_int_eq(mcefa_register(c, buf, 1 << 19), 0);
+    /* Overlap. */
+    ck_assert_int_eq(mcefa_register(c, buf + 4096, 4096), -EEXIST);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "overlaps"));
+    ck_assert_int_eq(mcefa_register(c, buf + (1 << 19), 1 << 19), 0);
+    /* Double unregister. */
+    ck_assert_int_eq(mcefa_unregister(c, buf), 0);
+    ck_assert_int_eq(mcefa_unregister(c, buf), -ENOENT);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "no region"));
+    /* Memory that is not shareable. */
+    char *heap = malloc(8192);
+    ck_assert_int_eq(mcefa_register(c, heap, 8192), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "mcefa_alloc"));
+    free(heap);
+    /* A memfd that its owner could still shrink. */
+    int fd = memfd_create("unsealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    ck_assert_int_eq(ftruncate(fd, 8192), 0);
+    void *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ck_assert_int_eq(mcefa_register_fd(c, m, 8192, fd, 0, -1), -EPERM);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "F_SEAL_SHRINK"));
+    /* A descriptor that is not a memfd at all, and a range past its end. */
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    ck_assert_int_eq(mcefa_register_fd(c, m, 8192, p[0], 0, -1), -EINVAL);
+    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK);
+    ck_assert_int_eq(mcefa_register_fd(c, m, 8192, fd, 4096, -1), -ERANGE);
+    ck_assert_int_eq(mcefa_register_fd(c, m, 8192, fd, 0, -1), 0);
+    close(p[0]);
+    close(p[1]);
+    close(fd);
+    mcefa_disconnect(c);
+    assert_serving();
+}
+END_TEST
+
+START_TEST(batch_errors)
+{
+    mcefa_client *c = connect_ok("batches");
+    mcefa_batch *b;
+    ck_assert_int_eq(mcefa_batch_alloc(c, 0, &b), -EINVAL);
+    ck_assert_int_eq(mcefa_batch_alloc(c, 1u << 30, &b), -EINVAL);
+    /* Fill the completion area, then see a clear refusal. */
+    mcefa_batch *big;
+    ck_assert_int_eq(mcefa_batch_alloc(c, 40000, &big), 0);
+    ck_assert_int_eq(mcefa_batch_alloc(c, 40000, &b), -ENOSPC);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "free finished batches"));
+    ck_assert_int_eq(mcefa_batch_free(big), 0);
+    ck_assert_int_eq(mcefa_batch_alloc(c, 40000, &b), 0);
+    ck_assert_int_eq(mcefa_batch_free(b), 0);
+    mcefa_disconnect(c);
+}
+END_TEST
+
+/* kill -9 of an initiator while its batch is being copied, and of a target
+ * whose memory is being written. */
+START_TEST(client_killed_mid_batch)
+{
+    size_t size = 256 << 20;
+    target t;
+    target_start(&t, "victim:1", size);
+    int sync[2];
+    ck_assert_int_eq(pipe(sync), 0);
+    pid_t kid = fork();
+    if (kid == 0) {
+        mcefa_client *c;
+        uint8_t *buf;
+        mcefa_segment seg;
+        mcefa_batch *b;
+        if (mcefa_connect(D.sock, "doomed", &c) < 0 || mcefa_alloc(c, size, -1, 0, (void **)&buf) < 0 ||
+            mcefa_register(c, buf, size) < 0 || mcefa_segment_open(c, "victim:1", &seg) < 0 ||
+            mcefa_batch_alloc(c, 128, &b) < 0)
+            _exit(1);
+        /* Into the target's second half: the first keeps its pattern. */
+        mcefa_transfer x[128];
+        for (int i = 0; i < 128; i++)
+            x[i] = (mcefa_transfer){MCEFA_WRITE, buf + (size_t)i * (1 << 20), seg,
+                                    t.addr + size / 2 + (uint64_t)i * (1 << 20), 1 << 20};
+        for (int round = 0;; round++) {
+            if (mcefa_batch_submit(b, x, 128) < 0)
+                _exit(2);
+            if (round == 0 && write(sync[1], "s", 1) != 1)
+                _exit(3);
+            mcefa_batch_wait(b, -1);
+            mcefa_batch_free(b);
+            if (mcefa_batch_alloc(c, 128, &b) < 0)
+                _exit(4);
+        }
+    }
+    char ch;
+    ck_assert_int_eq(read(sync[0], &ch, 1), 1);
+    ck_assert_int_eq(kill(kid, SIGKILL), 0);
+    waitpid(kid, NULL, 0);
+
+    /* The daemon notices, frees that client, and serves the rest. */
+    mcefa_client *c = connect_ok("survivor");
+    mcefa_daemon_status st;
+    for (int i = 0; i < 200; i++) {
+        ck_assert_int_eq(mcefa_status(c, &st), 0);
+        if (st.clients == 2)
+            break;
+        usleep(10000);
+    }
+    ck_assert_uint_eq(st.clients, 2);
+    ck_assert_int_eq(read_then_write(c, "victim:1", t.addr, 8 << 20), 0);
+
+    /* Now kill the target while we write into it. */
+    uint8_t *buf;
+    ck_assert_int_eq(mcefa_alloc(c, size, -1, 0, (void **)&buf), 0);
+    ck_assert_int_eq(mcefa_register(c, buf, size), 0);
+    mcefa_segment seg;
+    ck_assert_int_eq(mcefa_segment_open(c, "victim:1", &seg), 0);
+    mcefa_batch *b;
+    ck_assert_int_eq(mcefa_batch_alloc(c, 256, &b), 0);
+    mcefa_transfer x[256];
+    for (int i = 0; i < 256; i++)
+        x[i] = (mcefa_transfer){MCEFA_WRITE, buf + (size_t)i * (1 << 20), seg, t.addr + (uint64_t)i * (1 << 20),
+                                1 << 20};
+    ck_assert_int_eq(mcefa_batch_submit(b, x, 256), 0);
+    kill(t.pid, SIGKILL);
+    waitpid(t.pid, NULL, 0);
+    /* Transfers already accepted finish into memory the daemon still holds. */
+    ck_assert_int_eq(mcefa_batch_wait(b, 30000), 0);
+    ck_assert_int_eq(mcefa_batch_free(b), 0);
+    int rc = 0;
+    for (int i = 0; i < 200 && (rc = mcefa_transfer_sync(c, x, 1, 1000)) == 0; i++)
+        usleep(10000);
+    ck_assert_int_eq(rc, -ENOTCONN);
+    mcefa_disconnect(c);
+    close(t.ready);
+    close(t.go);
+    close(sync[0]);
+    close(sync[1]);
+    assert_serving();
+}
+END_TEST
+
+START_TEST(daemon_restart_is_reported)
+{
+    mcefa_client *c = connect_ok("orphan");
+    daemon_stop(&D);
+    mcefa_daemon_status st;
+    ck_assert_int_eq(mcefa_status(c, &st), -ECONNRESET);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "mcefad"));
+    mcefa_disconnect(c);
+    mcefa_client *c2;
+    ck_assert_int_eq(mcefa_connect(D.sock, "late", &c2), -ECONNREFUSED);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "start the daemon"));
+    daemon_start(&D, NULL);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("e2e");
+    TCase *tc = tcase_create("daemon");
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, two_processes_read_and_write);
+    tcase_add_test(tc, async_batch_with_many_requests_and_large_split);
+    tcase_add_test(tc, many_clients_at_once);
+    tcase_add_test(tc, garbage_bytes);
+    tcase_add_test(tc, undecodable_frame_keeps_connection);
+    tcase_add_test(tc, truncated_frame_then_disconnect);
+    tcase_add_test(tc, oversize_frame);
+    tcase_add_test(tc, unknown_message_type);
+    tcase_add_test(tc, protocol_version_mismatch);
+    tcase_add_test(tc, request_before_hello);
+    tcase_add_test(tc, bad_addresses_are_rejected_before_moving);
+    tcase_add_test(tc, unknown_segment);
+    tcase_add_test(tc, segment_names);
+    tcase_add_test(tc, registration_errors);
+    tcase_add_test(tc, batch_errors);
+    tcase_add_test(tc, client_killed_mid_batch);
+    tcase_add_test(tc, daemon_restart_is_reported);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,186 @@
+/* Helpers for the integration suites: start a real mcefad in a temporary
+ * directory, speak raw frames to it, fork client processes. */
+#ifndef MCEFA_TEST_HARNESS_H
+#define MCEFA_TEST_HARNESS_H
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mcefa.h"
+#include "wire.h"
+
+typedef struct test_daemon {
+    pid_t pid;
+    char dir[64];
+    char sock[96];
+    char log[96];
+} test_daemon;
+
+static inline const char *build_dir(void)
+{
+    const char *b = getenv("MCEFA_BUILD");
+    return b && *b ? b : "build";
+}
+
+static inline int raw_connect(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        close(fd);
+        return -1;
+    }
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Starts mcefad with extra flags (NULL-terminated) and waits until it serves. */
+static inline void daemon_start(test_daemon *d, const char *const *extra)
+{
+    snprintf(d->dir, sizeof(d->dir), "/tmp/mcefa-test-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(d->dir));
+    snprintf(d->sock, sizeof(d->sock), "%s/mcefad.sock", d->dir);
+    snprintf(d->log, sizeof(d->log), "%s/mcefad.log", d->dir);
+    char bin[256], sockflag[200];
+    snprintf(bin, sizeof(bin), "%s/mcefad", build_dir());
+    snprintf(sockflag, sizeof(sockflag), "--socket_path=%s", d->sock);
+    const char *argv[32] = {bin, sockflag, "--log_level=debug"};
+    int n = 3;
+    for (; extra && *extra && n < 31; extra++)
+        argv[n++] = *extra;
+    argv[n] = NULL;
+    d->pid = fork();
+    ck_assert_int_ge(d->pid, 0);
+    if (d->pid == 0) {
+        int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 2);
+        execv(bin, (char **)argv);
+        _exit(127);
+    }
+    for (int i = 0; i < 500; i++) {
+        int fd = raw_connect(d->sock);
+        if (fd >= 0) {
+            close(fd);
+            return;
+        }
+        int st;
+        if (waitpid(d->pid, &st, WNOHANG) == d->pid)
+            ck_abort_msg("mcefad exited at start (status %d); see %s", st, d->log);
+        usleep(10000);
+    }
+    ck_abort_msg("mcefad did not start listening on %s", d->sock);
+}
+
+static inline int daemon_alive(const test_daemon *d)
+{
+    return kill(d->pid, 0) == 0 && waitpid(d->pid, NULL, WNOHANG) == 0;
+}
+
+/* Stops the daemon with SIGTERM and checks that it exited cleanly. */
+static inline void daemon_stop(test_daemon *d)
+{
+    if (d->pid <= 0)
+        return;
+    kill(d->pid, SIGTERM);
+    int st = 0;
+    for (int i = 0; i < 1000 && waitpid(d->pid, &st, WNOHANG) == 0; i++)
+        usleep(10000);
+    if (kill(d->pid, 0) == 0) {
+        kill(d->pid, SIGKILL);
+        waitpid(d->pid, &st, 0);
+        ck_abort_msg("mcefad did not stop on SIGTERM");
+    }
+    d->pid = 0;
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", d->dir);
+    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+        snprintf(cmd, sizeof(cmd), "cat %s >&2; rm -rf %s", d->log, d->dir);
+        if (system(cmd)) {
+        }
+        ck_abort_msg("mcefad exited with status %d", st);
+    }
+    if (system(cmd)) {
+    }
+}
+
+/* Sends raw bytes, all of them. */
+static inline void raw_send(int fd, const void *buf, size_t len)
+{
+    ck_assert_int_eq(wire_send_all(fd, buf, len, NULL, 0), 0);
+}
+
+static inline void raw_send_request(int fd, Mcefa__Request *req)
+{
+    uint8_t *b;
+    size_t n;
+    ck_assert_int_eq(wire_pack(&req->base, &b, &n), 0);
+    raw_send(fd, b, n);
+    free(b);
+}
+
+static inline void raw_hello(int fd, uint32_t version)
+{
+    Mcefa__Hello h = MCEFA__HELLO__INIT;
+    h.protocol_version = version;
+    h.client_name = "raw";
+    Mcefa__Request req = MCEFA__REQUEST__INIT;
+    req.seq = 1;
+    req.body_case = MCEFA__REQUEST__BODY_HELLO;
+    req.hello = &h;
+    raw_send_request(fd, &req);
+}
+
+/* Reads one response (NULL at end of stream), within 5 seconds. */
+static inline Mcefa__Response *raw_recv(int fd, wire_reader *rd)
+{
+    for (int spins = 0; spins < 500; spins++) {
+        const uint8_t *p;
+        size_t len;
+        int rc = wire_reader_next(rd, &p, &len);
+        ck_assert_int_ge(rc, 0);
+        if (rc == 1) {
+            Mcefa__Response *r = mcefa__response__unpack(NULL, len, p);
+            ck_assert_ptr_nonnull(r);
+            wire_reader_consume(rd);
+            return r;
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        poll(&pfd, 1, 10);
+        ssize_t n = wire_reader_fill(rd, fd);
+        if (n == 0 || n == -ECONNRESET)
+            return NULL;
+    }
+    ck_abort_msg("no response from mcefad within 5 s");
+    return NULL;
+}
+
+/* True once the peer closed the connection (within 5 seconds). */
+static inline int raw_closed(int fd, wire_reader *rd)
+{
+    for (int i = 0; i < 500; i++) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        poll(&pfd, 1, 10);
+        ssize_t n = wire_reader_fill(rd, fd);
+        if (n == 0 || n == -ECONNRESET)
+            return 1;
+    }
+    return 0;
+}
+
+#endif
