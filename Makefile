@@ -10,6 +10,9 @@ BINDIR ?= $(PREFIX)/bin
 LIBDIR ?= $(PREFIX)/lib
 INCDIR ?= $(PREFIX)/include
 PKGDIR ?= $(LIBDIR)/pkgconfig
+SYSCONFDIR ?= /etc
+SYSTEMDDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 VERSION := 0.1.0
 
 CC ?= cc
@@ -127,6 +130,12 @@ install: all
 	install -m 0755 $(LIBMCEFA_SO) $(DESTDIR)$(LIBDIR)/libmcefa.so.0
 	ln -sf libmcefa.so.0 $(DESTDIR)$(LIBDIR)/libmcefa.so
 	install -m 0644 client/include/mcefa.h $(DESTDIR)$(INCDIR)/mcefa.h
+	install -d $(DESTDIR)$(SYSTEMDDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(SYSCONFDIR)/mcefad
+	sed -e 's|/usr/local/bin/mcefad|$(BINDIR)/mcefad|' -e 's|/etc/mcefad|$(SYSCONFDIR)/mcefad|' \
+	    systemd/mcefad.service > $(DESTDIR)$(SYSTEMDDIR)/mcefad.service
+	install -m 0644 systemd/mcefa.sysusers $(DESTDIR)$(SYSUSERSDIR)/mcefa.conf
+	test -e $(DESTDIR)$(SYSCONFDIR)/mcefad/mcefad.conf || \
+	    install -m 0644 systemd/mcefad.conf $(DESTDIR)$(SYSCONFDIR)/mcefad/mcefad.conf
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
 	    -e 's|@VERSION@|$(VERSION)|' client/libmcefa.pc.in > $(DESTDIR)$(PKGDIR)/libmcefa.pc
 

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages that building and testing mcefa need.
+# Runs apt only when something is missing; uses sudo when not root.
+# (libefa, the EFA verbs provider, ships in ibverbs-providers.)
+set -euo pipefail
+
+packages=(
+    build-essential pkg-config
+    libfabric-dev libfabric-bin ibverbs-providers
+    libuv1-dev
+    libprotobuf-c-dev protobuf-c-compiler
+    libnuma-dev
+    check
+    iproute2 procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-deps: all ${#packages[@]} packages present"
+    exit 0
+fi
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+echo "install-deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
