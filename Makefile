@@ -62,6 +62,8 @@ TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/check_*.c))
 
 
 .PHONY: all check install clean bench docs-config
+# Keep objects make considers intermediate (test objects built by patterns).
+.SECONDARY:
 all: $(B)/mcefad $(LIBMCEFA_A) $(LIBMCEFA_SO) $(TOOLS) $(TESTS)
 
 $(B)/proto/mcefa.pb-c.c $(B)/proto/mcefa.pb-c.h: proto/mcefa.proto

@@ -19,17 +19,18 @@ int mcefa_alloc(mcefa_client *c, size_t size, int numa_node, unsigned flags, voi
             return client_error(-EINVAL, "mcefa_alloc: NUMA node %d does not exist on this host (max %d)",
                                 numa_node, numa_available() < 0 ? -1 : numa_max_node());
     }
+    const char *hint = (flags & MCEFA_ALLOC_HUGE) ? " with huge pages (are enough huge pages reserved? see "
+                                                    "/proc/sys/vm/nr_hugepages)"
+                                                  : "";
     size_t real;
     int fd = shm_memfd_create("mcefa-buffer", size, (flags & MCEFA_ALLOC_HUGE) ? SHM_HUGE : 0, &real);
     if (fd < 0)
-        return client_error(fd, "mcefa_alloc: cannot create a %zu-byte memfd%s: %s", size,
-                            (flags & MCEFA_ALLOC_HUGE) ? " with huge pages (are hugetlbfs pages reserved?)" : "",
-                            strerror(-fd));
+        return client_error(fd, "mcefa_alloc: cannot create a %zu-byte memfd%s: %s", size, hint, strerror(-fd));
     void *p = mmap(NULL, real, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
         int e = -errno;
         close(fd);
-        return client_error(e, "mcefa_alloc: cannot map %zu bytes: %s", real, strerror(-e));
+        return client_error(e, "mcefa_alloc: cannot map %zu bytes%s: %s", real, hint, strerror(-e));
     }
     /* Bind before first touch so the pages come from the node. */
     if (numa_node >= 0)

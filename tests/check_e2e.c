@@ -559,6 +559,42 @@ START_TEST(batch_errors)
 }
 END_TEST
 
+START_TEST(numa_and_huge_page_buffers)
+{
+    mcefa_client *c = connect_ok("numa");
+    void *p;
+    /* Node 0 exists on every Linux host; node 4095 does not. */
+    ck_assert_int_eq(mcefa_alloc(c, 1 << 20, 0, 0, &p), 0);
+    ck_assert_int_eq(mcefa_register(c, p, 1 << 20), 0);
+    ck_assert_int_eq(mcefa_unregister(c, p), 0);
+    ck_assert_int_eq(mcefa_free(c, p), 0);
+    ck_assert_int_eq(mcefa_free(c, p), -EINVAL);
+    void *q;
+    ck_assert_int_eq(mcefa_alloc(c, 1 << 20, 4095, 0, &q), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "NUMA node 4095"));
+    int rc = mcefa_alloc(c, 2 << 20, -1, MCEFA_ALLOC_HUGE, &q);
+    if (rc < 0) {
+        FILE *f = fopen("/proc/sys/vm/nr_hugepages", "r");
+        long n = -1;
+        if (f) {
+            if (fscanf(f, "%ld", &n) != 1)
+                n = -1;
+            fclose(f);
+        }
+        ck_assert_msg(n <= 0, "huge page allocation failed with %ld pages reserved: %s", n, mcefa_last_error());
+        printf("numa_and_huge_page_buffers: huge-page part skipped: no huge pages reserved "
+               "(/proc/sys/vm/nr_hugepages = %ld)\n",
+               n);
+        ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "huge pages"));
+    } else {
+        ck_assert_int_eq(mcefa_register(c, q, 2 << 20), 0);
+        ck_assert_int_eq(mcefa_unregister(c, q), 0);
+        ck_assert_int_eq(mcefa_free(c, q), 0);
+    }
+    mcefa_disconnect(c);
+}
+END_TEST
+
 /* kill -9 of an initiator while its batch is being copied, and of a target
  * whose memory is being written. */
 START_TEST(client_killed_mid_batch)
@@ -678,6 +714,7 @@ int main(void)
     tcase_add_test(tc, segment_names);
     tcase_add_test(tc, registration_errors);
     tcase_add_test(tc, batch_errors);
+    tcase_add_test(tc, numa_and_huge_page_buffers);
     tcase_add_test(tc, client_killed_mid_batch);
     tcase_add_test(tc, daemon_restart_is_reported);
     suite_add_tcase(s, tc);
