@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "suite.h"
 
 static char path[64];
 
@@ -179,9 +180,5 @@ int main(void)
     tcase_add_test(tc, reference_lists_every_setting);
     tcase_add_test(tc, docs_match_the_table);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return run_suite(s);
 }

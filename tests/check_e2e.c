@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include "harness.h"
+#include "suite.h"
 
 static test_daemon D;
 
@@ -718,9 +719,5 @@ int main(void)
     tcase_add_test(tc, client_killed_mid_batch);
     tcase_add_test(tc, daemon_restart_is_reported);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return run_suite(s);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "region.h"
+#include "suite.h"
 
 static region *mk(uint64_t addr, uint64_t len)
 {
@@ -133,9 +134,5 @@ int main(void)
     tcase_add_test(tc, many_regions_sorted);
     tcase_add_test(tc, references_outlive_the_table);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return run_suite(s);
 }

@@ -13,6 +13,7 @@
 
 #include "shm/completion.h"
 #include "shm/memfd.h"
+#include "suite.h"
 
 START_TEST(memfd_is_sealed_and_checked)
 {
@@ -123,9 +124,5 @@ int main(void)
     tcase_add_test(tc, completion_wakes_another_process);
     tcase_add_test(tc, wait_times_out);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return run_suite(s);
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "wire.h"
+#include "suite.h"
 
 static int sp[2];
 
@@ -263,9 +264,5 @@ int main(void)
     tcase_add_test(tc, unclaimed_descriptors_are_closed);
     tcase_add_test(tc, end_of_stream);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return run_suite(s);
 }
