@@ -283,6 +283,25 @@ int mcefa_segment_close(mcefa_client *c, mcefa_segment seg)
     return client_call_simple(c, &req);
 }
 
+int mcefa_segment_warmup(mcefa_client *c, const char *name, unsigned *pairs)
+{
+    if (!name)
+        return client_error(-EINVAL, "mcefa_segment_warmup: name must not be NULL");
+    Mcefa__WarmupSegment m = MCEFA__WARMUP_SEGMENT__INIT;
+    m.name = (char *)name;
+    Mcefa__Request req = MCEFA__REQUEST__INIT;
+    req.body_case = MCEFA__REQUEST__BODY_WARMUP;
+    req.warmup = &m;
+    Mcefa__Response *resp;
+    int rc = client_call(c, &req, NULL, 0, &resp);
+    if (rc < 0)
+        return rc;
+    if (pairs)
+        *pairs = resp->body_case == MCEFA__RESPONSE__BODY_WARMUP ? resp->warmup->nic_pairs : 0;
+    mcefa__response__free_unpacked(resp, NULL);
+    return 0;
+}
+
 int mcefa_status(mcefa_client *c, mcefa_daemon_status *st)
 {
     Mcefa__StatusQuery m = MCEFA__STATUS_QUERY__INIT;

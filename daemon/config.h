@@ -31,7 +31,28 @@
     X(UINT, max_outbound_bytes, "67108864", "MCEFAD_MAX_OUTBOUND",                                            \
       "Replies queued for a client that does not read them before it is disconnected.")                      \
     X(BOOL, populate, "true", "MCEFAD_POPULATE",                                                              \
-      "Pre-fault registered memory when it is registered, so first transfers do not pay page faults.")
+      "Pre-fault registered memory when it is registered, so first transfers do not pay page faults.")        \
+    X(STR, provider, "efa", "MCEFAD_PROVIDER",                                                                \
+      "libfabric provider for the NICs: efa on AWS, tcp;ofi_rxm (or another RDM provider with RMA) elsewhere; " \
+      "none runs same-host only.")                                                                            \
+    X(STR, nics, "", "MC_EFA_NIC_SELECTION",                                                                  \
+      "Comma-separated NIC (domain) names to use; empty means every NIC the provider lists.")                 \
+    X(STR, nics_exclude, "", "MCEFAD_NICS_EXCLUDE", "Comma-separated NIC (domain) names never to use.")      \
+    X(STR, peer_listen, "0.0.0.0", "MCEFAD_PEER_LISTEN", "Address the daemon-to-daemon port listens on.")    \
+    X(UINT, peer_port, "17650", "MCEFAD_PEER_PORT", "TCP port of the daemon-to-daemon handshake.")           \
+    X(STR, peer_hosts, "", "MCEFAD_PEER_HOSTS",                                                               \
+      "Static host map, 'name=address[:port],...': how to reach a host named in segment names when DNS "     \
+      "does not know it or its daemon listens on another port.")                                             \
+    X(UINT, nic_workers, "0", "MC_EFA_CQ_THREADS",                                                            \
+      "Threads that post to and poll the NICs; 0 means one per NIC.")                                        \
+    X(UINT, max_wr, "256", "MC_MAX_WR",                                                                       \
+      "Most work requests outstanding per NIC (capped by the provider's tx queue); more wait in the daemon.") \
+    X(UINT, stripe_threshold, "4194304", "MCEFAD_STRIPE_THRESHOLD",                                           \
+      "Remote transfers larger than this are split across the eligible NICs.")                              \
+    X(UINT, request_timeout_ms, "10000", "MCEFAD_REQUEST_TIMEOUT_MS",                                         \
+      "A remote transfer not finished this long after submission fails with a timeout.")                    \
+    X(UINT, spin_us, "50", "MCEFAD_SPIN_US",                                                                  \
+      "How long an idle NIC worker polls before it sleeps on the completion queue.")
 
 typedef struct mcefad_config {
 #define X_FIELD_STR(name) char *name;

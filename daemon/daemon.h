@@ -28,9 +28,31 @@ typedef struct segment_entry {
     struct segment_entry *next;
 } segment_entry;
 
+struct peer;
+
+/* A segment on another host, as its daemon described it. */
+typedef struct remote_region {
+    uint64_t addr, length;
+    int numa_node;
+    uint64_t *rma_addr; /* per remote NIC */
+    uint64_t *rma_key;
+} remote_region;
+
+typedef struct remote_segment {
+    struct peer *peer;
+    uint64_t epoch; /* of the peer when described */
+    uint64_t gen;
+    char *name;
+    size_t nregions;
+    remote_region *regions; /* sorted by addr */
+    unsigned nrnics;
+} remote_segment;
+
+/* An opened segment: local (seg) or on another host (remote). */
 typedef struct open_segment {
     uint64_t handle;
     segment_entry *seg;
+    remote_segment *remote;
     unsigned opens;
 } open_segment;
 
@@ -38,6 +60,7 @@ typedef struct open_segment {
 typedef struct xfer_req {
     _Atomic uint32_t remaining; /* chunks not finished */
     _Atomic int32_t err;        /* first chunk error */
+    char *why;                  /* its explanation, set by whoever set err */
 } xfer_req;
 
 typedef struct batch {
@@ -48,6 +71,7 @@ typedef struct batch {
     _Atomic uint32_t pending;
     _Atomic uint32_t *state; /* daemon's own copy of each transfer's state */
     int32_t *err;
+    char **err_text;
     xfer_req *reqs;
     struct batch *next;
 } batch;
@@ -73,6 +97,7 @@ typedef struct session {
     bool hello_done;
     bool closing;
     bool close_after_flush;
+    bool busy; /* a request is waiting on the network; later ones wait */
     unsigned protocol_errors;
     wire_reader rd;
     outbuf *out_head, *out_tail;
@@ -132,6 +157,9 @@ segment_entry *segment_lookup(const char *name);
 /* Per-session handles of opened segments. */
 open_segment *segment_open_find(session *s, uint64_t handle);
 int segment_open(session *s, segment_entry *e, uint64_t *handle);
+int segment_open_remote(session *s, remote_segment *r, uint64_t *handle);
+remote_segment *segment_remote_from(struct peer *p, const Mcefa__SegmentDescriptor *d, char *why, size_t whylen);
+void segment_remote_free(remote_segment *r);
 int segment_close(session *s, uint64_t handle);
 void segment_close_all(session *s);
 
@@ -142,6 +170,7 @@ typedef struct rpc_ctx {
     int fds[2];
     unsigned nfds;
     bool close_after_reply;
+    bool deferred; /* the handler answers later with server_reply_later */
 } rpc_ctx;
 
 void *rpc_alloc(rpc_ctx *ctx, size_t size);
@@ -155,10 +184,13 @@ void rpc_handle(session *s, const Mcefa__Request *req, Mcefa__Response *resp, rp
 void xfer_alloc_batch(session *s, const Mcefa__AllocBatch *m, Mcefa__Response *resp, rpc_ctx *ctx);
 void xfer_free_batch(session *s, const Mcefa__FreeBatch *m, Mcefa__Response *resp, rpc_ctx *ctx);
 void xfer_submit(session *s, const Mcefa__SubmitBatch *m, Mcefa__Response *resp, rpc_ctx *ctx);
+void xfer_destroy_batches(session *s);
 void xfer_batch_status(session *s, const Mcefa__BatchStatusQuery *m, Mcefa__Response *resp, rpc_ctx *ctx);
 
 /* server.c */
 int server_start(void);
 void server_stop(void);
+/* Sends the answer to a deferred request and resumes reading the session. */
+void server_reply_later(session *s, Mcefa__Response *resp, rpc_ctx *ctx);
 
 #endif

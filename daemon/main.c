@@ -11,6 +11,8 @@
 #include "daemon.h"
 #include "local.h"
 #include "log.h"
+#include "nic.h"
+#include "peer.h"
 
 daemon_ctx mcefad;
 
@@ -49,6 +51,14 @@ static int config_validate(const mcefad_config *c)
         BAD("max_clients must be at least 1");
     if (c->max_regions_per_client < 1)
         BAD("max_regions_per_client must be at least 1");
+    if (c->max_wr < 1)
+        BAD("max_wr must be at least 1");
+    if (c->request_timeout_ms < 1)
+        BAD("request_timeout_ms must be at least 1");
+    if (c->peer_port < 1 || c->peer_port > 65535)
+        BAD("peer_port %llu is not a port number", (unsigned long long)c->peer_port);
+    if (c->nic_workers > 64)
+        BAD("nic_workers %llu is out of range (0-64)", (unsigned long long)c->nic_workers);
     if (c->segment_port_base > 65535)
         BAD("segment_port_base %llu is not a port number", (unsigned long long)c->segment_port_base);
 #undef BAD
@@ -61,6 +71,7 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     log_info("%s received: shutting down", strsignal(signum));
     server_stop();
+    peer_stop();
     uv_signal_stop(&sig_int);
     uv_signal_stop(&sig_term);
     uv_close((uv_handle_t *)&sig_int, NULL);
@@ -103,7 +114,15 @@ int main(int argc, char **argv)
                   strerror(-rc));
         return 1;
     }
+    /* NICs first: READY (socket listening) means every NIC context is up. */
+    if ((rc = nic_init()) < 0 || (rc = peer_start()) < 0) {
+        nic_shutdown();
+        local_shutdown();
+        return 1;
+    }
     if ((rc = server_start()) < 0) {
+        peer_stop();
+        nic_shutdown();
         local_shutdown();
         return 1;
     }
@@ -119,6 +138,7 @@ int main(int argc, char **argv)
     /* Copies in flight finish before the threads go; sessions are freed as
      * their last transfer completes. */
     local_shutdown();
+    nic_shutdown();
     uv_loop_close(mcefad.loop);
     config_free(&mcefad.cfg);
     log_info("stopped");

@@ -24,10 +24,14 @@ void region_ref(region *r)
     atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
 }
 
+void (*region_release_hook)(region *r);
+
 void region_unref(region *r)
 {
     if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
         return;
+    if (r->mrs && region_release_hook)
+        region_release_hook(r);
     if (r->map_base)
         munmap(r->map_base, r->map_len);
     free(r);

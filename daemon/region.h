@@ -17,7 +17,13 @@ typedef struct region {
     void *map_base;  /* what to munmap (NULL: not ours to unmap) */
     size_t map_len;
     int numa_node;   /* -1 unknown */
+    struct nic_mr *mrs; /* one per NIC (nic.c), NULL without NICs */
+    unsigned nmrs;
 } region;
+
+/* Set by the NIC layer: closes a region's NIC registrations before its
+ * memory is unmapped. */
+extern void (*region_release_hook)(region *r);
 
 /* Takes ownership of the mapping [map_base, map_base+map_len). */
 region *region_create(uint64_t addr, uint64_t length, void *ptr, void *map_base, size_t map_len, int numa_node);

@@ -12,6 +12,8 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "nic.h"
+#include "peer.h"
 #include "shm/completion.h"
 #include "shm/memfd.h"
 
@@ -177,6 +179,12 @@ static void handle_register(session *s, wire_reader *rd, const Mcefa__RegisterMe
         rpc_fail(ctx, resp, -ENOMEM, "out of memory registering a region");
         goto out;
     }
+    char nwhy[300];
+    if ((rc = nic_register_region(r, nwhy, sizeof(nwhy))) < 0) {
+        region_unref(r);
+        rpc_fail(ctx, resp, rc, "cannot register 0x%" PRIx64 " + %" PRIu64 ": %s", m->addr, m->length, nwhy);
+        goto out;
+    }
     if ((rc = region_table_insert(&s->regions, r)) < 0) {
         region_unref(r);
         rpc_fail(ctx, resp, rc, "cannot register 0x%" PRIx64 " + %" PRIu64 ": %s", m->addr, m->length,
@@ -222,6 +230,26 @@ static Mcefa__SegmentInfo *segment_info(rpc_ctx *ctx, uint64_t handle, segment_e
     return si;
 }
 
+static Mcefa__SegmentInfo *remote_segment_info(rpc_ctx *ctx, uint64_t handle, const remote_segment *r)
+{
+    Mcefa__SegmentInfo *si = rpc_alloc(ctx, sizeof(*si));
+    mcefa__segment_info__init(si);
+    si->handle = handle;
+    si->name = rpc_alloc(ctx, strlen(r->name) + 1);
+    strcpy(si->name, r->name);
+    si->n_regions = r->nregions;
+    si->regions = rpc_alloc(ctx, r->nregions * sizeof(*si->regions));
+    for (size_t i = 0; i < r->nregions; i++) {
+        Mcefa__Region *x = rpc_alloc(ctx, sizeof(*x));
+        mcefa__region__init(x);
+        x->addr = r->regions[i].addr;
+        x->length = r->regions[i].length;
+        x->numa_node = r->regions[i].numa_node;
+        si->regions[i] = x;
+    }
+    return si;
+}
+
 static void handle_export(session *s, const Mcefa__ExportSegment *m, Mcefa__Response *resp, rpc_ctx *ctx)
 {
     const char *why = "";
@@ -237,23 +265,86 @@ static void handle_export(session *s, const Mcefa__ExportSegment *m, Mcefa__Resp
     resp->segment_exported = se;
 }
 
-static void handle_open(session *s, const Mcefa__OpenSegment *m, Mcefa__Response *resp, rpc_ctx *ctx)
+/* A request answered once the peer daemon has. */
+typedef struct deferred {
+    session *s;
+    uint64_t seq;
+    uint64_t t0;
+    char name[300];
+} deferred;
+
+static deferred *defer(session *s, uint64_t seq, const char *name, rpc_ctx *ctx)
+{
+    deferred *d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    session_ref(s);
+    d->s = s;
+    d->seq = seq;
+    d->t0 = nic_now_ms();
+    snprintf(d->name, sizeof(d->name), "%s", name);
+    ctx->deferred = true;
+    return d;
+}
+
+static void answer(deferred *d, Mcefa__Response *resp, rpc_ctx *ctx)
+{
+    resp->seq = d->seq;
+    server_reply_later(d->s, resp, ctx);
+    rpc_ctx_free(ctx);
+    session_unref(d->s);
+    free(d);
+}
+
+static void on_remote_open(void *arg, peer *p, int status, const char *why, const Mcefa__SegmentDescriptor *desc)
+{
+    deferred *d = arg;
+    Mcefa__Response resp = MCEFA__RESPONSE__INIT;
+    rpc_ctx ctx = {0};
+    char w[300];
+    remote_segment *r = NULL;
+    uint64_t h;
+    if (status < 0)
+        rpc_fail(&ctx, &resp, status, "cannot open segment '%s': %s", d->name, why);
+    else if (d->s->closing)
+        ; /* the client left meanwhile: nothing to record */
+    else if (!(r = segment_remote_from(p, desc, w, sizeof(w))))
+        rpc_fail(&ctx, &resp, -EPROTO, "cannot open segment '%s': %s", d->name, w);
+    else if ((status = segment_open_remote(d->s, r, &h)) < 0) {
+        segment_remote_free(r);
+        rpc_fail(&ctx, &resp, status, "cannot open segment '%s': %s", d->name, strerror(-status));
+    } else {
+        resp.body_case = MCEFA__RESPONSE__BODY_SEGMENT_INFO;
+        resp.segment_info = remote_segment_info(&ctx, h, r);
+    }
+    answer(d, &resp, &ctx);
+}
+
+static void handle_open(session *s, uint64_t seq, const Mcefa__OpenSegment *m, Mcefa__Response *resp, rpc_ctx *ctx)
 {
     segment_entry *e = segment_lookup(m->name);
+    if (!e && !peer_is_local_name(m->name)) {
+        peer *p;
+        char why[400];
+        int rc = peer_for_segment(m->name, &p, why, sizeof(why));
+        if (rc < 0) {
+            rpc_fail(ctx, resp, rc, "cannot open segment '%s': %s", m->name, why);
+            return;
+        }
+        deferred *d = defer(s, seq, m->name, ctx);
+        if (!d) {
+            ctx->deferred = false;
+            rpc_fail(ctx, resp, -ENOMEM, "out of memory");
+            return;
+        }
+        peer_get_segment(p, m->name, on_remote_open, d);
+        return;
+    }
     if (!e) {
-        const char *colon = strrchr(m->name, ':');
-        size_t hl = colon ? (size_t)(colon - m->name) : strlen(m->name);
-        if (hl && (hl != strlen(mcefad.hostname) || strncmp(m->name, mcefad.hostname, hl) != 0) &&
-            strncmp(m->name, "127.", 4) != 0 && strncmp(m->name, "localhost", hl) != 0)
-            rpc_fail(ctx, resp, -ENOENT,
-                     "segment '%s' not found: no client on this host (%s) exports it, and this daemon does not "
-                     "reach other hosts yet",
-                     m->name, mcefad.hostname);
-        else
-            rpc_fail(ctx, resp, -ENOENT,
-                     "segment '%s' not found: no client on this host exports it; check the name the target "
-                     "printed and that it is still running",
-                     m->name);
+        rpc_fail(ctx, resp, -ENOENT,
+                 "segment '%s' not found: no client on this host exports it; check the name the target printed "
+                 "and that it is still running",
+                 m->name);
         return;
     }
     uint64_t h;
@@ -266,11 +357,82 @@ static void handle_open(session *s, const Mcefa__OpenSegment *m, Mcefa__Response
     resp->segment_info = segment_info(ctx, h, e);
 }
 
+static void warm_answer(deferred *d, int status, const char *why, unsigned pairs)
+{
+    Mcefa__Response resp = MCEFA__RESPONSE__INIT;
+    rpc_ctx ctx = {0};
+    if (status < 0) {
+        rpc_fail(&ctx, &resp, status, "warmup of segment '%s' failed: %s", d->name, why);
+    } else {
+        Mcefa__Warmup *w = rpc_alloc(&ctx, sizeof(*w));
+        mcefa__warmup__init(w);
+        w->nic_pairs = pairs;
+        w->elapsed_us = (nic_now_ms() - d->t0) * 1000;
+        resp.body_case = MCEFA__RESPONSE__BODY_WARMUP;
+        resp.warmup = w;
+    }
+    answer(d, &resp, &ctx);
+}
+
+static void on_warm_done(void *arg, int status, const char *why, unsigned pairs)
+{
+    warm_answer(arg, status, why, pairs);
+}
+
+static void on_warm_segment(void *arg, peer *p, int status, const char *why, const Mcefa__SegmentDescriptor *desc)
+{
+    (void)desc;
+    if (status < 0) {
+        warm_answer(arg, status, why, 0);
+        return;
+    }
+    peer_warmup(p, on_warm_done, arg);
+}
+
+static void handle_warmup(session *s, uint64_t seq, const Mcefa__WarmupSegment *m, Mcefa__Response *resp,
+                          rpc_ctx *ctx)
+{
+    segment_entry *e = segment_lookup(m->name);
+    if (e || peer_is_local_name(m->name)) {
+        if (!e) {
+            rpc_fail(ctx, resp, -ENOENT, "warmup: segment '%s' not found: no client on this host exports it", m->name);
+            return;
+        }
+        /* Same host: no NIC pair to connect. */
+        Mcefa__Warmup *w = rpc_alloc(ctx, sizeof(*w));
+        mcefa__warmup__init(w);
+        resp->body_case = MCEFA__RESPONSE__BODY_WARMUP;
+        resp->warmup = w;
+        return;
+    }
+    peer *p;
+    char why[400];
+    int rc = peer_for_segment(m->name, &p, why, sizeof(why));
+    if (rc < 0) {
+        rpc_fail(ctx, resp, rc, "warmup of segment '%s' failed: %s", m->name, why);
+        return;
+    }
+    deferred *d = defer(s, seq, m->name, ctx);
+    if (!d) {
+        ctx->deferred = false;
+        rpc_fail(ctx, resp, -ENOMEM, "out of memory");
+        return;
+    }
+    /* Fetching the descriptor first makes an unknown segment fail cleanly. */
+    peer_get_segment(p, m->name, on_warm_segment, d);
+}
+
 static void handle_query(session *s, const Mcefa__QuerySegment *m, Mcefa__Response *resp, rpc_ctx *ctx)
 {
     open_segment *o = segment_open_find(s, m->handle);
     if (!o) {
         rpc_fail(ctx, resp, -EBADF, "segment handle %" PRIu64 " is not open on this connection", m->handle);
+        return;
+    }
+    if (o->remote) {
+        /* The description fetched at open; open again to refresh it. */
+        resp->body_case = MCEFA__RESPONSE__BODY_SEGMENT_INFO;
+        resp->segment_info = remote_segment_info(ctx, o->handle, o->remote);
         return;
     }
     if (!o->seg->owner) {
@@ -319,6 +481,41 @@ static void handle_status(Mcefa__Response *resp, rpc_ctx *ctx)
         ci->segment = c->exported ? c->exported->name : "";
         st->clients[st->n_clients++] = ci;
     }
+    st->provider = mcefad.cfg.provider;
+    st->n_nics = nnics;
+    st->nics = rpc_alloc(ctx, nnics * sizeof(*st->nics));
+    for (unsigned i = 0; i < nnics; i++) {
+        nic *n = nics[i];
+        Mcefa__NicInfo *ni = rpc_alloc(ctx, sizeof(*ni));
+        mcefa__nic_info__init(ni);
+        ni->name = n->name;
+        ni->provider = n->provider;
+        ni->fabric = n->fabric;
+        ni->numa_node = n->numa_node;
+        ni->outstanding = atomic_load(&n->outstanding);
+        ni->bytes = atomic_load(&n->bytes);
+        ni->ops = atomic_load(&n->ops);
+        ni->errors = atomic_load(&n->errors);
+        ni->max_wr = n->max_wr;
+        st->nics[i] = ni;
+    }
+    size_t np = 0;
+    for (peer *p = peers; p; p = p->next)
+        np++;
+    st->peers = rpc_alloc(ctx, np * sizeof(*st->peers));
+    for (peer *p = peers; p; p = p->next) {
+        Mcefa__PeerInfo *pi = rpc_alloc(ctx, sizeof(*pi));
+        mcefa__peer_info__init(pi);
+        pi->host = p->host;
+        pi->address = p->address;
+        pi->epoch = p->epoch;
+        pi->connected = p->conn != NULL;
+        for (unsigned i = 0; i < nnics; i++)
+            for (unsigned j = 0; j < p->nrnics; j++)
+                pi->nic_pairs_warm += p->warm[i][j];
+        pi->last_error = p->last_error;
+        st->peers[st->n_peers++] = pi;
+    }
     resp->body_case = MCEFA__RESPONSE__BODY_DAEMON_STATUS;
     resp->daemon_status = st;
 }
@@ -349,7 +546,10 @@ void rpc_handle(session *s, const Mcefa__Request *req, Mcefa__Response *resp, rp
         handle_export(s, req->export_segment, resp, ctx);
         break;
     case MCEFA__REQUEST__BODY_OPEN_SEGMENT:
-        handle_open(s, req->open_segment, resp, ctx);
+        handle_open(s, req->seq, req->open_segment, resp, ctx);
+        break;
+    case MCEFA__REQUEST__BODY_WARMUP:
+        handle_warmup(s, req->seq, req->warmup, resp, ctx);
         break;
     case MCEFA__REQUEST__BODY_CLOSE_SEGMENT:
         handle_close_segment(s, req->close_segment, resp, ctx);

@@ -8,6 +8,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "peer.h"
 
 #define SEGMENT_NAME_MAX 255
 
@@ -101,6 +102,23 @@ open_segment *segment_open_find(session *s, uint64_t handle)
     return NULL;
 }
 
+static open_segment *new_open(session *s)
+{
+    if (s->nopens == s->capopens) {
+        size_t ncap = s->capopens ? s->capopens * 2 : 8;
+        open_segment *n = realloc(s->opens, ncap * sizeof(*n));
+        if (!n)
+            return NULL;
+        s->opens = n;
+        s->capopens = ncap;
+    }
+    open_segment *o = &s->opens[s->nopens++];
+    memset(o, 0, sizeof(*o));
+    o->handle = s->next_handle++;
+    o->opens = 1;
+    return o;
+}
+
 int segment_open(session *s, segment_entry *e, uint64_t *handle)
 {
     /* Opening the same live segment again returns the same handle. */
@@ -110,21 +128,50 @@ int segment_open(session *s, segment_entry *e, uint64_t *handle)
             *handle = s->opens[i].handle;
             return 0;
         }
-    if (s->nopens == s->capopens) {
-        size_t ncap = s->capopens ? s->capopens * 2 : 8;
-        open_segment *n = realloc(s->opens, ncap * sizeof(*n));
-        if (!n)
-            return -ENOMEM;
-        s->opens = n;
-        s->capopens = ncap;
-    }
-    open_segment *o = &s->opens[s->nopens++];
-    o->handle = s->next_handle++;
+    open_segment *o = new_open(s);
+    if (!o)
+        return -ENOMEM;
     o->seg = e;
-    o->opens = 1;
     e->refs++;
     *handle = o->handle;
     return 0;
+}
+
+int segment_open_remote(session *s, remote_segment *r, uint64_t *handle)
+{
+    /* Re-opening a remote segment refreshes its description in place. */
+    for (size_t i = 0; i < s->nopens; i++)
+        if (s->opens[i].remote && s->opens[i].remote->peer == r->peer && !strcmp(s->opens[i].remote->name, r->name)) {
+            segment_remote_free(s->opens[i].remote);
+            s->opens[i].remote = r;
+            s->opens[i].opens++;
+            *handle = s->opens[i].handle;
+            return 0;
+        }
+    open_segment *o = new_open(s);
+    if (!o)
+        return -ENOMEM;
+    o->remote = r;
+    *handle = o->handle;
+    return 0;
+}
+
+void segment_remote_free(remote_segment *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->nregions; i++)
+        free(r->regions[i].rma_addr);
+    free(r->regions);
+    free(r->name);
+    free(r);
+}
+
+static void drop_open(open_segment *o)
+{
+    if (o->seg)
+        entry_unref(o->seg);
+    segment_remote_free(o->remote);
 }
 
 int segment_close(session *s, uint64_t handle)
@@ -134,7 +181,7 @@ int segment_close(session *s, uint64_t handle)
         if (o->handle != handle)
             continue;
         if (--o->opens == 0) {
-            entry_unref(o->seg);
+            drop_open(o);
             s->opens[i] = s->opens[--s->nopens];
         }
         return 0;
@@ -145,8 +192,45 @@ int segment_close(session *s, uint64_t handle)
 void segment_close_all(session *s)
 {
     for (size_t i = 0; i < s->nopens; i++)
-        entry_unref(s->opens[i].seg);
+        drop_open(&s->opens[i]);
     free(s->opens);
     s->opens = NULL;
     s->nopens = s->capopens = 0;
+}
+
+remote_segment *segment_remote_from(struct peer *p, const Mcefa__SegmentDescriptor *d, char *why, size_t whylen)
+{
+    remote_segment *r = calloc(1, sizeof(*r));
+    if (!r || !(r->name = strdup(d->name)) || !(r->regions = calloc(d->n_regions + 1, sizeof(*r->regions)))) {
+        segment_remote_free(r);
+        snprintf(why, whylen, "out of memory");
+        return NULL;
+    }
+    r->peer = p;
+    r->epoch = p->epoch;
+    r->gen = atomic_load(&p->gen);
+    r->nrnics = p->nrnics;
+    uint64_t prev_end = 0;
+    for (size_t i = 0; i < d->n_regions; i++) {
+        const Mcefa__RemoteRegion *x = d->regions[i];
+        remote_region *rr = &r->regions[i];
+        /* The peer is another process we do not control: check its words. */
+        if (x->n_rma_addr != p->nrnics || x->n_rma_key != p->nrnics || x->length == 0 ||
+            x->addr + x->length < x->addr || (i && x->addr < prev_end)) {
+            snprintf(why, whylen, "peer %s sent an inconsistent description of segment '%s' (region %zu)", p->host,
+                     d->name, i);
+            segment_remote_free(r);
+            return NULL;
+        }
+        prev_end = x->addr + x->length;
+        rr->addr = x->addr;
+        rr->length = x->length;
+        rr->numa_node = x->numa_node;
+        rr->rma_addr = calloc(2 * (p->nrnics + 1), sizeof(uint64_t));
+        rr->rma_key = rr->rma_addr + p->nrnics + 1;
+        memcpy(rr->rma_addr, x->rma_addr, p->nrnics * sizeof(uint64_t));
+        memcpy(rr->rma_key, x->rma_key, p->nrnics * sizeof(uint64_t));
+        r->nregions++;
+    }
+    return r;
 }

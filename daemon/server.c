@@ -134,7 +134,8 @@ static void process_frames(session *s)
     const uint8_t *payload;
     size_t len;
     int rc;
-    while (!s->closing && !s->close_after_flush && (rc = wire_reader_next(&s->rd, &payload, &len)) != 0) {
+    while (!s->closing && !s->close_after_flush && !s->busy &&
+           (rc = wire_reader_next(&s->rd, &payload, &len)) != 0) {
         if (rc < 0) {
             uint32_t announced = (uint32_t)s->rd.buf[0] | (uint32_t)s->rd.buf[1] << 8 |
                                  (uint32_t)s->rd.buf[2] << 16 | (uint32_t)s->rd.buf[3] << 24;
@@ -170,11 +171,27 @@ static void process_frames(session *s)
         rpc_handle(s, req, &resp, &ctx);
         if (resp.status < 0)
             log_debug("client %s: request failed: %s", s->name, resp.error);
-        queue_reply(s, &resp, &ctx);
+        if (ctx.deferred)
+            s->busy = true; /* answered by server_reply_later */
+        else
+            queue_reply(s, &resp, &ctx);
         rpc_ctx_free(&ctx);
         mcefa__request__free_unpacked(req, NULL);
         wire_reader_consume(&s->rd);
     }
+}
+
+void server_reply_later(session *s, Mcefa__Response *resp, rpc_ctx *ctx)
+{
+    if (s->closing)
+        return;
+    if (resp->status < 0)
+        log_debug("client %s: request failed: %s", s->name, resp->error);
+    queue_reply(s, resp, ctx);
+    s->busy = false;
+    process_frames(s); /* requests that arrived meanwhile */
+    if (!s->closing)
+        flush(s);
 }
 
 static void on_client_io(uv_poll_t *h, int status, int events)

@@ -42,13 +42,7 @@ void session_ref(session *s)
 
 static void session_free(session *s)
 {
-    for (batch *b = s->batches, *nb; b; b = nb) {
-        nb = b->next;
-        free(b->err);
-        free(b->state);
-        free(b->reqs);
-        free(b);
-    }
+    xfer_destroy_batches(s);
     if (s->cq)
         munmap(s->cq, s->cq_len);
     for (outbuf *o = s->out_head, *no; o; o = no) {

@@ -9,6 +9,8 @@
 #include "daemon.h"
 #include "local.h"
 #include "log.h"
+#include "nic.h"
+#include "peer.h"
 #include "shm/completion.h"
 
 typedef struct xfer_chunk {
@@ -29,6 +31,12 @@ static batch *find_batch(session *s, uint64_t id)
 
 static void batch_destroy(batch *b)
 {
+    if (b->err_text)
+        for (uint32_t i = 0; i < b->capacity; i++)
+            free(b->err_text[i]);
+    for (uint32_t i = 0; b->reqs && i < b->capacity; i++)
+        free(b->reqs[i].why);
+    free(b->err_text);
     free(b->state);
     free(b->err);
     free(b->reqs);
@@ -63,8 +71,9 @@ void xfer_alloc_batch(session *s, const Mcefa__AllocBatch *m, Mcefa__Response *r
         b->state = calloc(cap, sizeof(*b->state));
         b->err = calloc(cap, sizeof(*b->err));
         b->reqs = calloc(cap, sizeof(*b->reqs));
+        b->err_text = calloc(cap, sizeof(*b->err_text));
     }
-    if (!b || !b->state || !b->err || !b->reqs) {
+    if (!b || !b->state || !b->err || !b->reqs || !b->err_text) {
         if (b)
             batch_destroy(b);
         rpc_fail(ctx, resp, -ENOMEM, "out of memory allocating a batch of %u transfers", cap);
@@ -107,11 +116,22 @@ void xfer_free_batch(session *s, const Mcefa__FreeBatch *m, Mcefa__Response *res
     batch_destroy(b);
 }
 
+void xfer_destroy_batches(session *s)
+{
+    for (batch *b = s->batches, *nb; b; b = nb) {
+        nb = b->next;
+        batch_destroy(b);
+    }
+    s->batches = NULL;
+}
+
 /* Records the end of transfer idx and wakes the client. Any thread. */
-static void finish(session *s, batch *b, uint32_t idx, int err)
+static void finish(session *s, batch *b, uint32_t idx, int err, char *why)
 {
     uint32_t hdr = b->first_slot;
     b->err[idx] = err;
+    free(b->err_text[idx]);
+    b->err_text[idx] = why; /* owned by the batch now */
     atomic_store_explicit(&b->state[idx], err ? MCEFA_STATE_FAILED : MCEFA_STATE_COMPLETED, memory_order_release);
     atomic_fetch_add_explicit(err ? &mcefad.transfers_failed : &mcefad.transfers_completed, 1,
                               memory_order_relaxed);
@@ -140,8 +160,139 @@ static void chunk_done(local_job *job, int err)
         atomic_compare_exchange_strong(&r->err, &zero, err);
     }
     if (atomic_fetch_sub_explicit(&r->remaining, 1, memory_order_acq_rel) == 1)
-        finish(s, b, idx, atomic_load(&r->err));
+        finish(s, b, idx, atomic_load(&r->err), NULL);
     session_unref(s);
+}
+
+/* ---- Remote transfers: RMA ops on the NIC workers ----------------------- */
+
+typedef struct xfer_net {
+    net_op op; /* first: the worker hands us back this pointer */
+    session *s;
+    batch *b;
+    uint32_t idx;
+    region *lr;
+} xfer_net;
+
+static void net_done(net_op *op, int err, const char *why)
+{
+    xfer_net *x = (xfer_net *)op;
+    batch *b = x->b;
+    xfer_req *r = &b->reqs[x->idx];
+    if (err) {
+        int32_t zero = 0;
+        if (atomic_compare_exchange_strong(&r->err, &zero, err) && why)
+            r->why = strdup(why);
+    }
+    if (atomic_fetch_sub_explicit(&r->remaining, 1, memory_order_acq_rel) == 1) {
+        char *w = r->why;
+        r->why = NULL;
+        finish(x->s, b, x->idx, atomic_load(&r->err), w);
+    }
+}
+
+static void net_release(net_op *op)
+{
+    xfer_net *x = (xfer_net *)op;
+    region_unref(x->lr);
+    session_unref(x->s);
+    free(x);
+}
+
+static remote_region *remote_find(const remote_segment *rs, uint64_t addr, uint64_t len)
+{
+    size_t lo = 0, hi = rs->nregions;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (rs->regions[mid].addr <= addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return NULL;
+    remote_region *r = &rs->regions[lo - 1];
+    if (addr - r->addr >= r->length || len > r->length - (addr - r->addr))
+        return NULL;
+    return r;
+}
+
+/* Local NICs that can reach the peer, NUMA-local to the buffer first. */
+static unsigned usable_nics(const region *lr, peer *p, unsigned *out)
+{
+    unsigned cand[NIC_MAX], n = nic_choose(lr->numa_node, cand, NIC_MAX), k = 0;
+    for (unsigned c = 0; c < n; c++)
+        for (unsigned j = 0; j < p->nrnics; j++)
+            if (p->fiaddr[cand[c]][j] != FI_ADDR_NOTAVAIL) {
+                out[k++] = cand[c];
+                break;
+            }
+    if (k == 0 && lr->numa_node >= 0) {
+        /* No NUMA-local NIC reaches the peer: any NIC that does. */
+        for (unsigned i = 0; i < nnics; i++)
+            for (unsigned j = 0; j < p->nrnics; j++)
+                if (p->fiaddr[i][j] != FI_ADDR_NOTAVAIL) {
+                    out[k++] = i;
+                    break;
+                }
+    }
+    return k;
+}
+
+/* Splits transfer idx into RMA ops (striped across NICs when large) and
+ * links them onto *head. Returns the number of ops. */
+static uint32_t plan_remote(session *s, batch *b, uint32_t idx, const Mcefa__Transfer *t, region *lr,
+                            remote_segment *rs, remote_region *rr, const unsigned *use, unsigned nuse, net_op **head)
+{
+    static unsigned rr_nic;
+    peer *p = rs->peer;
+    uint64_t len = t->length;
+    unsigned pieces = len > mcefad.cfg.stripe_threshold && nuse > 1 ? nuse : 1;
+    uint64_t piece = pieces > 1 ? ((len + pieces - 1) / pieces + 4095) / 4096 * 4096 : len;
+    uint64_t deadline = nic_now_ms() + mcefad.cfg.request_timeout_ms;
+    uint64_t gen = atomic_load(&p->gen);
+    uint32_t count = 0;
+    unsigned start = rr_nic++;
+    for (uint64_t off = 0, k = 0; off < len; k++) {
+        unsigned li = use[(start + k) % nuse];
+        nic *n = nics[li];
+        uint64_t l = len - off < piece ? len - off : piece;
+        if (l > n->max_msg)
+            l = n->max_msg;
+        int j = peer_pick_remote(p, li);
+        xfer_net *x = calloc(1, sizeof(*x));
+        if (!x || j < 0) {
+            /* The pieces already planned still run; the transfer fails. */
+            int32_t zero = 0, e = x ? -ENETUNREACH : -ENOMEM;
+            free(x);
+            atomic_compare_exchange_strong(&b->reqs[idx].err, &zero, e);
+            break;
+        }
+        x->s = s;
+        x->b = b;
+        x->idx = idx;
+        x->lr = lr;
+        region_ref(lr);
+        session_ref(s);
+        x->op.nic = n;
+        x->op.write = t->opcode == MCEFA__OPCODE__OP_WRITE;
+        x->op.local = (char *)region_translate(lr, t->local_addr) + off;
+        x->op.desc = lr->mrs[li].desc;
+        x->op.len = l;
+        x->op.dest = p->fiaddr[li][j];
+        x->op.raddr = rr->rma_addr[j] + (t->remote_addr - rr->addr) + off;
+        x->op.rkey = rr->rma_key[j];
+        x->op.deadline_ms = deadline;
+        x->op.peer_gen = &p->gen;
+        x->op.gen = gen;
+        x->op.done = net_done;
+        x->op.release = net_release;
+        x->op.next = *head;
+        *head = &x->op;
+        count++;
+        off += l;
+    }
+    return count;
 }
 
 /* Checks [addr, addr+len) against a table; fills why on failure. */
@@ -192,6 +343,7 @@ void xfer_submit(session *s, const Mcefa__SubmitBatch *m, Mcefa__Response *resp,
     /* Validate everything first: a rejected submission moves no byte. */
     region **lr = rpc_alloc(ctx, n * sizeof(*lr));
     region **rr = rpc_alloc(ctx, n * sizeof(*rr));
+    remote_region **rreg = rpc_alloc(ctx, n * sizeof(*rreg));
     uint64_t chunk = mcefad.cfg.copy_chunk_bytes ? mcefad.cfg.copy_chunk_bytes : UINT64_MAX;
     for (size_t i = 0; i < n; i++) {
         const Mcefa__Transfer *t = m->transfers[i];
@@ -205,6 +357,37 @@ void xfer_submit(session *s, const Mcefa__SubmitBatch *m, Mcefa__Response *resp,
                                         " is not open on this connection (open the segment first)",
                      i, t->segment);
             return;
+        }
+        if (o->remote) {
+            remote_segment *rs = o->remote;
+            peer *p = rs->peer;
+            if (!p->conn) {
+                rpc_fail(ctx, resp, -ENOTCONN,
+                         "transfer %zu: the connection to host %s's daemon is down (%s); open the segment again "
+                         "to reconnect",
+                         i, p->host, p->last_error[0] ? p->last_error : "not connected");
+                return;
+            }
+            if (p->epoch != rs->epoch) {
+                rpc_fail(ctx, resp, -ESTALE,
+                         "transfer %zu: host %s's daemon restarted since segment '%s' was opened; open it again", i,
+                         p->host, rs->name);
+                return;
+            }
+            if (!(lr[i] = check_range(&s->regions, t->local_addr, t->length, "local", (uint32_t)i, ctx, resp)))
+                return;
+            if (t->remote_addr + t->length < t->remote_addr || !(rreg[i] = remote_find(rs, t->remote_addr, t->length))) {
+                rpc_fail(ctx, resp, -EFAULT,
+                         "transfer %zu: remote range 0x%" PRIx64 " + %" PRIu64
+                         " is not inside a registered region of segment '%s' on host %s",
+                         i, t->remote_addr, t->length, rs->name, p->host);
+                return;
+            }
+            if (!lr[i]->mrs) {
+                rpc_fail(ctx, resp, -EIO, "transfer %zu: the local region is not registered with the NICs", i);
+                return;
+            }
+            continue;
         }
         if (!o->seg->owner) {
             rpc_fail(ctx, resp, -ENOTCONN,
@@ -224,6 +407,7 @@ void xfer_submit(session *s, const Mcefa__SubmitBatch *m, Mcefa__Response *resp,
     uint32_t first = b->count;
     xfer_chunk *head = NULL, *tail = NULL;
     size_t njobs = 0;
+    net_op *net_head = NULL;
     for (size_t i = 0; i < n; i++) {
         const Mcefa__Transfer *t = m->transfers[i];
         uint32_t idx = first + (uint32_t)i;
@@ -233,7 +417,25 @@ void xfer_submit(session *s, const Mcefa__SubmitBatch *m, Mcefa__Response *resp,
         atomic_fetch_add_explicit(&b->pending, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->inflight, 1, memory_order_relaxed);
         if (t->length == 0) {
-            finish(s, b, idx, 0);
+            finish(s, b, idx, 0, NULL);
+            continue;
+        }
+        if (rreg[i]) {
+            remote_segment *rs = segment_open_find(s, t->segment)->remote;
+            unsigned use[NIC_MAX], nuse = usable_nics(lr[i], rs->peer, use);
+            uint32_t pieces = 0;
+            if (nuse) {
+                /* Ops are queued only after the loop, so remaining can be
+                 * set once they are all planned. */
+                atomic_store(&b->reqs[idx].err, 0);
+                pieces = plan_remote(s, b, idx, t, lr[i], rs, rreg[i], use, nuse, &net_head);
+            }
+            if (!pieces) {
+                char *why = strdup(nuse ? "out of memory" : "no local NIC shares a fabric with the peer's NICs");
+                finish(s, b, idx, nuse ? -ENOMEM : -ENETUNREACH, why);
+                continue;
+            }
+            atomic_store(&b->reqs[idx].remaining, pieces);
             continue;
         }
         uint32_t pieces = (uint32_t)((t->length + chunk - 1) / chunk);
@@ -250,7 +452,7 @@ void xfer_submit(session *s, const Mcefa__SubmitBatch *m, Mcefa__Response *resp,
                 int32_t zero = 0;
                 atomic_compare_exchange_strong(&b->reqs[idx].err, &zero, -ENOMEM);
                 if (atomic_fetch_sub(&b->reqs[idx].remaining, left) == left)
-                    finish(s, b, idx, -ENOMEM);
+                    finish(s, b, idx, -ENOMEM, NULL);
                 break;
             }
             uint64_t len = t->length - off < chunk ? t->length - off : chunk;
@@ -282,6 +484,8 @@ void xfer_submit(session *s, const Mcefa__SubmitBatch *m, Mcefa__Response *resp,
     b->count += (uint32_t)n;
     if (head)
         local_submit(&head->job, &tail->job, njobs);
+    if (net_head)
+        nic_submit(net_head);
     Mcefa__BatchSubmitted *bs = rpc_alloc(ctx, sizeof(*bs));
     mcefa__batch_submitted__init(bs);
     bs->first_index = first;
@@ -306,8 +510,8 @@ void xfer_batch_status(session *s, const Mcefa__BatchStatusQuery *m, Mcefa__Resp
         ts->state = atomic_load_explicit(&b->state[i], memory_order_acquire);
         ts->error = b->err[i];
         if (ts->state == MCEFA_STATE_FAILED) {
-            char *txt = rpc_alloc(ctx, 160);
-            snprintf(txt, 160, "transfer %u failed: %s", i, strerror(-ts->error));
+            char *txt = rpc_alloc(ctx, 600);
+            snprintf(txt, 600, "transfer %u failed: %s", i, b->err_text[i] ? b->err_text[i] : strerror(-ts->error));
             ts->error_text = txt;
         }
         bs->transfers[i] = ts;

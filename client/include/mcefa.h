@@ -93,6 +93,13 @@ int mcefa_segment_regions(mcefa_client *c, mcefa_segment seg, mcefa_region_info 
 
 int mcefa_segment_close(mcefa_client *c, mcefa_segment seg);
 
+/* Connects every local/remote NIC pair towards the host of segment `name`
+ * up front (with whatever first exchange the provider needs), so the first
+ * transfer pays nothing. Idempotent; fails cleanly for an unknown segment.
+ * *pairs (if not NULL) gets the number of NIC pairs now connected; 0 for a
+ * segment on this host. */
+int mcefa_segment_warmup(mcefa_client *c, const char *name, unsigned *pairs);
+
 /* ---- Transfers -------------------------------------------------------- */
 
 enum mcefa_opcode {

@@ -1,0 +1,933 @@
+/* Daemon-to-daemon connections over TCP (libuv), same framing as the
+ * client socket, PeerFrame messages. */
+#include "peer.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <rdma/fi_domain.h>
+#include <rdma/fi_endpoint.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "daemon.h"
+#include "log.h"
+
+peer *peers;
+
+typedef void (*reply_fn)(peer_conn *c, void *arg, const Mcefa__PeerFrame *f);
+
+typedef struct pending_req {
+    struct pending_req *next;
+    uint64_t seq;
+    reply_fn fn;
+    void *arg;
+} pending_req;
+
+struct peer_conn {
+    uv_tcp_t tcp;
+    peer *peer; /* NULL on an incoming connection until its hello */
+    bool outgoing;
+    bool closing;
+    uint8_t *buf;
+    size_t len, cap;
+    uint64_t next_seq;
+    pending_req *pending;
+};
+
+struct peer_waiter {
+    peer_waiter *next;
+    void (*fn)(void *arg, int status, const char *why);
+    void *arg;
+};
+
+static uv_tcp_t listener;
+static bool listening;
+
+/* ---- Names -------------------------------------------------------------- */
+
+static size_t host_len(const char *name)
+{
+    const char *colon = strrchr(name, ':');
+    return colon ? (size_t)(colon - name) : strlen(name);
+}
+
+bool peer_is_local_name(const char *name)
+{
+    size_t hl = host_len(name);
+    return hl == 0 || (hl == strlen(mcefad.hostname) && strncmp(name, mcefad.hostname, hl) == 0);
+}
+
+/* Looks host up in peer_hosts ("name=addr[:port],..."). */
+static bool static_address(const char *host, char *out, size_t outlen)
+{
+    const char *p = mcefad.cfg.peer_hosts;
+    size_t hl = strlen(host);
+    while (p && *p) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        const char *eq = memchr(p, '=', l);
+        if (eq && (size_t)(eq - p) == hl && strncmp(p, host, hl) == 0) {
+            size_t al = l - (size_t)(eq + 1 - p);
+            if (memchr(eq + 1, ':', al))
+                snprintf(out, outlen, "%.*s", (int)al, eq + 1);
+            else
+                snprintf(out, outlen, "%.*s:%llu", (int)al, eq + 1, (unsigned long long)mcefad.cfg.peer_port);
+            return true;
+        }
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return false;
+}
+
+int peer_for_segment(const char *name, peer **out, char *why, size_t whylen)
+{
+    size_t hl = host_len(name);
+    char host[256];
+    if (hl == 0 || hl >= sizeof(host)) {
+        snprintf(why, whylen, "segment name '%s' has no host part (expected host:port)", name);
+        return -EINVAL;
+    }
+    memcpy(host, name, hl);
+    host[hl] = 0;
+    for (peer *p = peers; p; p = p->next)
+        if (!strcmp(p->host, host)) {
+            *out = p;
+            return 0;
+        }
+    if (!nnics) {
+        snprintf(why, whylen,
+                 "segment '%s' is on host %s, but this daemon has no NIC (provider '%s'); configure a provider "
+                 "to reach other hosts",
+                 name, host, mcefad.cfg.provider);
+        return -ENETUNREACH;
+    }
+    peer *p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    snprintf(p->host, sizeof(p->host), "%s", host);
+    if (!static_address(host, p->address, sizeof(p->address)))
+        snprintf(p->address, sizeof(p->address), "%s:%llu", host, (unsigned long long)mcefad.cfg.peer_port);
+    for (unsigned i = 0; i < NIC_MAX; i++)
+        for (unsigned j = 0; j < NIC_MAX; j++)
+            p->fiaddr[i][j] = FI_ADDR_NOTAVAIL;
+    p->next = peers;
+    peers = p;
+    *out = p;
+    return 0;
+}
+
+/* ---- Sending ------------------------------------------------------------ */
+
+typedef struct write_req {
+    uv_write_t w;
+    uint8_t *data;
+} write_req;
+
+static void on_written(uv_write_t *w, int status)
+{
+    write_req *r = (write_req *)w;
+    (void)status; /* a broken connection shows up on the read side */
+    free(r->data);
+    free(r);
+}
+
+static void conn_close(peer_conn *c, const char *why);
+
+static int conn_send(peer_conn *c, Mcefa__PeerFrame *f)
+{
+    if (c->closing)
+        return -ENOTCONN;
+    write_req *r = calloc(1, sizeof(*r));
+    size_t len;
+    if (!r || wire_pack(&f->base, &r->data, &len) < 0) {
+        free(r);
+        return -ENOMEM;
+    }
+    uv_buf_t b = uv_buf_init((char *)r->data, (unsigned)len);
+    int rc = uv_write(&r->w, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+    if (rc < 0) {
+        free(r->data);
+        free(r);
+        return -ENOTCONN;
+    }
+    return 0;
+}
+
+static int conn_request(peer_conn *c, Mcefa__PeerFrame *f, reply_fn fn, void *arg)
+{
+    pending_req *pr = calloc(1, sizeof(*pr));
+    if (!pr)
+        return -ENOMEM;
+    f->seq = ++c->next_seq;
+    pr->seq = f->seq;
+    pr->fn = fn;
+    pr->arg = arg;
+    int rc = conn_send(c, f);
+    if (rc < 0) {
+        free(pr);
+        return rc;
+    }
+    pr->next = c->pending;
+    c->pending = pr;
+    return 0;
+}
+
+static void reply_error(peer_conn *c, uint64_t seq, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void reply_error(peer_conn *c, uint64_t seq, int status, const char *fmt, ...)
+{
+    char txt[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(txt, sizeof(txt), fmt, ap);
+    va_end(ap);
+    Mcefa__PeerFrame f = MCEFA__PEER_FRAME__INIT;
+    f.seq = seq;
+    f.reply = true;
+    f.status = status;
+    f.error = txt;
+    conn_send(c, &f);
+}
+
+/* ---- Handshake ---------------------------------------------------------- */
+
+static void fill_hello(Mcefa__PeerHello *h, Mcefa__PeerNic *nv, Mcefa__PeerNic **np)
+{
+    mcefa__peer_hello__init(h);
+    h->protocol_version = MCEFA_PROTOCOL_VERSION;
+    h->hostname = mcefad.hostname;
+    h->epoch = mcefad.epoch;
+    h->provider = mcefad.cfg.provider;
+    h->n_nics = nnics;
+    h->nics = np;
+    for (unsigned i = 0; i < nnics; i++) {
+        mcefa__peer_nic__init(&nv[i]);
+        nv[i].name = nics[i]->name;
+        nv[i].fabric = nics[i]->fabric;
+        nv[i].address.data = nics[i]->addr;
+        nv[i].address.len = nics[i]->addrlen;
+        nv[i].warmup_addr = nics[i]->warmup_addr;
+        nv[i].warmup_key = nics[i]->warmup_key;
+        np[i] = &nv[i];
+    }
+}
+
+static void forget_av(peer *p)
+{
+    for (unsigned i = 0; i < nnics; i++)
+        for (unsigned j = 0; j < p->nrnics; j++) {
+            if (p->fiaddr[i][j] != FI_ADDR_NOTAVAIL)
+                fi_av_remove(nics[i]->av, &p->fiaddr[i][j], 1, 0);
+            p->fiaddr[i][j] = FI_ADDR_NOTAVAIL;
+            p->warm[i][j] = false;
+        }
+}
+
+/* Takes in a peer's hello: epoch check, then every remote NIC address into
+ * each local NIC's AV in one insert. */
+static int apply_hello(peer *p, const Mcefa__PeerHello *h, char *why, size_t whylen)
+{
+    if (h->protocol_version != MCEFA_PROTOCOL_VERSION) {
+        snprintf(why, whylen, "peer %s speaks protocol %u, this daemon %u; run the same mcefad version on both",
+                 h->hostname, h->protocol_version, MCEFA_PROTOCOL_VERSION);
+        return -EPROTONOSUPPORT;
+    }
+    if (strcmp(h->provider, mcefad.cfg.provider) != 0) {
+        snprintf(why, whylen, "peer %s uses provider '%s', this daemon '%s'; configure the same provider on both",
+                 h->hostname, h->provider, mcefad.cfg.provider);
+        return -EPROTO;
+    }
+    if (h->n_nics > NIC_MAX) {
+        snprintf(why, whylen, "peer %s announced %zu NICs (at most %d)", h->hostname, h->n_nics, NIC_MAX);
+        return -EPROTO;
+    }
+    if (p->epoch == h->epoch && p->nrnics == h->n_nics)
+        return 0; /* a reconnect to the same incarnation: entries stand */
+    if (p->epoch && p->epoch != h->epoch)
+        log_info("peer %s restarted (epoch %016" PRIx64 " -> %016" PRIx64 "): replacing its address entries", p->host,
+                 p->epoch, h->epoch);
+    forget_av(p);
+    atomic_fetch_add(&p->gen, 1);
+    p->epoch = h->epoch;
+    snprintf(p->remote_hostname, sizeof(p->remote_hostname), "%s", h->hostname);
+    p->nrnics = (unsigned)h->n_nics;
+    for (unsigned j = 0; j < p->nrnics; j++) {
+        const Mcefa__PeerNic *n = h->nics[j];
+        remote_nic *r = &p->rnic[j];
+        if (n->address.len > NIC_ADDR_MAX) {
+            snprintf(why, whylen, "peer %s: NIC address of %zu bytes is too long", h->hostname, n->address.len);
+            p->nrnics = 0;
+            return -EPROTO;
+        }
+        snprintf(r->name, sizeof(r->name), "%s", n->name);
+        snprintf(r->fabric, sizeof(r->fabric), "%s", n->fabric);
+        memcpy(r->addr, n->address.data, n->address.len);
+        r->addrlen = n->address.len;
+        r->warmup_addr = n->warmup_addr;
+        r->warmup_key = n->warmup_key;
+    }
+    for (unsigned i = 0; i < nnics; i++) {
+        uint8_t all[NIC_MAX * NIC_ADDR_MAX];
+        unsigned idx[NIC_MAX], cnt = 0;
+        size_t off = 0;
+        for (unsigned j = 0; j < p->nrnics; j++)
+            if (!strcmp(p->rnic[j].fabric, nics[i]->fabric) && p->rnic[j].addrlen == nics[i]->addrlen) {
+                memcpy(all + off, p->rnic[j].addr, p->rnic[j].addrlen);
+                off += p->rnic[j].addrlen;
+                idx[cnt++] = j;
+            }
+        if (!cnt)
+            continue;
+        fi_addr_t out[NIC_MAX];
+        int rc = fi_av_insert(nics[i]->av, all, cnt, out, 0, NULL);
+        if (rc != (int)cnt) {
+            snprintf(why, whylen, "NIC %s: inserting %u addresses of peer %s failed (%d)", nics[i]->name, cnt,
+                     h->hostname, rc);
+            return -EIO;
+        }
+        for (unsigned k = 0; k < cnt; k++)
+            p->fiaddr[i][idx[k]] = out[k];
+    }
+    log_info("peer %s (%s): epoch %016" PRIx64 ", %u NICs", p->host, p->address, p->epoch, p->nrnics);
+    return 0;
+}
+
+static void run_waiters(peer *p, int status, const char *why)
+{
+    peer_waiter *w = p->waiters;
+    p->waiters = NULL;
+    while (w) {
+        peer_waiter *n = w->next;
+        w->fn(w->arg, status, why);
+        free(w);
+        w = n;
+    }
+}
+
+static void on_hello_reply(peer_conn *c, void *arg, const Mcefa__PeerFrame *f)
+{
+    (void)arg;
+    peer *p = c->peer;
+    char why[300] = "";
+    int rc = f->status;
+    if (rc < 0)
+        snprintf(why, sizeof(why), "peer %s refused the handshake: %s", p->host, f->error);
+    else if (f->body_case != MCEFA__PEER_FRAME__BODY_HELLO) {
+        rc = -EPROTO;
+        snprintf(why, sizeof(why), "peer %s answered the handshake without a hello", p->host);
+    } else
+        rc = apply_hello(p, f->hello, why, sizeof(why));
+    p->connecting = false;
+    if (rc < 0) {
+        snprintf(p->last_error, sizeof(p->last_error), "%s", why);
+        log_warn("%s", why);
+        run_waiters(p, rc, why);
+        conn_close(c, why);
+        return;
+    }
+    p->conn = c;
+    p->last_error[0] = 0;
+    run_waiters(p, 0, NULL);
+}
+
+/* ---- Serving a peer's requests ----------------------------------------- */
+
+static segment_entry *find_segment_for_peer(const char *name)
+{
+    segment_entry *e = segment_lookup(name);
+    if (e)
+        return e;
+    /* The peer may name us by an address rather than our hostname: match
+     * the port part. */
+    const char *colon = strrchr(name, ':');
+    if (!colon)
+        return NULL;
+    for (segment_entry *s = mcefad.segments; s; s = s->next) {
+        const char *sc = strrchr(s->name, ':');
+        if (s->owner && sc && !strcmp(sc, colon))
+            return s;
+    }
+    return NULL;
+}
+
+static void serve_get_segment(peer_conn *c, uint64_t seq, const Mcefa__GetSegment *g)
+{
+    segment_entry *e = find_segment_for_peer(g->name);
+    if (!e) {
+        reply_error(c, seq, -ENOENT, "segment '%s' not found on host %s: no client there exports it", g->name,
+                    mcefad.hostname);
+        return;
+    }
+    const region_table *t = &e->owner->regions;
+    Mcefa__SegmentDescriptor d = MCEFA__SEGMENT_DESCRIPTOR__INIT;
+    d.name = e->name;
+    d.n_regions = t->n;
+    d.regions = calloc(t->n + 1, sizeof(*d.regions));
+    Mcefa__RemoteRegion *rv = calloc(t->n + 1, sizeof(*rv));
+    uint64_t *vals = calloc(2 * (t->n + 1) * (nnics + 1), sizeof(uint64_t));
+    for (size_t i = 0; i < t->n; i++) {
+        region *r = t->v[i];
+        mcefa__remote_region__init(&rv[i]);
+        rv[i].addr = r->addr;
+        rv[i].length = r->length;
+        rv[i].numa_node = r->numa_node;
+        rv[i].n_rma_addr = rv[i].n_rma_key = r->nmrs;
+        rv[i].rma_addr = vals + 2 * i * (nnics + 1);
+        rv[i].rma_key = rv[i].rma_addr + nnics + 1;
+        for (unsigned k = 0; k < r->nmrs; k++) {
+            rv[i].rma_addr[k] = r->mrs[k].rma_base;
+            rv[i].rma_key[k] = r->mrs[k].key;
+        }
+        d.regions[i] = &rv[i];
+    }
+    Mcefa__PeerFrame f = MCEFA__PEER_FRAME__INIT;
+    f.seq = seq;
+    f.reply = true;
+    f.body_case = MCEFA__PEER_FRAME__BODY_SEGMENT;
+    f.segment = &d;
+    conn_send(c, &f);
+    free(vals);
+    free(rv);
+    free(d.regions);
+}
+
+static void serve_hello(peer_conn *c, uint64_t seq, const Mcefa__PeerHello *h)
+{
+    char why[300];
+    peer *p = NULL;
+    char name[300];
+    snprintf(name, sizeof(name), "%s:0", h->hostname);
+    int rc = peer_for_segment(name, &p, why, sizeof(why));
+    if (rc == 0)
+        rc = apply_hello(p, h, why, sizeof(why));
+    if (rc < 0) {
+        log_warn("refusing a peer handshake: %s", why);
+        reply_error(c, seq, rc, "%s", why);
+        return;
+    }
+    c->peer = p;
+    if (!p->conn) {
+        p->conn = c; /* one connection serves both directions */
+        p->connecting = false;
+        run_waiters(p, 0, NULL);
+    }
+    Mcefa__PeerHello mine;
+    Mcefa__PeerNic nv[NIC_MAX], *np[NIC_MAX];
+    fill_hello(&mine, nv, np);
+    Mcefa__PeerFrame f = MCEFA__PEER_FRAME__INIT;
+    f.seq = seq;
+    f.reply = true;
+    f.body_case = MCEFA__PEER_FRAME__BODY_HELLO;
+    f.hello = &mine;
+    conn_send(c, &f);
+}
+
+static void handle_frame(peer_conn *c, const Mcefa__PeerFrame *f)
+{
+    if (f->reply) {
+        for (pending_req **pp = &c->pending; *pp; pp = &(*pp)->next)
+            if ((*pp)->seq == f->seq) {
+                pending_req *pr = *pp;
+                *pp = pr->next;
+                pr->fn(c, pr->arg, f);
+                free(pr);
+                return;
+            }
+        log_warn("peer connection: reply to unknown request %" PRIu64 " ignored", f->seq);
+        return;
+    }
+    if (f->body_case == MCEFA__PEER_FRAME__BODY_HELLO) {
+        serve_hello(c, f->seq, f->hello);
+        return;
+    }
+    if (!c->peer) {
+        reply_error(c, f->seq, -EPROTO, "send hello first");
+        conn_close(c, "request before hello");
+        return;
+    }
+    switch (f->body_case) {
+    case MCEFA__PEER_FRAME__BODY_GET_SEGMENT:
+        serve_get_segment(c, f->seq, f->get_segment);
+        break;
+    default:
+        reply_error(c, f->seq, -EOPNOTSUPP, "unknown peer request (daemon %s)", MCEFAD_VERSION);
+    }
+}
+
+/* ---- Connections -------------------------------------------------------- */
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    peer_conn *c = h->data;
+    free(c->buf);
+    free(c);
+}
+
+static void conn_close(peer_conn *c, const char *why)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    peer *p = c->peer;
+    if (p && p->conn == c) {
+        p->conn = NULL;
+        atomic_fetch_add(&p->gen, 1);
+        snprintf(p->last_error, sizeof(p->last_error), "%s", why);
+        log_warn("lost the connection to peer %s: %s", p->host, why);
+    }
+    if (p && p->connecting && c->outgoing) {
+        p->connecting = false;
+        run_waiters(p, -ECONNREFUSED, why);
+    }
+    Mcefa__PeerFrame fail = MCEFA__PEER_FRAME__INIT;
+    fail.reply = true;
+    fail.status = -ECONNRESET;
+    char txt[300];
+    snprintf(txt, sizeof(txt), "connection to peer %s lost: %s", p ? p->host : "?", why);
+    fail.error = txt;
+    while (c->pending) {
+        pending_req *pr = c->pending;
+        c->pending = pr->next;
+        fail.seq = pr->seq;
+        pr->fn(c, pr->arg, &fail);
+        free(pr);
+    }
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    peer_conn *c = h->data;
+    (void)suggested;
+    if (c->cap - c->len < 65536) {
+        size_t ncap = c->cap ? c->cap * 2 : 131072;
+        uint8_t *nb = realloc(c->buf, ncap);
+        if (!nb) {
+            *b = uv_buf_init(NULL, 0);
+            return;
+        }
+        c->buf = nb;
+        c->cap = ncap;
+    }
+    *b = uv_buf_init((char *)c->buf + c->len, (unsigned)(c->cap - c->len));
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    peer_conn *c = s->data;
+    (void)b;
+    if (n < 0) {
+        conn_close(c, n == UV_EOF ? "the peer closed the connection" : uv_strerror((int)n));
+        return;
+    }
+    c->len += (size_t)n;
+    while (!c->closing && c->len >= WIRE_HDR_LEN) {
+        uint32_t fl = (uint32_t)c->buf[0] | (uint32_t)c->buf[1] << 8 | (uint32_t)c->buf[2] << 16 |
+                      (uint32_t)c->buf[3] << 24;
+        if (fl > mcefad.cfg.max_frame_bytes) {
+            conn_close(c, "peer sent an oversize frame");
+            return;
+        }
+        if (c->len - WIRE_HDR_LEN < fl)
+            break;
+        Mcefa__PeerFrame *f = mcefa__peer_frame__unpack(NULL, fl, c->buf + WIRE_HDR_LEN);
+        size_t used = WIRE_HDR_LEN + fl;
+        if (!f) {
+            atomic_fetch_add(&mcefad.protocol_errors, 1);
+            conn_close(c, "peer sent a frame that does not decode (not an mcefad?)");
+            return;
+        }
+        handle_frame(c, f);
+        mcefa__peer_frame__free_unpacked(f, NULL);
+        if (c->closing)
+            return;
+        memmove(c->buf, c->buf + used, c->len - used);
+        c->len -= used;
+    }
+}
+
+static peer_conn *conn_new(void)
+{
+    peer_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    uv_tcp_init(mcefad.loop, &c->tcp);
+    c->tcp.data = c;
+    return c;
+}
+
+typedef struct connect_req {
+    uv_connect_t req;
+    uv_getaddrinfo_t gai;
+    peer_conn *c;
+    peer *p;
+} connect_req;
+
+static void connect_failed(peer *p, peer_conn *c, connect_req *r, int status, const char *what)
+{
+    char why[400];
+    snprintf(why, sizeof(why), "cannot reach the mcefad of host %s at %s (%s: %s); is it running, and is its "
+             "peer_port reachable?",
+             p->host, p->address, what, uv_strerror(status));
+    snprintf(p->last_error, sizeof(p->last_error), "%s", why);
+    p->connecting = false;
+    if (c) {
+        c->peer = NULL;
+        conn_close(c, why);
+    }
+    free(r);
+    run_waiters(p, -EHOSTUNREACH, why);
+}
+
+static void on_connected(uv_connect_t *req, int status)
+{
+    connect_req *r = (connect_req *)req;
+    peer_conn *c = r->c;
+    peer *p = r->p;
+    if (status < 0) {
+        connect_failed(p, c, r, status, "connect");
+        return;
+    }
+    free(r);
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    Mcefa__PeerHello h;
+    Mcefa__PeerNic nv[NIC_MAX], *np[NIC_MAX];
+    fill_hello(&h, nv, np);
+    Mcefa__PeerFrame f = MCEFA__PEER_FRAME__INIT;
+    f.body_case = MCEFA__PEER_FRAME__BODY_HELLO;
+    f.hello = &h;
+    if (conn_request(c, &f, on_hello_reply, NULL) < 0)
+        conn_close(c, "cannot send the handshake");
+}
+
+static void on_resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *res)
+{
+    connect_req *r = (connect_req *)((char *)gai - offsetof(connect_req, gai));
+    peer *p = r->p;
+    if (status < 0 || !res) {
+        connect_failed(p, NULL, r, status < 0 ? status : UV_EAI_NONAME, "name lookup");
+        return;
+    }
+    r->c = conn_new();
+    r->c->peer = p;
+    r->c->outgoing = true;
+    int rc = uv_tcp_connect(&r->req, &r->c->tcp, res->ai_addr, on_connected);
+    uv_freeaddrinfo(res);
+    if (rc < 0)
+        connect_failed(p, r->c, r, rc, "connect");
+}
+
+/* Calls fn once the peer's connection is up (at once if it is). */
+static void peer_when_up(peer *p, void (*fn)(void *, int, const char *), void *arg)
+{
+    if (p->conn && !p->conn->closing) {
+        fn(arg, 0, NULL);
+        return;
+    }
+    peer_waiter *w = calloc(1, sizeof(*w));
+    w->fn = fn;
+    w->arg = arg;
+    w->next = p->waiters;
+    p->waiters = w;
+    if (p->connecting)
+        return;
+    p->connecting = true;
+    connect_req *r = calloc(1, sizeof(*r));
+    r->p = p;
+    char host[300];
+    snprintf(host, sizeof(host), "%s", p->address);
+    char *colon = strrchr(host, ':');
+    const char *port = "0";
+    if (colon) {
+        *colon = 0;
+        port = colon + 1;
+    }
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM};
+    int rc = uv_getaddrinfo(mcefad.loop, &r->gai, on_resolved, host, port, &hints);
+    if (rc < 0)
+        connect_failed(p, NULL, r, rc, "name lookup");
+}
+
+/* ---- Segment descriptors ------------------------------------------------ */
+
+typedef struct seg_req {
+    peer *p;
+    peer_segment_cb cb;
+    void *arg;
+    char name[300];
+} seg_req;
+
+static void on_segment_reply(peer_conn *c, void *arg, const Mcefa__PeerFrame *f)
+{
+    (void)c;
+    seg_req *r = arg;
+    if (f->status < 0)
+        r->cb(r->arg, r->p, f->status, f->error, NULL);
+    else if (f->body_case != MCEFA__PEER_FRAME__BODY_SEGMENT)
+        r->cb(r->arg, r->p, -EPROTO, "peer answered without a segment descriptor", NULL);
+    else
+        r->cb(r->arg, r->p, 0, NULL, f->segment);
+    free(r);
+}
+
+static void segment_when_up(void *arg, int status, const char *why)
+{
+    seg_req *r = arg;
+    if (status < 0) {
+        r->cb(r->arg, r->p, status, why, NULL);
+        free(r);
+        return;
+    }
+    Mcefa__GetSegment g = MCEFA__GET_SEGMENT__INIT;
+    g.name = r->name;
+    Mcefa__PeerFrame f = MCEFA__PEER_FRAME__INIT;
+    f.body_case = MCEFA__PEER_FRAME__BODY_GET_SEGMENT;
+    f.get_segment = &g;
+    if (conn_request(r->p->conn, &f, on_segment_reply, r) < 0) {
+        r->cb(r->arg, r->p, -ECONNRESET, "the connection to the peer broke", NULL);
+        free(r);
+    }
+}
+
+void peer_get_segment(peer *p, const char *name, peer_segment_cb cb, void *arg)
+{
+    seg_req *r = calloc(1, sizeof(*r));
+    r->p = p;
+    r->cb = cb;
+    r->arg = arg;
+    snprintf(r->name, sizeof(r->name), "%s", name);
+    peer_when_up(p, segment_when_up, r);
+}
+
+int peer_pick_remote(peer *p, unsigned local)
+{
+    unsigned n = p->nrnics;
+    for (unsigned k = 0; k < n; k++) {
+        unsigned j = (p->rr + k) % n;
+        if (p->fiaddr[local][j] != FI_ADDR_NOTAVAIL) {
+            p->rr = j + 1;
+            return (int)j;
+        }
+    }
+    return -1;
+}
+
+/* ---- Warmup ------------------------------------------------------------- */
+
+typedef struct warm_req {
+    peer *p;
+    peer_warmup_cb cb;
+    void *arg;
+    unsigned left, pairs;
+    int err;
+    char why[300];
+    uint64_t gen;
+    uint64_t sink[NIC_MAX * NIC_MAX];
+    struct fid_mr *sink_mr[NIC_MAX];
+    uv_async_t async; /* completions arrive on NIC workers */
+    _Atomic unsigned done_ops;
+    unsigned total_ops;
+    struct warm_op {
+        net_op op;
+        struct warm_req *w;
+        unsigned i, j;
+        int err;
+        char why[200];
+    } ops[NIC_MAX * NIC_MAX];
+} warm_req;
+
+static void warm_closed(uv_handle_t *h)
+{
+    warm_req *w = h->data;
+    for (unsigned i = 0; i < nnics; i++)
+        if (w->sink_mr[i])
+            fi_close(&w->sink_mr[i]->fid);
+    free(w);
+}
+
+static void warm_finish(warm_req *w)
+{
+    unsigned pairs = 0;
+    for (unsigned i = 0; i < nnics; i++)
+        for (unsigned j = 0; j < w->p->nrnics; j++)
+            pairs += w->p->warm[i][j];
+    w->cb(w->arg, w->err, w->err ? w->why : NULL, pairs);
+    uv_close((uv_handle_t *)&w->async, warm_closed);
+}
+
+static void warm_async(uv_async_t *a)
+{
+    warm_req *w = a->data;
+    if (atomic_load(&w->done_ops) < w->total_ops)
+        return;
+    for (unsigned k = 0; k < w->total_ops; k++) {
+        struct warm_op *o = &w->ops[k];
+        if (o->err) {
+            if (!w->err) {
+                w->err = o->err;
+                snprintf(w->why, sizeof(w->why), "%s", o->why);
+            }
+        } else if (atomic_load(&w->p->gen) == w->gen) {
+            w->p->warm[o->i][o->j] = true;
+        }
+    }
+    warm_finish(w);
+}
+
+static void warm_done(net_op *op, int err, const char *why)
+{
+    struct warm_op *o = (struct warm_op *)op;
+    o->err = err;
+    if (why)
+        snprintf(o->why, sizeof(o->why), "%s", why);
+}
+
+static void warm_release(net_op *op)
+{
+    struct warm_op *o = (struct warm_op *)op;
+    warm_req *w = o->w;
+    atomic_fetch_add(&w->done_ops, 1);
+    uv_async_send(&w->async);
+}
+
+static void warmup_when_up(void *arg, int status, const char *why)
+{
+    warm_req *w = arg;
+    peer *p = w->p;
+    if (status < 0) {
+        w->err = status;
+        snprintf(w->why, sizeof(w->why), "%s", why);
+        warm_finish(w);
+        return;
+    }
+    w->gen = atomic_load(&p->gen);
+    net_op *head = NULL;
+    uint64_t deadline = nic_now_ms() + mcefad.cfg.request_timeout_ms;
+    for (unsigned i = 0; i < nnics; i++) {
+        nic *n = nics[i];
+        bool any = false;
+        for (unsigned j = 0; j < p->nrnics; j++)
+            any |= p->fiaddr[i][j] != FI_ADDR_NOTAVAIL && !p->warm[i][j];
+        if (!any)
+            continue;
+        uint64_t key = (n->mr_mode & FI_MR_PROV_KEY) ? 0 : atomic_fetch_add(&n->next_key, 1);
+        if (fi_mr_reg(n->domain, &w->sink[i * NIC_MAX], NIC_MAX * sizeof(uint64_t), FI_READ, 0, key, 0, &w->sink_mr[i],
+                      NULL) ||
+            ((n->mr_mode & FI_MR_ENDPOINT) &&
+             (fi_mr_bind(w->sink_mr[i], &n->ep->fid, 0) || fi_mr_enable(w->sink_mr[i])))) {
+            w->err = -EIO;
+            snprintf(w->why, sizeof(w->why), "NIC %s: cannot register the warmup buffer", n->name);
+            continue;
+        }
+        for (unsigned j = 0; j < p->nrnics; j++) {
+            if (p->fiaddr[i][j] == FI_ADDR_NOTAVAIL || p->warm[i][j])
+                continue;
+            struct warm_op *o = &w->ops[w->total_ops++];
+            o->w = w;
+            o->i = i;
+            o->j = j;
+            o->op.nic = n;
+            o->op.write = 0;
+            o->op.local = &w->sink[i * NIC_MAX + j];
+            o->op.desc = fi_mr_desc(w->sink_mr[i]);
+            o->op.len = sizeof(uint64_t);
+            o->op.dest = p->fiaddr[i][j];
+            o->op.raddr = p->rnic[j].warmup_addr;
+            o->op.rkey = p->rnic[j].warmup_key;
+            o->op.deadline_ms = deadline;
+            o->op.peer_gen = &p->gen;
+            o->op.gen = w->gen;
+            o->op.done = warm_done;
+            o->op.release = warm_release;
+            o->op.next = head;
+            head = &o->op;
+        }
+    }
+    if (!w->total_ops) {
+        warm_finish(w);
+        return;
+    }
+    nic_submit(head);
+}
+
+void peer_warmup(peer *p, peer_warmup_cb cb, void *arg)
+{
+    warm_req *w = calloc(1, sizeof(*w));
+    w->p = p;
+    w->cb = cb;
+    w->arg = arg;
+    uv_async_init(mcefad.loop, &w->async, warm_async);
+    w->async.data = w;
+    peer_when_up(p, warmup_when_up, w);
+}
+
+/* ---- Listener ----------------------------------------------------------- */
+
+static void on_peer_connection(uv_stream_t *srv, int status)
+{
+    if (status < 0)
+        return;
+    peer_conn *c = conn_new();
+    if (!c)
+        return;
+    if (uv_accept(srv, (uv_stream_t *)&c->tcp) < 0) {
+        uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+int peer_start(void)
+{
+    if (!nnics)
+        return 0;
+    struct sockaddr_in sa;
+    int rc = uv_ip4_addr(mcefad.cfg.peer_listen, (int)mcefad.cfg.peer_port, &sa);
+    if (rc < 0) {
+        log_error("peer_listen '%s' is not an IPv4 address", mcefad.cfg.peer_listen);
+        return -EINVAL;
+    }
+    uv_tcp_init(mcefad.loop, &listener);
+    if ((rc = uv_tcp_bind(&listener, (struct sockaddr *)&sa, 0)) < 0 ||
+        (rc = uv_listen((uv_stream_t *)&listener, 128, on_peer_connection)) < 0) {
+        log_error("cannot listen for peers on %s:%llu: %s (another mcefad? set peer_port)", mcefad.cfg.peer_listen,
+                  (unsigned long long)mcefad.cfg.peer_port, uv_strerror(rc));
+        uv_close((uv_handle_t *)&listener, NULL);
+        return -EADDRINUSE;
+    }
+    listening = true;
+    log_info("peers connect to %s:%llu", mcefad.cfg.peer_listen, (unsigned long long)mcefad.cfg.peer_port);
+    return 0;
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (h->type == UV_TCP && h != (uv_handle_t *)&listener && !uv_is_closing(h))
+        conn_close(h->data, "daemon shutting down");
+}
+
+void peer_stop(void)
+{
+    if (listening) {
+        uv_close((uv_handle_t *)&listener, NULL);
+        listening = false;
+    }
+    uv_walk(mcefad.loop, close_walk, NULL);
+    while (peers) {
+        peer *p = peers;
+        peers = p->next;
+        run_waiters(p, -ESHUTDOWN, "daemon shutting down");
+        free(p);
+    }
+}
