@@ -7,9 +7,12 @@
 
 static test_daemon D;
 
+/* Same-host suite: no NICs, whatever this machine has. */
+static const char *const no_nics[] = {"--provider=none", NULL};
+
 static void setup(void)
 {
-    daemon_start(&D, NULL);
+    daemon_start(&D, no_nics);
 }
 
 static void teardown(void)
@@ -460,8 +463,15 @@ START_TEST(unknown_segment)
 {
     mcefa_client *c = connect_ok("lost");
     mcefa_segment seg;
-    ck_assert_int_eq(mcefa_segment_open(c, "nosuchhost:4242", &seg), -ENOENT);
-    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "nosuchhost:4242"));
+    /* A name on this host that nobody exports. */
+    char name[300];
+    snprintf(name, sizeof(name), "%s:4242", mcefa_daemon_hostname(c));
+    ck_assert_int_eq(mcefa_segment_open(c, name, &seg), -ENOENT);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), name));
+    /* Another host, with no NIC to reach it (this daemon has none). */
+    ck_assert_int_eq(mcefa_segment_open(c, "nosuchhost:4242", &seg), -ENETUNREACH);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "nosuchhost"));
+    ck_assert_int_eq(mcefa_segment_warmup(c, name, NULL), -ENOENT);
     ck_assert_int_eq(mcefa_segment_close(c, 12345), -EBADF);
     mcefa_disconnect(c);
     assert_serving();
@@ -690,7 +700,7 @@ START_TEST(daemon_restart_is_reported)
     mcefa_client *c2;
     ck_assert_int_eq(mcefa_connect(D.sock, "late", &c2), -ECONNREFUSED);
     ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "start the daemon"));
-    daemon_start(&D, NULL);
+    daemon_start(&D, no_nics);
 }
 END_TEST
 
