@@ -59,7 +59,11 @@ static size_t host_len(const char *name)
 bool peer_is_local_name(const char *name)
 {
     size_t hl = host_len(name);
-    return hl == 0 || (hl == strlen(mcefad.hostname) && strncmp(name, mcefad.hostname, hl) == 0);
+    if (hl == 0 || (hl == strlen(mcefad.hostname) && strncmp(name, mcefad.hostname, hl) == 0))
+        return true;
+    /* Loopback names always mean this host. */
+    return (hl == 9 && strncmp(name, "localhost", 9) == 0) || strncmp(name, "127.", 4) == 0 ||
+           (hl == 3 && strncmp(name, "::1", 3) == 0);
 }
 
 /* Looks host up in peer_hosts ("name=addr[:port],..."). */

@@ -1,0 +1,401 @@
+/* Two daemons on this machine that reach each other only through libfabric
+ * (tcp;ofi_rxm over loopback): the transfer engine's own test list, then
+ * faults. */
+#include <sys/mman.h>
+
+#include "net_harness.h"
+#include "suite.h"
+
+static test_daemon A, B;
+static int port_a, port_b;
+static char sock_b_copy[96];
+
+static void start_b(void)
+{
+    char host[64], port[64], map[96];
+    snprintf(host, sizeof(host), "--hostname=hostb");
+    snprintf(port, sizeof(port), "--peer_port=%d", port_b);
+    snprintf(map, sizeof(map), "--peer_hosts=hosta=127.0.0.1:%d", port_a);
+    const char *args[] = {"--provider=tcp;ofi_rxm", "--nics=lo", host, port, map, "--request_timeout_ms=3000", NULL};
+    daemon_start(&B, args);
+}
+
+static void setup(void)
+{
+    port_a = 20000 + (getpid() % 10000) * 2;
+    port_b = port_a + 1;
+    char port[64], map[96];
+    snprintf(port, sizeof(port), "--peer_port=%d", port_a);
+    snprintf(map, sizeof(map), "--peer_hosts=hostb=127.0.0.1:%d", port_b);
+    const char *args[] = {"--provider=tcp;ofi_rxm", "--nics=lo", "--hostname=hosta", port, map,
+                          "--request_timeout_ms=3000", NULL};
+    daemon_start(&A, args);
+    start_b();
+    snprintf(sock_b_copy, sizeof(sock_b_copy), "%s", B.sock);
+}
+
+static void teardown(void)
+{
+    daemon_stop(&A);
+    daemon_stop(&B);
+}
+
+START_TEST(install)
+{
+    mcefa_client *c;
+    ck_assert_int_eq(mcefa_connect(A.sock, "probe", &c), 0);
+    mcefa_daemon_status st;
+    ck_assert_int_eq(mcefa_status(c, &st), 0);
+    ck_assert_str_eq(st.hostname, "hosta");
+    mcefa_disconnect(c);
+    /* The log names the NIC and provider it opened. */
+    char cmd[200];
+    snprintf(cmd, sizeof(cmd), "grep -q 'NIC lo: provider tcp;ofi_rxm' %s", A.log);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+START_TEST(loopback_write)
+{
+    net_target t;
+    net_target_start(&t, B.sock, 4 << 20);
+    ck_assert_str_eq(t.name, "hostb:15000");
+    initiator in;
+    initiator_open(&in, A.sock, 4 << 20, t.name);
+    pattern(in.buf, 1 << 20, 7);
+    mcefa_transfer x = {MCEFA_WRITE, in.buf, in.seg, t.addr, 1 << 20};
+    int rc = mcefa_transfer_sync(in.c, &x, 1, 10000);
+    ck_assert_msg(rc == 0, "write: %s", mcefa_last_error());
+    ck_assert(net_target_check(&t, 0, 1 << 20, 7));
+    ck_assert(net_target_check(&t, 1 << 20, 3 << 20, 1)); /* the rest untouched */
+    initiator_close(&in);
+    net_target_stop(&t);
+}
+END_TEST
+
+START_TEST(write_then_read)
+{
+    size_t size = 8 << 20;
+    net_target t;
+    net_target_start(&t, B.sock, size);
+    initiator in;
+    initiator_open(&in, A.sock, size, t.name);
+    /* Read the target's pattern, then write a new one and read it back. */
+    mcefa_transfer r = {MCEFA_READ, in.buf, in.seg, t.addr, size};
+    ck_assert_int_eq(mcefa_transfer_sync(in.c, &r, 1, 10000), 0);
+    ck_assert(pattern_ok(in.buf, size, 1));
+    pattern(in.buf, size, 9);
+    mcefa_transfer w = {MCEFA_WRITE, in.buf, in.seg, t.addr, size};
+    ck_assert_int_eq(mcefa_transfer_sync(in.c, &w, 1, 10000), 0);
+    memset(in.buf, 0, size);
+    ck_assert_int_eq(mcefa_transfer_sync(in.c, &r, 1, 10000), 0);
+    ck_assert(pattern_ok(in.buf, size, 9));
+    ck_assert(net_target_check(&t, 0, size, 9));
+    initiator_close(&in);
+    net_target_stop(&t);
+}
+END_TEST
+
+START_TEST(multi_write_batch)
+{
+    net_target t;
+    net_target_start(&t, B.sock, 16 << 16);
+    initiator in;
+    initiator_open(&in, A.sock, 16 << 16, t.name);
+    pattern(in.buf, 16 << 16, 3);
+    mcefa_transfer x[16];
+    for (int i = 0; i < 16; i++)
+        x[i] = (mcefa_transfer){MCEFA_WRITE, in.buf + (i << 16), in.seg, t.addr + ((uint64_t)i << 16), 1 << 16};
+    mcefa_batch *b;
+    ck_assert_int_eq(mcefa_batch_alloc(in.c, 16, &b), 0);
+    ck_assert_int_eq(mcefa_batch_submit(b, x, 16), 0);
+    ck_assert_int_eq(mcefa_batch_wait(b, 10000), 0);
+    for (uint32_t i = 0; i < 16; i++)
+        ck_assert_int_eq(mcefa_batch_state(b, i, NULL), MCEFA_COMPLETED);
+    ck_assert_int_eq(mcefa_batch_free(b), 0);
+    ck_assert(net_target_check(&t, 0, 16 << 16, 3));
+    initiator_close(&in);
+    net_target_stop(&t);
+}
+END_TEST
+
+START_TEST(stress_multiple_batches)
+{
+    net_target t;
+    net_target_start(&t, B.sock, 160 << 16);
+    initiator in;
+    initiator_open(&in, A.sock, 160 << 16, t.name);
+    pattern(in.buf, 160 << 16, 5);
+    mcefa_batch *b[20];
+    for (int k = 0; k < 20; k++) {
+        mcefa_transfer x[8];
+        for (int i = 0; i < 8; i++) {
+            uint64_t off = (uint64_t)(k * 8 + i) << 16;
+            x[i] = (mcefa_transfer){MCEFA_WRITE, in.buf + off, in.seg, t.addr + off, 1 << 16};
+        }
+        ck_assert_int_eq(mcefa_batch_alloc(in.c, 8, &b[k]), 0);
+        ck_assert_int_eq(mcefa_batch_submit(b[k], x, 8), 0);
+    }
+    for (int k = 0; k < 20; k++) {
+        ck_assert_int_eq(mcefa_batch_wait(b[k], 10000), 0);
+        ck_assert_int_eq(mcefa_batch_free(b[k]), 0);
+    }
+    ck_assert(net_target_check(&t, 0, 160 << 16, 5));
+    initiator_close(&in);
+    net_target_stop(&t);
+}
+END_TEST
+
+START_TEST(warmup_self_and_twice)
+{
+    net_target local, remote;
+    net_target_start(&local, A.sock, 1 << 20);
+    net_target_start(&remote, B.sock, 1 << 20);
+    mcefa_client *c;
+    ck_assert_int_eq(mcefa_connect(A.sock, "warm", &c), 0);
+    unsigned pairs = 99;
+    ck_assert_int_eq(mcefa_segment_warmup(c, local.name, &pairs), 0);
+    ck_assert_uint_eq(pairs, 0); /* same host: nothing to connect */
+    int rc = mcefa_segment_warmup(c, remote.name, &pairs);
+    ck_assert_msg(rc == 0, "warmup: %s", mcefa_last_error());
+    ck_assert_uint_eq(pairs, 1);
+    ck_assert_int_eq(mcefa_segment_warmup(c, remote.name, &pairs), 0);
+    ck_assert_uint_eq(pairs, 1);
+    mcefa_disconnect(c);
+    net_target_stop(&local);
+    net_target_stop(&remote);
+}
+END_TEST
+
+START_TEST(warmup_unknown_segment)
+{
+    mcefa_client *c;
+    ck_assert_int_eq(mcefa_connect(A.sock, "warm", &c), 0);
+    ck_assert_int_eq(mcefa_segment_warmup(c, "hostb:9999", NULL), -ENOENT);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "hostb:9999"));
+    /* A host whose daemon is not there fails with the reason, not a hang. */
+    ck_assert_int_lt(mcefa_segment_warmup(c, "no-such-host.invalid:1", NULL), 0);
+    ck_assert_msg(strstr(mcefa_last_error(), "cannot reach") != NULL, "got: %s", mcefa_last_error());
+    mcefa_segment seg;
+    ck_assert_int_eq(mcefa_segment_open(c, "hostb:9999", &seg), -ENOENT);
+    ck_assert_int_eq(mcefa_segment_open(c, "127.0.0.1:9999", &seg), -ENOENT); /* loopback = this host */
+    mcefa_disconnect(c);
+}
+END_TEST
+
+START_TEST(register_memory_batch)
+{
+    mcefa_client *c;
+    ck_assert_int_eq(mcefa_connect(A.sock, "reg", &c), 0);
+    uint8_t *buf;
+    ck_assert_int_eq(mcefa_alloc(c, 32 << 16, -1, 0, (void **)&buf), 0);
+    for (int i = 0; i < 32; i++)
+        ck_assert_int_eq(mcefa_register(c, buf + (i << 16), 1 << 16), 0);
+    for (int i = 0; i < 32; i++)
+        ck_assert_int_eq(mcefa_unregister(c, buf + (i << 16)), 0);
+    ck_assert_int_eq(mcefa_unregister(c, buf), -ENOENT);
+    mcefa_disconnect(c);
+}
+END_TEST
+
+START_TEST(large_transfer)
+{
+    size_t size = 128 << 20;
+    net_target t;
+    net_target_start(&t, B.sock, size);
+    initiator in;
+    initiator_open(&in, A.sock, size, t.name);
+    pattern(in.buf, size, 11);
+    /* 64 x 1 MiB, then the remaining 64 MiB as one request. */
+    mcefa_transfer x[65];
+    for (int i = 0; i < 64; i++)
+        x[i] = (mcefa_transfer){MCEFA_WRITE, in.buf + ((size_t)i << 20), in.seg, t.addr + ((uint64_t)i << 20), 1 << 20};
+    x[64] = (mcefa_transfer){MCEFA_WRITE, in.buf + (64 << 20), in.seg, t.addr + (64 << 20), 64 << 20};
+    int rc = mcefa_transfer_sync(in.c, x, 65, 30000);
+    ck_assert_msg(rc == 0, "large: %s", mcefa_last_error());
+    ck_assert(net_target_check(&t, 0, size, 11));
+    initiator_close(&in);
+    net_target_stop(&t);
+}
+END_TEST
+
+START_TEST(repeated_open_segment)
+{
+    net_target t;
+    net_target_start(&t, B.sock, 1 << 20);
+    initiator in;
+    initiator_open(&in, A.sock, 1 << 20, t.name);
+    for (int k = 0; k < 10; k++) {
+        mcefa_segment s2;
+        ck_assert_int_eq(mcefa_segment_open(in.c, t.name, &s2), 0);
+        ck_assert_uint_eq(s2, in.seg);
+        pattern(in.buf, 4096, (unsigned)k);
+        mcefa_transfer x = {MCEFA_WRITE, in.buf, s2, t.addr + (uint64_t)k * 4096, 4096};
+        ck_assert_int_eq(mcefa_transfer_sync(in.c, &x, 1, 10000), 0);
+        memset(in.buf, 0, 4096);
+        mcefa_transfer r = {MCEFA_READ, in.buf, s2, t.addr + (uint64_t)k * 4096, 4096};
+        ck_assert_int_eq(mcefa_transfer_sync(in.c, &r, 1, 10000), 0);
+        ck_assert(pattern_ok(in.buf, 4096, (unsigned)k));
+    }
+    initiator_close(&in);
+    net_target_stop(&t);
+}
+END_TEST
+
+START_TEST(remote_range_rejected_before_posting)
+{
+    net_target t;
+    net_target_start(&t, B.sock, 1 << 20);
+    initiator in;
+    initiator_open(&in, A.sock, 1 << 20, t.name);
+    mcefa_transfer x = {MCEFA_WRITE, in.buf, in.seg, t.addr + (1 << 20) - 100, 4096};
+    ck_assert_int_eq(mcefa_transfer_sync(in.c, &x, 1, 5000), -EFAULT);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "hostb"));
+    x.remote = 0x1000;
+    ck_assert_int_eq(mcefa_transfer_sync(in.c, &x, 1, 5000), -EFAULT);
+    mcefa_daemon_status st;
+    ck_assert_int_eq(mcefa_status(in.c, &st), 0);
+    ck_assert(net_target_check(&t, 0, 1 << 20, 1));
+    initiator_close(&in);
+    net_target_stop(&t);
+}
+END_TEST
+
+/* The initiator holds a description whose key the target no longer honours
+ * (the region was unregistered there): the write must fail and leave the
+ * target's memory as it was. */
+START_TEST(stale_key_never_corrupts)
+{
+    net_target t;
+    net_target_start(&t, B.sock, 1 << 20);
+    initiator in;
+    initiator_open(&in, A.sock, 1 << 20, t.name);
+    ck_assert(net_target_unregister(&t));
+    pattern(in.buf, 1 << 20, 77);
+    mcefa_transfer x = {MCEFA_WRITE, in.buf, in.seg, t.addr, 1 << 20};
+    int rc = mcefa_transfer_sync(in.c, &x, 1, 10000);
+    ck_assert_int_lt(rc, 0);
+    ck_assert(net_target_check(&t, 0, 1 << 20, 1));
+    /* Re-opening gets the current description: no regions now. */
+    mcefa_segment s2;
+    ck_assert_int_eq(mcefa_segment_open(in.c, t.name, &s2), 0);
+    ck_assert_int_eq(mcefa_segment_regions(in.c, s2, NULL, 0), 0);
+    ck_assert_int_eq(mcefa_transfer_sync(in.c, &x, 1, 10000), -EFAULT);
+    initiator_close(&in);
+    net_target_stop(&t);
+}
+END_TEST
+
+START_TEST(remote_daemon_killed_mid_batch)
+{
+    size_t size = 256 << 20;
+    net_target t;
+    net_target_start(&t, B.sock, size);
+    initiator in;
+    initiator_open(&in, A.sock, size, t.name);
+    mcefa_batch *b;
+    ck_assert_int_eq(mcefa_batch_alloc(in.c, 256, &b), 0);
+    mcefa_transfer x[256];
+    for (int i = 0; i < 256; i++)
+        x[i] = (mcefa_transfer){MCEFA_WRITE, in.buf + ((size_t)i << 20), in.seg, t.addr + ((uint64_t)i << 20), 1 << 20};
+    ck_assert_int_eq(mcefa_batch_submit(b, x, 256), 0);
+    kill(B.pid, SIGKILL);
+    waitpid(B.pid, NULL, 0);
+    B.pid = 0;
+    /* Every transfer finishes, failed or not, within the deadline (3 s). */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = mcefa_batch_wait(b, 20000);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ck_assert_int_ne(rc, -ETIMEDOUT);
+    uint32_t sub, fin, failed;
+    mcefa_batch_progress(b, &sub, &fin, &failed);
+    ck_assert_uint_eq(fin, sub);
+    printf("remote_daemon_killed_mid_batch: %u of %u transfers failed, all finished after %.2f s\n", failed, sub,
+           (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    ck_assert_int_eq(mcefa_batch_free(b), 0);
+    /* A new transfer on the old handle says what happened. */
+    rc = mcefa_transfer_sync(in.c, x, 1, 10000);
+    ck_assert_int_lt(rc, 0);
+    net_target_stop(&t);
+
+    /* B comes back (new epoch) with a new target; A was never restarted. */
+    char cmd[200];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", B.dir);
+    ck_assert_int_eq(system(cmd), 0);
+    start_b();
+    net_target t2;
+    net_target_start(&t2, B.sock, size);
+    mcefa_segment s2;
+    rc = mcefa_segment_open(in.c, t2.name, &s2);
+    ck_assert_msg(rc == 0, "reopen: %s", mcefa_last_error());
+    pattern(in.buf, 8 << 20, 21);
+    mcefa_transfer w = {MCEFA_WRITE, in.buf, s2, t2.addr, 8 << 20};
+    rc = mcefa_transfer_sync(in.c, &w, 1, 10000);
+    ck_assert_msg(rc == 0, "after restart: %s", mcefa_last_error());
+    ck_assert(net_target_check(&t2, 0, 8 << 20, 21));
+    initiator_close(&in);
+    net_target_stop(&t2);
+}
+END_TEST
+
+START_TEST(stopped_peer_times_out)
+{
+    net_target t;
+    net_target_start(&t, B.sock, 64 << 20);
+    initiator in;
+    initiator_open(&in, A.sock, 64 << 20, t.name);
+    /* B stops answering (SIGSTOP): transfers fail with a timeout status
+     * after request_timeout_ms instead of hanging. */
+    kill(B.pid, SIGSTOP);
+    mcefa_transfer x[64];
+    for (int i = 0; i < 64; i++)
+        x[i] = (mcefa_transfer){MCEFA_READ, in.buf + ((size_t)i << 20), in.seg, t.addr + ((uint64_t)i << 20), 1 << 20};
+    mcefa_batch *b;
+    ck_assert_int_eq(mcefa_batch_alloc(in.c, 64, &b), 0);
+    ck_assert_int_eq(mcefa_batch_submit(b, x, 64), 0);
+    int rc = mcefa_batch_wait(b, 20000);
+    kill(B.pid, SIGCONT);
+    ck_assert_int_eq(rc, -ETIMEDOUT);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "failed"));
+    char txt[600];
+    uint32_t idx = 0;
+    for (uint32_t i = 0; i < 64; i++)
+        if (mcefa_batch_state(b, i, NULL) == MCEFA_FAILED)
+            idx = i;
+    ck_assert_int_eq(mcefa_batch_error_text(b, idx, txt, sizeof(txt)), 0);
+    ck_assert_ptr_nonnull(strstr(txt, "request_timeout_ms"));
+    ck_assert_int_eq(mcefa_batch_free(b), 0);
+    initiator_close(&in);
+    net_target_stop(&t);
+}
+END_TEST
+
+int main(void)
+{
+    if (system("fi_info -p 'tcp;ofi_rxm' -t FI_EP_RDM >/dev/null 2>&1") != 0) {
+        printf("net: skipped: libfabric's tcp;ofi_rxm provider is not available here (fi_info)\n");
+        printf("0 passed, 0 failed\n");
+        return 0;
+    }
+    Suite *s = suite_create("net");
+    TCase *tc = tcase_create("loopback");
+    tcase_set_timeout(tc, 90);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, install);
+    tcase_add_test(tc, loopback_write);
+    tcase_add_test(tc, write_then_read);
+    tcase_add_test(tc, multi_write_batch);
+    tcase_add_test(tc, stress_multiple_batches);
+    tcase_add_test(tc, warmup_self_and_twice);
+    tcase_add_test(tc, warmup_unknown_segment);
+    tcase_add_test(tc, register_memory_batch);
+    tcase_add_test(tc, large_transfer);
+    tcase_add_test(tc, repeated_open_segment);
+    tcase_add_test(tc, remote_range_rejected_before_posting);
+    tcase_add_test(tc, stale_key_never_corrupts);
+    tcase_add_test(tc, remote_daemon_killed_mid_batch);
+    tcase_add_test(tc, stopped_peer_times_out);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
