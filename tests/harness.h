@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -50,8 +51,9 @@ static inline int raw_connect(const char *path)
     return fd;
 }
 
-/* Starts mcefad with extra flags (NULL-terminated) and waits until it serves. */
-static inline void daemon_start(test_daemon *d, const char *const *extra)
+/* Starts mcefad with extra flags (NULL-terminated) and waits until it serves;
+ * inside network namespace netns when that is not NULL. */
+static inline void daemon_start_in(test_daemon *d, const char *netns, const char *const *extra)
 {
     snprintf(d->dir, sizeof(d->dir), "/tmp/mcefa-test-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(d->dir));
@@ -60,9 +62,18 @@ static inline void daemon_start(test_daemon *d, const char *const *extra)
     char bin[256], sockflag[200];
     snprintf(bin, sizeof(bin), "%s/mcefad", build_dir());
     snprintf(sockflag, sizeof(sockflag), "--socket_path=%s", d->sock);
-    const char *argv[32] = {bin, sockflag, "--log_level=debug"};
-    int n = 3;
-    for (; extra && *extra && n < 31; extra++)
+    const char *argv[40];
+    int n = 0;
+    if (netns) {
+        argv[n++] = "ip";
+        argv[n++] = "netns";
+        argv[n++] = "exec";
+        argv[n++] = netns;
+    }
+    argv[n++] = bin;
+    argv[n++] = sockflag;
+    argv[n++] = "--log_level=debug";
+    for (; extra && *extra && n < 39; extra++)
         argv[n++] = *extra;
     argv[n] = NULL;
     d->pid = fork();
@@ -70,7 +81,9 @@ static inline void daemon_start(test_daemon *d, const char *const *extra)
     if (d->pid == 0) {
         int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, 2);
-        execv(bin, (char **)argv);
+        /* A test that dies must not leave its daemon running. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        execvp(argv[0], (char **)argv);
         _exit(127);
     }
     for (int i = 0; i < 500; i++) {
@@ -85,6 +98,11 @@ static inline void daemon_start(test_daemon *d, const char *const *extra)
         usleep(10000);
     }
     ck_abort_msg("mcefad did not start listening on %s", d->sock);
+}
+
+static inline void daemon_start(test_daemon *d, const char *const *extra)
+{
+    daemon_start_in(d, NULL, extra);
 }
 
 static inline int daemon_alive(const test_daemon *d)
