@@ -25,8 +25,12 @@ static int sh(const char *fmt, ...)
     return system(cmd);
 }
 
+static pid_t owner; /* Check forks a child per test: only we tear down */
+
 static void net_down(void)
 {
+    if (getpid() != owner)
+        return;
     sh("ip netns del %s 2>/dev/null", ns_a);
     sh("ip netns del %s 2>/dev/null", ns_b);
 }
@@ -41,6 +45,7 @@ static void on_signal(int sig)
 static int net_up(void)
 {
     /* Namespaces outlive processes: remove them on every way out. */
+    owner = getpid();
     atexit(net_down);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
