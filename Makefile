@@ -60,7 +60,7 @@ CLIENT_OBJ := $(call obj,$(CLIENT_SRC))
 
 LIBMCEFA_A := $(B)/libmcefa.a
 LIBMCEFA_SO := $(B)/libmcefa.so.0
-TOOLS := $(B)/mcefa-bench
+TOOLS := $(B)/mcefa-bench $(B)/fi-rma-bench
 TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/check_*.c))
 
 
@@ -102,6 +102,9 @@ $(B)/obj/tests/%.o: tests/%.c $(PROTO_GEN)
 	$(CC) $(CPPFLAGS) -Idaemon $(CHECK_CFLAGS) $(CFLAGS) -MMD -c -o $@ $<
 
 # Unit suites link the daemon modules they test directly.
+$(B)/fi-rma-bench: $(call obj,tools/fi-rma-bench.c)
+	$(CC) $(LDFLAGS) -o $@ $< $(FABRIC_LIBS)
+
 $(B)/tests/check_region: $(call obj,tests/check_region.c daemon/region.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)
@@ -123,6 +126,7 @@ check: all
 
 bench: all
 	./tools/bench-local.sh $(B)
+	./tools/bench-net.sh $(B)
 
 docs-config: $(B)/mcefad
 	$(B)/mcefad --print-config-reference > docs/configuration.md
@@ -131,6 +135,7 @@ install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PKGDIR)
 	install -m 0755 $(B)/mcefad $(DESTDIR)$(BINDIR)/mcefad
 	install -m 0755 $(B)/mcefa-bench $(DESTDIR)$(BINDIR)/mcefa-bench
+	install -m 0755 $(B)/fi-rma-bench $(DESTDIR)$(BINDIR)/fi-rma-bench
 	install -m 0644 $(LIBMCEFA_A) $(DESTDIR)$(LIBDIR)/libmcefa.a
 	install -m 0755 $(LIBMCEFA_SO) $(DESTDIR)$(LIBDIR)/libmcefa.so.0
 	ln -sf libmcefa.so.0 $(DESTDIR)$(LIBDIR)/libmcefa.so

@@ -427,7 +427,9 @@ static void *worker_main(void *arg)
                 can_block = false;
             fids[k] = &w->nics[k]->cq->fid;
         }
-        int timeout = has_work(w) ? 20 : 1000;
+        /* With work posted, wake often: not every provider signals every
+         * event it needs driven (connection setup) through the wait fd. */
+        int timeout = has_work(w) ? 1 : 1000;
         if (!can_block)
             timeout = 1;
         if (fi_trywait(w->nics[0]->fabric_fid, fids, (int)w->nnics) != FI_SUCCESS)

@@ -40,6 +40,7 @@ static struct {
     bool json;
     bool init_mem;
     bool progress;
+    bool warmup;
     int numa_node;
 } opt = {
     .mode = "initiator",
@@ -61,7 +62,7 @@ static struct {
 static void usage(FILE *o)
 {
     fprintf(o,
-            "usage: mcefa-bench --mode=target|initiator|memcpy [flags]\n"
+            "usage: mcefa-bench --mode=target|initiator|memcpy|probe [flags]\n"
             "  --operation=read|write   (read)      transfer direction (initiator)\n"
             "  --segment_id=NAME                    segment to open (initiator)\n"
             "  --segment_name=NAME      (auto)      name to export (target)\n"
@@ -76,6 +77,8 @@ static void usage(FILE *o)
             "  --progress=BOOL          (true)      live progress line on stderr\n"
             "  --init_mem=BOOL          (true)      fill buffers before the run\n"
             "  --numa_node=N            (-1)        bind buffers to a NUMA node\n"
+            "  --warmup=BOOL            (false)     probe: warm every NIC pair up before submit #0\n"
+            "  --use_vram=false                     GPU memory is not supported yet\n"
             "  --socket=PATH            ($MCEFAD_SOCKET or " MCEFA_DEFAULT_SOCKET ")\n"
             "  --metadata_server=P2PHANDSHAKE, --protocol=...: accepted for Mooncake compatibility\n");
 }
@@ -163,7 +166,17 @@ static void parse_args(int argc, char **argv)
             ok = parse_bool(v, &opt.init_mem) == 0;
         else if (IS("progress"))
             ok = parse_bool(v, &opt.progress) == 0;
-        else if (IS("metadata_server") || IS("protocol") || IS("use_vram") || IS("gpu_id") ||
+        else if (IS("warmup"))
+            ok = parse_bool(v, &opt.warmup) == 0;
+        else if (IS("use_vram")) {
+            bool vram = false;
+            ok = parse_bool(v, &vram) == 0;
+            if (ok && vram) {
+                fprintf(stderr, "mcefa-bench: GPU memory is not supported by this build yet; pass --use_vram=false\n");
+                exit(2);
+            }
+        }
+        else if (IS("metadata_server") || IS("protocol") || IS("gpu_id") ||
                  IS("auto_discovery")) {
             /* Mooncake flags: the daemon handshakes peers itself. */
         } else
@@ -556,6 +569,64 @@ static int run_memcpy(void)
     return 0;
 }
 
+/* First-submit probe: what the first transfer to a host costs cold (the
+ * daemon must handshake and the provider connect NIC pairs) and after an
+ * explicit warmup. Run it against daemons that have not met yet. */
+static int run_probe(void)
+{
+    if (!*opt.segment_id) {
+        fprintf(stderr, "mcefa-bench: probe needs --segment_id\n");
+        return 2;
+    }
+    mcefa_client *c;
+    void *buf;
+    int rc;
+    if ((rc = mcefa_connect(opt.socket, "mcefa-bench-probe", &c)) < 0)
+        fail("connect", rc);
+    if ((rc = mcefa_alloc(c, opt.block_size, opt.numa_node, 0, &buf)) < 0 ||
+        (rc = mcefa_register(c, buf, opt.block_size)) < 0)
+        fail("alloc/register", rc);
+    double t0 = now_s();
+    mcefa_segment seg;
+    if ((rc = mcefa_segment_open(c, opt.segment_id, &seg)) < 0)
+        fail("open segment", rc);
+    double t_open = now_s() - t0;
+    double t_warm = 0;
+    unsigned pairs = 0;
+    if (opt.warmup) {
+        t0 = now_s();
+        if ((rc = mcefa_segment_warmup(c, opt.segment_id, &pairs)) < 0)
+            fail("warmup", rc);
+        t_warm = now_s() - t0;
+    }
+    mcefa_region_info ri;
+    if (mcefa_segment_regions(c, seg, &ri, 1) < 1)
+        fail("segment has no memory", -ENOENT);
+    double sub[5];
+    for (int i = 0; i < 5; i++) {
+        mcefa_transfer x = {strcmp(opt.operation, "write") ? MCEFA_READ : MCEFA_WRITE, buf, seg, ri.addr,
+                            opt.block_size};
+        t0 = now_s();
+        if ((rc = mcefa_transfer_sync(c, &x, 1, 30000)) < 0)
+            fail("transfer", rc);
+        sub[i] = now_s() - t0;
+    }
+    if (opt.json)
+        printf("{\"mode\":\"probe\",\"warmup\":%s,\"open_ms\":%.3f,\"warmup_ms\":%.3f,\"nic_pairs\":%u,"
+               "\"submit_ms\":[%.3f,%.3f,%.3f,%.3f,%.3f]}\n",
+               opt.warmup ? "true" : "false", t_open * 1e3, t_warm * 1e3, pairs, sub[0] * 1e3, sub[1] * 1e3,
+               sub[2] * 1e3, sub[3] * 1e3, sub[4] * 1e3);
+    else {
+        printf("open segment (handshake): %.3f ms\n", t_open * 1e3);
+        if (opt.warmup)
+            printf("warmup: %.3f ms (%u NIC pairs)\n", t_warm * 1e3, pairs);
+        for (int i = 0; i < 5; i++)
+            printf("submit #%d %s: %.3f ms\n", i, i == 0 ? (opt.warmup ? "(after warmup)" : "(cold)") : "", sub[i] * 1e3);
+    }
+    mcefa_disconnect(c);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     parse_args(argc, argv);
@@ -566,6 +637,8 @@ int main(int argc, char **argv)
         return run_initiator();
     if (!strcmp(opt.mode, "memcpy"))
         return run_memcpy();
+    if (!strcmp(opt.mode, "probe"))
+        return run_probe();
     fprintf(stderr, "mcefa-bench: --mode must be target, initiator or memcpy, not '%s'\n", opt.mode);
     return 2;
 }

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Network path benchmark, side by side in one run: two mcefad daemons on this
+# machine talking through libfabric (tcp;ofi_rxm over loopback by default)
+# against tools/fi-rma-bench, a minimal two-process libfabric program with the
+# same provider, block size and window. Also: 4 KiB op rate, the first-submit
+# probe (cold and after warmup), and the idle CPU of a daemon.
+#
+#   tools/bench-net.sh [BUILD_DIR]
+#   PROVIDER='tcp;ofi_rxm' NIC=lo BLOCK=1048576 BATCH=32 THREADS=2 DURATION=5 ROUNDS=2 tools/bench-net.sh
+set -euo pipefail
+
+B=${1:-build}
+PROVIDER=${PROVIDER:-tcp;ofi_rxm}
+NIC=${NIC:-lo}
+BLOCK=${BLOCK:-1048576}
+BATCH=${BATCH:-32}
+THREADS=${THREADS:-2}
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-2}
+BUFFER=${BUFFER:-268435456}
+WINDOW=$((BATCH * THREADS))
+PA=$((21000 + RANDOM % 5000))
+PB=$((PA + 1))
+
+dir=$(mktemp -d /tmp/mcefa-bench-net-XXXXXX)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+
+num() { sed -n 's/.*"'"$1"'":\([0-9.]*\).*/\1/p'; }
+
+start_pair() {
+    "$B/mcefad" --socket_path="$dir/a.sock" --hostname=hosta --provider="$PROVIDER" --nics="$NIC" \
+        --peer_port=$PA --peer_hosts="hostb=127.0.0.1:$PB" --log_level=warn 2>>"$dir/a.log" &
+    pid_a=$!
+    "$B/mcefad" --socket_path="$dir/b.sock" --hostname=hostb --provider="$PROVIDER" --nics="$NIC" \
+        --peer_port=$PB --peer_hosts="hosta=127.0.0.1:$PA" --log_level=warn 2>>"$dir/b.log" &
+    pid_b=$!
+    pids+=("$pid_a" "$pid_b")
+    for _ in $(seq 100); do [ -S "$dir/a.sock" ] && [ -S "$dir/b.sock" ] && break; sleep 0.05; done
+    "$B/mcefa-bench" --mode=target --socket="$dir/b.sock" --buffer_size="$BUFFER" >"$dir/target.out" &
+    pid_t=$!
+    pids+=("$pid_t")
+    for _ in $(seq 200); do grep -q '^segment:' "$dir/target.out" 2>/dev/null && break; sleep 0.05; done
+    segment=$(awk '/^segment:/{print $2}' "$dir/target.out")
+    [ -n "$segment" ] || { echo "bench-net: target did not start" >&2; cat "$dir"/*.log >&2; exit 1; }
+}
+
+stop_pair() {
+    kill "$pid_t" "$pid_a" "$pid_b" 2>/dev/null || true
+    wait "$pid_t" "$pid_a" "$pid_b" 2>/dev/null || true
+    rm -f "$dir"/*.sock
+}
+
+daemon_run() { # op block batch
+    "$B/mcefa-bench" --mode=initiator --socket="$dir/a.sock" --segment_id="$segment" --operation="$1" \
+        --block_size="$2" --batch_size="$3" --threads="$THREADS" --buffer_size="$BUFFER" --duration="$DURATION" \
+        --progress=false --json
+}
+
+base_run() { # op block window; its target busy-polls, so it runs only meanwhile
+    "$B/fi-rma-bench" --mode=target --provider="$PROVIDER" --nic="$NIC" --buffer_size="$BUFFER" >"$dir/ft.out" &
+    local ft=$!
+    for _ in $(seq 200); do grep -q '^target' "$dir/ft.out" 2>/dev/null && break; sleep 0.05; done
+    "$B/fi-rma-bench" --target="$(cat "$dir/ft.out")" --provider="$PROVIDER" --nic="$NIC" --operation="$1" \
+        --block_size="$2" --window="$3" --buffer_size="$BUFFER" --duration="$DURATION" --json
+    kill $ft
+    wait $ft 2>/dev/null || true
+}
+
+echo "mcefa network benchmark: provider $PROVIDER, NIC $NIC, ${DURATION}s per figure, $ROUNDS rounds"
+echo "machine: $(nproc) cores, $(uname -r); daemon: $THREADS threads x batch $BATCH; baseline window $WINDOW"
+
+# First-submit probe: fresh daemons each time, so the first one is cold.
+start_pair
+cold=$("$B/mcefa-bench" --mode=probe --socket="$dir/a.sock" --segment_id="$segment" --block_size=$BLOCK --json)
+stop_pair
+start_pair
+warm=$("$B/mcefa-bench" --mode=probe --socket="$dir/a.sock" --segment_id="$segment" --block_size=$BLOCK --warmup=true --json)
+
+declare -A sum
+for r in $(seq "$ROUNDS"); do
+    for op in write read; do
+        v=$(base_run $op "$BLOCK" "$WINDOW" | num throughput); sum[base,$op]=$(awk -v a="${sum[base,$op]:-0}" -v b="$v" 'BEGIN{print a+b}')
+        v=$(daemon_run $op "$BLOCK" "$BATCH" | num throughput); sum[mcefa,$op]=$(awk -v a="${sum[mcefa,$op]:-0}" -v b="$v" 'BEGIN{print a+b}')
+    done
+done
+small_d=$(daemon_run write 4096 128 | num ops_per_s)
+small_b=$(base_run write 4096 $((128 * THREADS)) | num ops_per_s)
+
+# Idle CPU of daemon A: connected to its peer, no traffic.
+sleep 1
+t0=$(awk '{print $14+$15}' /proc/$pid_a/stat)
+sleep 5
+t1=$(awk '{print $14+$15}' /proc/$pid_a/stat)
+idle=$(awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", (b-a)/hz/5*100}')
+
+printf '\n%-44s %12s %12s %8s\n' "1 MiB blocks (mean of $ROUNDS)" "fi-rma-bench" "mcefad" "ratio"
+for op in write read; do
+    b=$(awk -v s="${sum[base,$op]}" -v n="$ROUNDS" 'BEGIN{printf "%.3f", s/n}')
+    d=$(awk -v s="${sum[mcefa,$op]}" -v n="$ROUNDS" 'BEGIN{printf "%.3f", s/n}')
+    printf '%-44s %9s GB/s %7s GB/s %8s\n' "$op" "$b" "$d" "$(awk -v d="$d" -v b="$b" 'BEGIN{printf "%.2f", d/b}')"
+done
+printf '%-44s %9.0f /s %9.0f /s %8s\n' "4 KiB writes, op rate" "$small_b" "$small_d" \
+    "$(awk -v d="$small_d" -v b="$small_b" 'BEGIN{printf "%.2f", d/b}')"
+echo
+echo "first-submit probe, cold:          $cold"
+echo "first-submit probe, after warmup:  $warm"
+echo "daemon idle CPU (5 s, peer connected): ${idle}% of one core"
