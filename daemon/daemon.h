@@ -154,6 +154,9 @@ void session_teardown(session *s);
 int segment_export(session *s, const char *name, const char **why);
 void segment_unexport(session *s);
 segment_entry *segment_lookup(const char *name);
+/* Exact name, else the same :port under another name of this host. Call
+ * only for names that peer_is_local_name accepts (or that a peer sent us). */
+segment_entry *segment_find(const char *name);
 /* Per-session handles of opened segments. */
 open_segment *segment_open_find(session *s, uint64_t handle);
 int segment_open(session *s, segment_entry *e, uint64_t *handle);

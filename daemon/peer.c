@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <ifaddrs.h>
 #include <netdb.h>
 #include <rdma/fi_domain.h>
 #include <rdma/fi_endpoint.h>
@@ -56,14 +57,45 @@ static size_t host_len(const char *name)
     return colon ? (size_t)(colon - name) : strlen(name);
 }
 
+/* This host's interface addresses, read once: a segment named by one of
+ * them is local. */
+static char local_addrs[64][INET6_ADDRSTRLEN];
+static int nlocal_addrs = -1;
+
+static void load_local_addrs(void)
+{
+    struct ifaddrs *ifa, *i;
+    nlocal_addrs = 0;
+    if (getifaddrs(&ifa) < 0)
+        return;
+    for (i = ifa; i && nlocal_addrs < 64; i = i->ifa_next) {
+        if (!i->ifa_addr)
+            continue;
+        const void *a = NULL;
+        if (i->ifa_addr->sa_family == AF_INET)
+            a = &((struct sockaddr_in *)i->ifa_addr)->sin_addr;
+        else if (i->ifa_addr->sa_family == AF_INET6)
+            a = &((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
+        if (a && inet_ntop(i->ifa_addr->sa_family, a, local_addrs[nlocal_addrs], INET6_ADDRSTRLEN))
+            nlocal_addrs++;
+    }
+    freeifaddrs(ifa);
+}
+
 bool peer_is_local_name(const char *name)
 {
     size_t hl = host_len(name);
     if (hl == 0 || (hl == strlen(mcefad.hostname) && strncmp(name, mcefad.hostname, hl) == 0))
         return true;
     /* Loopback names always mean this host. */
-    return (hl == 9 && strncmp(name, "localhost", 9) == 0) || strncmp(name, "127.", 4) == 0 ||
-           (hl == 3 && strncmp(name, "::1", 3) == 0);
+    if ((hl == 9 && strncmp(name, "localhost", 9) == 0) || strncmp(name, "127.", 4) == 0)
+        return true;
+    if (nlocal_addrs < 0)
+        load_local_addrs();
+    for (int k = 0; k < nlocal_addrs; k++)
+        if (strlen(local_addrs[k]) == hl && strncmp(name, local_addrs[k], hl) == 0)
+            return true;
+    return false;
 }
 
 /* Looks host up in peer_hosts ("name=addr[:port],..."). */
@@ -343,27 +375,9 @@ static void on_hello_reply(peer_conn *c, void *arg, const Mcefa__PeerFrame *f)
 
 /* ---- Serving a peer's requests ----------------------------------------- */
 
-static segment_entry *find_segment_for_peer(const char *name)
-{
-    segment_entry *e = segment_lookup(name);
-    if (e)
-        return e;
-    /* The peer may name us by an address rather than our hostname: match
-     * the port part. */
-    const char *colon = strrchr(name, ':');
-    if (!colon)
-        return NULL;
-    for (segment_entry *s = mcefad.segments; s; s = s->next) {
-        const char *sc = strrchr(s->name, ':');
-        if (s->owner && sc && !strcmp(sc, colon))
-            return s;
-    }
-    return NULL;
-}
-
 static void serve_get_segment(peer_conn *c, uint64_t seq, const Mcefa__GetSegment *g)
 {
-    segment_entry *e = find_segment_for_peer(g->name);
+    segment_entry *e = segment_find(g->name);
     if (!e) {
         reply_error(c, seq, -ENOENT, "segment '%s' not found on host %s: no client there exports it", g->name,
                     mcefad.hostname);

@@ -323,6 +323,8 @@ static void on_remote_open(void *arg, peer *p, int status, const char *why, cons
 static void handle_open(session *s, uint64_t seq, const Mcefa__OpenSegment *m, Mcefa__Response *resp, rpc_ctx *ctx)
 {
     segment_entry *e = segment_lookup(m->name);
+    if (!e && peer_is_local_name(m->name))
+        e = segment_find(m->name);
     if (!e && !peer_is_local_name(m->name)) {
         peer *p;
         char why[400];
@@ -393,6 +395,8 @@ static void handle_warmup(session *s, uint64_t seq, const Mcefa__WarmupSegment *
                           rpc_ctx *ctx)
 {
     segment_entry *e = segment_lookup(m->name);
+    if (!e && peer_is_local_name(m->name))
+        e = segment_find(m->name);
     if (e || peer_is_local_name(m->name)) {
         if (!e) {
             rpc_fail(ctx, resp, -ENOENT, "warmup: segment '%s' not found: no client on this host exports it", m->name);

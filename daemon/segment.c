@@ -20,6 +20,24 @@ segment_entry *segment_lookup(const char *name)
     return NULL;
 }
 
+segment_entry *segment_find(const char *name)
+{
+    segment_entry *e = segment_lookup(name);
+    if (e)
+        return e;
+    /* "host:N" where host is another name of this host (an address, or
+     * localhost): match by the :N part, which the daemon keeps unique. */
+    const char *colon = strrchr(name, ':');
+    if (!colon)
+        return NULL;
+    for (segment_entry *s = mcefad.segments; s; s = s->next) {
+        const char *sc = strrchr(s->name, ':');
+        if (s->owner && sc && !strcmp(sc, colon))
+            return s;
+    }
+    return NULL;
+}
+
 static void entry_unref(segment_entry *e)
 {
     if (--e->refs > 0)
