@@ -48,6 +48,14 @@ FABRIC_LIBS := $(shell $(PKG_CONFIG) --libs libfabric 2>/dev/null || echo -lfabr
 CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt)
 
+# Python binding: Debian's python3 (python3-dev, python3-pytest).
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
+PY_INC := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_paths()['include'])" 2>/dev/null)
+PY_SUFFIX := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))" 2>/dev/null)
+PY_EXT := $(B)/python/mcefa/_mcefa$(PY_SUFFIX)
+PY_FILES := $(patsubst client/python/%,$(B)/python/%,$(wildcard client/python/mcefa/*.py)) \
+            $(patsubst client/python/mooncake_shim/%,$(B)/python/mcefa/mooncake_shim/%,$(wildcard client/python/mooncake_shim/mooncake/*.py))
+
 PROTO_GEN := $(B)/proto/mcefa.pb-c.c $(B)/proto/mcefa.pb-c.h
 COMMON_SRC := $(B)/proto/mcefa.pb-c.c proto/wire.c shm/memfd.c shm/completion.c
 DAEMON_SRC := $(wildcard daemon/*.c)
@@ -64,10 +72,10 @@ TOOLS := $(B)/mcefa-bench $(B)/fi-rma-bench
 TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/check_*.c))
 
 
-.PHONY: all check install clean bench docs-config
+.PHONY: all check install clean bench docs-config python
 # Keep objects make considers intermediate (test objects built by patterns).
 .SECONDARY:
-all: $(B)/mcefad $(LIBMCEFA_A) $(LIBMCEFA_SO) $(TOOLS) $(TESTS)
+all: $(B)/mcefad $(LIBMCEFA_A) $(LIBMCEFA_SO) $(TOOLS) $(TESTS) python
 
 $(B)/proto/mcefa.pb-c.c $(B)/proto/mcefa.pb-c.h: proto/mcefa.proto
 	@mkdir -p $(B)/proto
@@ -102,6 +110,20 @@ $(B)/obj/tests/%.o: tests/%.c $(PROTO_GEN)
 	$(CC) $(CPPFLAGS) -Idaemon $(CHECK_CFLAGS) $(CFLAGS) -MMD -c -o $@ $<
 
 # Unit suites link the daemon modules they test directly.
+python: $(PY_EXT) $(PY_FILES)
+
+$(PY_EXT): client/python/mcefa/_mcefa.c $(LIBMCEFA_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -I$(PY_INC) $(CFLAGS) -shared -o $@ $< $(LDFLAGS) $(CLIENT_LINK)
+
+$(B)/python/mcefa/%.py: client/python/mcefa/%.py
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+$(B)/python/mcefa/mooncake_shim/%.py: client/python/mooncake_shim/%.py
+	@mkdir -p $(dir $@)
+	cp $< $@
+
 $(B)/fi-rma-bench: $(call obj,tools/fi-rma-bench.c)
 	$(CC) $(LDFLAGS) -o $@ $< $(FABRIC_LIBS)
 
@@ -122,7 +144,7 @@ $(B)/tests/check_%: $(B)/obj/tests/check_%.o $(LIBMCEFA_A)
 	$(CC) $(LDFLAGS) -o $@ $< $(CLIENT_LINK) $(CHECK_LIBS)
 
 check: all
-	@MCEFA_BUILD=$(B) ./tests/run-all.sh $(TESTS)
+	@MCEFA_BUILD=$(B) PYTHON=$(PYTHON) SAN=$(SAN) ./tests/run-all.sh $(TESTS)
 
 bench: all
 	./tools/bench-local.sh $(B)

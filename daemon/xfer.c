@@ -314,10 +314,10 @@ static region *check_range(const region_table *t, uint64_t addr, uint64_t len, c
                  "0x%" PRIx64 " + %" PRIu64,
                  i, whose, addr, len, near->addr, near->length);
     else
-        rpc_fail(ctx, resp, -EFAULT,
-                 "transfer %u: %s address 0x%" PRIx64 " is not inside any registered region (register the memory "
-                 "first)",
-                 i, whose, addr);
+        rpc_fail(ctx, resp, -EFAULT, "transfer %u: %s address 0x%" PRIx64 " is not inside any registered region (%s)",
+                 i, whose, addr,
+                 strcmp(whose, "local") ? "check the address the segment's owner advertised"
+                                        : "register the memory first");
     return NULL;
 }
 

@@ -27,5 +27,35 @@ for t in "$@"; do
         [ -z "$line" ] && total_fail=$((total_fail + 1))
     fi
 done
+# The Python suites (pytest) drive real daemons through the binding.
+PYTHON=${PYTHON:-python3}
+B=${MCEFA_BUILD:-build}
+echo "=== pytest tests/python"
+if ! "$PYTHON" -c 'import pytest' 2>/dev/null; then
+    echo "pytest for $PYTHON is missing (install python3-pytest)"
+    total_fail=$((total_fail + 1))
+    failed_suites=$((failed_suites + 1))
+else
+    pre=
+    if [ "${SAN:-}" = 1 ]; then
+        # The extension is sanitized: the runtimes must load first. Python
+        # itself leaks by design, so leak checks are for the daemon only.
+        pre="$(${CC:-cc} -print-file-name=libasan.so):$(${CC:-cc} -print-file-name=libubsan.so)"
+    fi
+    out=$(cd "$here" && LD_PRELOAD=$pre ASAN_OPTIONS=detect_leaks=0 PYTHONPATH="$B/python" MCEFA_BUILD="$B" \
+          "$PYTHON" -m pytest -q -p no:cacheprovider tests/python 2>&1)
+    rc=$?
+    echo "$out"
+    line=$(printf '%s\n' "$out" | grep -E '[0-9]+ (passed|failed)' | tail -1)
+    p=$(grep -oE '[0-9]+ passed' <<<"$line" | awk '{s+=$1} END{print s+0}')
+    f=$(grep -oE '[0-9]+ (failed|errors?)' <<<"$line" | awk '{s+=$1} END{print s+0}')
+    total_pass=$((total_pass + ${p:-0}))
+    total_fail=$((total_fail + ${f:-0}))
+    if [ $rc -ne 0 ]; then
+        failed_suites=$((failed_suites + 1))
+        [ "${f:-0}" = 0 ] && total_fail=$((total_fail + 1))
+    fi
+fi
+
 echo "$total_pass passed, $total_fail failed"
 [ $failed_suites -eq 0 ]

@@ -11,6 +11,7 @@ packages=(
     libprotobuf-c-dev protobuf-c-compiler
     libnuma-dev
     check
+    python3 python3-dev python3-pytest python3-setuptools
     iproute2 procps
 )
 

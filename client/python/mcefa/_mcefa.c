@@ -1,0 +1,572 @@
+/* mcefa._mcefa: CPython binding of libmcefa. Thin on purpose: the
+ * Mooncake-compatible TransferEngine is written in Python on top of it
+ * (mcefa/engine.py). Every blocking call releases the GIL. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <string.h>
+
+#include "mcefa.h"
+
+static PyObject *McefaError;
+
+/* Raises mcefa.Error(errno, text). */
+static PyObject *raise_text(int rc, const char *txt)
+{
+    PyObject *args = Py_BuildValue("(is)", -rc, txt && *txt ? txt : mcefa_strerror(rc));
+    if (args) {
+        PyErr_SetObject(McefaError, args);
+        Py_DECREF(args);
+    }
+    return NULL;
+}
+
+/* Raises mcefa.Error(errno, "daemon's explanation"). */
+static PyObject *raise_rc(int rc)
+{
+    return raise_text(rc, mcefa_last_error());
+}
+
+/* An address from an int (>= 0, fits 64 bits) or a writable buffer object. */
+static int get_addr(PyObject *o, uint64_t *out, const char *what)
+{
+    if (PyLong_Check(o)) {
+        if (_PyLong_Sign(o) < 0) {
+            PyErr_Format(PyExc_ValueError, "%s must not be negative", what);
+            return -1;
+        }
+        unsigned long long v = PyLong_AsUnsignedLongLong(o);
+        if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+            PyErr_Format(PyExc_OverflowError, "%s does not fit in 64 bits", what);
+            return -1;
+        }
+        *out = v;
+        return 0;
+    }
+    if (PyObject_CheckBuffer(o)) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(o, &view, PyBUF_SIMPLE) < 0)
+            return -1;
+        *out = (uint64_t)(uintptr_t)view.buf;
+        PyBuffer_Release(&view);
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError, "%s must be an int address or a buffer object, not %s", what, Py_TYPE(o)->tp_name);
+    return -1;
+}
+
+static int get_len(PyObject *o, uint64_t *out, const char *what)
+{
+    if (!PyLong_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int, not %s", what, Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    return get_addr(o, out, what);
+}
+
+/* ---- Client -------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD mcefa_client *c;
+} ClientObject;
+
+typedef struct {
+    PyObject_HEAD ClientObject *client;
+    mcefa_batch *b;
+} BatchObject;
+
+static PyTypeObject BatchType;
+
+static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"socket", "name", NULL};
+    const char *sock = NULL, *name = "python";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|zz", kwlist, &sock, &name))
+        return -1;
+    if (self->c) {
+        PyErr_SetString(PyExc_RuntimeError, "Client is already connected");
+        return -1;
+    }
+    int rc;
+    mcefa_client *c = NULL;
+    Py_BEGIN_ALLOW_THREADS rc = mcefa_connect(sock, name ? name : "python", &c);
+    Py_END_ALLOW_THREADS if (rc < 0)
+    {
+        raise_rc(rc);
+        return -1;
+    }
+    self->c = c;
+    return 0;
+}
+
+static void Client_dealloc(ClientObject *self)
+{
+    if (self->c)
+        mcefa_disconnect(self->c);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int need(ClientObject *self)
+{
+    if (!self->c) {
+        PyErr_SetString(PyExc_RuntimeError, "Client is closed");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *Client_close(ClientObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (self->c) {
+        mcefa_client *c = self->c;
+        self->c = NULL;
+        Py_BEGIN_ALLOW_THREADS mcefa_disconnect(c);
+        Py_END_ALLOW_THREADS
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Client_hostname(ClientObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (need(self))
+        return NULL;
+    return PyUnicode_FromString(mcefa_daemon_hostname(self->c));
+}
+
+static PyObject *Client_alloc(ClientObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"size", "numa_node", "huge", NULL};
+    PyObject *size_o;
+    int numa = -1, huge = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|ip", kwlist, &size_o, &numa, &huge))
+        return NULL;
+    uint64_t size;
+    if (need(self) || get_len(size_o, &size, "size") < 0)
+        return NULL;
+    if (size == 0) {
+        PyErr_SetString(PyExc_ValueError, "size must be > 0");
+        return NULL;
+    }
+    void *p = NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = mcefa_alloc(self->c, size, numa, huge ? MCEFA_ALLOC_HUGE : 0, &p);
+    Py_END_ALLOW_THREADS if (rc < 0) return raise_rc(rc);
+    return PyLong_FromUnsignedLongLong((uintptr_t)p);
+}
+
+static PyObject *Client_free(ClientObject *self, PyObject *arg)
+{
+    uint64_t a;
+    if (need(self) || get_addr(arg, &a, "address") < 0)
+        return NULL;
+    int rc = mcefa_free(self->c, (void *)(uintptr_t)a);
+    if (rc < 0)
+        return raise_rc(rc);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Client_register(ClientObject *self, PyObject *args)
+{
+    PyObject *ao, *lo;
+    uint64_t a, l;
+    if (!PyArg_ParseTuple(args, "OO", &ao, &lo) || need(self) || get_addr(ao, &a, "address") < 0 ||
+        get_len(lo, &l, "length") < 0)
+        return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = mcefa_register(self->c, (void *)(uintptr_t)a, l);
+    Py_END_ALLOW_THREADS if (rc < 0) return raise_rc(rc);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Client_unregister(ClientObject *self, PyObject *arg)
+{
+    uint64_t a;
+    if (need(self) || get_addr(arg, &a, "address") < 0)
+        return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = mcefa_unregister(self->c, (void *)(uintptr_t)a);
+    Py_END_ALLOW_THREADS if (rc < 0) return raise_rc(rc);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Client_export_segment(ClientObject *self, PyObject *args)
+{
+    const char *name = NULL;
+    if (!PyArg_ParseTuple(args, "|z", &name) || need(self))
+        return NULL;
+    char out[300];
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = mcefa_segment_export(self->c, name, out, sizeof(out));
+    Py_END_ALLOW_THREADS if (rc < 0) return raise_rc(rc);
+    return PyUnicode_FromString(out);
+}
+
+static PyObject *Client_open_segment(ClientObject *self, PyObject *args)
+{
+    const char *name;
+    if (!PyArg_ParseTuple(args, "s", &name) || need(self))
+        return NULL;
+    mcefa_segment h;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = mcefa_segment_open(self->c, name, &h);
+    Py_END_ALLOW_THREADS if (rc < 0) return raise_rc(rc);
+    return PyLong_FromUnsignedLongLong(h);
+}
+
+static PyObject *Client_close_segment(ClientObject *self, PyObject *args)
+{
+    unsigned long long h;
+    if (!PyArg_ParseTuple(args, "K", &h) || need(self))
+        return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = mcefa_segment_close(self->c, h);
+    Py_END_ALLOW_THREADS if (rc < 0) return raise_rc(rc);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Client_segment_regions(ClientObject *self, PyObject *args)
+{
+    unsigned long long h;
+    if (!PyArg_ParseTuple(args, "K", &h) || need(self))
+        return NULL;
+    mcefa_region_info r[256];
+    int n;
+    Py_BEGIN_ALLOW_THREADS n = mcefa_segment_regions(self->c, h, r, 256);
+    Py_END_ALLOW_THREADS if (n < 0) return raise_rc(n);
+    PyObject *list = PyList_New(0);
+    for (int i = 0; i < n && i < 256 && list; i++) {
+        PyObject *t = Py_BuildValue("(KK)", (unsigned long long)r[i].addr, (unsigned long long)r[i].length);
+        if (!t || PyList_Append(list, t) < 0) {
+            Py_XDECREF(t);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(t);
+    }
+    return list;
+}
+
+static PyObject *Client_warmup(ClientObject *self, PyObject *args)
+{
+    const char *name;
+    if (!PyArg_ParseTuple(args, "s", &name) || need(self))
+        return NULL;
+    unsigned pairs = 0;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = mcefa_segment_warmup(self->c, name, &pairs);
+    Py_END_ALLOW_THREADS if (rc < 0) return raise_rc(rc);
+    return PyLong_FromUnsignedLong(pairs);
+}
+
+/* [(opcode, local, segment, remote, length), ...] -> C array. */
+static mcefa_transfer *parse_ops(PyObject *ops, Py_ssize_t *n_out)
+{
+    PyObject *seq = PySequence_Fast(ops, "transfers must be a sequence of (opcode, local, segment, remote, length)");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    mcefa_transfer *t = PyMem_Calloc(n ? (size_t)n : 1, sizeof(*t));
+    if (!t) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *it = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyTuple_Check(it) || PyTuple_GET_SIZE(it) != 5) {
+            PyErr_Format(PyExc_TypeError, "transfer %zd must be a 5-tuple (opcode, local, segment, remote, length)", i);
+            goto bad;
+        }
+        uint64_t op, local, seg, remote, len;
+        if (get_len(PyTuple_GET_ITEM(it, 0), &op, "opcode") < 0 ||
+            get_addr(PyTuple_GET_ITEM(it, 1), &local, "local address") < 0 ||
+            get_len(PyTuple_GET_ITEM(it, 2), &seg, "segment handle") < 0 ||
+            get_len(PyTuple_GET_ITEM(it, 3), &remote, "remote address") < 0 ||
+            get_len(PyTuple_GET_ITEM(it, 4), &len, "length") < 0)
+            goto bad;
+        if (op > 1) {
+            PyErr_Format(PyExc_ValueError, "transfer %zd: opcode must be 0 (read) or 1 (write)", i);
+            goto bad;
+        }
+        t[i] = (mcefa_transfer){(int)op, (void *)(uintptr_t)local, seg, remote, len};
+    }
+    Py_DECREF(seq);
+    *n_out = n;
+    return t;
+bad:
+    Py_DECREF(seq);
+    PyMem_Free(t);
+    return NULL;
+}
+
+static PyObject *Client_transfer(ClientObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"transfers", "timeout_ms", NULL};
+    PyObject *ops;
+    int timeout = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|i", kwlist, &ops, &timeout) || need(self))
+        return NULL;
+    Py_ssize_t n;
+    mcefa_transfer *t = parse_ops(ops, &n);
+    if (!t)
+        return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = mcefa_transfer_sync(self->c, t, (size_t)n, timeout);
+    Py_END_ALLOW_THREADS PyMem_Free(t);
+    if (rc < 0)
+        return raise_rc(rc);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Client_submit(ClientObject *self, PyObject *args)
+{
+    PyObject *ops;
+    if (!PyArg_ParseTuple(args, "O", &ops) || need(self))
+        return NULL;
+    Py_ssize_t n;
+    mcefa_transfer *t = parse_ops(ops, &n);
+    if (!t)
+        return NULL;
+    if (n == 0 || n > UINT32_MAX - 1) {
+        PyMem_Free(t);
+        PyErr_SetString(PyExc_ValueError, "submit needs 1 or more transfers");
+        return NULL;
+    }
+    mcefa_batch *b = NULL;
+    int rc;
+    char saved[512] = "";
+    Py_BEGIN_ALLOW_THREADS rc = mcefa_batch_alloc(self->c, (uint32_t)n, &b);
+    if (rc >= 0) {
+        rc = mcefa_batch_submit(b, t, (size_t)n);
+        if (rc < 0) {
+            /* Keep the submit error, not the free's. */
+            snprintf(saved, sizeof(saved), "%s", mcefa_last_error());
+            mcefa_batch_free(b);
+            b = NULL;
+        }
+    } else {
+        snprintf(saved, sizeof(saved), "%s", mcefa_last_error());
+    }
+    Py_END_ALLOW_THREADS PyMem_Free(t);
+    if (rc < 0)
+        return raise_text(rc, saved);
+    BatchObject *bo = PyObject_New(BatchObject, &BatchType);
+    if (!bo) {
+        mcefa_batch_free(b);
+        return NULL;
+    }
+    Py_INCREF(self);
+    bo->client = self;
+    bo->b = b;
+    return (PyObject *)bo;
+}
+
+static PyObject *Client_status(ClientObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (need(self))
+        return NULL;
+    mcefa_daemon_status st;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = mcefa_status(self->c, &st);
+    Py_END_ALLOW_THREADS if (rc < 0) return raise_rc(rc);
+    return Py_BuildValue("{s:s,s:s,s:K,s:K,s:I,s:K,s:K,s:K}", "version", st.version, "hostname", st.hostname, "epoch",
+                         (unsigned long long)st.epoch, "uptime_ms", (unsigned long long)st.uptime_ms, "clients",
+                         st.clients, "bytes_copied", (unsigned long long)st.bytes_copied, "transfers_completed",
+                         (unsigned long long)st.transfers_completed, "transfers_failed",
+                         (unsigned long long)st.transfers_failed);
+}
+
+static PyMethodDef Client_methods[] = {
+    {"close", (PyCFunction)Client_close, METH_NOARGS, "Disconnect from the daemon."},
+    {"hostname", (PyCFunction)Client_hostname, METH_NOARGS, "Host name the daemon uses in segment names."},
+    {"alloc", (PyCFunction)(void (*)(void))Client_alloc, METH_VARARGS | METH_KEYWORDS,
+     "alloc(size, numa_node=-1, huge=False) -> address of shareable host memory"},
+    {"free", (PyCFunction)Client_free, METH_O, "free(address) of memory from alloc"},
+    {"register", (PyCFunction)Client_register, METH_VARARGS, "register(address, length)"},
+    {"unregister", (PyCFunction)Client_unregister, METH_O, "unregister(address)"},
+    {"export_segment", (PyCFunction)Client_export_segment, METH_VARARGS, "export_segment(name=None) -> name"},
+    {"open_segment", (PyCFunction)Client_open_segment, METH_VARARGS, "open_segment(name) -> handle"},
+    {"close_segment", (PyCFunction)Client_close_segment, METH_VARARGS, "close_segment(handle)"},
+    {"segment_regions", (PyCFunction)Client_segment_regions, METH_VARARGS,
+     "segment_regions(handle) -> [(address, length), ...]"},
+    {"warmup", (PyCFunction)Client_warmup, METH_VARARGS, "warmup(segment_name) -> NIC pairs connected"},
+    {"transfer", (PyCFunction)(void (*)(void))Client_transfer, METH_VARARGS | METH_KEYWORDS,
+     "transfer([(opcode, local, segment, remote, length), ...], timeout_ms=-1): synchronous"},
+    {"submit", (PyCFunction)Client_submit, METH_VARARGS, "submit([...]) -> Batch (asynchronous)"},
+    {"status", (PyCFunction)Client_status, METH_NOARGS, "Daemon status as a dict."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ClientType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "mcefa._mcefa.Client",
+    .tp_basicsize = sizeof(ClientObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Client(socket=None, name='python'): a connection to mcefad.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Client_init,
+    .tp_dealloc = (destructor)Client_dealloc,
+    .tp_methods = Client_methods,
+};
+
+/* ---- Batch --------------------------------------------------------------- */
+
+static void Batch_dealloc(BatchObject *self)
+{
+    if (self->b && self->client->c) {
+        /* Freeing waits for nothing: a batch still in flight stays with the
+         * connection until it closes. */
+        mcefa_batch_free(self->b);
+    }
+    Py_XDECREF(self->client);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int bneed(BatchObject *self)
+{
+    if (!self->b || !self->client->c) {
+        PyErr_SetString(PyExc_RuntimeError, "Batch is freed (or its client closed)");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *Batch_wait(BatchObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"timeout_ms", NULL};
+    int timeout = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|i", kwlist, &timeout) || bneed(self))
+        return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = mcefa_batch_wait(self->b, timeout);
+    Py_END_ALLOW_THREADS if (rc < 0) return raise_rc(rc);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Batch_progress(BatchObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (bneed(self))
+        return NULL;
+    uint32_t s, f, x;
+    mcefa_batch_progress(self->b, &s, &f, &x);
+    return Py_BuildValue("(III)", s, f, x);
+}
+
+static PyObject *Batch_state(BatchObject *self, PyObject *args)
+{
+    unsigned idx;
+    if (!PyArg_ParseTuple(args, "I", &idx) || bneed(self))
+        return NULL;
+    int err = 0;
+    int st = mcefa_batch_state(self->b, idx, &err);
+    if (st < 0)
+        return raise_rc(st);
+    return Py_BuildValue("(ii)", st, err);
+}
+
+static PyObject *Batch_free(BatchObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (!self->b || !self->client->c)
+        Py_RETURN_NONE;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = mcefa_batch_free(self->b);
+    Py_END_ALLOW_THREADS if (rc < 0) return raise_rc(rc);
+    self->b = NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef Batch_methods[] = {
+    {"wait", (PyCFunction)(void (*)(void))Batch_wait, METH_VARARGS | METH_KEYWORDS,
+     "wait(timeout_ms=-1): until every transfer finished; raises on failure"},
+    {"progress", (PyCFunction)Batch_progress, METH_NOARGS, "(submitted, finished, failed), without a system call"},
+    {"state", (PyCFunction)Batch_state, METH_VARARGS, "state(i) -> (state, errno)"},
+    {"free", (PyCFunction)Batch_free, METH_NOARGS, "Release the batch (refused while in flight)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject BatchType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "mcefa._mcefa.Batch",
+    .tp_basicsize = sizeof(BatchObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A submitted batch of transfers (from Client.submit).",
+    .tp_dealloc = (destructor)Batch_dealloc,
+    .tp_methods = Batch_methods,
+};
+
+/* ---- Raw memory helpers (Mooncake's write_bytes_to_buffer & co) ---------- */
+
+static PyObject *mod_write_bytes(PyObject *m, PyObject *args)
+{
+    (void)m;
+    PyObject *ao;
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "Oy*", &ao, &data))
+        return NULL;
+    uint64_t a;
+    if (get_addr(ao, &a, "address") < 0 || a == 0) {
+        PyBuffer_Release(&data);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "address must not be 0");
+        return NULL;
+    }
+    memcpy((void *)(uintptr_t)a, data.buf, (size_t)data.len);
+    PyBuffer_Release(&data);
+    Py_RETURN_NONE;
+}
+
+static PyObject *mod_read_bytes(PyObject *m, PyObject *args)
+{
+    (void)m;
+    PyObject *ao, *lo;
+    uint64_t a, l;
+    if (!PyArg_ParseTuple(args, "OO", &ao, &lo) || get_addr(ao, &a, "address") < 0 || get_len(lo, &l, "length") < 0)
+        return NULL;
+    if (a == 0 || l > PY_SSIZE_T_MAX) {
+        PyErr_SetString(PyExc_ValueError, "address must not be 0 and length must fit in memory");
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize((const char *)(uintptr_t)a, (Py_ssize_t)l);
+}
+
+static PyMethodDef module_methods[] = {
+    {"write_bytes", mod_write_bytes, METH_VARARGS, "write_bytes(address, data): copy data to raw memory"},
+    {"read_bytes", mod_read_bytes, METH_VARARGS, "read_bytes(address, length) -> bytes from raw memory"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "mcefa._mcefa",
+    .m_doc = "Binding of libmcefa, the client library of mcefad.",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC PyInit__mcefa(void)
+{
+    if (PyType_Ready(&ClientType) < 0 || PyType_Ready(&BatchType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&moduledef);
+    if (!m)
+        return NULL;
+    McefaError = PyErr_NewExceptionWithDoc("mcefa._mcefa.Error",
+                                           "A libmcefa failure: errno and the daemon's explanation.", PyExc_OSError,
+                                           NULL);
+    Py_INCREF(&ClientType);
+    Py_INCREF(&BatchType);
+    if (PyModule_AddObject(m, "Client", (PyObject *)&ClientType) < 0 ||
+        PyModule_AddObject(m, "Batch", (PyObject *)&BatchType) < 0 || PyModule_AddObject(m, "Error", McefaError) < 0 ||
+        PyModule_AddIntConstant(m, "READ", MCEFA_READ) < 0 || PyModule_AddIntConstant(m, "WRITE", MCEFA_WRITE) < 0 ||
+        PyModule_AddIntConstant(m, "PENDING", MCEFA_PENDING) < 0 ||
+        PyModule_AddIntConstant(m, "COMPLETED", MCEFA_COMPLETED) < 0 ||
+        PyModule_AddIntConstant(m, "FAILED", MCEFA_FAILED) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

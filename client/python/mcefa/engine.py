@@ -1,0 +1,375 @@
+"""Mooncake-compatible TransferEngine on top of mcefad.
+
+Method names, arguments, defaults and return conventions follow Mooncake's
+Python ``TransferEngine`` (0 on success, a negative value on failure; batch
+ids > 0) as vLLM's MooncakeConnector and SGLang's mooncake backend call them.
+The protocol argument ("efa", "tcp") is accepted and recorded; which provider
+carries the bytes is the daemon's configuration, not a second engine.
+"""
+import enum
+import json
+import logging
+import os
+import threading
+
+from . import _mcefa
+
+log = logging.getLogger("mcefa")
+
+# Mooncake's transfer_check_status codes.
+_DONE, _RUNNING, _FAILED, _TIMEOUT = 1, 0, -1, -2
+
+
+class TransferOpcode(enum.IntEnum):
+    READ = _mcefa.READ
+    WRITE = _mcefa.WRITE
+
+
+class TransferNotify:
+    def __init__(self, name="", msg=""):
+        self.name = name
+        self.msg = msg
+
+
+def _neg(err):
+    return -err.errno if isinstance(err, OSError) and err.errno else -1
+
+
+def _check_len(n, what="length"):
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise TypeError("%s must be an int, not %s" % (what, type(n).__name__))
+    if n < 0:
+        raise ValueError("%s must not be negative (got %d)" % (what, n))
+    if n >= 1 << 64:
+        raise OverflowError("%s does not fit in 64 bits" % what)
+    return n
+
+
+class TransferEngine:
+    """One connection to the local mcefad, one exported segment."""
+
+    def __init__(self):
+        self._client = None
+        self._lock = threading.Lock()
+        self._segments = {}      # target name -> segment handle
+        self._batches = {}       # batch id -> _mcefa.Batch
+        self._next_batch = 1
+        self._rpc_port = 0
+        self._segment_name = ""
+        self._local_hostname = ""
+        self._protocol = ""
+        self._managed = {}       # address -> length, from allocate_managed_buffer
+        self.timeout_ms = int(float(os.environ.get("MC_TRANSFER_TIMEOUT", "30")) * 1000)
+
+    # ---- set-up -------------------------------------------------------------
+
+    def initialize(self, local_hostname, metadata_server, protocol, device_name):
+        for name, v in (("local_hostname", local_hostname), ("metadata_server", metadata_server),
+                        ("protocol", protocol), ("device_name", device_name)):
+            if not isinstance(v, str):
+                raise TypeError("%s must be a str, not %s" % (name, type(v).__name__))
+        if metadata_server.upper() not in ("P2PHANDSHAKE", "P2P"):
+            log.error("mcefa: metadata_server %r is not supported: mcefad daemons exchange segment descriptions "
+                      "themselves; use 'P2PHANDSHAKE'", metadata_server)
+            return -1
+        if protocol not in ("efa", "tcp", "rdma", ""):
+            log.error("mcefa: protocol %r is not supported (use 'efa' or 'tcp'; the daemon's provider decides)",
+                      protocol)
+            return -1
+        if self._client is not None:
+            log.error("mcefa: initialize called twice on one TransferEngine")
+            return -1
+        try:
+            self._client = _mcefa.Client(os.environ.get("MCEFAD_SOCKET"), "mooncake-compat")
+            self._segment_name = self._client.export_segment(None)
+        except _mcefa.Error as e:
+            log.error("mcefa: initialize failed: %s", e.strerror)
+            self._client = None
+            return _neg(e)
+        self._rpc_port = int(self._segment_name.rsplit(":", 1)[1])
+        self._local_hostname = local_hostname.rsplit(":", 1)[0] if local_hostname.count(":") == 1 else local_hostname
+        self._protocol = protocol
+        log.info("mcefa: engine ready as segment %s (local hostname %s, protocol %s)", self._segment_name,
+                 self._local_hostname, protocol or "daemon default")
+        return 0
+
+    def initialize_ext(self, local_hostname, metadata_server, protocol, device_name, metadata_type="p2p"):
+        return self.initialize(local_hostname, metadata_server, protocol, device_name)
+
+    def get_rpc_port(self):
+        return self._rpc_port
+
+    def get_local_hostname(self):
+        return self._local_hostname
+
+    def _need(self):
+        if self._client is None:
+            raise RuntimeError("TransferEngine is not initialized: call initialize() first")
+        return self._client
+
+    # ---- memory -------------------------------------------------------------
+
+    def register_memory(self, buffer_addr, capacity, location="*"):
+        c = self._need()
+        _check_len(capacity, "capacity")
+        try:
+            c.register(buffer_addr, capacity)
+            return 0
+        except _mcefa.Error as e:
+            log.error("mcefa: register_memory(0x%x, %d) failed: %s", buffer_addr, capacity, e.strerror)
+            return _neg(e)
+
+    def unregister_memory(self, buffer_addr):
+        c = self._need()
+        try:
+            c.unregister(buffer_addr)
+            return 0
+        except _mcefa.Error as e:
+            log.error("mcefa: unregister_memory(0x%x) failed: %s", buffer_addr, e.strerror)
+            return _neg(e)
+
+    def batch_register_memory(self, buffer_addresses, capacities):
+        if len(buffer_addresses) != len(capacities):
+            raise ValueError("buffer_addresses and capacities differ in length")
+        rc = 0
+        for a, n in zip(buffer_addresses, capacities):
+            r = self.register_memory(a, n)
+            rc = rc or r
+        return rc
+
+    def batch_unregister_memory(self, buffer_addresses):
+        rc = 0
+        for a in buffer_addresses:
+            r = self.unregister_memory(a)
+            rc = rc or r
+        return rc
+
+    def allocate_managed_buffer(self, length):
+        """Shareable host memory, registered: returns its address, 0 on failure."""
+        c = self._need()
+        _check_len(length)
+        try:
+            a = c.alloc(length)
+        except _mcefa.Error as e:
+            log.error("mcefa: allocate_managed_buffer(%d) failed: %s", length, e.strerror)
+            return 0
+        try:
+            c.register(a, length)
+        except _mcefa.Error as e:
+            log.error("mcefa: allocate_managed_buffer(%d): registering failed: %s", length, e.strerror)
+            c.free(a)
+            return 0
+        with self._lock:
+            self._managed[a] = length
+        return a
+
+    def free_managed_buffer(self, buffer_addr, length):
+        c = self._need()
+        with self._lock:
+            if self._managed.get(buffer_addr) is None:
+                log.error("mcefa: free_managed_buffer(0x%x): not from allocate_managed_buffer (or freed twice)",
+                          buffer_addr)
+                return -1
+            del self._managed[buffer_addr]
+        try:
+            c.unregister(buffer_addr)
+            c.free(buffer_addr)
+            return 0
+        except _mcefa.Error as e:
+            log.error("mcefa: free_managed_buffer(0x%x) failed: %s", buffer_addr, e.strerror)
+            return _neg(e)
+
+    def write_bytes_to_buffer(self, dest_address, src_ptr, length):
+        _check_len(length)
+        if not dest_address:
+            return -1
+        data = bytes(src_ptr)[:length]
+        _mcefa.write_bytes(dest_address, data)
+        return 0
+
+    def read_bytes_from_buffer(self, source_address, length):
+        _check_len(length)
+        return _mcefa.read_bytes(source_address, length)
+
+    # ---- segments -----------------------------------------------------------
+
+    def _segment(self, target):
+        if not isinstance(target, str):
+            raise TypeError("target must be a 'host:port' str, not %s" % type(target).__name__)
+        with self._lock:
+            h = self._segments.get(target)
+        if h is not None:
+            return h
+        h = self._need().open_segment(target)
+        with self._lock:
+            self._segments[target] = h
+        return h
+
+    def _reopen(self, target):
+        with self._lock:
+            self._segments.pop(target, None)
+        return self._segment(target)
+
+    def get_first_buffer_address(self, segment_name):
+        try:
+            regions = self._need().segment_regions(self._reopen(segment_name))
+        except _mcefa.Error as e:
+            log.error("mcefa: get_first_buffer_address(%s) failed: %s", segment_name, e.strerror)
+            return 0
+        return regions[0][0] if regions else 0
+
+    def warmup_efa_segment(self, segment_name):
+        try:
+            self._need().warmup(segment_name)
+            return 0
+        except _mcefa.Error as e:
+            log.error("mcefa: warmup_efa_segment(%s) failed: %s", segment_name, e.strerror)
+            return _neg(e)
+
+    def send_probe(self, peer_server_name):
+        """0 if the peer's segment can be reached now, non-zero otherwise."""
+        try:
+            self._reopen(peer_server_name)
+            return 0
+        except _mcefa.Error as e:
+            log.warning("mcefa: probe of %s failed: %s", peer_server_name, e.strerror)
+            return _neg(e)
+
+    def get_local_topology(self, device_name=None):
+        st = self._need().status()
+        return json.dumps({"hostname": st["hostname"], "segment": self._segment_name, "daemon": st["version"]})
+
+    def get_notifies(self):
+        """Notifications are not carried by mcefad: nothing is ever received."""
+        return []
+
+    # ---- transfers ----------------------------------------------------------
+
+    def _ops(self, target, buffers, peers, lengths, opcode):
+        if not (len(buffers) == len(peers) == len(lengths)):
+            raise ValueError("buffers, peer addresses and lengths differ in length (%d, %d, %d)"
+                             % (len(buffers), len(peers), len(lengths)))
+        h = self._segment(target)
+        return [(int(opcode), b, h, p, _check_len(n)) for b, p, n in zip(buffers, peers, lengths)]
+
+    def _sync(self, target, buffers, peers, lengths, opcode):
+        try:
+            ops = self._ops(target, buffers, peers, lengths, opcode)
+            if not ops:
+                return 0
+            try:
+                self._client.transfer(ops, self.timeout_ms)
+            except _mcefa.Error as e:
+                # A peer daemon restart makes the cached handle stale: reopen once.
+                if e.errno not in (116, 107):  # ESTALE, ENOTCONN
+                    raise
+                h = self._reopen(target)
+                self._client.transfer([(o, b, h, p, n) for o, b, _, p, n in ops], self.timeout_ms)
+            return 0
+        except _mcefa.Error as e:
+            log.error("mcefa: transfer to %s failed: %s", target, e.strerror)
+            return _neg(e)
+
+    def transfer_sync_write(self, target_hostname, buffer, peer_buffer_address, length, transport_hint=""):
+        return self._sync(target_hostname, [buffer], [peer_buffer_address], [length], TransferOpcode.WRITE)
+
+    def transfer_sync_read(self, target_hostname, buffer, peer_buffer_address, length, transport_hint=""):
+        return self._sync(target_hostname, [buffer], [peer_buffer_address], [length], TransferOpcode.READ)
+
+    def transfer_sync(self, target_hostname, buffer, peer_buffer_address, length, opcode, notify=None,
+                      transport_hint=""):
+        if notify is not None:
+            log.error("mcefa: transfer notifications are not supported")
+            return -1
+        return self._sync(target_hostname, [buffer], [peer_buffer_address], [length], opcode)
+
+    def batch_transfer_sync_write(self, target_hostname, buffers, peer_buffer_addresses, lengths, transport_hint=""):
+        return self._sync(target_hostname, buffers, peer_buffer_addresses, lengths, TransferOpcode.WRITE)
+
+    def batch_transfer_sync_read(self, target_hostname, buffers, peer_buffer_addresses, lengths, transport_hint=""):
+        return self._sync(target_hostname, buffers, peer_buffer_addresses, lengths, TransferOpcode.READ)
+
+    def batch_transfer_sync(self, target_hostname, buffers, peer_buffer_addresses, lengths, opcode, notify=None,
+                            transport_hint=""):
+        if notify is not None:
+            log.error("mcefa: transfer notifications are not supported")
+            return -1
+        return self._sync(target_hostname, buffers, peer_buffer_addresses, lengths, opcode)
+
+    def _async(self, target, buffers, peers, lengths, opcode, failure):
+        try:
+            b = self._client.submit(self._ops(target, buffers, peers, lengths, opcode)) if self._client else None
+        except _mcefa.Error as e:
+            log.error("mcefa: submit to %s failed: %s", target, e.strerror)
+            return failure if failure is not None else _neg(e)
+        if b is None:
+            raise RuntimeError("TransferEngine is not initialized: call initialize() first")
+        with self._lock:
+            bid = self._next_batch
+            self._next_batch += 1
+            self._batches[bid] = b
+        return bid
+
+    def batch_transfer_async_write(self, target_hostname, buffers, peer_buffer_addresses, lengths, transport_hint=""):
+        return self._async(target_hostname, buffers, peer_buffer_addresses, lengths, TransferOpcode.WRITE, 0)
+
+    def batch_transfer_async_read(self, target_hostname, buffers, peer_buffer_addresses, lengths, transport_hint=""):
+        return self._async(target_hostname, buffers, peer_buffer_addresses, lengths, TransferOpcode.READ, 0)
+
+    def batch_transfer_async(self, target_hostname, buffers, peer_buffer_addresses, lengths, opcode,
+                             transport_hint=""):
+        return self._async(target_hostname, buffers, peer_buffer_addresses, lengths, opcode, 0)
+
+    def transfer_submit_write(self, target_hostname, buffer, peer_buffer_address, length, transport_hint=""):
+        return self._async(target_hostname, [buffer], [peer_buffer_address], [length], TransferOpcode.WRITE, None)
+
+    def transfer_submit_read(self, target_hostname, buffer, peer_buffer_address, length, transport_hint=""):
+        return self._async(target_hostname, [buffer], [peer_buffer_address], [length], TransferOpcode.READ, None)
+
+    def _take(self, batch_id):
+        with self._lock:
+            return self._batches.pop(batch_id, None)
+
+    def get_batch_transfer_status(self, batch_ids):
+        """Waits for every batch; 0 if all completed, -1 if any failed."""
+        rc = 0
+        for bid in batch_ids:
+            b = self._take(bid)
+            if b is None:
+                log.error("mcefa: unknown batch id %r", bid)
+                rc = -1
+                continue
+            try:
+                b.wait(self.timeout_ms)
+            except _mcefa.Error as e:
+                log.error("mcefa: batch %d failed: %s", bid, e.strerror)
+                rc = -1
+            self._release(b)
+        return rc
+
+    def transfer_check_status(self, batch_id):
+        """1 done, 0 in progress, -1 failed, -2 timed out (Mooncake's codes)."""
+        with self._lock:
+            b = self._batches.get(batch_id)
+        if b is None:
+            return _FAILED
+        submitted, finished, failed = b.progress()
+        if finished < submitted:
+            return _RUNNING
+        self._take(batch_id)
+        code = _DONE
+        if failed:
+            code = _FAILED
+            for i in range(submitted):
+                state, err = b.state(i)
+                if state == _mcefa.FAILED and err == -110:  # ETIMEDOUT
+                    code = _TIMEOUT
+        self._release(b)
+        return code
+
+    @staticmethod
+    def _release(b):
+        try:
+            b.free()
+        except _mcefa.Error:
+            pass  # still in flight after a timeout: freed with the connection

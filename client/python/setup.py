@@ -1,0 +1,31 @@
+"""pip install ./client/python (after `make` at the top of the tree, which
+builds libmcefa.a and the generated protocol headers this links against).
+Offline: pip install --no-build-isolation ./client/python"""
+import os
+import shutil
+
+from setuptools import Extension, setup
+
+here = os.path.dirname(os.path.abspath(__file__))
+top = os.path.abspath(os.path.join(here, "..", ".."))
+build = os.environ.get("MCEFA_BUILD", os.path.join(top, "build"))
+lib = os.path.join(build, "libmcefa.a")
+if not os.path.exists(lib):
+    raise SystemExit("mcefa: %s not found; run `make` in %s first" % (lib, top))
+
+# The shim ships inside the package so mcefa.shim_path() finds it.
+shim_dst = os.path.join(here, "mcefa", "mooncake_shim")
+if not os.path.exists(shim_dst):
+    shutil.copytree(os.path.join(here, "mooncake_shim"), shim_dst)
+
+setup(
+    name="mcefa",
+    version="0.1.0",
+    description="Python binding of mcefad, with a Mooncake-compatible TransferEngine",
+    packages=["mcefa"],
+    package_data={"mcefa": ["mooncake_shim/mooncake/*.py"]},
+    ext_modules=[Extension("mcefa._mcefa", ["mcefa/_mcefa.c"],
+                           include_dirs=[os.path.join(top, "client", "include")],
+                           extra_objects=[lib],
+                           libraries=["protobuf-c", "numa", "pthread"])],
+)

@@ -1,0 +1,102 @@
+"""Fixtures that start real mcefad daemons for the Python suites."""
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+BUILD = os.environ.get("MCEFA_BUILD", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+BUILD = os.path.abspath(BUILD)
+sys.path.insert(0, os.path.join(BUILD, "python"))
+
+
+class Daemon:
+    def __init__(self, *flags, name="d"):
+        self.dir = tempfile.mkdtemp(prefix="mcefa-py-")
+        self.sock = os.path.join(self.dir, "mcefad.sock")
+        self.log = os.path.join(self.dir, "mcefad.log")
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen([os.path.join(BUILD, "mcefad"), "--socket_path=" + self.sock,
+                                          "--log_level=debug", *flags], stderr=log)
+        for _ in range(500):
+            if os.path.exists(self.sock):
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError("mcefad exited at start: " + open(self.log).read())
+            time.sleep(0.01)
+        raise RuntimeError("mcefad did not start")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            rc = self.proc.wait(20)
+        else:
+            rc = self.proc.returncode
+        log = open(self.log).read()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        assert rc == 0, "mcefad exited with %s:\n%s" % (rc, log[-4000:])
+
+
+@pytest.fixture
+def daemon():
+    d = Daemon("--provider=none")
+    os.environ["MCEFAD_SOCKET"] = d.sock
+    yield d
+    os.environ.pop("MCEFAD_SOCKET", None)
+    d.stop()
+
+
+@pytest.fixture
+def daemon_pair():
+    """Two daemons reaching each other through libfabric (tcp;ofi_rxm on lo)."""
+    if subprocess.call(["fi_info", "-p", "tcp;ofi_rxm"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+        pytest.skip("libfabric's tcp;ofi_rxm provider is not available here")
+    pa = 22000 + random.randrange(0, 8000) * 2
+    pb = pa + 1
+    common = ["--provider=tcp;ofi_rxm", "--nics=lo", "--request_timeout_ms=5000"]
+    a = Daemon(*common, "--hostname=hosta", "--peer_port=%d" % pa, "--peer_hosts=hostb=127.0.0.1:%d" % pb)
+    b = Daemon(*common, "--hostname=hostb", "--peer_port=%d" % pb, "--peer_hosts=hosta=127.0.0.1:%d" % pa)
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+class Peer:
+    """Another process with its own TransferEngine (tests/python/peer.py)."""
+
+    def __init__(self, sock, size, hostname="127.0.0.1"):
+        env = dict(os.environ, MCEFAD_SOCKET=sock, PYTHONPATH=os.path.join(BUILD, "python"))
+        self.proc = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "peer.py"),
+                                      hostname, str(size)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     env=env, text=True)
+        line = self.proc.stdout.readline()
+        assert line, "peer process failed to start"
+        port, addr, seg = line.split()
+        self.port, self.addr, self.segment = int(port), int(addr), seg
+        self.target = "%s:%d" % (hostname, self.port)
+
+    def check(self, off, length, seed):
+        self.proc.stdin.write("check %d %d %d\n" % (off, length, seed))
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip() == "ok"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(10)
+
+
+def pattern(n, seed, start=0):
+    """n bytes of a seed's pattern as laid from offset start (fast to build)."""
+    base = bytes((i * 7 + seed) & 0xFF for i in range(256))
+    s = start % 256
+    return (base * ((s + n) // 256 + 1))[s:s + n]

@@ -1,0 +1,265 @@
+"""Mooncake's TransferEngine API over mcefad: every method with Mooncake's
+return conventions, engines in separate processes, two daemons over
+libfabric, and the call sequences vLLM and SGLang make."""
+import concurrent.futures
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from conftest import BUILD, Peer, pattern
+
+import mcefa
+from mcefa import TransferEngine, TransferOpcode
+
+MiB = 1 << 20
+
+
+def engine(sock=None):
+    if sock:
+        os.environ["MCEFAD_SOCKET"] = sock
+    te = TransferEngine()
+    assert te.initialize("127.0.0.1", "P2PHANDSHAKE", "efa", "") == 0
+    return te
+
+
+def test_initialize_and_rpc_port(daemon):
+    te = engine()
+    port = te.get_rpc_port()
+    assert isinstance(port, int) and port > 0
+    other = engine()
+    assert other.get_rpc_port() != port  # unique on the host
+    assert TransferEngine().initialize("127.0.0.1", "etcd://10.0.0.1:2379", "efa", "") < 0
+    assert TransferEngine().initialize("127.0.0.1", "P2PHANDSHAKE", "carrier-pigeon", "") < 0
+    assert te.initialize("127.0.0.1", "P2PHANDSHAKE", "tcp", "") < 0  # twice
+
+
+def test_initialize_without_daemon(tmp_path):
+    os.environ["MCEFAD_SOCKET"] = str(tmp_path / "nothing.sock")
+    try:
+        assert TransferEngine().initialize("127.0.0.1", "P2PHANDSHAKE", "tcp", "") < 0
+    finally:
+        os.environ.pop("MCEFAD_SOCKET")
+
+
+def test_managed_buffers_and_bytes(daemon):
+    te = engine()
+    a = te.allocate_managed_buffer(MiB)
+    assert a != 0
+    assert te.write_bytes_to_buffer(a, b"hello mcefa", 11) == 0
+    assert te.read_bytes_from_buffer(a, 11) == b"hello mcefa"
+    assert te.free_managed_buffer(a, MiB) == 0
+    assert te.free_managed_buffer(a, MiB) < 0  # twice
+
+
+def test_register_unregister(daemon):
+    te = engine()
+    c = mcefa.Client(daemon.sock)
+    a = c.alloc(4 * MiB)
+    assert te.register_memory(a, MiB) < 0  # another process's allocation: not ours to share
+    te_a = te.allocate_managed_buffer(4 * MiB)
+    assert te.unregister_memory(te_a) == 0
+    assert te.register_memory(te_a, MiB, "cpu:0") == 0
+    assert te.register_memory(te_a, MiB) < 0  # overlap
+    assert te.unregister_memory(te_a) == 0
+    assert te.unregister_memory(te_a) < 0  # twice
+    ptrs = [te_a + i * MiB for i in range(4)]
+    assert te.batch_register_memory(ptrs, [MiB] * 4) == 0
+    assert te.batch_unregister_memory(ptrs) == 0
+    # Plain process memory is refused with a message that says what to use.
+    buf = bytearray(4096)
+    import ctypes
+    addr = ctypes.addressof((ctypes.c_char * 4096).from_buffer(buf))
+    assert te.register_memory(addr, 4096) < 0
+    with pytest.raises(mcefa.Error, match="mcefa_alloc"):
+        mcefa.Client(daemon.sock).register(addr, 4096)
+
+
+def test_two_engines_in_separate_processes(daemon):
+    peer = Peer(daemon.sock, 4 * MiB)
+    try:
+        te = engine()
+        local = te.allocate_managed_buffer(4 * MiB)
+        assert te.get_first_buffer_address(peer.target) == peer.addr
+        # Read the peer's first MiB, write our pattern into its second.
+        assert te.transfer_sync_read(peer.target, local, peer.addr, MiB) == 0
+        assert te.read_bytes_from_buffer(local, MiB) == pattern(MiB, 1)
+        te.write_bytes_to_buffer(local, pattern(MiB, 5, MiB), MiB)
+        assert te.transfer_sync_write(peer.target, local, peer.addr + MiB, MiB) == 0
+        assert peer.check(MiB, MiB, 5)
+        assert te.transfer_sync(peer.target, local, peer.addr, 4096, TransferOpcode.READ) == 0
+        # Async forms.
+        bid = te.batch_transfer_async_write(peer.target, [local], [peer.addr + MiB], [MiB])
+        assert bid > 0
+        assert te.get_batch_transfer_status([bid]) == 0
+        bid = te.transfer_submit_write(peer.target, local, peer.addr + MiB, MiB)
+        assert bid > 0
+        for _ in range(10000):
+            st = te.transfer_check_status(bid)
+            if st != 0:
+                break
+        assert st == 1
+        bid = te.batch_transfer_async_read(peer.target, [local, local + MiB], [peer.addr, peer.addr + MiB],
+                                           [MiB, MiB])
+        assert te.get_batch_transfer_status([bid]) == 0
+        assert te.get_batch_transfer_status([12345]) < 0  # unknown id
+        assert te.warmup_efa_segment(peer.target) == 0  # same host: nothing to connect, still fine
+        assert te.send_probe(peer.target) == 0
+        assert '"hostname"' in te.get_local_topology()
+        assert te.get_notifies() == []
+    finally:
+        peer.stop()
+    # The peer is gone: its segment cannot be reached any more.
+    assert te.send_probe(peer.target) != 0
+
+
+def test_bad_input(daemon):
+    peer = Peer(daemon.sock, MiB)
+    try:
+        te = engine()
+        local = te.allocate_managed_buffer(MiB)
+        with pytest.raises(TypeError):
+            te.transfer_sync_write(peer.target, local, peer.addr, "4096")
+        with pytest.raises(ValueError):
+            te.transfer_sync_write(peer.target, local, peer.addr, -1)
+        with pytest.raises(OverflowError):
+            te.transfer_sync_write(peer.target, local, peer.addr, 1 << 70)
+        with pytest.raises(TypeError):
+            te.transfer_sync_write(12345, local, peer.addr, 16)
+        with pytest.raises(ValueError):
+            te.batch_transfer_sync_write(peer.target, [local, local], [peer.addr], [16, 16])
+        with pytest.raises(TypeError):
+            te.register_memory(local, "big")
+        with pytest.raises(TypeError):
+            te.initialize(1, 2, 3, 4)
+        # Unregistered local memory and out-of-range remote addresses: errors, not crashes.
+        assert te.transfer_sync_write(peer.target, local + 2 * MiB, peer.addr, 16) < 0
+        assert te.transfer_sync_write(peer.target, local, peer.addr + MiB - 8, 16) < 0
+        assert te.transfer_sync_read(peer.target, local, 0x1000, 16) < 0
+        # Unknown targets.
+        assert te.transfer_sync_write("127.0.0.1:1", local, peer.addr, 16) < 0
+        assert te.batch_transfer_async_write("127.0.0.1:1", [local], [peer.addr], [16]) == 0
+        assert te.transfer_submit_write("127.0.0.1:1", local, peer.addr, 16) < 0
+        assert te.get_first_buffer_address("127.0.0.1:1") == 0
+        assert te.warmup_efa_segment("127.0.0.1:1") < 0
+        # ...and the daemon keeps serving.
+        assert te.transfer_sync_write(peer.target, local, peer.addr, 4096) == 0
+        assert daemon.alive()
+    finally:
+        peer.stop()
+    with pytest.raises(RuntimeError):
+        TransferEngine().register_memory(0x1000, 16)
+
+
+def test_vllm_sequence(daemon):
+    """What vLLM's MooncakeConnector does: initialize, get_rpc_port,
+    batch_register_memory of each KV cache's base, then writes from a
+    10-thread pool with contiguous blocks merged into one transfer."""
+    peer = Peer(daemon.sock, 16 * MiB)
+    try:
+        te = TransferEngine()
+        assert te.initialize("127.0.0.1", "P2PHANDSHAKE", "tcp", "") == 0
+        assert te.get_rpc_port() > 0
+        # Two "layers" of KV cache, registered by their unique base pointers.
+        c = te._client
+        bases = [c.alloc(8 * MiB), c.alloc(8 * MiB)]
+        assert te.batch_register_memory(bases, [8 * MiB, 8 * MiB]) == 0
+        block = 64 * 1024
+        for li, base in enumerate(bases):
+            for blk in range(128):
+                off = li * 8 * MiB + blk * block
+                mcefa.write_bytes(base + blk * block, pattern(block, 9, off))
+
+        def send(job):
+            li, first, count = job
+            # Blocks first..first+count-1 are contiguous on both sides: one transfer.
+            src = bases[li] + first * block
+            dst = peer.addr + li * 8 * MiB + first * block
+            return te.batch_transfer_sync_write(peer.target, [src], [dst], [count * block])
+
+        jobs = [(li, first, 8) for li in range(2) for first in range(0, 128, 8)]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
+            assert list(pool.map(send, jobs)) == [0] * len(jobs)
+        assert peer.check(0, 16 * MiB, 9)
+    finally:
+        peer.stop()
+
+
+def test_sglang_sequence(daemon):
+    """What SGLang's mooncake backend does: initialize, register_memory,
+    batch_transfer_sync_write, send_probe."""
+    peer = Peer(daemon.sock, 4 * MiB)
+    try:
+        te = TransferEngine()
+        assert te.initialize("127.0.0.1", "P2PHANDSHAKE", "efa", "") == 0
+        buf = te._client.alloc(4 * MiB)
+        assert te.register_memory(buf, 4 * MiB) == 0
+        mcefa.write_bytes(buf, pattern(4 * MiB, 3))
+        n = 64
+        size = 4 * MiB // n
+        rc = te.batch_transfer_sync_write(peer.target, [buf + i * size for i in range(n)],
+                                          [peer.addr + i * size for i in range(n)], [size] * n)
+        assert rc == 0
+        assert peer.check(0, 4 * MiB, 3)
+        assert te.send_probe(peer.target) == 0
+        assert te.send_probe("127.0.0.1:1") != 0
+    finally:
+        peer.stop()
+
+
+def test_two_daemons_over_libfabric(daemon_pair):
+    a, b = daemon_pair
+    peer = Peer(b.sock, 8 * MiB, hostname="hostb")
+    try:
+        te = engine(a.sock)
+        assert te.warmup_efa_segment(peer.target) == 0
+        local = te.allocate_managed_buffer(8 * MiB)
+        assert te.transfer_sync_read(peer.target, local, peer.addr, 8 * MiB) == 0
+        assert te.read_bytes_from_buffer(local, 8 * MiB) == pattern(8 * MiB, 1)
+        te.write_bytes_to_buffer(local, pattern(4 * MiB, 6, 4 * MiB), 4 * MiB)
+        assert te.batch_transfer_sync_write(peer.target, [local + i * MiB for i in range(4)],
+                                            [peer.addr + 4 * MiB + i * MiB for i in range(4)], [MiB] * 4) == 0
+        assert peer.check(4 * MiB, 4 * MiB, 6)
+        assert te.get_first_buffer_address(peer.target) == peer.addr
+        assert te.warmup_efa_segment("hostb:1") < 0  # unknown segment there
+    finally:
+        peer.stop()
+
+
+def test_mooncake_shim(tmp_path):
+    shim = mcefa.shim_path()
+    env = dict(os.environ, PYTHONPATH=shim + os.pathsep + os.path.join(BUILD, "python"))
+    out = subprocess.run([sys.executable, "-c", "from mooncake.engine import TransferEngine; "
+                          "print(TransferEngine.__module__)"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "mcefa.engine"
+    # With a real Mooncake on the path, the shim steps aside loudly.
+    real = tmp_path / "site" / "mooncake"
+    real.mkdir(parents=True)
+    (real / "__init__.py").write_text("")
+    env["PYTHONPATH"] = os.pathsep.join([shim, os.path.join(BUILD, "python"), str(tmp_path / "site")])
+    out = subprocess.run([sys.executable, "-c", "import mooncake.engine"], env=env, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "real Mooncake is installed" in out.stderr
+
+
+def test_client_killed_daemon_serves_others(daemon):
+    """A Python client killed mid-transfer: the daemon frees it and serves on."""
+    peer = Peer(daemon.sock, 64 * MiB)
+    code = ("import mcefa,sys; te=mcefa.TransferEngine(); te.initialize('127.0.0.1','P2PHANDSHAKE','tcp','');"
+            "a=te.allocate_managed_buffer(%d); print('go',flush=True)\n"
+            "while True: te.batch_transfer_sync_write('%s',[a+i*%d for i in range(64)],[%d+i*%d for i in range(64)],"
+            "[%d]*64)" % (64 * MiB, peer.target, MiB, peer.addr, MiB, MiB))
+    env = dict(os.environ, PYTHONPATH=os.path.join(BUILD, "python"))
+    p = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "go"
+        p.kill()
+        p.wait()
+        te = engine()
+        local = te.allocate_managed_buffer(MiB)
+        assert te.transfer_sync_read(peer.target, local, peer.addr, MiB) == 0
+    finally:
+        peer.stop()
