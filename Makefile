@@ -54,7 +54,7 @@ PY_INC := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_paths()['i
 PY_SUFFIX := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))" 2>/dev/null)
 PY_EXT := $(B)/python/mcefa/_mcefa$(PY_SUFFIX)
 PY_FILES := $(patsubst client/python/%,$(B)/python/%,$(wildcard client/python/mcefa/*.py)) \
-            $(patsubst client/python/mooncake_shim/%,$(B)/python/mcefa/mooncake_shim/%,$(wildcard client/python/mooncake_shim/mooncake/*.py))
+            $(patsubst client/python/%,$(B)/python/%,$(wildcard client/python/mcefa/mooncake_shim/mooncake/*.py))
 
 PROTO_GEN := $(B)/proto/mcefa.pb-c.c $(B)/proto/mcefa.pb-c.h
 COMMON_SRC := $(B)/proto/mcefa.pb-c.c proto/wire.c shm/memfd.c shm/completion.c
@@ -116,11 +116,7 @@ $(PY_EXT): client/python/mcefa/_mcefa.c $(LIBMCEFA_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -I$(PY_INC) $(CFLAGS) -shared -o $@ $< $(LDFLAGS) $(CLIENT_LINK)
 
-$(B)/python/mcefa/%.py: client/python/mcefa/%.py
-	@mkdir -p $(dir $@)
-	cp $< $@
-
-$(B)/python/mcefa/mooncake_shim/%.py: client/python/mooncake_shim/%.py
+$(B)/python/%.py: client/python/%.py
 	@mkdir -p $(dir $@)
 	cp $< $@
 

@@ -2,7 +2,6 @@
 builds libmcefa.a and the generated protocol headers this links against).
 Offline: pip install --no-build-isolation ./client/python"""
 import os
-import shutil
 
 from setuptools import Extension, setup
 
@@ -12,11 +11,6 @@ build = os.environ.get("MCEFA_BUILD", os.path.join(top, "build"))
 lib = os.path.join(build, "libmcefa.a")
 if not os.path.exists(lib):
     raise SystemExit("mcefa: %s not found; run `make` in %s first" % (lib, top))
-
-# The shim ships inside the package so mcefa.shim_path() finds it.
-shim_dst = os.path.join(here, "mcefa", "mooncake_shim")
-if not os.path.exists(shim_dst):
-    shutil.copytree(os.path.join(here, "mooncake_shim"), shim_dst)
 
 setup(
     name="mcefa",
