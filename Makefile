@@ -13,6 +13,7 @@ PKGDIR ?= $(LIBDIR)/pkgconfig
 SYSCONFDIR ?= /etc
 SYSTEMDDIR ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 VERSION := 0.1.0
 
 CC ?= cc
@@ -68,7 +69,7 @@ CLIENT_OBJ := $(call obj,$(CLIENT_SRC))
 
 LIBMCEFA_A := $(B)/libmcefa.a
 LIBMCEFA_SO := $(B)/libmcefa.so.0
-TOOLS := $(B)/mcefa-bench $(B)/fi-rma-bench
+TOOLS := $(B)/mcefa-bench $(B)/fi-rma-bench $(B)/mcefactl
 TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/check_*.c))
 
 
@@ -120,6 +121,9 @@ $(B)/python/%.py: client/python/%.py
 	@mkdir -p $(dir $@)
 	cp $< $@
 
+$(B)/mcefactl: $(call obj,tools/mcefactl.c) $(LIBMCEFA_A)
+	$(CC) $(LDFLAGS) -o $@ $< $(CLIENT_LINK)
+
 $(B)/fi-rma-bench: $(call obj,tools/fi-rma-bench.c)
 	$(CC) $(LDFLAGS) -o $@ $< $(FABRIC_LIBS)
 
@@ -154,14 +158,19 @@ install: all
 	install -m 0755 $(B)/mcefad $(DESTDIR)$(BINDIR)/mcefad
 	install -m 0755 $(B)/mcefa-bench $(DESTDIR)$(BINDIR)/mcefa-bench
 	install -m 0755 $(B)/fi-rma-bench $(DESTDIR)$(BINDIR)/fi-rma-bench
+	install -m 0755 $(B)/mcefactl $(DESTDIR)$(BINDIR)/mcefactl
 	install -m 0644 $(LIBMCEFA_A) $(DESTDIR)$(LIBDIR)/libmcefa.a
 	install -m 0755 $(LIBMCEFA_SO) $(DESTDIR)$(LIBDIR)/libmcefa.so.0
 	ln -sf libmcefa.so.0 $(DESTDIR)$(LIBDIR)/libmcefa.so
 	install -m 0644 client/include/mcefa.h $(DESTDIR)$(INCDIR)/mcefa.h
-	install -d $(DESTDIR)$(SYSTEMDDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(SYSCONFDIR)/mcefad
+	install -d $(DESTDIR)$(SYSTEMDDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/mcefad
 	sed -e 's|/usr/local/bin/mcefad|$(BINDIR)/mcefad|' -e 's|/etc/mcefad|$(SYSCONFDIR)/mcefad|' \
+	    -e 's|/usr/local/share/doc|$(PREFIX)/share/doc|' \
 	    systemd/mcefad.service > $(DESTDIR)$(SYSTEMDDIR)/mcefad.service
 	install -m 0644 systemd/mcefa.sysusers $(DESTDIR)$(SYSUSERSDIR)/mcefa.conf
+	install -m 0644 systemd/mcefad.tmpfiles $(DESTDIR)$(TMPFILESDIR)/mcefad.conf
+	install -d $(DESTDIR)$(PREFIX)/share/doc/mcefa
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/mcefa/
 	test -e $(DESTDIR)$(SYSCONFDIR)/mcefad/mcefad.conf || \
 	    install -m 0644 systemd/mcefad.conf $(DESTDIR)$(SYSCONFDIR)/mcefad/mcefad.conf
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \

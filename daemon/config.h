@@ -52,7 +52,11 @@
     X(UINT, request_timeout_ms, "10000", "MCEFAD_REQUEST_TIMEOUT_MS",                                         \
       "A remote transfer not finished this long after submission fails with a timeout.")                    \
     X(UINT, spin_us, "50", "MCEFAD_SPIN_US",                                                                  \
-      "How long an idle NIC worker polls before it sleeps on the completion queue.")
+      "How long an idle NIC worker polls before it sleeps on the completion queue.")                         \
+    X(STR, admin_group, "mcefa-admin", "MCEFAD_ADMIN_GROUP",                                                  \
+      "Group whose members may use admin requests (mcefactl); root and the daemon's own user always may.")   \
+    X(STR, metrics_listen, "127.0.0.1:9465", "MCEFAD_METRICS_LISTEN",                                         \
+      "address:port of the Prometheus metrics endpoint (GET /metrics); empty turns it off.")
 
 typedef struct mcefad_config {
 #define X_FIELD_STR(name) char *name;

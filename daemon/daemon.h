@@ -16,6 +16,7 @@
 #include "wire.h"
 
 #define MCEFAD_VERSION "0.1.0"
+#define LAT_BUCKETS 14
 
 struct session;
 
@@ -58,6 +59,7 @@ typedef struct open_segment {
 
 /* One transfer inside a batch: its copy may be split into chunks. */
 typedef struct xfer_req {
+    uint64_t t0_us;             /* submission, for the latency histogram */
     _Atomic uint32_t remaining; /* chunks not finished */
     _Atomic int32_t err;        /* first chunk error */
     char *why;                  /* its explanation, set by whoever set err */
@@ -98,6 +100,7 @@ typedef struct session {
     bool closing;
     bool close_after_flush;
     bool busy; /* a request is waiting on the network; later ones wait */
+    bool admin; /* may use admin requests (root, our user, admin_group) */
     unsigned protocol_errors;
     wire_reader rd;
     outbuf *out_head, *out_tail;
@@ -136,7 +139,15 @@ typedef struct daemon_ctx {
     _Atomic uint64_t transfers_completed;
     _Atomic uint64_t transfers_failed;
     _Atomic uint64_t protocol_errors;
+    _Atomic uint64_t lat_buckets[LAT_BUCKETS + 1]; /* transfer latency; last: +Inf */
+    _Atomic uint64_t lat_sum_us;
+    int admin_gid; /* -1: admin_group does not exist */
 } daemon_ctx;
+
+/* Upper bounds (µs) of the latency histogram buckets. */
+extern const uint64_t lat_bounds_us[LAT_BUCKETS];
+uint64_t daemon_now_us(void);
+void daemon_record_latency(uint64_t us);
 
 extern daemon_ctx mcefad;
 

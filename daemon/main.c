@@ -1,5 +1,6 @@
 /* mcefad: configuration, start-up order, signals, shutdown. */
 #include <errno.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,10 +12,31 @@
 #include "daemon.h"
 #include "local.h"
 #include "log.h"
+#include "metrics.h"
+#include "notify.h"
 #include "nic.h"
 #include "peer.h"
 
 daemon_ctx mcefad;
+
+const uint64_t lat_bounds_us[LAT_BUCKETS] = {50,    100,    250,    500,    1000,    2500,    5000,
+                                             10000, 25000, 50000, 100000, 250000, 1000000, 10000000};
+
+void daemon_record_latency(uint64_t us)
+{
+    unsigned i = 0;
+    while (i < LAT_BUCKETS && us > lat_bounds_us[i])
+        i++;
+    atomic_fetch_add_explicit(&mcefad.lat_buckets[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&mcefad.lat_sum_us, us, memory_order_relaxed);
+}
+
+uint64_t daemon_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
 
 uint64_t daemon_now_ms(void)
 {
@@ -70,8 +92,10 @@ static uv_signal_t sig_int, sig_term;
 static void on_signal(uv_signal_t *h, int signum)
 {
     log_info("%s received: shutting down", strsignal(signum));
+    notify_send("STOPPING=1");
     server_stop();
     peer_stop();
+    metrics_stop();
     uv_signal_stop(&sig_int);
     uv_signal_stop(&sig_term);
     uv_close((uv_handle_t *)&sig_int, NULL);
@@ -107,6 +131,8 @@ int main(int argc, char **argv)
     mcefad.epoch |= 1;
     mcefad.start_ms = daemon_now_ms();
     mcefad.next_segment_port = mcefad.cfg.segment_port_base;
+    struct group *g = *mcefad.cfg.admin_group ? getgrnam(mcefad.cfg.admin_group) : NULL;
+    mcefad.admin_gid = g ? (int)g->gr_gid : -1;
     mcefad.loop = uv_default_loop();
 
     if ((rc = local_init((unsigned)mcefad.cfg.copy_threads)) < 0) {
@@ -120,7 +146,8 @@ int main(int argc, char **argv)
         local_shutdown();
         return 1;
     }
-    if ((rc = server_start()) < 0) {
+    if ((rc = metrics_start()) < 0 || (rc = server_start()) < 0) {
+        metrics_stop();
         peer_stop();
         nic_shutdown();
         local_shutdown();
@@ -132,6 +159,11 @@ int main(int argc, char **argv)
     uv_signal_start(&sig_term, on_signal, SIGTERM);
     log_info("mcefad %s ready on host %s (epoch %016llx, %llu copy threads)", MCEFAD_VERSION, mcefad.hostname,
              (unsigned long long)mcefad.epoch, (unsigned long long)mcefad.cfg.copy_threads);
+    /* Every NIC context is up and the sockets listen: tell systemd. */
+    char ready[300];
+    snprintf(ready, sizeof(ready), "READY=1\nSTATUS=serving %s on %u NIC(s) with provider %s", mcefad.cfg.socket_path,
+             nnics, mcefad.cfg.provider);
+    notify_send(ready);
 
     uv_run(mcefad.loop, UV_RUN_DEFAULT);
 
@@ -139,6 +171,7 @@ int main(int argc, char **argv)
      * their last transfer completes. */
     local_shutdown();
     nic_shutdown();
+    peer_free_all(); /* after the NIC workers: their ops point into peers */
     uv_loop_close(mcefad.loop);
     config_free(&mcefad.cfg);
     log_info("stopped");

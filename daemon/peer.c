@@ -31,6 +31,7 @@ typedef struct pending_req {
 
 struct peer_conn {
     uv_tcp_t tcp;
+    peer_conn *lnext, *lprev; /* every connection, for shutdown */
     peer *peer; /* NULL on an incoming connection until its hello */
     bool outgoing;
     bool closing;
@@ -48,6 +49,7 @@ struct peer_waiter {
 
 static uv_tcp_t listener;
 static bool listening;
+static peer_conn *all_conns;
 
 /* ---- Names -------------------------------------------------------------- */
 
@@ -484,6 +486,12 @@ static void handle_frame(peer_conn *c, const Mcefa__PeerFrame *f)
 static void on_conn_closed(uv_handle_t *h)
 {
     peer_conn *c = h->data;
+    if (c->lprev)
+        c->lprev->lnext = c->lnext;
+    else
+        all_conns = c->lnext;
+    if (c->lnext)
+        c->lnext->lprev = c->lprev;
     free(c->buf);
     free(c);
 }
@@ -579,6 +587,10 @@ static peer_conn *conn_new(void)
         return NULL;
     uv_tcp_init(mcefad.loop, &c->tcp);
     c->tcp.data = c;
+    c->lnext = all_conns;
+    if (all_conns)
+        all_conns->lprev = c;
+    all_conns = c;
     return c;
 }
 
@@ -928,24 +940,23 @@ int peer_start(void)
     return 0;
 }
 
-static void close_walk(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (h->type == UV_TCP && h != (uv_handle_t *)&listener && !uv_is_closing(h))
-        conn_close(h->data, "daemon shutting down");
-}
-
 void peer_stop(void)
 {
     if (listening) {
         uv_close((uv_handle_t *)&listener, NULL);
         listening = false;
     }
-    uv_walk(mcefad.loop, close_walk, NULL);
+    for (peer_conn *c = all_conns; c; c = c->lnext)
+        conn_close(c, "daemon shutting down");
+    for (peer *p = peers; p; p = p->next)
+        run_waiters(p, -ESHUTDOWN, "daemon shutting down");
+}
+
+void peer_free_all(void)
+{
     while (peers) {
         peer *p = peers;
         peers = p->next;
-        run_waiters(p, -ESHUTDOWN, "daemon shutting down");
         free(p);
     }
 }

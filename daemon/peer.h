@@ -41,13 +41,17 @@ typedef struct peer {
     unsigned rr; /* round robin over remote NICs */
     peer_waiter *waiters;
     char last_error[256];
+    _Atomic uint64_t bytes, ops, errors; /* remote transfers to this host */
     struct peer *next;
 } peer;
 
 extern peer *peers;
 
 int peer_start(void);
+/* Closes connections and fails waiters; peers stay allocated for the NIC
+ * workers' ops until peer_free_all, after nic_shutdown. */
 void peer_stop(void);
+void peer_free_all(void);
 
 /* Splits "host:port" and tells whether host is this daemon's host. */
 bool peer_is_local_name(const char *segment_name);

@@ -364,7 +364,7 @@ static void warm_answer(deferred *d, int status, const char *why, unsigned pairs
     Mcefa__Response resp = MCEFA__RESPONSE__INIT;
     rpc_ctx ctx = {0};
     if (status < 0) {
-        rpc_fail(&ctx, &resp, status, "warmup of segment '%s' failed: %s", d->name, why);
+        rpc_fail(&ctx, &resp, status, "warmup of '%s' failed: %s", d->name, why);
     } else {
         Mcefa__Warmup *w = rpc_alloc(&ctx, sizeof(*w));
         mcefa__warmup__init(w);
@@ -454,7 +454,7 @@ static void handle_close_segment(session *s, const Mcefa__CloseSegment *m, Mcefa
                  m->handle);
 }
 
-static void handle_status(Mcefa__Response *resp, rpc_ctx *ctx)
+static void handle_status(session *self, Mcefa__Response *resp, rpc_ctx *ctx)
 {
     Mcefa__DaemonStatus *st = rpc_alloc(ctx, sizeof(*st));
     mcefa__daemon_status__init(st);
@@ -468,8 +468,11 @@ static void handle_status(Mcefa__Response *resp, rpc_ctx *ctx)
     st->transfers_failed = atomic_load(&mcefad.transfers_failed);
     st->protocol_errors = atomic_load(&mcefad.protocol_errors);
     st->clients = rpc_alloc(ctx, mcefad.nsessions * sizeof(*st->clients));
+    st->admin = self->admin;
+    st->log_level = (char *)log_level_name(log_threshold);
     for (session *c = mcefad.sessions; c; c = c->next) {
-        if (!c->hello_done)
+        /* Others' identities are for admins only. */
+        if (!c->hello_done || (!self->admin && c != self))
             continue;
         Mcefa__ClientInfo *ci = rpc_alloc(ctx, sizeof(*ci));
         mcefa__client_info__init(ci);
@@ -518,10 +521,70 @@ static void handle_status(Mcefa__Response *resp, rpc_ctx *ctx)
             for (unsigned j = 0; j < p->nrnics; j++)
                 pi->nic_pairs_warm += p->warm[i][j];
         pi->last_error = p->last_error;
+        for (unsigned i = 0; i < nnics; i++)
+            for (unsigned j = 0; j < p->nrnics; j++)
+                pi->nic_pairs += p->fiaddr[i][j] != FI_ADDR_NOTAVAIL;
+        pi->bytes = atomic_load(&p->bytes);
+        pi->ops = atomic_load(&p->ops);
+        pi->errors = atomic_load(&p->errors);
+        st->bytes_sent += pi->bytes;
         st->peers[st->n_peers++] = pi;
+    }
+    size_t nseg = 0;
+    for (segment_entry *e = mcefad.segments; e; e = e->next)
+        nseg++;
+    st->segments = rpc_alloc(ctx, nseg * sizeof(*st->segments));
+    for (segment_entry *e = mcefad.segments; e; e = e->next) {
+        if (!e->owner)
+            continue;
+        Mcefa__SegmentSummary *ss = rpc_alloc(ctx, sizeof(*ss));
+        mcefa__segment_summary__init(ss);
+        ss->name = e->name;
+        ss->owner_session = e->owner->id;
+        ss->owner_pid = self->admin ? (uint32_t)e->owner->pid : 0;
+        ss->regions = (uint32_t)e->owner->regions.n;
+        ss->bytes = e->owner->regions.bytes;
+        st->segments[st->n_segments++] = ss;
     }
     resp->body_case = MCEFA__RESPONSE__BODY_DAEMON_STATUS;
     resp->daemon_status = st;
+}
+
+static void handle_set_log_level(session *s, const Mcefa__SetLogLevel *m, Mcefa__Response *resp, rpc_ctx *ctx)
+{
+    int lvl = log_parse_level(m->level);
+    if (lvl < 0) {
+        rpc_fail(ctx, resp, -EINVAL, "log level '%s' is not one of error, warn, info, debug", m->level);
+        return;
+    }
+    log_threshold = lvl;
+    log_write(LOG_INFO < lvl ? LOG_INFO : lvl, "log level set to %s by %s (pid %d)", log_level_name(lvl), s->name,
+              (int)s->pid);
+}
+
+static void handle_warmup_host(session *s, uint64_t seq, const Mcefa__WarmupHost *m, Mcefa__Response *resp,
+                               rpc_ctx *ctx)
+{
+    char name[300], why[400];
+    snprintf(name, sizeof(name), "%s:0", m->host);
+    if (!*m->host || peer_is_local_name(name)) {
+        rpc_fail(ctx, resp, -EINVAL, "warmup needs another host's name, not '%s' (this host has no NIC pairs to "
+                                     "itself)", m->host);
+        return;
+    }
+    peer *p;
+    int rc = peer_for_segment(name, &p, why, sizeof(why));
+    if (rc < 0) {
+        rpc_fail(ctx, resp, rc, "warmup of host %s failed: %s", m->host, why);
+        return;
+    }
+    deferred *d = defer(s, seq, m->host, ctx);
+    if (!d) {
+        ctx->deferred = false;
+        rpc_fail(ctx, resp, -ENOMEM, "out of memory");
+        return;
+    }
+    peer_warmup(p, on_warm_done, d);
 }
 
 void rpc_handle(session *s, const Mcefa__Request *req, Mcefa__Response *resp, rpc_ctx *ctx)
@@ -574,7 +637,21 @@ void rpc_handle(session *s, const Mcefa__Request *req, Mcefa__Response *resp, rp
         xfer_batch_status(s, req->batch_status, resp, ctx);
         break;
     case MCEFA__REQUEST__BODY_STATUS:
-        handle_status(resp, ctx);
+        handle_status(s, resp, ctx);
+        break;
+    case MCEFA__REQUEST__BODY_SET_LOG_LEVEL:
+    case MCEFA__REQUEST__BODY_WARMUP_HOST:
+        if (!s->admin) {
+            rpc_fail(ctx, resp, -EPERM,
+                     "admin request refused: it needs root, the daemon's user, or membership of group '%s' "
+                     "(admin_group)",
+                     mcefad.cfg.admin_group);
+            break;
+        }
+        if (req->body_case == MCEFA__REQUEST__BODY_SET_LOG_LEVEL)
+            handle_set_log_level(s, req->set_log_level, resp, ctx);
+        else
+            handle_warmup_host(s, req->seq, req->warmup_host, resp, ctx);
         break;
     default:
         atomic_fetch_add(&mcefad.protocol_errors, 1);

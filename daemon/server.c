@@ -207,7 +207,7 @@ static void on_client_io(uv_poll_t *h, int status, int events)
     if (!(events & UV_READABLE) || s->close_after_flush)
         return;
     /* Bounded so one busy client cannot starve the others. */
-    for (int round = 0; round < 16 && !s->closing; round++) {
+    for (int round = 0; round < 16 && !s->closing && !s->close_after_flush; round++) {
         ssize_t n = wire_reader_fill(&s->rd, s->fd);
         if (n == -EAGAIN)
             break;

@@ -26,6 +26,15 @@ session *session_new(int fd)
         s->gid = cred.gid;
     }
     snprintf(s->name, sizeof(s->name), "pid%d", (int)s->pid);
+    s->admin = s->uid == 0 || s->uid == geteuid();
+    if (!s->admin && mcefad.admin_gid >= 0) {
+        gid_t groups[256];
+        socklen_t gl = sizeof(groups);
+        s->admin = s->gid == (gid_t)mcefad.admin_gid;
+        if (!s->admin && getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &gl) == 0)
+            for (size_t i = 0; i < gl / sizeof(gid_t); i++)
+                s->admin |= groups[i] == (gid_t)mcefad.admin_gid;
+    }
     wire_reader_init(&s->rd, mcefad.cfg.max_frame_bytes);
     s->next = mcefad.sessions;
     if (s->next)

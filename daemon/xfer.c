@@ -129,6 +129,7 @@ void xfer_destroy_batches(session *s)
 static void finish(session *s, batch *b, uint32_t idx, int err, char *why)
 {
     uint32_t hdr = b->first_slot;
+    daemon_record_latency(daemon_now_us() - b->reqs[idx].t0_us);
     b->err[idx] = err;
     free(b->err_text[idx]);
     b->err_text[idx] = why; /* owned by the batch now */
@@ -168,6 +169,7 @@ static void chunk_done(local_job *job, int err)
 
 typedef struct xfer_net {
     net_op op; /* first: the worker hands us back this pointer */
+    peer *p;
     session *s;
     batch *b;
     uint32_t idx;
@@ -179,6 +181,11 @@ static void net_done(net_op *op, int err, const char *why)
     xfer_net *x = (xfer_net *)op;
     batch *b = x->b;
     xfer_req *r = &b->reqs[x->idx];
+    atomic_fetch_add_explicit(&x->p->ops, 1, memory_order_relaxed);
+    if (!err)
+        atomic_fetch_add_explicit(&x->p->bytes, op->len, memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(&x->p->errors, 1, memory_order_relaxed);
     if (err) {
         int32_t zero = 0;
         if (atomic_compare_exchange_strong(&r->err, &zero, err) && why)
@@ -268,6 +275,7 @@ static uint32_t plan_remote(session *s, batch *b, uint32_t idx, const Mcefa__Tra
             atomic_compare_exchange_strong(&b->reqs[idx].err, &zero, e);
             break;
         }
+        x->p = p;
         x->s = s;
         x->b = b;
         x->idx = idx;
@@ -405,6 +413,9 @@ void xfer_submit(session *s, const Mcefa__SubmitBatch *m, Mcefa__Response *resp,
     }
 
     uint32_t first = b->count;
+    uint64_t t0 = daemon_now_us();
+    for (size_t i = 0; i < n; i++)
+        b->reqs[first + i].t0_us = t0;
     xfer_chunk *head = NULL, *tail = NULL;
     size_t njobs = 0;
     net_op *net_head = NULL;

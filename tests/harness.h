@@ -73,6 +73,7 @@ static inline void daemon_start_in(test_daemon *d, const char *netns, const char
     argv[n++] = bin;
     argv[n++] = sockflag;
     argv[n++] = "--log_level=debug";
+    argv[n++] = "--metrics_listen="; /* tests that want metrics name a port */
     for (; extra && *extra && n < 39; extra++)
         argv[n++] = *extra;
     argv[n] = NULL;

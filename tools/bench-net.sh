@@ -35,10 +35,10 @@ num() { sed -n 's/.*"'"$1"'":\([0-9.]*\).*/\1/p'; }
 
 start_pair() {
     "$B/mcefad" --socket_path="$dir/a.sock" --hostname=hosta --provider="$PROVIDER" --nics="$NIC" \
-        --peer_port=$PA --peer_hosts="hostb=127.0.0.1:$PB" --log_level=warn 2>>"$dir/a.log" &
+        --peer_port=$PA --peer_hosts="hostb=127.0.0.1:$PB" --log_level=warn --metrics_listen= 2>>"$dir/a.log" &
     pid_a=$!
     "$B/mcefad" --socket_path="$dir/b.sock" --hostname=hostb --provider="$PROVIDER" --nics="$NIC" \
-        --peer_port=$PB --peer_hosts="hosta=127.0.0.1:$PA" --log_level=warn 2>>"$dir/b.log" &
+        --peer_port=$PB --peer_hosts="hosta=127.0.0.1:$PA" --log_level=warn --metrics_listen= 2>>"$dir/b.log" &
     pid_b=$!
     pids+=("$pid_a" "$pid_b")
     for _ in $(seq 100); do [ -S "$dir/a.sock" ] && [ -S "$dir/b.sock" ] && break; sleep 0.05; done

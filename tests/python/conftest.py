@@ -22,7 +22,7 @@ class Daemon:
         self.log = os.path.join(self.dir, "mcefad.log")
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen([os.path.join(BUILD, "mcefad"), "--socket_path=" + self.sock,
-                                          "--log_level=debug", *flags], stderr=log)
+                                          "--log_level=debug", "--metrics_listen=", *flags], stderr=log)
         for _ in range(500):
             if os.path.exists(self.sock):
                 return

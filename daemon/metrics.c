@@ -1,0 +1,278 @@
+#include "metrics.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "daemon.h"
+#include "local.h"
+#include "log.h"
+#include "nic.h"
+#include "peer.h"
+
+static uv_tcp_t server;
+static bool serving;
+
+typedef struct http_conn {
+    uv_tcp_t tcp;
+    char req[8192];
+    size_t len;
+    bool answered;
+} http_conn;
+
+/* Label values: backslash, quote and newline escaped. */
+static void label(FILE *o, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            fputc('\\', o);
+        if (*v == '\n') {
+            fputs("\\n", o);
+            continue;
+        }
+        fputc(*v, o);
+    }
+}
+
+#define HELP(name, type, text) fprintf(o, "# HELP " name " " text "\n# TYPE " name " " type "\n")
+
+void metrics_render(FILE *o)
+{
+    HELP("mcefad_info", "gauge", "Daemon identity (value 1).");
+    fprintf(o, "mcefad_info{version=\"%s\",provider=\"", MCEFAD_VERSION);
+    label(o, mcefad.cfg.provider);
+    fprintf(o, "\",hostname=\"");
+    label(o, mcefad.hostname);
+    fprintf(o, "\",epoch=\"%016llx\"} 1\n", (unsigned long long)mcefad.epoch);
+    HELP("mcefad_uptime_seconds", "gauge", "Seconds since start.");
+    fprintf(o, "mcefad_uptime_seconds %.3f\n", (double)(daemon_now_ms() - mcefad.start_ms) / 1000.0);
+
+    unsigned clients = 0, regions = 0, batches = 0;
+    uint64_t reg_bytes = 0, inflight = 0;
+    for (session *s = mcefad.sessions; s; s = s->next) {
+        clients += s->hello_done;
+        regions += (unsigned)s->regions.n;
+        reg_bytes += s->regions.bytes;
+        inflight += atomic_load(&s->inflight);
+        for (batch *b = s->batches; b; b = b->next)
+            batches++;
+    }
+    HELP("mcefad_clients", "gauge", "Connected clients.");
+    fprintf(o, "mcefad_clients %u\n", clients);
+    HELP("mcefad_registered_regions", "gauge", "Registered memory regions.");
+    fprintf(o, "mcefad_registered_regions %u\n", regions);
+    HELP("mcefad_registered_bytes", "gauge", "Bytes of registered memory.");
+    fprintf(o, "mcefad_registered_bytes %llu\n", (unsigned long long)reg_bytes);
+    HELP("mcefad_batches", "gauge", "Allocated batches.");
+    fprintf(o, "mcefad_batches %u\n", batches);
+    HELP("mcefad_transfers_in_flight", "gauge", "Transfers submitted and not finished.");
+    fprintf(o, "mcefad_transfers_in_flight %llu\n", (unsigned long long)inflight);
+    HELP("mcefad_copy_queue_depth", "gauge", "Same-host copy jobs waiting for a copy thread.");
+    fprintf(o, "mcefad_copy_queue_depth %zu\n", local_queued());
+    HELP("mcefad_transfers_total", "counter", "Finished transfers by result.");
+    fprintf(o, "mcefad_transfers_total{result=\"completed\"} %llu\n",
+            (unsigned long long)atomic_load(&mcefad.transfers_completed));
+    fprintf(o, "mcefad_transfers_total{result=\"failed\"} %llu\n",
+            (unsigned long long)atomic_load(&mcefad.transfers_failed));
+    HELP("mcefad_local_bytes_total", "counter", "Bytes moved by same-host copies.");
+    fprintf(o, "mcefad_local_bytes_total %llu\n", (unsigned long long)atomic_load(&mcefad.bytes_copied));
+    HELP("mcefad_protocol_errors_total", "counter", "Malformed or unknown messages from clients and peers.");
+    fprintf(o, "mcefad_protocol_errors_total %llu\n", (unsigned long long)atomic_load(&mcefad.protocol_errors));
+
+    HELP("mcefad_nic_bytes_total", "counter", "Bytes moved by RMA operations per NIC.");
+    for (unsigned i = 0; i < nnics; i++)
+        fprintf(o, "mcefad_nic_bytes_total{nic=\"%s\"} %llu\n", nics[i]->name,
+                (unsigned long long)atomic_load(&nics[i]->bytes));
+    HELP("mcefad_nic_ops_total", "counter", "Completed RMA operations per NIC.");
+    for (unsigned i = 0; i < nnics; i++)
+        fprintf(o, "mcefad_nic_ops_total{nic=\"%s\"} %llu\n", nics[i]->name,
+                (unsigned long long)atomic_load(&nics[i]->ops));
+    HELP("mcefad_nic_errors_total", "counter", "Failed RMA operations per NIC.");
+    for (unsigned i = 0; i < nnics; i++)
+        fprintf(o, "mcefad_nic_errors_total{nic=\"%s\"} %llu\n", nics[i]->name,
+                (unsigned long long)atomic_load(&nics[i]->errors));
+    HELP("mcefad_nic_outstanding", "gauge", "Work requests posted and not completed per NIC.");
+    for (unsigned i = 0; i < nnics; i++)
+        fprintf(o, "mcefad_nic_outstanding{nic=\"%s\"} %llu\n", nics[i]->name,
+                (unsigned long long)atomic_load(&nics[i]->outstanding));
+    HELP("mcefad_nic_max_wr", "gauge", "Cap on outstanding work requests per NIC.");
+    for (unsigned i = 0; i < nnics; i++)
+        fprintf(o, "mcefad_nic_max_wr{nic=\"%s\"} %llu\n", nics[i]->name, (unsigned long long)nics[i]->max_wr);
+
+    HELP("mcefad_peer_connected", "gauge", "1 while the connection to the peer daemon is up.");
+    for (peer *p = peers; p; p = p->next) {
+        fprintf(o, "mcefad_peer_connected{peer=\"");
+        label(o, p->host);
+        fprintf(o, "\"} %d\n", p->conn != NULL);
+    }
+    HELP("mcefad_peer_bytes_total", "counter", "Bytes moved to and from each peer host.");
+    for (peer *p = peers; p; p = p->next) {
+        fprintf(o, "mcefad_peer_bytes_total{peer=\"");
+        label(o, p->host);
+        fprintf(o, "\"} %llu\n", (unsigned long long)atomic_load(&p->bytes));
+    }
+    HELP("mcefad_peer_ops_total", "counter", "RMA operations finished per peer host.");
+    for (peer *p = peers; p; p = p->next) {
+        fprintf(o, "mcefad_peer_ops_total{peer=\"");
+        label(o, p->host);
+        fprintf(o, "\"} %llu\n", (unsigned long long)atomic_load(&p->ops));
+    }
+    HELP("mcefad_peer_errors_total", "counter", "Failed RMA operations per peer host.");
+    for (peer *p = peers; p; p = p->next) {
+        fprintf(o, "mcefad_peer_errors_total{peer=\"");
+        label(o, p->host);
+        fprintf(o, "\"} %llu\n", (unsigned long long)atomic_load(&p->errors));
+    }
+
+    HELP("mcefad_transfer_latency_seconds", "histogram", "Time from submission to completion of a transfer.");
+    uint64_t cum = 0;
+    for (unsigned i = 0; i <= LAT_BUCKETS; i++) {
+        cum += atomic_load(&mcefad.lat_buckets[i]);
+        if (i < LAT_BUCKETS)
+            fprintf(o, "mcefad_transfer_latency_seconds_bucket{le=\"%g\"} %llu\n", (double)lat_bounds_us[i] / 1e6,
+                    (unsigned long long)cum);
+        else
+            fprintf(o, "mcefad_transfer_latency_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    }
+    fprintf(o, "mcefad_transfer_latency_seconds_sum %.6f\n", (double)atomic_load(&mcefad.lat_sum_us) / 1e6);
+    fprintf(o, "mcefad_transfer_latency_seconds_count %llu\n", (unsigned long long)cum);
+}
+
+static void on_http_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+typedef struct http_write {
+    uv_write_t w;
+    char *buf;
+} http_write;
+
+static void on_http_written(uv_write_t *w, int status)
+{
+    http_write *hw = (http_write *)w;
+    (void)status;
+    free(hw->buf);
+    uv_close((uv_handle_t *)w->handle, on_http_closed);
+    free(hw);
+}
+
+static void respond(http_conn *c, const char *status, const char *type, const char *body, size_t blen)
+{
+    char *buf;
+    size_t len;
+    FILE *f = open_memstream(&buf, &len);
+    fprintf(f, "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", status, type,
+            blen);
+    fwrite(body, 1, blen, f);
+    fclose(f);
+    http_write *hw = calloc(1, sizeof(*hw));
+    hw->buf = buf;
+    uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+    c->answered = true;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    if (uv_write(&hw->w, (uv_stream_t *)&c->tcp, &b, 1, on_http_written) < 0) {
+        free(buf);
+        free(hw);
+        uv_close((uv_handle_t *)&c->tcp, on_http_closed);
+    }
+}
+
+static void on_http_alloc(uv_handle_t *h, size_t s, uv_buf_t *b)
+{
+    http_conn *c = h->data;
+    (void)s;
+    *b = uv_buf_init(c->req + c->len, (unsigned)(sizeof(c->req) - 1 - c->len));
+}
+
+static void on_http_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+    http_conn *c = st->data;
+    (void)b;
+    if (n < 0) {
+        if (!c->answered)
+            uv_close((uv_handle_t *)st, on_http_closed);
+        return;
+    }
+    c->len += (size_t)n;
+    c->req[c->len] = 0;
+    if (!strstr(c->req, "\r\n\r\n") && !strstr(c->req, "\n\n")) {
+        if (c->len >= sizeof(c->req) - 1) {
+            const char *m = "request too large\n";
+            respond(c, "431 Request Header Fields Too Large", "text/plain", m, strlen(m));
+        }
+        return;
+    }
+    if (strncmp(c->req, "GET /metrics ", 13) == 0 || strncmp(c->req, "GET /metrics?", 13) == 0) {
+        char *body;
+        size_t blen;
+        FILE *f = open_memstream(&body, &blen);
+        metrics_render(f);
+        fclose(f);
+        respond(c, "200 OK", "text/plain; version=0.0.4; charset=utf-8", body, blen);
+        free(body);
+    } else {
+        const char *m = "mcefad serves Prometheus metrics at GET /metrics\n";
+        respond(c, "404 Not Found", "text/plain", m, strlen(m));
+    }
+}
+
+static void on_http_connection(uv_stream_t *srv, int status)
+{
+    if (status < 0)
+        return;
+    http_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return;
+    uv_tcp_init(mcefad.loop, &c->tcp);
+    c->tcp.data = c;
+    if (uv_accept(srv, (uv_stream_t *)&c->tcp) < 0) {
+        uv_close((uv_handle_t *)&c->tcp, on_http_closed);
+        return;
+    }
+    uv_read_start((uv_stream_t *)&c->tcp, on_http_alloc, on_http_read);
+}
+
+int metrics_start(void)
+{
+    const char *spec = mcefad.cfg.metrics_listen;
+    if (!*spec)
+        return 0;
+    char host[256];
+    snprintf(host, sizeof(host), "%s", spec);
+    char *colon = strrchr(host, ':');
+    if (!colon) {
+        log_error("metrics_listen '%s' must be address:port (or empty to turn metrics off)", spec);
+        return -EINVAL;
+    }
+    *colon = 0;
+    int port = atoi(colon + 1);
+    struct sockaddr_in sa;
+    int rc = uv_ip4_addr(host, port, &sa);
+    if (rc < 0 || port <= 0 || port > 65535) {
+        log_error("metrics_listen '%s' is not an IPv4 address:port", spec);
+        return -EINVAL;
+    }
+    uv_tcp_init(mcefad.loop, &server);
+    if ((rc = uv_tcp_bind(&server, (struct sockaddr *)&sa, 0)) < 0 ||
+        (rc = uv_listen((uv_stream_t *)&server, 64, on_http_connection)) < 0) {
+        /* Transfers matter more than metrics: run on without them. */
+        log_error("cannot serve metrics on %s: %s; running without metrics (set metrics_listen to a free port, or "
+                  "empty to turn metrics off)",
+                  spec, uv_strerror(rc));
+        uv_close((uv_handle_t *)&server, NULL);
+        return 0;
+    }
+    serving = true;
+    log_info("metrics at http://%s/metrics", spec);
+    return 0;
+}
+
+void metrics_stop(void)
+{
+    if (serving) {
+        uv_close((uv_handle_t *)&server, NULL);
+        serving = false;
+    }
+}

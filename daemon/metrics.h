@@ -1,0 +1,13 @@
+/* Prometheus text-format metrics over HTTP (GET /metrics) on
+ * metrics_listen, 127.0.0.1 only by default. */
+#ifndef MCEFAD_METRICS_H
+#define MCEFAD_METRICS_H
+
+#include <stdio.h>
+
+int metrics_start(void);
+void metrics_stop(void);
+/* Writes the whole exposition (also used by tests and mcefactl). */
+void metrics_render(FILE *out);
+
+#endif

@@ -1,0 +1,395 @@
+/* mcefactl: the admin CLI of mcefad.
+ *
+ *   mcefactl [--socket=PATH] [--json] COMMAND [ARGS]
+ *     status | nics | peers | clients | segments
+ *     stats [--interval=S] [--watch] [--count=N]
+ *     warmup HOST | loglevel LEVEL
+ *
+ * Exit codes scripts can rely on: 0 success; 1 the daemon refused or failed
+ * the request; 2 bad usage; 3 no daemon to talk to; 4 permission denied. */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client/internal.h"
+
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_NODAEMON = 3, EXIT_PERM = 4 };
+
+static bool json;
+
+static int exit_for(int rc)
+{
+    if (rc == -ECONNREFUSED || rc == -ENOENT || rc == -ECONNRESET)
+        return EXIT_NODAEMON;
+    if (rc == -EPERM || rc == -EACCES)
+        return EXIT_PERM;
+    return EXIT_FAILED;
+}
+
+static int fail(const char *what, int rc)
+{
+    fprintf(stderr, "mcefactl: %s: %s\n", what, *mcefa_last_error() ? mcefa_last_error() : mcefa_strerror(rc));
+    return exit_for(rc);
+}
+
+static void jstr(const char *s)
+{
+    putchar('"');
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
+static int get_status(mcefa_client *c, Mcefa__Response **out)
+{
+    Mcefa__StatusQuery q = MCEFA__STATUS_QUERY__INIT;
+    Mcefa__Request req = MCEFA__REQUEST__INIT;
+    req.body_case = MCEFA__REQUEST__BODY_STATUS;
+    req.status = &q;
+    return client_call(c, &req, NULL, 0, out);
+}
+
+static void print_status(const Mcefa__DaemonStatus *d)
+{
+    if (json) {
+        printf("{\"version\":");
+        jstr(d->daemon_version);
+        printf(",\"hostname\":");
+        jstr(d->hostname);
+        printf(",\"epoch\":\"%016" PRIx64 "\",\"uptime_s\":%.3f,\"provider\":", d->epoch, d->uptime_ms / 1000.0);
+        jstr(d->provider);
+        printf(",\"log_level\":");
+        jstr(d->log_level);
+        printf(",\"nics\":%zu,\"peers\":%zu,\"clients\":%zu,\"segments\":%zu,\"transfers_completed\":%" PRIu64
+               ",\"transfers_failed\":%" PRIu64 ",\"bytes_local\":%" PRIu64 ",\"bytes_network\":%" PRIu64 "}\n",
+               d->n_nics, d->n_peers, d->n_clients, d->n_segments, d->transfers_completed, d->transfers_failed,
+               d->bytes_copied, d->bytes_sent);
+        return;
+    }
+    printf("mcefad %s on %s\n", d->daemon_version, d->hostname);
+    printf("  epoch       %016" PRIx64 "\n  uptime      %.1f s\n  provider    %s (%zu NIC%s)\n", d->epoch,
+           d->uptime_ms / 1000.0, d->provider, d->n_nics, d->n_nics == 1 ? "" : "s");
+    printf("  log level   %s\n  clients     %zu%s\n  peers       %zu\n  segments    %zu\n", d->log_level, d->n_clients,
+           d->admin ? "" : " (yours only: not an admin)", d->n_peers, d->n_segments);
+    printf("  transfers   %" PRIu64 " completed, %" PRIu64 " failed\n  bytes       %" PRIu64 " same-host, %" PRIu64
+           " over NICs\n",
+           d->transfers_completed, d->transfers_failed, d->bytes_copied, d->bytes_sent);
+}
+
+static void print_nics(const Mcefa__DaemonStatus *d)
+{
+    if (json) {
+        printf("[");
+        for (size_t i = 0; i < d->n_nics; i++) {
+            const Mcefa__NicInfo *n = d->nics[i];
+            printf("%s{\"name\":", i ? "," : "");
+            jstr(n->name);
+            printf(",\"provider\":");
+            jstr(n->provider);
+            printf(",\"fabric\":");
+            jstr(n->fabric);
+            printf(",\"numa_node\":%d,\"link\":\"up\",\"outstanding\":%" PRIu64 ",\"max_wr\":%" PRIu64
+                   ",\"bytes\":%" PRIu64 ",\"ops\":%" PRIu64 ",\"errors\":%" PRIu64 "}",
+                   n->numa_node, n->outstanding, n->max_wr, n->bytes, n->ops, n->errors);
+        }
+        printf("]\n");
+        return;
+    }
+    if (!d->n_nics) {
+        printf("no NICs (provider '%s'): same-host transfers only\n", d->provider);
+        return;
+    }
+    printf("%-16s %-14s %-20s %4s %5s %11s %14s %10s %7s\n", "NIC", "provider", "fabric", "NUMA", "link",
+           "outstanding", "bytes", "ops", "errors");
+    for (size_t i = 0; i < d->n_nics; i++) {
+        const Mcefa__NicInfo *n = d->nics[i];
+        /* The context is open and its endpoint enabled, so the link the
+         * provider reported is usable. */
+        printf("%-16s %-14s %-20s %4d %5s %5" PRIu64 "/%-5" PRIu64 " %14" PRIu64 " %10" PRIu64 " %7" PRIu64 "\n",
+               n->name, n->provider, n->fabric, n->numa_node, "up", n->outstanding, n->max_wr, n->bytes, n->ops,
+               n->errors);
+    }
+}
+
+static void print_peers(const Mcefa__DaemonStatus *d)
+{
+    if (json) {
+        printf("[");
+        for (size_t i = 0; i < d->n_peers; i++) {
+            const Mcefa__PeerInfo *p = d->peers[i];
+            printf("%s{\"host\":", i ? "," : "");
+            jstr(p->host);
+            printf(",\"address\":");
+            jstr(p->address);
+            printf(",\"epoch\":\"%016" PRIx64 "\",\"connected\":%s,\"nic_pairs\":%u,\"nic_pairs_warm\":%u,"
+                   "\"bytes\":%" PRIu64 ",\"ops\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"last_error\":",
+                   p->epoch, p->connected ? "true" : "false", p->nic_pairs, p->nic_pairs_warm, p->bytes, p->ops,
+                   p->errors);
+            jstr(p->last_error);
+            printf("}");
+        }
+        printf("]\n");
+        return;
+    }
+    if (!d->n_peers) {
+        printf("no peers yet (they appear on first use or warmup)\n");
+        return;
+    }
+    printf("%-20s %-22s %-16s %-9s %-10s %14s %7s  %s\n", "host", "address", "epoch", "connected", "pairs warm",
+           "bytes", "errors", "last error");
+    for (size_t i = 0; i < d->n_peers; i++) {
+        const Mcefa__PeerInfo *p = d->peers[i];
+        printf("%-20s %-22s %016" PRIx64 " %-9s %4u/%-5u %14" PRIu64 " %7" PRIu64 "  %s\n", p->host, p->address,
+               p->epoch, p->connected ? "yes" : "no", p->nic_pairs_warm, p->nic_pairs, p->bytes, p->errors,
+               p->last_error);
+    }
+}
+
+static void print_clients(const Mcefa__DaemonStatus *d)
+{
+    if (json) {
+        printf("[");
+        for (size_t i = 0; i < d->n_clients; i++) {
+            const Mcefa__ClientInfo *c = d->clients[i];
+            printf("%s{\"session\":%" PRIu64 ",\"pid\":%u,\"uid\":%u,\"name\":", i ? "," : "", c->session_id, c->pid,
+                   c->uid);
+            jstr(c->name);
+            printf(",\"regions\":%u,\"bytes_registered\":%" PRIu64 ",\"batches\":%u,\"transfers_in_flight\":%" PRIu64
+                   ",\"segment\":",
+                   c->regions, c->bytes_registered, c->batches, c->transfers_in_flight);
+            jstr(c->segment);
+            printf("}");
+        }
+        printf("]\n");
+        return;
+    }
+    printf("%-8s %-8s %-6s %-24s %7s %14s %7s %9s  %s\n", "session", "pid", "uid", "name", "regions", "registered",
+           "batches", "in flight", "segment");
+    for (size_t i = 0; i < d->n_clients; i++) {
+        const Mcefa__ClientInfo *c = d->clients[i];
+        printf("%-8" PRIu64 " %-8u %-6u %-24s %7u %14" PRIu64 " %7u %9" PRIu64 "  %s\n", c->session_id, c->pid, c->uid,
+               c->name, c->regions, c->bytes_registered, c->batches, c->transfers_in_flight, c->segment);
+    }
+}
+
+static void print_segments(const Mcefa__DaemonStatus *d)
+{
+    if (json) {
+        printf("[");
+        for (size_t i = 0; i < d->n_segments; i++) {
+            const Mcefa__SegmentSummary *s = d->segments[i];
+            printf("%s{\"name\":", i ? "," : "");
+            jstr(s->name);
+            printf(",\"session\":%" PRIu64 ",\"pid\":%u,\"regions\":%u,\"bytes\":%" PRIu64 "}", s->owner_session,
+                   s->owner_pid, s->regions, s->bytes);
+        }
+        printf("]\n");
+        return;
+    }
+    printf("%-32s %-8s %-8s %7s %14s\n", "segment", "session", "pid", "regions", "bytes");
+    for (size_t i = 0; i < d->n_segments; i++) {
+        const Mcefa__SegmentSummary *s = d->segments[i];
+        printf("%-32s %-8" PRIu64 " %-8u %7u %14" PRIu64 "\n", s->name, s->owner_session, s->owner_pid, s->regions,
+               s->bytes);
+    }
+}
+
+static volatile sig_atomic_t stop;
+static void on_int(int s)
+{
+    (void)s;
+    stop = 1;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int cmd_stats(mcefa_client *c, double interval, bool watch, long count)
+{
+    Mcefa__Response *a, *b;
+    int rc = get_status(c, &a);
+    if (rc < 0)
+        return fail("status", rc);
+    double ta = now_s();
+    signal(SIGINT, on_int);
+    if (!json)
+        printf("%10s %12s %12s %10s %8s %10s\n", "time (s)", "local MB/s", "network MB/s", "xfers/s", "failed/s",
+               "in flight");
+    for (long k = 0; !stop && (watch ? (count <= 0 || k < count) : k < 1); k++) {
+        usleep((useconds_t)(interval * 1e6));
+        if ((rc = get_status(c, &b)) < 0) {
+            mcefa__response__free_unpacked(a, NULL);
+            return fail("status", rc);
+        }
+        double tb = now_s(), dt = tb - ta;
+        const Mcefa__DaemonStatus *x = a->daemon_status, *y = b->daemon_status;
+        uint64_t inflight = 0;
+        for (size_t i = 0; i < y->n_clients; i++)
+            inflight += y->clients[i]->transfers_in_flight;
+        double local = (double)(y->bytes_copied - x->bytes_copied) / dt / 1e6;
+        double net = (double)(y->bytes_sent - x->bytes_sent) / dt / 1e6;
+        double xf = (double)(y->transfers_completed - x->transfers_completed) / dt;
+        double fl = (double)(y->transfers_failed - x->transfers_failed) / dt;
+        if (json)
+            printf("{\"uptime_s\":%.3f,\"local_MBps\":%.3f,\"network_MBps\":%.3f,\"transfers_per_s\":%.1f,"
+                   "\"failed_per_s\":%.1f,\"in_flight\":%" PRIu64 "}\n",
+                   y->uptime_ms / 1000.0, local, net, xf, fl, inflight);
+        else
+            printf("%10.1f %12.1f %12.1f %10.0f %8.0f %10" PRIu64 "\n", y->uptime_ms / 1000.0, local, net, xf, fl,
+                   inflight);
+        fflush(stdout);
+        mcefa__response__free_unpacked(a, NULL);
+        a = b;
+        ta = tb;
+    }
+    mcefa__response__free_unpacked(a, NULL);
+    return EXIT_OK;
+}
+
+static void usage(FILE *o)
+{
+    fprintf(o, "usage: mcefactl [--socket=PATH] [--json] COMMAND\n"
+               "  status              version, uptime, provider, epoch, counters\n"
+               "  nics                NICs: provider, NUMA node, link, outstanding WRs, bytes/ops/errors\n"
+               "  peers               peer hosts: epoch, NIC pairs connected, bytes, last error\n"
+               "  clients             clients: pid, uid, name, regions, bytes registered, batches in flight\n"
+               "  segments            exported segments\n"
+               "  stats [--interval=S] [--watch] [--count=N]   rates\n"
+               "  warmup HOST         connect every NIC pair to HOST now\n"
+               "  loglevel LEVEL      error|warn|info|debug\n"
+               "exit: 0 ok, 1 request failed, 2 usage, 3 no daemon, 4 permission denied\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *sock = NULL, *cmd = NULL, *arg = NULL;
+    double interval = 1.0;
+    bool watch = false;
+    long count = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strncmp(a, "--socket=", 9))
+            sock = a + 9;
+        else if (!strcmp(a, "--json"))
+            json = true;
+        else if (!strcmp(a, "--watch"))
+            watch = true;
+        else if (!strncmp(a, "--interval=", 11))
+            interval = atof(a + 11);
+        else if (!strncmp(a, "--count=", 8))
+            count = atol(a + 8);
+        else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return EXIT_OK;
+        } else if (a[0] == '-' && a[1] == '-') {
+            fprintf(stderr, "mcefactl: unknown option '%s'\n", a);
+            usage(stderr);
+            return EXIT_USAGE;
+        } else if (!cmd)
+            cmd = a;
+        else if (!arg)
+            arg = a;
+        else {
+            fprintf(stderr, "mcefactl: unexpected argument '%s'\n", a);
+            return EXIT_USAGE;
+        }
+    }
+    if (!cmd) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (interval <= 0 || interval > 3600) {
+        fprintf(stderr, "mcefactl: --interval must be between 0 and 3600 seconds\n");
+        return EXIT_USAGE;
+    }
+    static const char *const known[] = {"status", "nics", "peers", "clients", "segments", "stats", "warmup", "loglevel"};
+    bool ok = false;
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        ok |= !strcmp(cmd, known[i]);
+    if (!ok) {
+        fprintf(stderr, "mcefactl: unknown command '%s'\n", cmd);
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if ((!strcmp(cmd, "warmup") || !strcmp(cmd, "loglevel")) && !arg) {
+        fprintf(stderr, "mcefactl: %s needs an argument (see --help)\n", cmd);
+        return EXIT_USAGE;
+    }
+    mcefa_client *c;
+    int rc = mcefa_connect(sock, "mcefactl", &c);
+    if (rc < 0)
+        return fail("connect", rc);
+    int ex = EXIT_OK;
+    if (!strcmp(cmd, "stats")) {
+        ex = cmd_stats(c, interval, watch, count);
+    } else if (!strcmp(cmd, "loglevel")) {
+        Mcefa__SetLogLevel m = MCEFA__SET_LOG_LEVEL__INIT;
+        m.level = (char *)arg;
+        Mcefa__Request req = MCEFA__REQUEST__INIT;
+        req.body_case = MCEFA__REQUEST__BODY_SET_LOG_LEVEL;
+        req.set_log_level = &m;
+        if ((rc = client_call_simple(c, &req)) < 0)
+            ex = fail("loglevel", rc);
+        else if (json)
+            printf("{\"log_level\":\"%s\"}\n", arg);
+        else
+            printf("log level is now %s\n", arg);
+    } else if (!strcmp(cmd, "warmup")) {
+        Mcefa__WarmupHost m = MCEFA__WARMUP_HOST__INIT;
+        m.host = (char *)arg;
+        Mcefa__Request req = MCEFA__REQUEST__INIT;
+        req.body_case = MCEFA__REQUEST__BODY_WARMUP_HOST;
+        req.warmup_host = &m;
+        Mcefa__Response *resp;
+        if ((rc = client_call(c, &req, NULL, 0, &resp)) < 0) {
+            ex = fail("warmup", rc);
+        } else {
+            unsigned pairs = resp->body_case == MCEFA__RESPONSE__BODY_WARMUP ? resp->warmup->nic_pairs : 0;
+            double ms = resp->body_case == MCEFA__RESPONSE__BODY_WARMUP ? resp->warmup->elapsed_us / 1000.0 : 0;
+            if (json)
+                printf("{\"host\":\"%s\",\"nic_pairs\":%u,\"elapsed_ms\":%.3f}\n", arg, pairs, ms);
+            else
+                printf("%s: %u NIC pair%s connected (%.1f ms)\n", arg, pairs, pairs == 1 ? "" : "s", ms);
+            mcefa__response__free_unpacked(resp, NULL);
+        }
+    } else {
+        Mcefa__Response *resp;
+        if ((rc = get_status(c, &resp)) < 0) {
+            ex = fail(cmd, rc);
+        } else {
+            const Mcefa__DaemonStatus *d = resp->daemon_status;
+            if (!strcmp(cmd, "status"))
+                print_status(d);
+            else if (!strcmp(cmd, "nics"))
+                print_nics(d);
+            else if (!strcmp(cmd, "peers"))
+                print_peers(d);
+            else if (!strcmp(cmd, "clients")) {
+                if (!d->admin && !json)
+                    fprintf(stderr, "mcefactl: not an admin: only this connection is listed\n");
+                print_clients(d);
+            } else
+                print_segments(d);
+            mcefa__response__free_unpacked(resp, NULL);
+        }
+    }
+    mcefa_disconnect(c);
+    return ex;
+}
