@@ -42,6 +42,7 @@ typedef struct remote_region {
 typedef struct remote_segment {
     struct peer *peer;
     uint64_t epoch; /* of the peer when described */
+    uint64_t layout_gen;
     uint64_t gen;
     char *name;
     size_t nregions;
@@ -71,6 +72,7 @@ typedef struct batch {
     uint32_t capacity;
     uint32_t count;      /* transfers submitted so far */
     _Atomic uint32_t pending;
+    _Atomic uint32_t finishing; /* completions still writing the shared area */
     _Atomic uint32_t *state; /* daemon's own copy of each transfer's state */
     int32_t *err;
     char **err_text;
@@ -101,6 +103,7 @@ typedef struct session {
     bool close_after_flush;
     bool busy; /* a request is waiting on the network; later ones wait */
     bool admin; /* may use admin requests (root, our user, admin_group) */
+    bool dispatching, answered_inline;
     unsigned protocol_errors;
     wire_reader rd;
     outbuf *out_head, *out_tail;

@@ -121,7 +121,12 @@ static int nic_open(nic *n, struct fi_info *fi)
         n->max_wr = fi->tx_attr->size;
     if (n->max_wr == 0)
         n->max_wr = 1;
-    atomic_init(&n->next_key, 1);
+    /* Keys we choose start at a value unique to this incarnation, so a
+     * stale key from a peer that knew our previous run matches nothing. */
+    uint64_t base = mcefad.epoch & ~0xffffull;
+    if (fi->domain_attr->mr_key_size && fi->domain_attr->mr_key_size < 8)
+        base &= (1ull << (8 * fi->domain_attr->mr_key_size)) - 1;
+    atomic_init(&n->next_key, base | 1);
 
     CHECK(fi_fabric(fi->fabric_attr, &n->fabric_fid, NULL), "fi_fabric");
     CHECK(fi_domain(n->fabric_fid, n->info, &n->domain, NULL), "fi_domain");
@@ -430,10 +435,14 @@ static void *worker_main(void *arg)
         /* With work posted, wake often: not every provider signals every
          * event it needs driven (connection setup) through the wait fd. */
         int timeout = has_work(w) ? 1 : 1000;
-        if (!can_block)
+        if (!can_block) {
+            /* No wait fd from this provider: sleep 1 ms at a time on the
+             * eventfd alone rather than spin. */
+            np = 1;
             timeout = 1;
-        if (fi_trywait(w->nics[0]->fabric_fid, fids, (int)w->nnics) != FI_SUCCESS)
+        } else if (fi_trywait(w->nics[0]->fabric_fid, fids, (int)w->nnics) != FI_SUCCESS) {
             continue;
+        }
         poll(pfd, np, timeout);
         if (pfd[0].revents & POLLIN) {
             uint64_t v;
@@ -609,7 +618,9 @@ int nic_init(void)
         w->nics[w->nnics++] = nics[i];
         nics[i]->worker = w;
     }
-    for (unsigned i = 0; i < nworkers; i++) {
+    unsigned want = nworkers;
+    nworkers = 0; /* counts the threads really started, for nic_shutdown */
+    for (unsigned i = 0; i < want; i++) {
         nic_worker *w = &workers[i];
         w->idx = i;
         pthread_mutex_init(&w->lock, NULL);
@@ -617,8 +628,10 @@ int nic_init(void)
         w->posted.pnext = w->posted.pprev = &w->posted;
         if ((rc = pthread_create(&w->thread, NULL, worker_main, w)) != 0) {
             log_error("cannot start NIC worker %u: %s", i, strerror(rc));
+            close(w->evfd);
             return -rc;
         }
+        nworkers++;
     }
     log_info("%u NIC(s) with provider %s, %u worker thread(s)", nnics, prov, nworkers);
     return 0;

@@ -3,6 +3,7 @@
 #include "peer.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <ifaddrs.h>
@@ -25,12 +26,16 @@ typedef void (*reply_fn)(peer_conn *c, void *arg, const Mcefa__PeerFrame *f);
 typedef struct pending_req {
     struct pending_req *next;
     uint64_t seq;
+    uint64_t deadline_ms;
     reply_fn fn;
     void *arg;
 } pending_req;
 
 struct peer_conn {
     uv_tcp_t tcp;
+    uv_timer_t timer;             /* request and handshake deadlines */
+    uint64_t connect_deadline_ms; /* 0 once the handshake is done */
+    unsigned open_handles;
     peer_conn *lnext, *lprev; /* every connection, for shutdown */
     peer *peer; /* NULL on an incoming connection until its hello */
     bool outgoing;
@@ -49,7 +54,11 @@ struct peer_waiter {
 
 static uv_tcp_t listener;
 static bool listening;
+static bool stopping;
 static peer_conn *all_conns;
+static unsigned npeers;
+/* Anyone who reaches peer_port can announce a host: bound the table. */
+#define PEERS_MAX 4096
 
 /* ---- Names -------------------------------------------------------------- */
 
@@ -129,9 +138,14 @@ int peer_for_segment(const char *name, peer **out, char *why, size_t whylen)
     size_t hl = host_len(name);
     char host[256];
     if (hl == 0 || hl >= sizeof(host)) {
-        snprintf(why, whylen, "segment name '%s' has no host part (expected host:port)", name);
+        snprintf(why, whylen, "segment name '%.200s' has no host part (expected host:port)", name);
         return -EINVAL;
     }
+    for (size_t i = 0; i < hl; i++)
+        if (!isgraph((unsigned char)name[i])) {
+            snprintf(why, whylen, "the host part of segment name '%.200s' is not a printable ASCII host name", name);
+            return -EINVAL;
+        }
     memcpy(host, name, hl);
     host[hl] = 0;
     for (peer *p = peers; p; p = p->next)
@@ -146,9 +160,14 @@ int peer_for_segment(const char *name, peer **out, char *why, size_t whylen)
                  name, host, mcefad.cfg.provider);
         return -ENETUNREACH;
     }
+    if (npeers >= PEERS_MAX) {
+        snprintf(why, whylen, "too many peer hosts (%d) known to this daemon", PEERS_MAX);
+        return -ENOSPC;
+    }
     peer *p = calloc(1, sizeof(*p));
     if (!p)
         return -ENOMEM;
+    npeers++;
     snprintf(p->host, sizeof(p->host), "%s", host);
     if (!static_address(host, p->address, sizeof(p->address)))
         snprintf(p->address, sizeof(p->address), "%s:%llu", host, (unsigned long long)mcefad.cfg.peer_port);
@@ -205,6 +224,7 @@ static int conn_request(peer_conn *c, Mcefa__PeerFrame *f, reply_fn fn, void *ar
         return -ENOMEM;
     f->seq = ++c->next_seq;
     pr->seq = f->seq;
+    pr->deadline_ms = daemon_now_ms() + mcefad.cfg.request_timeout_ms;
     pr->fn = fn;
     pr->arg = arg;
     int rc = conn_send(c, f);
@@ -257,12 +277,14 @@ static void fill_hello(Mcefa__PeerHello *h, Mcefa__PeerNic *nv, Mcefa__PeerNic *
     }
 }
 
+/* Stops using the peer's address entries. They are not removed: a NIC
+ * worker may be posting to one right now, and an op that slips through
+ * fails at the peer (its new incarnation's keys differ, see nic.c). */
 static void forget_av(peer *p)
 {
+    atomic_fetch_add(&p->gen, 1);
     for (unsigned i = 0; i < nnics; i++)
         for (unsigned j = 0; j < p->nrnics; j++) {
-            if (p->fiaddr[i][j] != FI_ADDR_NOTAVAIL)
-                fi_av_remove(nics[i]->av, &p->fiaddr[i][j], 1, 0);
             p->fiaddr[i][j] = FI_ADDR_NOTAVAIL;
             p->warm[i][j] = false;
         }
@@ -292,7 +314,7 @@ static int apply_hello(peer *p, const Mcefa__PeerHello *h, char *why, size_t why
         log_info("peer %s restarted (epoch %016" PRIx64 " -> %016" PRIx64 "): replacing its address entries", p->host,
                  p->epoch, h->epoch);
     forget_av(p);
-    atomic_fetch_add(&p->gen, 1);
+    p->layout_gen++;
     p->epoch = h->epoch;
     snprintf(p->remote_hostname, sizeof(p->remote_hostname), "%s", h->hostname);
     p->nrnics = (unsigned)h->n_nics;
@@ -371,6 +393,7 @@ static void on_hello_reply(peer_conn *c, void *arg, const Mcefa__PeerFrame *f)
         return;
     }
     p->conn = c;
+    c->connect_deadline_ms = 0;
     p->last_error[0] = 0;
     run_waiters(p, 0, NULL);
 }
@@ -422,9 +445,18 @@ static void serve_hello(peer_conn *c, uint64_t seq, const Mcefa__PeerHello *h)
 {
     char why[300];
     peer *p = NULL;
+    if (c->peer) {
+        reply_error(c, seq, -EPROTO, "hello sent twice on one connection");
+        conn_close(c, "a second hello on one connection");
+        return;
+    }
     char name[300];
     snprintf(name, sizeof(name), "%s:0", h->hostname);
     int rc = peer_for_segment(name, &p, why, sizeof(why));
+    if (rc == 0 && p->conn && p->conn != c && p->epoch != h->epoch)
+        /* The host restarted and reached us before we noticed: the old
+         * connection is dead. */
+        conn_close(p->conn, "the peer came back with a new epoch");
     if (rc == 0)
         rc = apply_hello(p, h, why, sizeof(why));
     if (rc < 0) {
@@ -433,6 +465,7 @@ static void serve_hello(peer_conn *c, uint64_t seq, const Mcefa__PeerHello *h)
         return;
     }
     c->peer = p;
+    c->connect_deadline_ms = 0;
     if (!p->conn) {
         p->conn = c; /* one connection serves both directions */
         p->connecting = false;
@@ -483,9 +516,13 @@ static void handle_frame(peer_conn *c, const Mcefa__PeerFrame *f)
 
 /* ---- Connections -------------------------------------------------------- */
 
+/* A connection owns two handles (socket, timer); it is freed once both
+ * have closed. */
 static void on_conn_closed(uv_handle_t *h)
 {
     peer_conn *c = h->data;
+    if (--c->open_handles)
+        return;
     if (c->lprev)
         c->lprev->lnext = c->lnext;
     else
@@ -496,18 +533,26 @@ static void on_conn_closed(uv_handle_t *h)
     free(c);
 }
 
+static void conn_close_handles(peer_conn *c)
+{
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_conn_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
 static void conn_close(peer_conn *c, const char *why)
 {
     if (c->closing)
         return;
     c->closing = true;
     peer *p = c->peer;
-    if (p && p->conn == c) {
-        p->conn = NULL;
-        atomic_fetch_add(&p->gen, 1);
-        snprintf(p->last_error, sizeof(p->last_error), "%s", why);
-        log_warn("lost the connection to peer %s: %s", p->host, why);
-    }
+    for (peer *q = peers; q; q = q->next)
+        if (q->conn == c) {
+            q->conn = NULL;
+            atomic_fetch_add(&q->gen, 1);
+            snprintf(q->last_error, sizeof(q->last_error), "%s", why);
+            log_warn("lost the connection to peer %s: %s", q->host, why);
+        }
     if (p && p->connecting && c->outgoing) {
         p->connecting = false;
         run_waiters(p, -ECONNREFUSED, why);
@@ -526,7 +571,7 @@ static void conn_close(peer_conn *c, const char *why)
         free(pr);
     }
     uv_read_stop((uv_stream_t *)&c->tcp);
-    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    conn_close_handles(c);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
@@ -580,6 +625,23 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     }
 }
 
+/* A peer that accepted TCP but never answers must not hold requests (and
+ * the clients behind them) forever. */
+static void on_conn_timer(uv_timer_t *t)
+{
+    peer_conn *c = t->data;
+    uint64_t now = daemon_now_ms();
+    if (c->connect_deadline_ms && now >= c->connect_deadline_ms) {
+        conn_close(c, "no handshake within request_timeout_ms");
+        return;
+    }
+    for (pending_req *pr = c->pending; pr; pr = pr->next)
+        if (now >= pr->deadline_ms) {
+            conn_close(c, "the peer did not answer within request_timeout_ms");
+            return;
+        }
+}
+
 static peer_conn *conn_new(void)
 {
     peer_conn *c = calloc(1, sizeof(*c));
@@ -587,6 +649,14 @@ static peer_conn *conn_new(void)
         return NULL;
     uv_tcp_init(mcefad.loop, &c->tcp);
     c->tcp.data = c;
+    uv_timer_init(mcefad.loop, &c->timer);
+    c->timer.data = c;
+    c->open_handles = 2;
+    c->connect_deadline_ms = daemon_now_ms() + mcefad.cfg.request_timeout_ms;
+    uint64_t tick = mcefad.cfg.request_timeout_ms / 4 ? mcefad.cfg.request_timeout_ms / 4 : 1;
+    if (tick > 1000)
+        tick = 1000;
+    uv_timer_start(&c->timer, on_conn_timer, tick, tick);
     c->lnext = all_conns;
     if (all_conns)
         all_conns->lprev = c;
@@ -643,6 +713,12 @@ static void on_resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *res)
 {
     connect_req *r = (connect_req *)((char *)gai - offsetof(connect_req, gai));
     peer *p = r->p;
+    if (stopping) {
+        if (res)
+            uv_freeaddrinfo(res);
+        status = UV_ECANCELED;
+        res = NULL;
+    }
     if (status < 0 || !res) {
         connect_failed(p, NULL, r, status < 0 ? status : UV_EAI_NONAME, "name lookup");
         return;
@@ -659,6 +735,10 @@ static void on_resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *res)
 /* Calls fn once the peer's connection is up (at once if it is). */
 static void peer_when_up(peer *p, void (*fn)(void *, int, const char *), void *arg)
 {
+    if (stopping) {
+        fn(arg, -ESHUTDOWN, "the daemon is shutting down");
+        return;
+    }
     if (p->conn && !p->conn->closing) {
         fn(arg, 0, NULL);
         return;
@@ -753,40 +833,59 @@ int peer_pick_remote(peer *p, unsigned local)
 
 /* ---- Warmup ------------------------------------------------------------- */
 
+/* The request (loop thread) and its ops (NIC workers) live apart: the
+ * client is answered once every op has reported (completion, error or
+ * deadline); the ops' memory goes with the last release, which after a
+ * timeout can come much later. */
+typedef struct warm_ops warm_ops;
+
 typedef struct warm_req {
     peer *p;
     peer_warmup_cb cb;
     void *arg;
-    unsigned left, pairs;
+    uint64_t gen;
+    uv_async_t async;
+    _Atomic unsigned reports_left;
+    unsigned total;
     int err;
     char why[300];
-    uint64_t gen;
-    uint64_t sink[NIC_MAX * NIC_MAX];
-    struct fid_mr *sink_mr[NIC_MAX];
-    uv_async_t async; /* completions arrive on NIC workers */
-    _Atomic unsigned done_ops;
-    unsigned total_ops;
-    struct warm_op {
-        net_op op;
-        struct warm_req *w;
+    struct warm_result {
         unsigned i, j;
         int err;
         char why[200];
-    } ops[NIC_MAX * NIC_MAX];
+    } res[NIC_MAX * NIC_MAX];
 } warm_req;
+
+struct warm_ops {
+    _Atomic unsigned releases_left;
+    uint64_t sink[NIC_MAX * NIC_MAX];
+    struct fid_mr *sink_mr[NIC_MAX];
+    struct warm_op {
+        net_op op; /* first */
+        warm_ops *owner;
+        warm_req *req;
+        unsigned k;
+    } ops[NIC_MAX * NIC_MAX];
+};
 
 static void warm_closed(uv_handle_t *h)
 {
-    warm_req *w = h->data;
-    for (unsigned i = 0; i < nnics; i++)
-        if (w->sink_mr[i])
-            fi_close(&w->sink_mr[i]->fid);
-    free(w);
+    free(h->data);
 }
 
 static void warm_finish(warm_req *w)
 {
     unsigned pairs = 0;
+    for (unsigned k = 0; k < w->total; k++) {
+        if (w->res[k].err) {
+            if (!w->err) {
+                w->err = w->res[k].err;
+                snprintf(w->why, sizeof(w->why), "%s", w->res[k].why);
+            }
+        } else if (atomic_load(&w->p->gen) == w->gen) {
+            w->p->warm[w->res[k].i][w->res[k].j] = true;
+        }
+    }
     for (unsigned i = 0; i < nnics; i++)
         for (unsigned j = 0; j < w->p->nrnics; j++)
             pairs += w->p->warm[i][j];
@@ -796,37 +895,30 @@ static void warm_finish(warm_req *w)
 
 static void warm_async(uv_async_t *a)
 {
-    warm_req *w = a->data;
-    if (atomic_load(&w->done_ops) < w->total_ops)
-        return;
-    for (unsigned k = 0; k < w->total_ops; k++) {
-        struct warm_op *o = &w->ops[k];
-        if (o->err) {
-            if (!w->err) {
-                w->err = o->err;
-                snprintf(w->why, sizeof(w->why), "%s", o->why);
-            }
-        } else if (atomic_load(&w->p->gen) == w->gen) {
-            w->p->warm[o->i][o->j] = true;
-        }
-    }
-    warm_finish(w);
+    warm_finish(a->data);
 }
 
+/* Worker thread. After the last report the loop may free w at once. */
 static void warm_done(net_op *op, int err, const char *why)
 {
     struct warm_op *o = (struct warm_op *)op;
-    o->err = err;
+    warm_req *w = o->req;
+    w->res[o->k].err = err;
     if (why)
-        snprintf(o->why, sizeof(o->why), "%s", why);
+        snprintf(w->res[o->k].why, sizeof(w->res[o->k].why), "%s", why);
+    if (atomic_fetch_sub(&w->reports_left, 1) == 1)
+        uv_async_send(&w->async);
 }
 
 static void warm_release(net_op *op)
 {
-    struct warm_op *o = (struct warm_op *)op;
-    warm_req *w = o->w;
-    atomic_fetch_add(&w->done_ops, 1);
-    uv_async_send(&w->async);
+    warm_ops *ops = ((struct warm_op *)op)->owner;
+    if (atomic_fetch_sub(&ops->releases_left, 1) != 1)
+        return;
+    for (unsigned i = 0; i < NIC_MAX; i++)
+        if (ops->sink_mr[i])
+            fi_close(&ops->sink_mr[i]->fid);
+    free(ops);
 }
 
 static void warmup_when_up(void *arg, int status, const char *why)
@@ -836,6 +928,13 @@ static void warmup_when_up(void *arg, int status, const char *why)
     if (status < 0) {
         w->err = status;
         snprintf(w->why, sizeof(w->why), "%s", why);
+        warm_finish(w);
+        return;
+    }
+    warm_ops *ops = calloc(1, sizeof(*ops));
+    if (!ops) {
+        w->err = -ENOMEM;
+        snprintf(w->why, sizeof(w->why), "out of memory");
         warm_finish(w);
         return;
     }
@@ -850,10 +949,10 @@ static void warmup_when_up(void *arg, int status, const char *why)
         if (!any)
             continue;
         uint64_t key = (n->mr_mode & FI_MR_PROV_KEY) ? 0 : atomic_fetch_add(&n->next_key, 1);
-        if (fi_mr_reg(n->domain, &w->sink[i * NIC_MAX], NIC_MAX * sizeof(uint64_t), FI_READ, 0, key, 0, &w->sink_mr[i],
-                      NULL) ||
+        if (fi_mr_reg(n->domain, &ops->sink[i * NIC_MAX], NIC_MAX * sizeof(uint64_t), FI_READ, 0, key, 0,
+                      &ops->sink_mr[i], NULL) ||
             ((n->mr_mode & FI_MR_ENDPOINT) &&
-             (fi_mr_bind(w->sink_mr[i], &n->ep->fid, 0) || fi_mr_enable(w->sink_mr[i])))) {
+             (fi_mr_bind(ops->sink_mr[i], &n->ep->fid, 0) || fi_mr_enable(ops->sink_mr[i])))) {
             w->err = -EIO;
             snprintf(w->why, sizeof(w->why), "NIC %s: cannot register the warmup buffer", n->name);
             continue;
@@ -861,14 +960,17 @@ static void warmup_when_up(void *arg, int status, const char *why)
         for (unsigned j = 0; j < p->nrnics; j++) {
             if (p->fiaddr[i][j] == FI_ADDR_NOTAVAIL || p->warm[i][j])
                 continue;
-            struct warm_op *o = &w->ops[w->total_ops++];
-            o->w = w;
-            o->i = i;
-            o->j = j;
+            unsigned k = w->total++;
+            struct warm_op *o = &ops->ops[k];
+            o->owner = ops;
+            o->req = w;
+            o->k = k;
+            w->res[k].i = i;
+            w->res[k].j = j;
             o->op.nic = n;
             o->op.write = 0;
-            o->op.local = &w->sink[i * NIC_MAX + j];
-            o->op.desc = fi_mr_desc(w->sink_mr[i]);
+            o->op.local = &ops->sink[i * NIC_MAX + j];
+            o->op.desc = fi_mr_desc(ops->sink_mr[i]);
             o->op.len = sizeof(uint64_t);
             o->op.dest = p->fiaddr[i][j];
             o->op.raddr = p->rnic[j].warmup_addr;
@@ -882,16 +984,26 @@ static void warmup_when_up(void *arg, int status, const char *why)
             head = &o->op;
         }
     }
-    if (!w->total_ops) {
+    if (!w->total) {
+        for (unsigned i = 0; i < NIC_MAX; i++)
+            if (ops->sink_mr[i])
+                fi_close(&ops->sink_mr[i]->fid);
+        free(ops);
         warm_finish(w);
         return;
     }
+    atomic_store(&w->reports_left, w->total);
+    atomic_store(&ops->releases_left, w->total);
     nic_submit(head);
 }
 
 void peer_warmup(peer *p, peer_warmup_cb cb, void *arg)
 {
     warm_req *w = calloc(1, sizeof(*w));
+    if (!w) {
+        cb(arg, -ENOMEM, "out of memory", 0);
+        return;
+    }
     w->p = p;
     w->cb = cb;
     w->arg = arg;
@@ -910,7 +1022,8 @@ static void on_peer_connection(uv_stream_t *srv, int status)
     if (!c)
         return;
     if (uv_accept(srv, (uv_stream_t *)&c->tcp) < 0) {
-        uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+        c->closing = true;
+        conn_close_handles(c);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
@@ -942,6 +1055,7 @@ int peer_start(void)
 
 void peer_stop(void)
 {
+    stopping = true;
     if (listening) {
         uv_close((uv_handle_t *)&listener, NULL);
         listening = false;
@@ -959,4 +1073,5 @@ void peer_free_all(void)
         peers = p->next;
         free(p);
     }
+    npeers = 0;
 }

@@ -34,6 +34,7 @@ typedef struct peer {
     /* Moves when the connection is lost or the peer restarts: queued work
      * aimed at the old incarnation fails instead of being posted. */
     _Atomic uint64_t gen;
+    uint64_t layout_gen; /* moves whenever the remote NIC list is rebuilt */
     unsigned nrnics;
     remote_nic rnic[NIC_MAX];
     fi_addr_t fiaddr[NIC_MAX][NIC_MAX]; /* [local][remote], FI_ADDR_NOTAVAIL: different fabric */

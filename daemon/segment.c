@@ -226,6 +226,7 @@ remote_segment *segment_remote_from(struct peer *p, const Mcefa__SegmentDescript
     }
     r->peer = p;
     r->epoch = p->epoch;
+    r->layout_gen = p->layout_gen;
     r->gen = atomic_load(&p->gen);
     r->nrnics = p->nrnics;
     uint64_t prev_end = 0;

@@ -26,7 +26,9 @@ static void set_events(session *s)
 {
     if (s->closing)
         return;
-    int ev = s->close_after_flush ? 0 : UV_READABLE;
+    /* No reading while a request waits on the network: its successors
+     * wait in the socket, not in our memory. */
+    int ev = s->close_after_flush || s->busy ? 0 : UV_READABLE;
     if (s->out_head)
         ev |= UV_WRITABLE;
     if (ev == s->poll_events)
@@ -165,20 +167,26 @@ static void process_frames(session *s)
             wire_reader_consume(&s->rd);
             continue;
         }
+        /* The frame is decoded: drop it before dispatching, so nothing a
+         * handler triggers can see it again. */
+        wire_reader_consume(&s->rd);
         Mcefa__Response resp = MCEFA__RESPONSE__INIT;
         rpc_ctx ctx = {0};
         resp.seq = req->seq;
+        s->dispatching = true;
+        s->answered_inline = false;
         rpc_handle(s, req, &resp, &ctx);
+        s->dispatching = false;
         if (resp.status < 0)
             log_debug("client %s: request failed: %s", s->name, resp.error);
-        if (ctx.deferred)
-            s->busy = true; /* answered by server_reply_later */
-        else
+        if (!ctx.deferred)
             queue_reply(s, &resp, &ctx);
+        else if (!s->answered_inline)
+            s->busy = true; /* answered later by server_reply_later */
         rpc_ctx_free(&ctx);
         mcefa__request__free_unpacked(req, NULL);
-        wire_reader_consume(&s->rd);
     }
+    set_events(s);
 }
 
 void server_reply_later(session *s, Mcefa__Response *resp, rpc_ctx *ctx)
@@ -188,6 +196,12 @@ void server_reply_later(session *s, Mcefa__Response *resp, rpc_ctx *ctx)
     if (resp->status < 0)
         log_debug("client %s: request failed: %s", s->name, resp->error);
     queue_reply(s, resp, ctx);
+    if (s->dispatching) {
+        /* The "deferred" answer came at once (a failure before any network
+         * round trip): process_frames carries on by itself. */
+        s->answered_inline = true;
+        return;
+    }
     s->busy = false;
     process_frames(s); /* requests that arrived meanwhile */
     if (!s->closing)
@@ -207,7 +221,7 @@ static void on_client_io(uv_poll_t *h, int status, int events)
     if (!(events & UV_READABLE) || s->close_after_flush)
         return;
     /* Bounded so one busy client cannot starve the others. */
-    for (int round = 0; round < 16 && !s->closing && !s->close_after_flush; round++) {
+    for (int round = 0; round < 16 && !s->closing && !s->close_after_flush && !s->busy; round++) {
         ssize_t n = wire_reader_fill(&s->rd, s->fd);
         if (n == -EAGAIN)
             break;

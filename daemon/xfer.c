@@ -3,6 +3,7 @@
  * and completion reporting. */
 #include <errno.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,6 +113,10 @@ void xfer_free_batch(session *s, const Mcefa__FreeBatch *m, Mcefa__Response *res
                  b->id, pending);
         return;
     }
+    /* A completion between its count and its shared-memory write takes
+     * nanoseconds: wait it out rather than refuse the client. */
+    while (atomic_load_explicit(&b->finishing, memory_order_acquire))
+        sched_yield();
     *pp = b->next;
     batch_destroy(b);
 }
@@ -138,10 +143,13 @@ static void finish(session *s, batch *b, uint32_t idx, int err, char *why)
                               memory_order_relaxed);
     atomic_fetch_sub_explicit(&s->inflight, 1, memory_order_relaxed);
     /* The daemon's count drops before the client is told, so a client that
-     * frees the batch as soon as it sees it done is never refused. Last
-     * touch of b: once pending reaches zero the loop may free it. */
+     * frees the batch as soon as it sees it done is never refused; FreeBatch
+     * then waits out `finishing` so that this late write cannot land in
+     * slots already given to a new batch. */
+    atomic_fetch_add_explicit(&b->finishing, 1, memory_order_acq_rel);
     atomic_fetch_sub_explicit(&b->pending, 1, memory_order_acq_rel);
     shm_cq_complete(s->cq, hdr, hdr + 1 + idx, err);
+    atomic_fetch_sub_explicit(&b->finishing, 1, memory_order_release); /* last touch of b */
 }
 
 static void chunk_done(local_job *job, int err)
@@ -267,6 +275,8 @@ static uint32_t plan_remote(session *s, batch *b, uint32_t idx, const Mcefa__Tra
         if (l > n->max_msg)
             l = n->max_msg;
         int j = peer_pick_remote(p, li);
+        if (j >= (int)rs->nrnics)
+            j = -1; /* the peer's NIC list changed since the description */
         xfer_net *x = calloc(1, sizeof(*x));
         if (!x || j < 0) {
             /* The pieces already planned still run; the transfer fails. */
@@ -376,7 +386,7 @@ void xfer_submit(session *s, const Mcefa__SubmitBatch *m, Mcefa__Response *resp,
                          i, p->host, p->last_error[0] ? p->last_error : "not connected");
                 return;
             }
-            if (p->epoch != rs->epoch) {
+            if (p->epoch != rs->epoch || p->layout_gen != rs->layout_gen) {
                 rpc_fail(ctx, resp, -ESTALE,
                          "transfer %zu: host %s's daemon restarted since segment '%s' was opened; open it again", i,
                          p->host, rs->name);

@@ -472,6 +472,13 @@ START_TEST(unknown_segment)
     ck_assert_int_eq(mcefa_segment_open(c, "nosuchhost:4242", &seg), -ENETUNREACH);
     ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "nosuchhost"));
     ck_assert_int_eq(mcefa_segment_warmup(c, name, NULL), -ENOENT);
+    /* A host name that is not printable ASCII is refused, and the
+     * connection goes on working. */
+    ck_assert_int_eq(mcefa_segment_open(c, "\xff\xfe:1", &seg), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "printable"));
+    ck_assert_int_eq(mcefa_segment_warmup(c, "bad host:1", NULL), -EINVAL);
+    mcefa_daemon_status st;
+    ck_assert_int_eq(mcefa_status(c, &st), 0);
     ck_assert_int_eq(mcefa_segment_close(c, 12345), -EBADF);
     mcefa_disconnect(c);
     assert_serving();

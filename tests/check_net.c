@@ -1,13 +1,15 @@
 /* Two daemons on this machine that reach each other only through libfabric
  * (tcp;ofi_rxm over loopback): the transfer engine's own test list, then
  * faults. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/mman.h>
 
 #include "net_harness.h"
 #include "suite.h"
 
 static test_daemon A, B;
-static int port_a, port_b;
+static int port_a, port_b, port_z;
 static char sock_b_copy[96];
 
 static void start_b(void)
@@ -22,11 +24,12 @@ static void start_b(void)
 
 static void setup(void)
 {
-    port_a = 20000 + (getpid() % 10000) * 2;
+    port_a = 20000 + (getpid() % 10000) * 3;
     port_b = port_a + 1;
-    char port[64], map[96];
+    port_z = port_a + 2; /* "hostz": a listener that never answers */
+    char port[64], map[160];
     snprintf(port, sizeof(port), "--peer_port=%d", port_a);
-    snprintf(map, sizeof(map), "--peer_hosts=hostb=127.0.0.1:%d", port_b);
+    snprintf(map, sizeof(map), "--peer_hosts=hostb=127.0.0.1:%d,hostz=127.0.0.1:%d", port_b, port_z);
     const char *args[] = {"--provider=tcp;ofi_rxm", "--nics=lo", "--hostname=hosta", port, map,
                           "--request_timeout_ms=3000", NULL};
     daemon_start(&A, args);
@@ -371,6 +374,100 @@ START_TEST(stopped_peer_times_out)
 }
 END_TEST
 
+/* A "peer" that accepts TCP and then says nothing: requests to it fail
+ * after request_timeout_ms (3 s here) instead of hanging the client. */
+START_TEST(silent_peer_times_out)
+{
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port_z)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    ck_assert_int_eq(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(l, 8), 0);
+    mcefa_client *c;
+    ck_assert_int_eq(mcefa_connect(A.sock, "patient", &c), 0);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    mcefa_segment seg;
+    int rc = mcefa_segment_open(c, "hostz:15000", &seg);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ck_assert_int_lt(rc, 0);
+    ck_assert_msg(strstr(mcefa_last_error(), "request_timeout_ms") != NULL, "got: %s", mcefa_last_error());
+    double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    ck_assert_msg(s < 15, "took %.1f s", s);
+    /* The daemon and this connection go on serving. */
+    mcefa_daemon_status st;
+    ck_assert_int_eq(mcefa_status(c, &st), 0);
+    mcefa_disconnect(c);
+    close(l);
+}
+END_TEST
+
+static void send_peer_frame(int fd, Mcefa__PeerFrame *f)
+{
+    uint8_t *b;
+    size_t n;
+    ck_assert_int_eq(wire_pack(&f->base, &b, &n), 0);
+    ck_assert_int_eq(write(fd, b, n), (ssize_t)n);
+    free(b);
+}
+
+/* Whoever reaches the peer port is not trusted to behave: a second hello,
+ * garbage, and an oversize frame each close that connection only. */
+START_TEST(misbehaving_peer_connections)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port_b)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    Mcefa__PeerHello h = MCEFA__PEER_HELLO__INIT;
+    h.protocol_version = MCEFA_PROTOCOL_VERSION;
+    h.hostname = "intruder";
+    h.epoch = 42;
+    h.provider = "tcp;ofi_rxm";
+    Mcefa__PeerFrame f = MCEFA__PEER_FRAME__INIT;
+    f.seq = 1;
+    f.body_case = MCEFA__PEER_FRAME__BODY_HELLO;
+    f.hello = &h;
+    send_peer_frame(fd, &f);
+    f.seq = 2;
+    h.hostname = "hosta"; /* now pretending to be another host */
+    send_peer_frame(fd, &f);
+    char buf[4096];
+    ssize_t n, total = 0;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    while (poll(&p, 1, 5000) == 1 && (n = read(fd, buf, sizeof(buf))) > 0)
+        total += n;
+    ck_assert_int_gt(total, 0); /* it answered the first hello, then hung up */
+    close(fd);
+
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(write(fd, "\x05\0\0\0\xff\xff\xff\xff\xff", 9), 9);
+    while (poll(&p, 1, 5000) == 1 && (n = read(fd, buf, sizeof(buf))) > 0)
+        ;
+    close(fd);
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(write(fd, "\0\0\0\x7f", 4), 4);
+    p.fd = fd;
+    ck_assert_int_eq(poll(&p, 1, 5000), 1);
+    close(fd);
+
+    /* B still serves A's clients. */
+    net_target t;
+    net_target_start(&t, B.sock, 1 << 20);
+    initiator in;
+    initiator_open(&in, A.sock, 1 << 20, t.name);
+    mcefa_transfer x = {MCEFA_READ, in.buf, in.seg, t.addr, 1 << 20};
+    ck_assert_int_eq(mcefa_transfer_sync(in.c, &x, 1, 10000), 0);
+    ck_assert(pattern_ok(in.buf, 1 << 20, 1));
+    initiator_close(&in);
+    net_target_stop(&t);
+}
+END_TEST
+
 int main(void)
 {
     if (system("fi_info -p 'tcp;ofi_rxm' -t FI_EP_RDM >/dev/null 2>&1") != 0) {
@@ -396,6 +493,8 @@ int main(void)
     tcase_add_test(tc, stale_key_never_corrupts);
     tcase_add_test(tc, remote_daemon_killed_mid_batch);
     tcase_add_test(tc, stopped_peer_times_out);
+    tcase_add_test(tc, silent_peer_times_out);
+    tcase_add_test(tc, misbehaving_peer_connections);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
