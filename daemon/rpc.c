@@ -287,6 +287,25 @@ static deferred *defer(session *s, uint64_t seq, const char *name, rpc_ctx *ctx)
     return d;
 }
 
+/* Finds the peer for `name` and defers the request until it answers.
+ * NULL (with the reply set to the error) when that is not possible. */
+static deferred *defer_to_peer(session *s, uint64_t seq, const char *name, const char *what, rpc_ctx *ctx,
+                               Mcefa__Response *resp, peer **p)
+{
+    char why[400];
+    int rc = peer_for_segment(name, p, why, sizeof(why));
+    if (rc < 0) {
+        rpc_fail(ctx, resp, rc, "%s '%s' failed: %s", what, name, why);
+        return NULL;
+    }
+    deferred *d = defer(s, seq, name, ctx);
+    if (!d) {
+        ctx->deferred = false;
+        rpc_fail(ctx, resp, -ENOMEM, "%s '%s' failed: out of memory", what, name);
+    }
+    return d;
+}
+
 static void answer(deferred *d, Mcefa__Response *resp, rpc_ctx *ctx)
 {
     resp->seq = d->seq;
@@ -327,19 +346,9 @@ static void handle_open(session *s, uint64_t seq, const Mcefa__OpenSegment *m, M
         e = segment_find(m->name);
     if (!e && !peer_is_local_name(m->name)) {
         peer *p;
-        char why[400];
-        int rc = peer_for_segment(m->name, &p, why, sizeof(why));
-        if (rc < 0) {
-            rpc_fail(ctx, resp, rc, "cannot open segment '%s': %s", m->name, why);
-            return;
-        }
-        deferred *d = defer(s, seq, m->name, ctx);
-        if (!d) {
-            ctx->deferred = false;
-            rpc_fail(ctx, resp, -ENOMEM, "out of memory");
-            return;
-        }
-        peer_get_segment(p, m->name, on_remote_open, d);
+        deferred *d = defer_to_peer(s, seq, m->name, "opening segment", ctx, resp, &p);
+        if (d)
+            peer_get_segment(p, m->name, on_remote_open, d);
         return;
     }
     if (!e) {
@@ -410,20 +419,10 @@ static void handle_warmup(session *s, uint64_t seq, const Mcefa__WarmupSegment *
         return;
     }
     peer *p;
-    char why[400];
-    int rc = peer_for_segment(m->name, &p, why, sizeof(why));
-    if (rc < 0) {
-        rpc_fail(ctx, resp, rc, "warmup of segment '%s' failed: %s", m->name, why);
-        return;
-    }
-    deferred *d = defer(s, seq, m->name, ctx);
-    if (!d) {
-        ctx->deferred = false;
-        rpc_fail(ctx, resp, -ENOMEM, "out of memory");
-        return;
-    }
+    deferred *d = defer_to_peer(s, seq, m->name, "warmup of segment", ctx, resp, &p);
     /* Fetching the descriptor first makes an unknown segment fail cleanly. */
-    peer_get_segment(p, m->name, on_warm_segment, d);
+    if (d)
+        peer_get_segment(p, m->name, on_warm_segment, d);
 }
 
 static void handle_query(session *s, const Mcefa__QuerySegment *m, Mcefa__Response *resp, rpc_ctx *ctx)
@@ -565,7 +564,7 @@ static void handle_set_log_level(session *s, const Mcefa__SetLogLevel *m, Mcefa_
 static void handle_warmup_host(session *s, uint64_t seq, const Mcefa__WarmupHost *m, Mcefa__Response *resp,
                                rpc_ctx *ctx)
 {
-    char name[300], why[400];
+    char name[300];
     snprintf(name, sizeof(name), "%s:0", m->host);
     if (!*m->host || peer_is_local_name(name)) {
         rpc_fail(ctx, resp, -EINVAL, "warmup needs another host's name, not '%s' (this host has no NIC pairs to "
@@ -573,18 +572,9 @@ static void handle_warmup_host(session *s, uint64_t seq, const Mcefa__WarmupHost
         return;
     }
     peer *p;
-    int rc = peer_for_segment(name, &p, why, sizeof(why));
-    if (rc < 0) {
-        rpc_fail(ctx, resp, rc, "warmup of host %s failed: %s", m->host, why);
-        return;
-    }
-    deferred *d = defer(s, seq, m->host, ctx);
-    if (!d) {
-        ctx->deferred = false;
-        rpc_fail(ctx, resp, -ENOMEM, "out of memory");
-        return;
-    }
-    peer_warmup(p, on_warm_done, d);
+    deferred *d = defer_to_peer(s, seq, name, "warmup of host", ctx, resp, &p);
+    if (d)
+        peer_warmup(p, on_warm_done, d);
 }
 
 void rpc_handle(session *s, const Mcefa__Request *req, Mcefa__Response *resp, rpc_ctx *ctx)
