@@ -30,8 +30,10 @@ static void setup(void)
     char port[64], map[160];
     snprintf(port, sizeof(port), "--peer_port=%d", port_a);
     snprintf(map, sizeof(map), "--peer_hosts=hostb=127.0.0.1:%d,hostz=127.0.0.1:%d", port_b, port_z);
+    /* A small work-request cap: every batch below overflows it, and must
+     * still succeed (the excess waits in the daemon). */
     const char *args[] = {"--provider=tcp;ofi_rxm", "--nics=lo", "--hostname=hosta", port, map,
-                          "--request_timeout_ms=3000", NULL};
+                          "--request_timeout_ms=3000", "--max_wr=8", NULL};
     daemon_start(&A, args);
     start_b();
     snprintf(sock_b_copy, sizeof(sock_b_copy), "%s", B.sock);
@@ -51,6 +53,9 @@ START_TEST(install)
     ck_assert_int_eq(mcefa_status(c, &st), 0);
     ck_assert_str_eq(st.hostname, "hosta");
     mcefa_disconnect(c);
+    char out[4096];
+    snprintf(out, sizeof(out), "%s/mcefactl --socket=%s --json nics | grep -q '\"max_wr\":8'", build_dir(), A.sock);
+    ck_assert_int_eq(system(out), 0);
     /* The log names the NIC and provider it opened. */
     char cmd[200];
     snprintf(cmd, sizeof(cmd), "grep -q 'NIC lo: provider tcp;ofi_rxm' %s", A.log);
