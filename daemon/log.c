@@ -8,7 +8,7 @@
 #include <strings.h>
 #include <time.h>
 
-int log_threshold = LOG_INFO;
+_Atomic int log_threshold = LOG_INFO;
 
 static const char *const names[] = {"error", "warn", "info", "debug"};
 
@@ -71,11 +71,11 @@ void log_write(int level, const char *fmt, ...)
     /* Only warnings and errors storm; info lines are all kept. Recent
      * formats are remembered so that interleaved storms are damped too. */
     if (level <= LOG_WARN) {
-        time_t now = time(NULL);
         struct rl_slot flush[RL_SLOTS];
         unsigned nflush = 0;
         bool suppress = false;
         pthread_mutex_lock(&rl_lock);
+        time_t now = time(NULL); /* under the lock: seconds never go back */
         struct rl_slot *mine = NULL;
         for (unsigned i = 0; i < RL_SLOTS; i++) {
             struct rl_slot *r = &rl[i];

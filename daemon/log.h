@@ -4,7 +4,8 @@
 
 enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
-extern int log_threshold;
+/* Set by the event loop (mcefactl loglevel), read by every thread. */
+extern _Atomic int log_threshold;
 
 /* Returns the level for "error|warn|info|debug", or -1. */
 int log_parse_level(const char *s);

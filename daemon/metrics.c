@@ -14,12 +14,23 @@
 static uv_tcp_t server;
 static bool serving;
 
+/* Scrapers are few; a cap and a deadline keep idle or slow connections
+ * from piling up. */
+#define HTTP_MAX_CONNS 64
+#define HTTP_TIMEOUT_MS 5000
+
 typedef struct http_conn {
+    struct http_conn *next, *prev; /* open connections, closed at stop */
     uv_tcp_t tcp;
+    uv_timer_t timer;
+    unsigned open_handles;
     char req[8192];
     size_t len;
     bool answered;
 } http_conn;
+
+static unsigned nconns;
+static http_conn *conns;
 
 /* Label values: backslash, quote and newline escaped. */
 static void label(FILE *o, const char *v)
@@ -141,7 +152,31 @@ void metrics_render(FILE *o)
 
 static void on_http_closed(uv_handle_t *h)
 {
-    free(h->data);
+    http_conn *c = h->data;
+    if (--c->open_handles)
+        return;
+    nconns--;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    free(c);
+}
+
+static void http_close(http_conn *c)
+{
+    if (uv_is_closing((uv_handle_t *)&c->tcp))
+        return;
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_http_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_http_closed);
+}
+
+static void on_http_timeout(uv_timer_t *t)
+{
+    http_close(t->data);
 }
 
 typedef struct http_write {
@@ -154,7 +189,7 @@ static void on_http_written(uv_write_t *w, int status)
     http_write *hw = (http_write *)w;
     (void)status;
     free(hw->buf);
-    uv_close((uv_handle_t *)w->handle, on_http_closed);
+    http_close(w->handle->data);
     free(hw);
 }
 
@@ -175,7 +210,7 @@ static void respond(http_conn *c, const char *status, const char *type, const ch
     if (uv_write(&hw->w, (uv_stream_t *)&c->tcp, &b, 1, on_http_written) < 0) {
         free(buf);
         free(hw);
-        uv_close((uv_handle_t *)&c->tcp, on_http_closed);
+        http_close(c);
     }
 }
 
@@ -192,7 +227,7 @@ static void on_http_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
     (void)b;
     if (n < 0) {
         if (!c->answered)
-            uv_close((uv_handle_t *)st, on_http_closed);
+            http_close(c);
         return;
     }
     c->len += (size_t)n;
@@ -218,17 +253,39 @@ static void on_http_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
     }
 }
 
+static void on_refused_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
 static void on_http_connection(uv_stream_t *srv, int status)
 {
     if (status < 0)
         return;
-    http_conn *c = calloc(1, sizeof(*c));
-    if (!c)
+    http_conn *c = nconns < HTTP_MAX_CONNS ? calloc(1, sizeof(*c)) : NULL;
+    if (!c) {
+        /* Accept and drop it, or libuv would stop watching the listener. */
+        uv_tcp_t *t = malloc(sizeof(*t));
+        if (t) {
+            uv_tcp_init(mcefad.loop, t);
+            if (uv_accept(srv, (uv_stream_t *)t) == 0)
+                log_warn("metrics: %u scrapers connected already; refusing another", nconns);
+            uv_close((uv_handle_t *)t, on_refused_closed);
+        }
         return;
+    }
+    nconns++;
+    c->next = conns;
+    if (conns)
+        conns->prev = c;
+    conns = c;
     uv_tcp_init(mcefad.loop, &c->tcp);
-    c->tcp.data = c;
+    uv_timer_init(mcefad.loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->open_handles = 2;
+    uv_timer_start(&c->timer, on_http_timeout, HTTP_TIMEOUT_MS, 0);
     if (uv_accept(srv, (uv_stream_t *)&c->tcp) < 0) {
-        uv_close((uv_handle_t *)&c->tcp, on_http_closed);
+        http_close(c);
         return;
     }
     uv_read_start((uv_stream_t *)&c->tcp, on_http_alloc, on_http_read);
@@ -275,4 +332,6 @@ void metrics_stop(void)
         uv_close((uv_handle_t *)&server, NULL);
         serving = false;
     }
+    for (http_conn *c = conns; c; c = c->next)
+        http_close(c);
 }

@@ -135,8 +135,10 @@ START_TEST(ctl_exit_codes)
     ck_assert_int_eq(run(out, sizeof(out), CTL "frobnicate 2>/dev/null", b, D.sock), 2);
     ck_assert_int_eq(run(out, sizeof(out), CTL "loglevel 2>/dev/null", b, D.sock), 2);
     ck_assert_int_eq(run(out, sizeof(out), CTL "--bogus status 2>/dev/null", b, D.sock), 2);
-    ck_assert_int_eq(run(out, sizeof(out), CTL "loglevel shouty 2>&1", b, D.sock), 1);
+    ck_assert_int_eq(run(out, sizeof(out), CTL "loglevel shouty 2>&1", b, D.sock), 2);
     ck_assert_ptr_nonnull(strstr(out, "shouty"));
+    ck_assert_int_eq(run(out, sizeof(out), CTL "status extra 2>/dev/null", b, D.sock), 2);
+    /* The daemon answers, with a failure: exit 1, not "no daemon". */
     ck_assert_int_eq(run(out, sizeof(out), CTL "warmup nowhere 2>&1", b, D.sock), 1);
     ck_assert_int_eq(run(out, sizeof(out), "%s/mcefactl --socket=/nonexistent/sock status 2>&1", b), 3);
     ck_assert_ptr_nonnull(strstr(out, "start the daemon"));
@@ -241,6 +243,16 @@ START_TEST(metrics_scrape)
     ck_assert(bytes >= 10.0 * (1 << 19));
     ck_assert_int_gt(http_get("/other", out, sizeof(out)), 0);
     ck_assert_ptr_nonnull(strstr(out, "404"));
+    /* A scraper that connects and says nothing is dropped (after 5 s). */
+    int idle = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)metrics_port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    ck_assert_int_eq(connect(idle, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    struct pollfd pi = {.fd = idle, .events = POLLIN};
+    ck_assert_int_eq(poll(&pi, 1, 8000), 1);
+    char one;
+    ck_assert_int_eq(read(idle, &one, 1), 0);
+    close(idle);
     mcefa_disconnect(c);
 }
 END_TEST

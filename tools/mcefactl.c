@@ -23,19 +23,24 @@ enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_NODAEMON = 3, EXIT_PER
 
 static bool json;
 
-static int exit_for(int rc)
-{
-    if (rc == -ECONNREFUSED || rc == -ENOENT || rc == -ECONNRESET)
-        return EXIT_NODAEMON;
-    if (rc == -EPERM || rc == -EACCES)
-        return EXIT_PERM;
-    return EXIT_FAILED;
-}
-
+/* For a request the daemon answered: its status says nothing about the
+ * daemon being there (a peer's ECONNREFUSED is still exit 1). */
 static int fail(const char *what, int rc)
 {
     fprintf(stderr, "mcefactl: %s: %s\n", what, *mcefa_last_error() ? mcefa_last_error() : mcefa_strerror(rc));
-    return exit_for(rc);
+    if (rc == -EPERM)
+        return EXIT_PERM;
+    /* The connection itself broke: the daemon went away mid-request. */
+    if (rc == -ECONNRESET && strstr(mcefa_last_error(), "mcefad closed the connection"))
+        return EXIT_NODAEMON;
+    return EXIT_FAILED;
+}
+
+/* For connecting: no daemon, or not allowed to talk to it. */
+static int fail_connect(int rc)
+{
+    fprintf(stderr, "mcefactl: %s\n", *mcefa_last_error() ? mcefa_last_error() : mcefa_strerror(rc));
+    return rc == -EACCES || rc == -EPERM ? EXIT_PERM : EXIT_NODAEMON;
 }
 
 static void jstr(const char *s)
@@ -328,14 +333,24 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
-    if ((!strcmp(cmd, "warmup") || !strcmp(cmd, "loglevel")) && !arg) {
+    bool takes_arg = !strcmp(cmd, "warmup") || !strcmp(cmd, "loglevel");
+    if (takes_arg && !arg) {
         fprintf(stderr, "mcefactl: %s needs an argument (see --help)\n", cmd);
+        return EXIT_USAGE;
+    }
+    if (!takes_arg && arg) {
+        fprintf(stderr, "mcefactl: %s takes no argument ('%s')\n", cmd, arg);
+        return EXIT_USAGE;
+    }
+    if (!strcmp(cmd, "loglevel") && strcmp(arg, "error") && strcmp(arg, "warn") && strcmp(arg, "info") &&
+        strcmp(arg, "debug")) {
+        fprintf(stderr, "mcefactl: log level '%s' is not one of error, warn, info, debug\n", arg);
         return EXIT_USAGE;
     }
     mcefa_client *c;
     int rc = mcefa_connect(sock, "mcefactl", &c);
     if (rc < 0)
-        return fail("connect", rc);
+        return fail_connect(rc);
     int ex = EXIT_OK;
     if (!strcmp(cmd, "stats")) {
         ex = cmd_stats(c, interval, watch, count);

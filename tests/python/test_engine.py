@@ -122,14 +122,21 @@ def test_bad_input(daemon):
         local = te.allocate_managed_buffer(MiB)
         with pytest.raises(TypeError):
             te.transfer_sync_write(peer.target, local, peer.addr, "4096")
-        with pytest.raises(ValueError):
+        with pytest.raises(TypeError):  # as pybind11 refuses a negative size_t
             te.transfer_sync_write(peer.target, local, peer.addr, -1)
-        with pytest.raises(OverflowError):
+        with pytest.raises(TypeError):
             te.transfer_sync_write(peer.target, local, peer.addr, 1 << 70)
         with pytest.raises(TypeError):
             te.transfer_sync_write(12345, local, peer.addr, 16)
+        assert te.batch_transfer_sync_write(peer.target, [local, local], [peer.addr], [16, 16]) < 0
+        assert te.batch_transfer_async_write(peer.target, [local], [], [16]) == 0
+        bid = te.batch_transfer_async_write(peer.target, [], [], [])
+        assert bid > 0 and te.get_batch_transfer_status([bid]) == 0  # empty: done at once
+        # The raw binding: negative and oversized values are refused too.
         with pytest.raises(ValueError):
-            te.batch_transfer_sync_write(peer.target, [local, local], [peer.addr], [16, 16])
+            te._client.transfer([(1, local, 1, peer.addr, -1)])
+        with pytest.raises(OverflowError):
+            te._client.transfer([(1, local, 1, peer.addr, 1 << 70)])
         with pytest.raises(TypeError):
             te.register_memory(local, "big")
         with pytest.raises(TypeError):
@@ -286,3 +293,36 @@ def test_pip_install_offline(tmp_path):
                           "'engine.py')); print(mcefa.TransferEngine)"], env=env, capture_output=True, text=True,
                          cwd=str(tmp_path))
     assert out.returncode == 0, out.stderr
+
+
+def test_close_while_other_threads_wait(daemon):
+    """Closing a Client while another thread is inside a call is safe: the
+    close takes effect when the call returns."""
+    peer = Peer(daemon.sock, 16 * MiB)
+    try:
+        c = mcefa.Client(daemon.sock)
+        a = c.alloc(16 * MiB)
+        c.register(a, 16 * MiB)
+        h = c.open_segment(peer.target)
+        errors = []
+
+        def worker():
+            try:
+                for _ in range(50):
+                    c.transfer([(mcefa.WRITE, a, h, peer.addr, 16 * MiB)], 10000)
+            except (RuntimeError, mcefa.Error) as e:
+                errors.append(e)
+
+        t = threading.Thread(target=worker)
+        t.start()
+        c.close()
+        t.join(30)
+        assert not t.is_alive()
+        with pytest.raises(RuntimeError):
+            c.status()
+        b = None
+        with pytest.raises(RuntimeError):
+            b = c.submit([(mcefa.WRITE, a, h, peer.addr, 16)])
+        assert b is None
+    finally:
+        peer.stop()

@@ -5,6 +5,7 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "mcefa.h"
@@ -67,16 +68,49 @@ static int get_len(PyObject *o, uint64_t *out, const char *what)
 
 /* ---- Client -------------------------------------------------------------- */
 
+/* Calls that run without the GIL hold the client open: close() while they
+ * run only marks it, and the last one out disconnects. */
 typedef struct {
     PyObject_HEAD mcefa_client *c;
+    int in_flight;
+    bool closing;
+    bool used; /* connected once: no reconnecting the same object */
 } ClientObject;
 
 typedef struct {
     PyObject_HEAD ClientObject *client;
     mcefa_batch *b;
+    int in_use; /* GIL-free calls on it right now */
 } BatchObject;
 
 static PyTypeObject BatchType;
+
+/* With the GIL held: the client for a GIL-free call, or NULL (raised). */
+static mcefa_client *enter(ClientObject *self)
+{
+    if (!self->c || self->closing) {
+        PyErr_SetString(PyExc_RuntimeError, "Client is closed");
+        return NULL;
+    }
+    self->in_flight++;
+    return self->c;
+}
+
+static void finish_close(ClientObject *self)
+{
+    mcefa_client *c = self->c;
+    self->c = NULL;
+    self->closing = false;
+    Py_BEGIN_ALLOW_THREADS mcefa_disconnect(c);
+    Py_END_ALLOW_THREADS
+}
+
+/* With the GIL held, after the GIL-free part. */
+static void leave(ClientObject *self)
+{
+    if (--self->in_flight == 0 && self->closing && self->c)
+        finish_close(self);
+}
 
 static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
 {
@@ -84,8 +118,8 @@ static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
     const char *sock = NULL, *name = "python";
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|zz", kwlist, &sock, &name))
         return -1;
-    if (self->c) {
-        PyErr_SetString(PyExc_RuntimeError, "Client is already connected");
+    if (self->used) {
+        PyErr_SetString(PyExc_RuntimeError, "a Client connects once; make a new one");
         return -1;
     }
     int rc;
@@ -97,44 +131,48 @@ static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
         return -1;
     }
     self->c = c;
+    self->used = true;
     return 0;
 }
 
 static void Client_dealloc(ClientObject *self)
 {
+    /* Batches hold a reference, and calls hold self: nothing is in flight. */
     if (self->c)
         mcefa_disconnect(self->c);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static int need(ClientObject *self)
-{
-    if (!self->c) {
-        PyErr_SetString(PyExc_RuntimeError, "Client is closed");
-        return -1;
-    }
-    return 0;
-}
-
 static PyObject *Client_close(ClientObject *self, PyObject *unused)
 {
     (void)unused;
-    if (self->c) {
-        mcefa_client *c = self->c;
-        self->c = NULL;
-        Py_BEGIN_ALLOW_THREADS mcefa_disconnect(c);
-        Py_END_ALLOW_THREADS
-    }
+    if (!self->c || self->closing)
+        Py_RETURN_NONE;
+    self->closing = true;
+    if (self->in_flight == 0)
+        finish_close(self);
     Py_RETURN_NONE;
 }
 
 static PyObject *Client_hostname(ClientObject *self, PyObject *unused)
 {
     (void)unused;
-    if (need(self))
+    mcefa_client *c = enter(self);
+    if (!c)
         return NULL;
-    return PyUnicode_FromString(mcefa_daemon_hostname(self->c));
+    PyObject *r = PyUnicode_FromString(mcefa_daemon_hostname(c));
+    leave(self);
+    return r;
 }
+
+/* The body of a GIL-free call on the client: `call` sees `c`. */
+#define CLIENT_CALL(self, call)                 \
+    mcefa_client *c = enter(self);              \
+    if (!c)                                     \
+        return NULL;                            \
+    int rc;                                     \
+    Py_BEGIN_ALLOW_THREADS rc = (call);         \
+    Py_END_ALLOW_THREADS leave(self);
 
 static PyObject *Client_alloc(ClientObject *self, PyObject *args, PyObject *kw)
 {
@@ -144,25 +182,25 @@ static PyObject *Client_alloc(ClientObject *self, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|ip", kwlist, &size_o, &numa, &huge))
         return NULL;
     uint64_t size;
-    if (need(self) || get_len(size_o, &size, "size") < 0)
+    if (get_len(size_o, &size, "size") < 0)
         return NULL;
     if (size == 0) {
         PyErr_SetString(PyExc_ValueError, "size must be > 0");
         return NULL;
     }
     void *p = NULL;
-    int rc;
-    Py_BEGIN_ALLOW_THREADS rc = mcefa_alloc(self->c, size, numa, huge ? MCEFA_ALLOC_HUGE : 0, &p);
-    Py_END_ALLOW_THREADS if (rc < 0) return raise_rc(rc);
+    CLIENT_CALL(self, mcefa_alloc(c, size, numa, huge ? MCEFA_ALLOC_HUGE : 0, &p))
+    if (rc < 0)
+        return raise_rc(rc);
     return PyLong_FromUnsignedLongLong((uintptr_t)p);
 }
 
 static PyObject *Client_free(ClientObject *self, PyObject *arg)
 {
     uint64_t a;
-    if (need(self) || get_addr(arg, &a, "address") < 0)
+    if (get_addr(arg, &a, "address") < 0)
         return NULL;
-    int rc = mcefa_free(self->c, (void *)(uintptr_t)a);
+    CLIENT_CALL(self, mcefa_free(c, (void *)(uintptr_t)a))
     if (rc < 0)
         return raise_rc(rc);
     Py_RETURN_NONE;
@@ -172,72 +210,71 @@ static PyObject *Client_register(ClientObject *self, PyObject *args)
 {
     PyObject *ao, *lo;
     uint64_t a, l;
-    if (!PyArg_ParseTuple(args, "OO", &ao, &lo) || need(self) || get_addr(ao, &a, "address") < 0 ||
-        get_len(lo, &l, "length") < 0)
+    if (!PyArg_ParseTuple(args, "OO", &ao, &lo) || get_addr(ao, &a, "address") < 0 || get_len(lo, &l, "length") < 0)
         return NULL;
-    int rc;
-    Py_BEGIN_ALLOW_THREADS rc = mcefa_register(self->c, (void *)(uintptr_t)a, l);
-    Py_END_ALLOW_THREADS if (rc < 0) return raise_rc(rc);
+    CLIENT_CALL(self, mcefa_register(c, (void *)(uintptr_t)a, l))
+    if (rc < 0)
+        return raise_rc(rc);
     Py_RETURN_NONE;
 }
 
 static PyObject *Client_unregister(ClientObject *self, PyObject *arg)
 {
     uint64_t a;
-    if (need(self) || get_addr(arg, &a, "address") < 0)
+    if (get_addr(arg, &a, "address") < 0)
         return NULL;
-    int rc;
-    Py_BEGIN_ALLOW_THREADS rc = mcefa_unregister(self->c, (void *)(uintptr_t)a);
-    Py_END_ALLOW_THREADS if (rc < 0) return raise_rc(rc);
+    CLIENT_CALL(self, mcefa_unregister(c, (void *)(uintptr_t)a))
+    if (rc < 0)
+        return raise_rc(rc);
     Py_RETURN_NONE;
 }
 
 static PyObject *Client_export_segment(ClientObject *self, PyObject *args)
 {
     const char *name = NULL;
-    if (!PyArg_ParseTuple(args, "|z", &name) || need(self))
+    if (!PyArg_ParseTuple(args, "|z", &name))
         return NULL;
     char out[300];
-    int rc;
-    Py_BEGIN_ALLOW_THREADS rc = mcefa_segment_export(self->c, name, out, sizeof(out));
-    Py_END_ALLOW_THREADS if (rc < 0) return raise_rc(rc);
+    CLIENT_CALL(self, mcefa_segment_export(c, name, out, sizeof(out)))
+    if (rc < 0)
+        return raise_rc(rc);
     return PyUnicode_FromString(out);
 }
 
 static PyObject *Client_open_segment(ClientObject *self, PyObject *args)
 {
     const char *name;
-    if (!PyArg_ParseTuple(args, "s", &name) || need(self))
+    if (!PyArg_ParseTuple(args, "s", &name))
         return NULL;
     mcefa_segment h;
-    int rc;
-    Py_BEGIN_ALLOW_THREADS rc = mcefa_segment_open(self->c, name, &h);
-    Py_END_ALLOW_THREADS if (rc < 0) return raise_rc(rc);
+    CLIENT_CALL(self, mcefa_segment_open(c, name, &h))
+    if (rc < 0)
+        return raise_rc(rc);
     return PyLong_FromUnsignedLongLong(h);
 }
 
 static PyObject *Client_close_segment(ClientObject *self, PyObject *args)
 {
     unsigned long long h;
-    if (!PyArg_ParseTuple(args, "K", &h) || need(self))
+    if (!PyArg_ParseTuple(args, "K", &h))
         return NULL;
-    int rc;
-    Py_BEGIN_ALLOW_THREADS rc = mcefa_segment_close(self->c, h);
-    Py_END_ALLOW_THREADS if (rc < 0) return raise_rc(rc);
+    CLIENT_CALL(self, mcefa_segment_close(c, h))
+    if (rc < 0)
+        return raise_rc(rc);
     Py_RETURN_NONE;
 }
 
 static PyObject *Client_segment_regions(ClientObject *self, PyObject *args)
 {
     unsigned long long h;
-    if (!PyArg_ParseTuple(args, "K", &h) || need(self))
+    if (!PyArg_ParseTuple(args, "K", &h))
         return NULL;
     mcefa_region_info r[256];
-    int n;
-    Py_BEGIN_ALLOW_THREADS n = mcefa_segment_regions(self->c, h, r, 256);
-    Py_END_ALLOW_THREADS if (n < 0) return raise_rc(n);
+    CLIENT_CALL(self, mcefa_segment_regions(c, h, r, 256))
+    if (rc < 0)
+        return raise_rc(rc);
     PyObject *list = PyList_New(0);
-    for (int i = 0; i < n && i < 256 && list; i++) {
+    for (int i = 0; i < rc && i < 256 && list; i++) {
         PyObject *t = Py_BuildValue("(KK)", (unsigned long long)r[i].addr, (unsigned long long)r[i].length);
         if (!t || PyList_Append(list, t) < 0) {
             Py_XDECREF(t);
@@ -252,12 +289,12 @@ static PyObject *Client_segment_regions(ClientObject *self, PyObject *args)
 static PyObject *Client_warmup(ClientObject *self, PyObject *args)
 {
     const char *name;
-    if (!PyArg_ParseTuple(args, "s", &name) || need(self))
+    if (!PyArg_ParseTuple(args, "s", &name))
         return NULL;
     unsigned pairs = 0;
-    int rc;
-    Py_BEGIN_ALLOW_THREADS rc = mcefa_segment_warmup(self->c, name, &pairs);
-    Py_END_ALLOW_THREADS if (rc < 0) return raise_rc(rc);
+    CLIENT_CALL(self, mcefa_segment_warmup(c, name, &pairs))
+    if (rc < 0)
+        return raise_rc(rc);
     return PyLong_FromUnsignedLong(pairs);
 }
 
@@ -307,15 +344,21 @@ static PyObject *Client_transfer(ClientObject *self, PyObject *args, PyObject *k
     static char *kwlist[] = {"transfers", "timeout_ms", NULL};
     PyObject *ops;
     int timeout = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|i", kwlist, &ops, &timeout) || need(self))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|i", kwlist, &ops, &timeout))
         return NULL;
     Py_ssize_t n;
     mcefa_transfer *t = parse_ops(ops, &n);
     if (!t)
         return NULL;
+    mcefa_client *c = enter(self);
+    if (!c) {
+        PyMem_Free(t);
+        return NULL;
+    }
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = mcefa_transfer_sync(self->c, t, (size_t)n, timeout);
-    Py_END_ALLOW_THREADS PyMem_Free(t);
+    Py_BEGIN_ALLOW_THREADS rc = mcefa_transfer_sync(c, t, (size_t)n, timeout);
+    Py_END_ALLOW_THREADS leave(self);
+    PyMem_Free(t);
     if (rc < 0)
         return raise_rc(rc);
     Py_RETURN_NONE;
@@ -324,7 +367,7 @@ static PyObject *Client_transfer(ClientObject *self, PyObject *args, PyObject *k
 static PyObject *Client_submit(ClientObject *self, PyObject *args)
 {
     PyObject *ops;
-    if (!PyArg_ParseTuple(args, "O", &ops) || need(self))
+    if (!PyArg_ParseTuple(args, "O", &ops))
         return NULL;
     Py_ssize_t n;
     mcefa_transfer *t = parse_ops(ops, &n);
@@ -335,10 +378,15 @@ static PyObject *Client_submit(ClientObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "submit needs 1 or more transfers");
         return NULL;
     }
+    mcefa_client *c = enter(self);
+    if (!c) {
+        PyMem_Free(t);
+        return NULL;
+    }
     mcefa_batch *b = NULL;
     int rc;
     char saved[512] = "";
-    Py_BEGIN_ALLOW_THREADS rc = mcefa_batch_alloc(self->c, (uint32_t)n, &b);
+    Py_BEGIN_ALLOW_THREADS rc = mcefa_batch_alloc(c, (uint32_t)n, &b);
     if (rc >= 0) {
         rc = mcefa_batch_submit(b, t, (size_t)n);
         if (rc < 0) {
@@ -350,29 +398,27 @@ static PyObject *Client_submit(ClientObject *self, PyObject *args)
     } else {
         snprintf(saved, sizeof(saved), "%s", mcefa_last_error());
     }
-    Py_END_ALLOW_THREADS PyMem_Free(t);
+    Py_END_ALLOW_THREADS leave(self);
+    PyMem_Free(t);
     if (rc < 0)
         return raise_text(rc, saved);
     BatchObject *bo = PyObject_New(BatchObject, &BatchType);
-    if (!bo) {
-        mcefa_batch_free(b);
-        return NULL;
-    }
+    if (!bo)
+        return NULL; /* the daemon frees the batch with the connection */
     Py_INCREF(self);
     bo->client = self;
     bo->b = b;
+    bo->in_use = 0;
     return (PyObject *)bo;
 }
 
 static PyObject *Client_status(ClientObject *self, PyObject *unused)
 {
     (void)unused;
-    if (need(self))
-        return NULL;
     mcefa_daemon_status st;
-    int rc;
-    Py_BEGIN_ALLOW_THREADS rc = mcefa_status(self->c, &st);
-    Py_END_ALLOW_THREADS if (rc < 0) return raise_rc(rc);
+    CLIENT_CALL(self, mcefa_status(c, &st))
+    if (rc < 0)
+        return raise_rc(rc);
     return Py_BuildValue("{s:s,s:s,s:K,s:K,s:I,s:K,s:K,s:K}", "version", st.version, "hostname", st.hostname, "epoch",
                          (unsigned long long)st.epoch, "uptime_ms", (unsigned long long)st.uptime_ms, "clients",
                          st.clients, "bytes_copied", (unsigned long long)st.bytes_copied, "transfers_completed",
@@ -381,7 +427,7 @@ static PyObject *Client_status(ClientObject *self, PyObject *unused)
 }
 
 static PyMethodDef Client_methods[] = {
-    {"close", (PyCFunction)Client_close, METH_NOARGS, "Disconnect from the daemon."},
+    {"close", (PyCFunction)Client_close, METH_NOARGS, "Disconnect from the daemon (after calls in progress)."},
     {"hostname", (PyCFunction)Client_hostname, METH_NOARGS, "Host name the daemon uses in segment names."},
     {"alloc", (PyCFunction)(void (*)(void))Client_alloc, METH_VARARGS | METH_KEYWORDS,
      "alloc(size, numa_node=-1, huge=False) -> address of shareable host memory"},
@@ -414,55 +460,79 @@ static PyTypeObject ClientType = {
 
 /* ---- Batch --------------------------------------------------------------- */
 
-static void Batch_dealloc(BatchObject *self)
+/* With the GIL held: the batch and its client for a GIL-free call. */
+static mcefa_batch *benter(BatchObject *self)
 {
-    if (self->b && self->client->c) {
-        /* Freeing waits for nothing: a batch still in flight stays with the
-         * connection until it closes. */
-        mcefa_batch_free(self->b);
+    if (!self->b) {
+        PyErr_SetString(PyExc_RuntimeError, "Batch is freed");
+        return NULL;
     }
-    Py_XDECREF(self->client);
-    Py_TYPE(self)->tp_free((PyObject *)self);
+    if (!enter(self->client))
+        return NULL;
+    self->in_use++;
+    return self->b;
 }
 
-static int bneed(BatchObject *self)
+static void bleave(BatchObject *self)
 {
-    if (!self->b || !self->client->c) {
-        PyErr_SetString(PyExc_RuntimeError, "Batch is freed (or its client closed)");
-        return -1;
+    self->in_use--;
+    leave(self->client);
+}
+
+static void Batch_dealloc(BatchObject *self)
+{
+    mcefa_batch *b = self->b;
+    if (b && enter(self->client)) {
+        /* A batch still in flight stays with the connection until it
+         * closes; its few bytes here are not worth a wait. */
+        Py_BEGIN_ALLOW_THREADS mcefa_batch_free(b);
+        Py_END_ALLOW_THREADS leave(self->client);
     }
-    return 0;
+    PyErr_Clear();
+    Py_XDECREF(self->client);
+    Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyObject *Batch_wait(BatchObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"timeout_ms", NULL};
     int timeout = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|i", kwlist, &timeout) || bneed(self))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|i", kwlist, &timeout))
+        return NULL;
+    mcefa_batch *b = benter(self);
+    if (!b)
         return NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = mcefa_batch_wait(self->b, timeout);
-    Py_END_ALLOW_THREADS if (rc < 0) return raise_rc(rc);
+    Py_BEGIN_ALLOW_THREADS rc = mcefa_batch_wait(b, timeout);
+    Py_END_ALLOW_THREADS bleave(self);
+    if (rc < 0)
+        return raise_rc(rc);
     Py_RETURN_NONE;
 }
 
 static PyObject *Batch_progress(BatchObject *self, PyObject *unused)
 {
     (void)unused;
-    if (bneed(self))
+    mcefa_batch *b = benter(self);
+    if (!b)
         return NULL;
     uint32_t s, f, x;
-    mcefa_batch_progress(self->b, &s, &f, &x);
+    mcefa_batch_progress(b, &s, &f, &x);
+    bleave(self);
     return Py_BuildValue("(III)", s, f, x);
 }
 
 static PyObject *Batch_state(BatchObject *self, PyObject *args)
 {
     unsigned idx;
-    if (!PyArg_ParseTuple(args, "I", &idx) || bneed(self))
+    if (!PyArg_ParseTuple(args, "I", &idx))
+        return NULL;
+    mcefa_batch *b = benter(self);
+    if (!b)
         return NULL;
     int err = 0;
-    int st = mcefa_batch_state(self->b, idx, &err);
+    int st = mcefa_batch_state(b, idx, &err);
+    bleave(self);
     if (st < 0)
         return raise_rc(st);
     return Py_BuildValue("(ii)", st, err);
@@ -471,12 +541,23 @@ static PyObject *Batch_state(BatchObject *self, PyObject *args)
 static PyObject *Batch_free(BatchObject *self, PyObject *unused)
 {
     (void)unused;
-    if (!self->b || !self->client->c)
+    if (!self->b)
         Py_RETURN_NONE;
+    if (self->in_use) {
+        PyErr_SetString(PyExc_RuntimeError, "Batch is in use by another thread (wait() in progress)");
+        return NULL;
+    }
+    mcefa_batch *b = self->b;
+    if (!enter(self->client))
+        return NULL;
+    self->b = NULL; /* nobody else may start on it while it is freed */
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = mcefa_batch_free(self->b);
-    Py_END_ALLOW_THREADS if (rc < 0) return raise_rc(rc);
-    self->b = NULL;
+    Py_BEGIN_ALLOW_THREADS rc = mcefa_batch_free(b);
+    Py_END_ALLOW_THREADS leave(self->client);
+    if (rc < 0) {
+        self->b = b; /* e.g. -EBUSY: still in flight, still ours */
+        return raise_rc(rc);
+    }
     Py_RETURN_NONE;
 }
 

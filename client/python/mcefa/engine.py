@@ -36,12 +36,14 @@ def _neg(err):
 
 
 def _check_len(n, what="length"):
+    # TypeError for all three, as Mooncake's pybind11 layer raises for an
+    # argument that does not convert to size_t.
     if not isinstance(n, int) or isinstance(n, bool):
         raise TypeError("%s must be an int, not %s" % (what, type(n).__name__))
     if n < 0:
-        raise ValueError("%s must not be negative (got %d)" % (what, n))
+        raise TypeError("%s must not be negative (got %d)" % (what, n))
     if n >= 1 << 64:
-        raise OverflowError("%s does not fit in 64 bits" % what)
+        raise TypeError("%s does not fit in 64 bits" % what)
     return n
 
 
@@ -59,6 +61,8 @@ class TransferEngine:
         self._local_hostname = ""
         self._protocol = ""
         self._managed = {}       # address -> length, from allocate_managed_buffer
+        self._open_lock = threading.Lock()
+        self._zombies = []       # batches that timed out in flight: freed later
         self.timeout_ms = int(float(os.environ.get("MC_TRANSFER_TIMEOUT", "30")) * 1000)
 
     # ---- set-up -------------------------------------------------------------
@@ -200,9 +204,14 @@ class TransferEngine:
             h = self._segments.get(target)
         if h is not None:
             return h
-        h = self._need().open_segment(target)
-        with self._lock:
-            self._segments[target] = h
+        # One open per target even when many threads meet a new one at once.
+        with self._open_lock:
+            with self._lock:
+                h = self._segments.get(target)
+            if h is None:
+                h = self._need().open_segment(target)
+                with self._lock:
+                    self._segments[target] = h
         return h
 
     def _reopen(self, target):
@@ -247,12 +256,14 @@ class TransferEngine:
 
     def _ops(self, target, buffers, peers, lengths, opcode):
         if not (len(buffers) == len(peers) == len(lengths)):
-            raise ValueError("buffers, peer addresses and lengths differ in length (%d, %d, %d)"
-                             % (len(buffers), len(peers), len(lengths)))
+            raise _mcefa.Error(22, "buffers, peer addresses and lengths differ in length (%d, %d, %d)"
+                               % (len(buffers), len(peers), len(lengths)))
         h = self._segment(target)
         return [(int(opcode), b, h, p, _check_len(n)) for b, p, n in zip(buffers, peers, lengths)]
 
     def _sync(self, target, buffers, peers, lengths, opcode):
+        self._need()
+        self._reap()
         try:
             ops = self._ops(target, buffers, peers, lengths, opcode)
             if not ops:
@@ -297,13 +308,23 @@ class TransferEngine:
         return self._sync(target_hostname, buffers, peer_buffer_addresses, lengths, opcode)
 
     def _async(self, target, buffers, peers, lengths, opcode, failure):
+        c = self._need()
+        self._reap()
         try:
-            b = self._client.submit(self._ops(target, buffers, peers, lengths, opcode)) if self._client else None
+            ops = self._ops(target, buffers, peers, lengths, opcode)
+            if not ops:
+                b = None  # nothing to move: done at once
+            else:
+                try:
+                    b = c.submit(ops)
+                except _mcefa.Error as e:
+                    if e.errno not in (116, 107):  # ESTALE, ENOTCONN: the peer restarted
+                        raise
+                    h = self._reopen(target)
+                    b = c.submit([(o, l, h, p, n) for o, l, _, p, n in ops])
         except _mcefa.Error as e:
             log.error("mcefa: submit to %s failed: %s", target, e.strerror)
             return failure if failure is not None else _neg(e)
-        if b is None:
-            raise RuntimeError("TransferEngine is not initialized: call initialize() first")
         with self._lock:
             bid = self._next_batch
             self._next_batch += 1
@@ -327,18 +348,23 @@ class TransferEngine:
         return self._async(target_hostname, [buffer], [peer_buffer_address], [length], TransferOpcode.READ, None)
 
     def _take(self, batch_id):
+        """(found, batch): only the caller that takes an id may use it."""
         with self._lock:
-            return self._batches.pop(batch_id, None)
+            if batch_id not in self._batches:
+                return False, None
+            return True, self._batches.pop(batch_id)
 
     def get_batch_transfer_status(self, batch_ids):
         """Waits for every batch; 0 if all completed, -1 if any failed."""
         rc = 0
         for bid in batch_ids:
-            b = self._take(bid)
-            if b is None:
+            found, b = self._take(bid)
+            if not found:
                 log.error("mcefa: unknown batch id %r", bid)
                 rc = -1
                 continue
+            if b is None:
+                continue  # an empty batch
             try:
                 b.wait(self.timeout_ms)
             except _mcefa.Error as e:
@@ -350,13 +376,18 @@ class TransferEngine:
     def transfer_check_status(self, batch_id):
         """1 done, 0 in progress, -1 failed, -2 timed out (Mooncake's codes)."""
         with self._lock:
-            b = self._batches.get(batch_id)
+            if batch_id not in self._batches:
+                return _FAILED
+            b = self._batches[batch_id]
+        if b is not None:
+            submitted, finished, failed = b.progress()
+            if finished < submitted:
+                return _RUNNING
+        found, b = self._take(batch_id)
+        if not found:
+            return _FAILED  # another thread took it
         if b is None:
-            return _FAILED
-        submitted, finished, failed = b.progress()
-        if finished < submitted:
-            return _RUNNING
-        self._take(batch_id)
+            return _DONE
         code = _DONE
         if failed:
             code = _FAILED
@@ -367,9 +398,21 @@ class TransferEngine:
         self._release(b)
         return code
 
-    @staticmethod
-    def _release(b):
+    def _release(self, b):
         try:
             b.free()
-        except _mcefa.Error:
-            pass  # still in flight after a timeout: freed with the connection
+        except (_mcefa.Error, RuntimeError):
+            with self._lock:
+                self._zombies.append(b)  # still in flight after a timeout
+
+    def _reap(self):
+        """Frees batches that timed out once they are no longer in flight."""
+        with self._lock:
+            zombies, self._zombies = self._zombies, []
+        for b in zombies:
+            submitted, finished, _ = b.progress()
+            if finished < submitted:
+                with self._lock:
+                    self._zombies.append(b)
+            else:
+                self._release(b)
