@@ -131,6 +131,10 @@ $(B)/tests/check_region: $(call obj,tests/check_region.c daemon/region.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)
 
+$(B)/tests/check_topo: $(call obj,tests/check_topo.c daemon/topo.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)
+
 $(B)/tests/check_config: $(call obj,tests/check_config.c daemon/config.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)

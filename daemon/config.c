@@ -142,7 +142,7 @@ static int load_file(mcefad_config *cfg, const char *path)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: mcefad [--config=PATH] [--check-config] [--NAME=VALUE ...]\n\n"
+    fprintf(out, "usage: mcefad [--config=PATH] [--check-config] [--print-topology[=HWLOC_XML]] [--NAME=VALUE ...]\n\n"
                  "Per-host transfer daemon. Settings (flag, environment, default):\n");
     for (size_t i = 0; i < NSETTINGS; i++) {
         const setting *s = &settings[i];
@@ -177,6 +177,8 @@ void config_free(mcefad_config *cfg)
         }
     free(cfg->config_file);
     cfg->config_file = NULL;
+    free(cfg->print_topology);
+    cfg->print_topology = NULL;
 }
 
 int config_load(mcefad_config *cfg, int argc, char **argv)
@@ -222,6 +224,11 @@ int config_load(mcefad_config *cfg, int argc, char **argv)
         }
         if (!strcmp(a, "--check-config")) {
             cfg->check_only = true;
+            continue;
+        }
+        if (!strcmp(a, "--print-topology") || !strncmp(a, "--print-topology=", 17)) {
+            free(cfg->print_topology);
+            cfg->print_topology = strdup(a[16] == '=' ? a + 17 : "");
             continue;
         }
         if (!strncmp(a, "--config=", 9))

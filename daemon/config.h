@@ -68,6 +68,7 @@ typedef struct mcefad_config {
     /* Not settings: what to do this run. */
     char *config_file;
     bool check_only;
+    char *print_topology; /* "" for this host's sysfs, else an hwloc XML file */
 } mcefad_config;
 
 /* Fills cfg from defaults, the config file (--config=PATH or MCEFAD_CONFIG),

@@ -16,6 +16,7 @@
 #include "notify.h"
 #include "nic.h"
 #include "peer.h"
+#include "topo.h"
 
 daemon_ctx mcefad;
 
@@ -87,6 +88,48 @@ static int config_validate(const mcefad_config *c)
     return bad;
 }
 
+/* --print-topology: each GPU and the NICs that will serve its memory. */
+static int print_topology(const char *xml)
+{
+    topo t = {0};
+    int rc = *xml ? topo_load_hwloc_xml(xml, &t) : topo_load_sysfs("/sys", &t);
+    if (rc < 0) {
+        fprintf(stderr, "mcefad: cannot read the topology from %s: %s\n", *xml ? xml : "/sys", strerror(-rc));
+        config_free(&mcefad.cfg);
+        return 2;
+    }
+    /* Only the NICs this configuration would use. */
+    if (*mcefad.cfg.nics) {
+        const char *names[64];
+        char *dup = strdup(mcefad.cfg.nics), *save = NULL;
+        int n = 0;
+        for (char *tok = strtok_r(dup, ",", &save); tok && n < 64; tok = strtok_r(NULL, ",", &save))
+            names[n++] = tok;
+        topo_keep_nics(&t, names, n);
+        free(dup);
+    } else if (!strcmp(mcefad.cfg.provider, "efa")) {
+        const char *efa = "rdmap";
+        topo_keep_nics(&t, &efa, 1);
+    }
+    unsigned gpus = 0, nics = 0;
+    for (size_t i = 0; i < t.n; i++)
+        t.devs[i].gpu ? gpus++ : nics++;
+    printf("%u GPU(s), %u NIC(s)\n", gpus, nics);
+    for (size_t i = 0; i < t.n; i++) {
+        if (!t.devs[i].gpu)
+            continue;
+        const char *near[64];
+        int n = topo_gpu_nics(&t, t.devs[i].busid, near, 64);
+        printf("GPU %s (NUMA %d):", t.devs[i].busid, t.devs[i].numa);
+        for (int k = 0; k < n && k < 64; k++)
+            printf(" %s", near[k]);
+        printf("\n");
+    }
+    topo_free(&t);
+    config_free(&mcefad.cfg);
+    return 0;
+}
+
 static uv_signal_t sig_int, sig_term;
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -112,6 +155,8 @@ int main(int argc, char **argv)
         config_free(&mcefad.cfg);
         return rc > 0 ? 0 : 2;
     }
+    if (mcefad.cfg.print_topology)
+        return print_topology(mcefad.cfg.print_topology);
     if (mcefad.cfg.check_only) {
         printf("configuration OK%s%s\n", mcefad.cfg.config_file ? ": " : "",
                mcefad.cfg.config_file ? mcefad.cfg.config_file : "");

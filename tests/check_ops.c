@@ -299,6 +299,16 @@ START_TEST(config_check_and_unit_file)
     ck_assert_int_eq(run(out, sizeof(out), "%s/mcefad --check-config --copy_threads=0 2>&1", b), 2);
     ck_assert_ptr_nonnull(strstr(out, "copy_threads"));
     ck_assert_int_eq(run(out, sizeof(out), "%s/mcefad --check-config --metrics_listen=nowhere 2>&1; echo", b), 0);
+    /* The affinity table an operator checks on a p5en, from its hwloc export. */
+    const char *srcd = getenv("MCEFA_SRCDIR");
+    char xml[600];
+    snprintf(xml, sizeof(xml), "%s/../shared/topologies/p5en.48xlarge.xml", srcd ? srcd : ".");
+    if (access(xml, R_OK) == 0) {
+        ck_assert_int_eq(run(out, sizeof(out), "%s/mcefad --print-topology=%s", b, xml), 0);
+        ck_assert_ptr_nonnull(strstr(out, "8 GPU(s), 16 NIC(s)"));
+        ck_assert_ptr_nonnull(strstr(out, "GPU 0000:59:00.0 (NUMA 0): rdmap85s0 rdmap86s0 rdmap87s0 rdmap88s0"));
+    }
+    ck_assert_int_eq(run(out, sizeof(out), "%s/mcefad --print-topology=/nonexistent.xml 2>&1", b), 2);
     if (system("command -v systemd-analyze >/dev/null") != 0) {
         printf("config_check_and_unit_file: unit verification skipped: systemd-analyze is not installed\n");
         return;
