@@ -95,6 +95,29 @@ static int nic_numa_node(const struct fi_info *fi)
     return read_numa(p);
 }
 
+const char *nic_link_state(const nic *n, char *buf, size_t len)
+{
+    char p[256], line[64] = "";
+    /* RDMA devices (EFA): "4: ACTIVE"; network interfaces (tcp): "up". */
+    snprintf(p, sizeof(p), "/sys/class/infiniband/%s/ports/1/state", n->name);
+    FILE *f = fopen(p, "r");
+    if (!f) {
+        snprintf(p, sizeof(p), "/sys/class/net/%s/operstate", n->name);
+        f = fopen(p, "r");
+    }
+    if (f) {
+        if (!fgets(line, sizeof(line), f))
+            line[0] = 0;
+        fclose(f);
+    }
+    line[strcspn(line, "\n")] = 0;
+    const char *v = strchr(line, ':') ? strchr(line, ':') + 1 : line;
+    while (*v == ' ')
+        v++;
+    snprintf(buf, len, "%s", *v ? v : "unknown");
+    return buf;
+}
+
 /* ---- Opening ------------------------------------------------------------ */
 
 #define CHECK(call, what)                                                                              \

@@ -95,4 +95,7 @@ unsigned nic_choose(int numa_node, unsigned *out, unsigned max);
 
 uint64_t nic_now_ms(void);
 
+/* Link state as the kernel reports it now (sysfs), into buf. */
+const char *nic_link_state(const nic *n, char *buf, size_t len);
+
 #endif

@@ -503,6 +503,8 @@ static void handle_status(session *self, Mcefa__Response *resp, rpc_ctx *ctx)
         ni->ops = atomic_load(&n->ops);
         ni->errors = atomic_load(&n->errors);
         ni->max_wr = n->max_wr;
+        ni->link = rpc_alloc(ctx, 32);
+        nic_link_state(n, ni->link, 32);
         st->nics[i] = ni;
     }
     size_t np = 0;

@@ -106,9 +106,11 @@ static void print_nics(const Mcefa__DaemonStatus *d)
             jstr(n->provider);
             printf(",\"fabric\":");
             jstr(n->fabric);
-            printf(",\"numa_node\":%d,\"link\":\"up\",\"outstanding\":%" PRIu64 ",\"max_wr\":%" PRIu64
-                   ",\"bytes\":%" PRIu64 ",\"ops\":%" PRIu64 ",\"errors\":%" PRIu64 "}",
-                   n->numa_node, n->outstanding, n->max_wr, n->bytes, n->ops, n->errors);
+            printf(",\"numa_node\":%d,\"link\":", n->numa_node);
+            jstr(n->link);
+            printf(",\"outstanding\":%" PRIu64 ",\"max_wr\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"ops\":%" PRIu64
+                   ",\"errors\":%" PRIu64 "}",
+                   n->outstanding, n->max_wr, n->bytes, n->ops, n->errors);
         }
         printf("]\n");
         return;
@@ -117,14 +119,12 @@ static void print_nics(const Mcefa__DaemonStatus *d)
         printf("no NICs (provider '%s'): same-host transfers only\n", d->provider);
         return;
     }
-    printf("%-16s %-14s %-20s %4s %5s %11s %14s %10s %7s\n", "NIC", "provider", "fabric", "NUMA", "link",
+    printf("%-16s %-14s %-20s %4s %-8s %11s %14s %10s %7s\n", "NIC", "provider", "fabric", "NUMA", "link",
            "outstanding", "bytes", "ops", "errors");
     for (size_t i = 0; i < d->n_nics; i++) {
         const Mcefa__NicInfo *n = d->nics[i];
-        /* The context is open and its endpoint enabled, so the link the
-         * provider reported is usable. */
-        printf("%-16s %-14s %-20s %4d %5s %5" PRIu64 "/%-5" PRIu64 " %14" PRIu64 " %10" PRIu64 " %7" PRIu64 "\n",
-               n->name, n->provider, n->fabric, n->numa_node, "up", n->outstanding, n->max_wr, n->bytes, n->ops,
+        printf("%-16s %-14s %-20s %4d %-8s %5" PRIu64 "/%-5" PRIu64 " %14" PRIu64 " %10" PRIu64 " %7" PRIu64 "\n",
+               n->name, n->provider, n->fabric, n->numa_node, n->link, n->outstanding, n->max_wr, n->bytes, n->ops,
                n->errors);
     }
 }
