@@ -315,7 +315,7 @@ static int apply_hello(peer *p, const Mcefa__PeerHello *h, char *why, size_t why
                  p->epoch, h->epoch);
     forget_av(p);
     p->layout_gen++;
-    p->epoch = h->epoch;
+    p->epoch = 0; /* set once every entry is in: a half-applied hello is redone */
     snprintf(p->remote_hostname, sizeof(p->remote_hostname), "%s", h->hostname);
     p->nrnics = (unsigned)h->n_nics;
     for (unsigned j = 0; j < p->nrnics; j++) {
@@ -350,11 +350,13 @@ static int apply_hello(peer *p, const Mcefa__PeerHello *h, char *why, size_t why
         if (rc != (int)cnt) {
             snprintf(why, whylen, "NIC %s: inserting %u addresses of peer %s failed (%d)", nics[i]->name, cnt,
                      h->hostname, rc);
+            forget_av(p);
             return -EIO;
         }
         for (unsigned k = 0; k < cnt; k++)
             p->fiaddr[i][idx[k]] = out[k];
     }
+    p->epoch = h->epoch;
     log_info("peer %s (%s): epoch %016" PRIx64 ", %u NICs", p->host, p->address, p->epoch, p->nrnics);
     return 0;
 }
@@ -371,10 +373,24 @@ static void run_waiters(peer *p, int status, const char *why)
     }
 }
 
+/* Ends the peer's outgoing connection attempt c (NULL: still resolving)
+ * and answers everyone waiting. Anything that is not the current attempt
+ * (a stale one closed by its timer, say) changes nothing. */
+static void attempt_done(peer *p, peer_conn *c, int status, const char *why)
+{
+    if (!p->connecting || p->attempt != c)
+        return;
+    p->connecting = false;
+    p->attempt = NULL;
+    run_waiters(p, status, why);
+}
+
 static void on_hello_reply(peer_conn *c, void *arg, const Mcefa__PeerFrame *f)
 {
     (void)arg;
     peer *p = c->peer;
+    if (c->closing)
+        return; /* conn_close already ended the attempt */
     char why[300] = "";
     int rc = f->status;
     if (rc < 0)
@@ -384,18 +400,23 @@ static void on_hello_reply(peer_conn *c, void *arg, const Mcefa__PeerFrame *f)
         snprintf(why, sizeof(why), "peer %s answered the handshake without a hello", p->host);
     } else
         rc = apply_hello(p, f->hello, why, sizeof(why));
-    p->connecting = false;
     if (rc < 0) {
         snprintf(p->last_error, sizeof(p->last_error), "%s", why);
         log_warn("%s", why);
-        run_waiters(p, rc, why);
+        attempt_done(p, c, rc, why);
         conn_close(c, why);
         return;
     }
-    p->conn = c;
     c->connect_deadline_ms = 0;
+    if (p->conn && p->conn != c && !p->conn->closing) {
+        /* The peer connected to us meanwhile: one connection is enough. */
+        attempt_done(p, c, 0, NULL);
+        conn_close(c, "a connection to this peer is already up");
+        return;
+    }
+    p->conn = c;
     p->last_error[0] = 0;
-    run_waiters(p, 0, NULL);
+    attempt_done(p, c, 0, NULL);
 }
 
 /* ---- Serving a peer's requests ----------------------------------------- */
@@ -468,7 +489,6 @@ static void serve_hello(peer_conn *c, uint64_t seq, const Mcefa__PeerHello *h)
     c->connect_deadline_ms = 0;
     if (!p->conn) {
         p->conn = c; /* one connection serves both directions */
-        p->connecting = false;
         run_waiters(p, 0, NULL);
     }
     Mcefa__PeerHello mine;
@@ -553,10 +573,8 @@ static void conn_close(peer_conn *c, const char *why)
             snprintf(q->last_error, sizeof(q->last_error), "%s", why);
             log_warn("lost the connection to peer %s: %s", q->host, why);
         }
-    if (p && p->connecting && c->outgoing) {
-        p->connecting = false;
-        run_waiters(p, -ECONNREFUSED, why);
-    }
+    if (p)
+        attempt_done(p, c, -ECONNREFUSED, why);
     Mcefa__PeerFrame fail = MCEFA__PEER_FRAME__INIT;
     fail.reply = true;
     fail.status = -ECONNRESET;
@@ -673,18 +691,19 @@ typedef struct connect_req {
 
 static void connect_failed(peer *p, peer_conn *c, connect_req *r, int status, const char *what)
 {
+    if (c && c->closing) {
+        free(r); /* closed already (its timer): the attempt is over */
+        return;
+    }
     char why[400];
     snprintf(why, sizeof(why), "cannot reach the mcefad of host %s at %s (%s: %s); is it running, and is its "
              "peer_port reachable?",
              p->host, p->address, what, uv_strerror(status));
     snprintf(p->last_error, sizeof(p->last_error), "%s", why);
-    p->connecting = false;
-    if (c) {
-        c->peer = NULL;
+    attempt_done(p, c, -EHOSTUNREACH, why);
+    if (c)
         conn_close(c, why);
-    }
     free(r);
-    run_waiters(p, -EHOSTUNREACH, why);
 }
 
 static void on_connected(uv_connect_t *req, int status)
@@ -724,8 +743,14 @@ static void on_resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *res)
         return;
     }
     r->c = conn_new();
+    if (!r->c) {
+        uv_freeaddrinfo(res);
+        connect_failed(p, NULL, r, UV_ENOMEM, "connect");
+        return;
+    }
     r->c->peer = p;
     r->c->outgoing = true;
+    p->attempt = r->c;
     int rc = uv_tcp_connect(&r->req, &r->c->tcp, res->ai_addr, on_connected);
     uv_freeaddrinfo(res);
     if (rc < 0)
@@ -750,8 +775,13 @@ static void peer_when_up(peer *p, void (*fn)(void *, int, const char *), void *a
     p->waiters = w;
     if (p->connecting)
         return;
-    p->connecting = true;
     connect_req *r = calloc(1, sizeof(*r));
+    if (!r) {
+        run_waiters(p, -ENOMEM, "out of memory");
+        return;
+    }
+    p->connecting = true;
+    p->attempt = NULL; /* resolving */
     r->p = p;
     char host[300];
     snprintf(host, sizeof(host), "%s", p->address);
@@ -1019,8 +1049,16 @@ static void on_peer_connection(uv_stream_t *srv, int status)
     if (status < 0)
         return;
     peer_conn *c = conn_new();
-    if (!c)
+    if (!c) {
+        /* Accept and drop it, or libuv would stop watching the listener. */
+        uv_tcp_t *t = malloc(sizeof(*t));
+        if (t) {
+            uv_tcp_init(mcefad.loop, t);
+            uv_accept(srv, (uv_stream_t *)t);
+            uv_close((uv_handle_t *)t, (uv_close_cb)free);
+        }
         return;
+    }
     if (uv_accept(srv, (uv_stream_t *)&c->tcp) < 0) {
         c->closing = true;
         conn_close_handles(c);

@@ -28,7 +28,8 @@ typedef struct peer {
     char host[256];    /* as named in segment names */
     char address[300]; /* what we connect to, "ip:port" */
     peer_conn *conn;   /* NULL while down */
-    bool connecting;
+    bool connecting;   /* an outgoing attempt is under way */
+    peer_conn *attempt; /* that attempt's connection (NULL while resolving) */
     uint64_t epoch;    /* 0 until the first handshake */
     char remote_hostname[256];
     /* Moves when the connection is lost or the peer restarts: queued work

@@ -63,22 +63,40 @@ int topo_load_hwloc_xml(const char *file, topo *t)
     FILE *f = fopen(file, "r");
     if (!f)
         return -errno;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *x = malloc((size_t)len + 1);
-    if (!x || fread(x, 1, (size_t)len, f) != (size_t)len) {
-        fclose(f);
-        free(x);
-        return -EIO;
+    /* Read to the end, in chunks: the file may be a pipe (<(lstopo ...)). */
+    size_t len = 0, cap = 1 << 16;
+    char *x = malloc(cap);
+    for (size_t got; x && (got = fread(x + len, 1, cap - len - 1, f)) > 0;) {
+        len += got;
+        if (cap - len - 1 == 0) {
+            if (cap >= (64u << 20)) {
+                free(x);
+                x = NULL; /* no topology is this large */
+                break;
+            }
+            char *nx = realloc(x, cap * 2);
+            if (!nx) {
+                free(x);
+                x = NULL;
+                break;
+            }
+            x = nx;
+            cap *= 2;
+        }
     }
     fclose(f);
+    if (!x)
+        return -EFBIG;
     x[len] = 0;
 
     frame st[64];
     int sp = 0;
     int numa[256], ncont = 0;
     int *dev_cont = calloc(4096, sizeof(int)); /* device -> container */
+    if (!dev_cont) {
+        free(x);
+        return -ENOMEM;
+    }
     char path[TOPO_DEPTH][32];
     int depth = 0;
     int rc = 0;
@@ -117,9 +135,12 @@ int topo_load_hwloc_xml(const char *file, topo *t)
                     attr(p, tl, "bridge_pci", r, sizeof(r));
                     snprintf(b, sizeof(b), "host%s", r);
                 }
-                if (depth < TOPO_DEPTH)
-                    snprintf(path[depth], sizeof(path[depth]), "%s", b);
-                depth++;
+                /* A bridge with nothing below it changes no path. */
+                if (!selfclose) {
+                    if (depth < TOPO_DEPTH)
+                        snprintf(path[depth], sizeof(path[depth]), "%s", b);
+                    depth++;
+                }
             } else if (!strcmp(fr.type, "PCIDev")) {
                 char ty[64] = "", bus[16] = "";
                 attr(p, tl, "pci_type", ty, sizeof(ty));

@@ -405,6 +405,19 @@ START_TEST(silent_peer_times_out)
     ck_assert_msg(strstr(mcefa_last_error(), "request_timeout_ms") != NULL, "got: %s", mcefa_last_error());
     double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     ck_assert_msg(s < 15, "took %.1f s", s);
+    /* Two clients retrying at once: each gets its answer, none hangs. */
+    pid_t kid = fork();
+    if (kid == 0) {
+        mcefa_client *k;
+        mcefa_segment ks;
+        if (mcefa_connect(A.sock, "patient-2", &k) < 0)
+            _exit(1);
+        _exit(mcefa_segment_open(k, "hostz:15000", &ks) < 0 ? 0 : 2);
+    }
+    ck_assert_int_lt(mcefa_segment_open(c, "hostz:15000", &seg), 0);
+    int st_kid;
+    ck_assert_int_eq(waitpid(kid, &st_kid, 0), kid);
+    ck_assert(WIFEXITED(st_kid) && WEXITSTATUS(st_kid) == 0);
     /* The daemon and this connection go on serving. */
     mcefa_daemon_status st;
     ck_assert_int_eq(mcefa_status(c, &st), 0);
