@@ -1,6 +1,7 @@
 #include "metrics.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -48,6 +49,26 @@ static void label(FILE *o, const char *v)
 
 #define HELP(name, type, text) fprintf(o, "# HELP " name " " text "\n# TYPE " name " " type "\n")
 
+/* One metric family with a value per NIC: an atomic counter at `off`. */
+static void nic_family(FILE *o, const char *name, const char *type, const char *help, size_t off)
+{
+    fprintf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    for (unsigned i = 0; i < nnics; i++)
+        fprintf(o, "%s{nic=\"%s\"} %llu\n", name, nics[i]->name,
+                (unsigned long long)atomic_load((_Atomic uint64_t *)((char *)nics[i] + off)));
+}
+
+/* Likewise per peer host (counters). */
+static void peer_family(FILE *o, const char *name, const char *help, size_t off)
+{
+    fprintf(o, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    for (peer *p = peers; p; p = p->next) {
+        fprintf(o, "%s{peer=\"", name);
+        label(o, p->host);
+        fprintf(o, "\"} %llu\n", (unsigned long long)atomic_load((_Atomic uint64_t *)((char *)p + off)));
+    }
+}
+
 void metrics_render(FILE *o)
 {
     HELP("mcefad_info", "gauge", "Daemon identity (value 1).");
@@ -91,22 +112,12 @@ void metrics_render(FILE *o)
     HELP("mcefad_protocol_errors_total", "counter", "Malformed or unknown messages from clients and peers.");
     fprintf(o, "mcefad_protocol_errors_total %llu\n", (unsigned long long)atomic_load(&mcefad.protocol_errors));
 
-    HELP("mcefad_nic_bytes_total", "counter", "Bytes moved by RMA operations per NIC.");
-    for (unsigned i = 0; i < nnics; i++)
-        fprintf(o, "mcefad_nic_bytes_total{nic=\"%s\"} %llu\n", nics[i]->name,
-                (unsigned long long)atomic_load(&nics[i]->bytes));
-    HELP("mcefad_nic_ops_total", "counter", "Completed RMA operations per NIC.");
-    for (unsigned i = 0; i < nnics; i++)
-        fprintf(o, "mcefad_nic_ops_total{nic=\"%s\"} %llu\n", nics[i]->name,
-                (unsigned long long)atomic_load(&nics[i]->ops));
-    HELP("mcefad_nic_errors_total", "counter", "Failed RMA operations per NIC.");
-    for (unsigned i = 0; i < nnics; i++)
-        fprintf(o, "mcefad_nic_errors_total{nic=\"%s\"} %llu\n", nics[i]->name,
-                (unsigned long long)atomic_load(&nics[i]->errors));
-    HELP("mcefad_nic_outstanding", "gauge", "Work requests posted and not completed per NIC.");
-    for (unsigned i = 0; i < nnics; i++)
-        fprintf(o, "mcefad_nic_outstanding{nic=\"%s\"} %llu\n", nics[i]->name,
-                (unsigned long long)atomic_load(&nics[i]->outstanding));
+    nic_family(o, "mcefad_nic_bytes_total", "counter", "Bytes moved by RMA operations per NIC.",
+               offsetof(nic, bytes));
+    nic_family(o, "mcefad_nic_ops_total", "counter", "Completed RMA operations per NIC.", offsetof(nic, ops));
+    nic_family(o, "mcefad_nic_errors_total", "counter", "Failed RMA operations per NIC.", offsetof(nic, errors));
+    nic_family(o, "mcefad_nic_outstanding", "gauge", "Work requests posted and not completed per NIC.",
+               offsetof(nic, outstanding));
     HELP("mcefad_nic_max_wr", "gauge", "Cap on outstanding work requests per NIC.");
     for (unsigned i = 0; i < nnics; i++)
         fprintf(o, "mcefad_nic_max_wr{nic=\"%s\"} %llu\n", nics[i]->name, (unsigned long long)nics[i]->max_wr);
@@ -117,24 +128,9 @@ void metrics_render(FILE *o)
         label(o, p->host);
         fprintf(o, "\"} %d\n", p->conn != NULL);
     }
-    HELP("mcefad_peer_bytes_total", "counter", "Bytes moved to and from each peer host.");
-    for (peer *p = peers; p; p = p->next) {
-        fprintf(o, "mcefad_peer_bytes_total{peer=\"");
-        label(o, p->host);
-        fprintf(o, "\"} %llu\n", (unsigned long long)atomic_load(&p->bytes));
-    }
-    HELP("mcefad_peer_ops_total", "counter", "RMA operations finished per peer host.");
-    for (peer *p = peers; p; p = p->next) {
-        fprintf(o, "mcefad_peer_ops_total{peer=\"");
-        label(o, p->host);
-        fprintf(o, "\"} %llu\n", (unsigned long long)atomic_load(&p->ops));
-    }
-    HELP("mcefad_peer_errors_total", "counter", "Failed RMA operations per peer host.");
-    for (peer *p = peers; p; p = p->next) {
-        fprintf(o, "mcefad_peer_errors_total{peer=\"");
-        label(o, p->host);
-        fprintf(o, "\"} %llu\n", (unsigned long long)atomic_load(&p->errors));
-    }
+    peer_family(o, "mcefad_peer_bytes_total", "Bytes moved to and from each peer host.", offsetof(peer, bytes));
+    peer_family(o, "mcefad_peer_ops_total", "RMA operations finished per peer host.", offsetof(peer, ops));
+    peer_family(o, "mcefad_peer_errors_total", "Failed RMA operations per peer host.", offsetof(peer, errors));
 
     HELP("mcefad_transfer_latency_seconds", "histogram", "Time from submission to completion of a transfer.");
     uint64_t cum = 0;
