@@ -40,7 +40,7 @@ CFLAGS ?= $(OPT) -g
 # Error texts are cut to their buffers on purpose (snprintf), so truncation
 # warnings are noise.
 CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-format-truncation -fPIC $(SANFLAGS)
-CPPFLAGS += -I. -I$(B)/proto -Iproto -Iclient/include
+CPPFLAGS += -I. -I$(B)/proto -Iproto -Iclient/include -DMCEFA_VERSION='"$(VERSION)"'
 LDFLAGS += $(SANFLAGS)
 
 UV_LIBS := $(shell $(PKG_CONFIG) --libs libuv 2>/dev/null || echo -luv)

@@ -1,11 +1,14 @@
 #include "config.h"
 
+#include "wire.h"
+
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
 
 enum setting_type { T_STR, T_UINT, T_BOOL };
 
@@ -142,7 +145,8 @@ static int load_file(mcefad_config *cfg, const char *path)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: mcefad [--config=PATH] [--check-config] [--print-topology[=HWLOC_XML]] [--NAME=VALUE ...]\n\n"
+    fprintf(out, "usage: mcefad [--version] [--config=PATH] [--check-config] [--print-topology[=HWLOC_XML]]\n"
+                 "              [--NAME=VALUE ...]\n\n"
                  "Per-host transfer daemon. Settings (flag, environment, default):\n");
     for (size_t i = 0; i < NSETTINGS; i++) {
         const setting *s = &settings[i];
@@ -216,6 +220,10 @@ int config_load(mcefad_config *cfg, int argc, char **argv)
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
+            return 1;
+        }
+        if (!strcmp(a, "--version")) {
+            printf("mcefad %s (protocol %u)\n", MCEFA_VERSION, MCEFA_PROTOCOL_VERSION);
             return 1;
         }
         if (!strcmp(a, "--print-config-reference")) {

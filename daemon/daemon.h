@@ -15,7 +15,7 @@
 #include "region.h"
 #include "wire.h"
 
-#define MCEFAD_VERSION "0.1.0"
+#define MCEFAD_VERSION MCEFA_VERSION /* VERSION in the Makefile */
 #define LAT_BUCKETS 14
 
 struct session;

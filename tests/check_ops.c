@@ -294,6 +294,8 @@ START_TEST(config_check_and_unit_file)
 {
     char out[8192];
     const char *b = build_dir();
+    ck_assert_int_eq(run(out, sizeof(out), "%s/mcefad --version", b), 0);
+    ck_assert_ptr_nonnull(strstr(out, "mcefad 0.1.0"));
     ck_assert_int_eq(run(out, sizeof(out), "%s/mcefad --check-config --copy_threads=3 2>&1", b), 0);
     ck_assert_ptr_nonnull(strstr(out, "configuration OK"));
     ck_assert_int_eq(run(out, sizeof(out), "%s/mcefad --check-config --copy_threads=0 2>&1", b), 2);

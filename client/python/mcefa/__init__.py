@@ -7,6 +7,8 @@ the daemon does the networking.
 """
 import os as _os
 
+__version__ = "0.1.0"
+
 from ._mcefa import Batch, Client, Error, READ, WRITE, PENDING, COMPLETED, FAILED, read_bytes, write_bytes
 from .engine import TransferEngine, TransferNotify, TransferOpcode
 
