@@ -24,7 +24,7 @@ static void start_b(void)
 
 static void setup(void)
 {
-    port_a = 20000 + (getpid() % 10000) * 3;
+    port_a = free_ports(3);
     port_b = port_a + 1;
     port_z = port_a + 2; /* "hostz": a listener that never answers */
     char port[64], map[160];

@@ -17,7 +17,7 @@ static int notify_fd = -1;
 
 static void setup(void)
 {
-    metrics_port = 30000 + getpid() % 20000;
+    metrics_port = free_ports(1);
     /* A datagram socket standing in for systemd's notify socket. */
     snprintf(notify_path, sizeof(notify_path), "/tmp/mcefa-notify-%d", getpid());
     unlink(notify_path);

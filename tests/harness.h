@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -28,6 +29,27 @@ typedef struct test_daemon {
     char sock[96];
     char log[96];
 } test_daemon;
+
+/* `count` consecutive TCP ports that are free now, below the ephemeral
+ * range (so no outgoing connection can be holding one meanwhile). */
+static inline int free_ports(int count)
+{
+    for (int attempt = 0; attempt < 200; attempt++) {
+        int base = 10000 + (int)((getpid() * 7919u + (unsigned)attempt * 104729u) % 20000u);
+        int ok = 1;
+        for (int k = 0; k < count && ok; k++) {
+            int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(base + k))};
+            ok = fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+            if (fd >= 0)
+                close(fd);
+        }
+        if (ok)
+            return base;
+    }
+    ck_abort_msg("no free TCP ports for the test daemons");
+    return -1;
+}
 
 static inline const char *build_dir(void)
 {

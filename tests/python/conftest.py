@@ -15,6 +15,21 @@ BUILD = os.path.abspath(BUILD)
 sys.path.insert(0, os.path.join(BUILD, "python"))
 
 
+def free_ports(count):
+    """`count` consecutive TCP ports free now, below the ephemeral range."""
+    import socket
+    for _ in range(200):
+        base = random.randrange(10000, 30000 - count)
+        try:
+            for k in range(count):
+                with socket.socket() as s:
+                    s.bind(("0.0.0.0", base + k))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free TCP ports for the test daemons")
+
+
 class Daemon:
     def __init__(self, *flags, name="d"):
         self.dir = tempfile.mkdtemp(prefix="mcefa-py-")
@@ -59,7 +74,7 @@ def daemon_pair():
     """Two daemons reaching each other through libfabric (tcp;ofi_rxm on lo)."""
     if subprocess.call(["fi_info", "-p", "tcp;ofi_rxm"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
         pytest.skip("libfabric's tcp;ofi_rxm provider is not available here")
-    pa = 22000 + random.randrange(0, 8000) * 2
+    pa = free_ports(2)
     pb = pa + 1
     common = ["--provider=tcp;ofi_rxm", "--nics=lo", "--request_timeout_ms=5000"]
     a = Daemon(*common, "--hostname=hosta", "--peer_port=%d" % pa, "--peer_hosts=hostb=127.0.0.1:%d" % pb)
