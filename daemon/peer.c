@@ -56,7 +56,11 @@ static uv_tcp_t listener;
 static bool listening;
 static bool stopping;
 static peer_conn *all_conns;
+static unsigned nconns;
 static unsigned npeers;
+/* Connections that have not said hello hold up to two frames of buffer:
+ * bound how many anyone can open. */
+#define PEER_CONNS_MAX 1024
 /* Anyone who reaches peer_port can announce a host: bound the table. */
 #define PEERS_MAX 4096
 
@@ -543,6 +547,7 @@ static void on_conn_closed(uv_handle_t *h)
     peer_conn *c = h->data;
     if (--c->open_handles)
         return;
+    nconns--;
     if (c->lprev)
         c->lprev->lnext = c->lnext;
     else
@@ -679,6 +684,7 @@ static peer_conn *conn_new(void)
     if (all_conns)
         all_conns->lprev = c;
     all_conns = c;
+    nconns++;
     return c;
 }
 
@@ -687,7 +693,24 @@ typedef struct connect_req {
     uv_getaddrinfo_t gai;
     peer_conn *c;
     peer *p;
+    bool resolving;
+    struct connect_req *next, *prev; /* resolving ones, cancelled at stop */
 } connect_req;
+
+static connect_req *resolving;
+
+static void resolving_del(connect_req *r)
+{
+    if (!r->resolving)
+        return;
+    r->resolving = false;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        resolving = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+}
 
 static void connect_failed(peer *p, peer_conn *c, connect_req *r, int status, const char *what)
 {
@@ -732,6 +755,7 @@ static void on_resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *res)
 {
     connect_req *r = (connect_req *)((char *)gai - offsetof(connect_req, gai));
     peer *p = r->p;
+    resolving_del(r);
     if (stopping) {
         if (res)
             uv_freeaddrinfo(res);
@@ -793,8 +817,15 @@ static void peer_when_up(peer *p, void (*fn)(void *, int, const char *), void *a
     }
     struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM};
     int rc = uv_getaddrinfo(mcefad.loop, &r->gai, on_resolved, host, port, &hints);
-    if (rc < 0)
+    if (rc < 0) {
         connect_failed(p, NULL, r, rc, "name lookup");
+        return;
+    }
+    r->resolving = true;
+    r->next = resolving;
+    if (resolving)
+        resolving->prev = r;
+    resolving = r;
 }
 
 /* ---- Segment descriptors ------------------------------------------------ */
@@ -1048,8 +1079,9 @@ static void on_peer_connection(uv_stream_t *srv, int status)
 {
     if (status < 0)
         return;
-    peer_conn *c = conn_new();
+    peer_conn *c = nconns < PEER_CONNS_MAX ? conn_new() : NULL;
     if (!c) {
+        log_warn("refusing a peer connection: %u open already (or out of memory)", nconns);
         /* Accept and drop it, or libuv would stop watching the listener. */
         uv_tcp_t *t = malloc(sizeof(*t));
         if (t) {
@@ -1094,6 +1126,10 @@ int peer_start(void)
 void peer_stop(void)
 {
     stopping = true;
+    /* A slow resolver must not hold up the exit: on_resolved then runs
+     * with UV_ECANCELED. */
+    for (connect_req *r = resolving; r; r = r->next)
+        uv_cancel((uv_req_t *)&r->gai);
     if (listening) {
         uv_close((uv_handle_t *)&listener, NULL);
         listening = false;
