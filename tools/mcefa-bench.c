@@ -245,19 +245,28 @@ static void fail(const char *what, int rc)
     exit(1);
 }
 
-static int run_target(void)
+/* Connects and allocates, zero-fills (--init_mem) and registers the
+ * --buffer_size buffer; exits with the reason on failure. */
+static mcefa_client *connect_with_buffer(const char *name, void **buf)
 {
     mcefa_client *c;
-    void *buf;
     int rc;
-    if ((rc = mcefa_connect(opt.socket, "mcefa-bench-target", &c)) < 0)
+    if ((rc = mcefa_connect(opt.socket, name, &c)) < 0)
         fail("connect", rc);
-    if ((rc = mcefa_alloc(c, opt.buffer_size, opt.numa_node, 0, &buf)) < 0)
+    if ((rc = mcefa_alloc(c, opt.buffer_size, opt.numa_node, 0, buf)) < 0)
         fail("alloc", rc);
     if (opt.init_mem)
-        memset(buf, 0, opt.buffer_size);
-    if ((rc = mcefa_register(c, buf, opt.buffer_size)) < 0)
+        memset(*buf, 0, opt.buffer_size);
+    if ((rc = mcefa_register(c, *buf, opt.buffer_size)) < 0)
         fail("register", rc);
+    return c;
+}
+
+static int run_target(void)
+{
+    void *buf;
+    int rc;
+    mcefa_client *c = connect_with_buffer("mcefa-bench-target", &buf);
     char name[300];
     if ((rc = mcefa_segment_export(c, opt.segment_name, name, sizeof(name))) < 0)
         fail("export segment", rc);
@@ -415,17 +424,9 @@ static int run_initiator(void)
                 opt.buffer_size, need);
         opt.buffer_size = need;
     }
-    mcefa_client *c;
-    int rc;
     void *buf;
-    if ((rc = mcefa_connect(opt.socket, "mcefa-bench-initiator", &c)) < 0)
-        fail("connect", rc);
-    if ((rc = mcefa_alloc(c, opt.buffer_size, opt.numa_node, 0, &buf)) < 0)
-        fail("alloc", rc);
-    if (opt.init_mem)
-        memset(buf, 0, opt.buffer_size);
-    if ((rc = mcefa_register(c, buf, opt.buffer_size)) < 0)
-        fail("register", rc);
+    int rc;
+    mcefa_client *c = connect_with_buffer("mcefa-bench-initiator", &buf);
     mcefa_segment seg;
     if ((rc = mcefa_segment_open(c, opt.segment_id, &seg)) < 0)
         fail("open segment", rc);
