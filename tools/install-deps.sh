@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages that building and testing mcefa need.
 # Runs apt only when something is missing; uses sudo when not root.
-# (libefa, the EFA verbs provider, ships in ibverbs-providers.)
+# (libefa, the EFA verbs provider, ships in ibverbs-providers; the sanitizer
+# runtimes come with gcc; python3-venv for the offline pip-install test,
+# util-linux for setpriv, systemd for systemd-analyze verify.)
 set -euo pipefail
 
 packages=(
@@ -11,8 +13,8 @@ packages=(
     libprotobuf-c-dev protobuf-c-compiler
     libnuma-dev
     check
-    python3 python3-dev python3-pytest python3-setuptools
-    iproute2 procps
+    python3 python3-dev python3-pytest python3-setuptools python3-venv
+    iproute2 procps util-linux systemd
 )
 
 missing=()
