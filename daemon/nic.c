@@ -162,6 +162,8 @@ static int nic_open(nic *n, struct fi_info *fi)
         cq_attr.wait_obj = FI_WAIT_NONE;
         CHECK(fi_cq_open(n->domain, &cq_attr, &n->cq, NULL), "fi_cq_open");
     }
+    if (cq_attr.wait_obj == FI_WAIT_NONE || fi_control(&n->cq->fid, FI_GETWAIT, &n->cq_fd) != 0)
+        n->cq_fd = -1;
     CHECK(fi_endpoint(n->domain, n->info, &n->ep, NULL), "fi_endpoint");
     CHECK(fi_ep_bind(n->ep, &n->av->fid, 0), "fi_ep_bind(av)");
     CHECK(fi_ep_bind(n->ep, &n->cq->fid, FI_TRANSMIT | FI_RECV), "fi_ep_bind(cq)");
@@ -448,9 +450,8 @@ static void *worker_main(void *arg)
         struct fid *fids[NIC_MAX];
         bool can_block = true;
         for (unsigned k = 0; k < w->nnics; k++) {
-            int fd;
-            if (fi_control(&w->nics[k]->cq->fid, FI_GETWAIT, &fd) == 0 && fd >= 0)
-                pfd[np++] = (struct pollfd){.fd = fd, .events = POLLIN};
+            if (w->nics[k]->cq_fd >= 0)
+                pfd[np++] = (struct pollfd){.fd = w->nics[k]->cq_fd, .events = POLLIN};
             else
                 can_block = false;
             fids[k] = &w->nics[k]->cq->fid;

@@ -27,6 +27,7 @@ typedef struct nic {
     struct fid_domain *domain;
     struct fid_av *av;
     struct fid_cq *cq;
+    int cq_fd; /* the CQ's wait fd, -1 if the provider has none */
     struct fid_ep *ep;
     int mr_mode;
     bool delivery_complete; /* writes complete only once the data is at the target */

@@ -339,12 +339,23 @@ static void on_remote_open(void *arg, peer *p, int status, const char *why, cons
     answer(d, &resp, &ctx);
 }
 
+/* Where a segment name points: true for this host, with *e the local
+ * segment (or NULL when nobody here exports it); false for another host. */
+static bool resolve_local(const char *name, segment_entry **e)
+{
+    *e = segment_lookup(name);
+    if (*e)
+        return true;
+    if (!peer_is_local_name(name))
+        return false;
+    *e = segment_find(name);
+    return true;
+}
+
 static void handle_open(session *s, uint64_t seq, const Mcefa__OpenSegment *m, Mcefa__Response *resp, rpc_ctx *ctx)
 {
-    segment_entry *e = segment_lookup(m->name);
-    if (!e && peer_is_local_name(m->name))
-        e = segment_find(m->name);
-    if (!e && !peer_is_local_name(m->name)) {
+    segment_entry *e;
+    if (!resolve_local(m->name, &e)) {
         peer *p;
         deferred *d = defer_to_peer(s, seq, m->name, "opening segment", ctx, resp, &p);
         if (d)
@@ -403,10 +414,8 @@ static void on_warm_segment(void *arg, peer *p, int status, const char *why, con
 static void handle_warmup(session *s, uint64_t seq, const Mcefa__WarmupSegment *m, Mcefa__Response *resp,
                           rpc_ctx *ctx)
 {
-    segment_entry *e = segment_lookup(m->name);
-    if (!e && peer_is_local_name(m->name))
-        e = segment_find(m->name);
-    if (e || peer_is_local_name(m->name)) {
+    segment_entry *e;
+    if (resolve_local(m->name, &e)) {
         if (!e) {
             rpc_fail(ctx, resp, -ENOENT, "warmup: segment '%s' not found: no client on this host exports it", m->name);
             return;

@@ -313,18 +313,22 @@ static uint32_t plan_remote(session *s, batch *b, uint32_t idx, const Mcefa__Tra
     return count;
 }
 
-/* Checks [addr, addr+len) against a table; fills why on failure. */
-static region *check_range(const region_table *t, uint64_t addr, uint64_t len, const char *whose, uint32_t i,
+/* Checks [addr, addr+len) against a table: the client's own (segname
+ * NULL) or a segment's. The names go into the text only on failure. */
+static region *check_range(const region_table *t, uint64_t addr, uint64_t len, const char *segname, uint32_t i,
                            rpc_ctx *ctx, Mcefa__Response *resp)
 {
+    region *r = addr + len < addr ? NULL : region_table_find(t, addr, len);
+    if (r)
+        return r;
+    char whose[300] = "local";
+    if (segname)
+        snprintf(whose, sizeof(whose), "segment '%s'", segname);
     if (addr + len < addr) {
         rpc_fail(ctx, resp, -EOVERFLOW, "transfer %u: %s range 0x%" PRIx64 " + %" PRIu64 " wraps around", i, whose,
                  addr, len);
         return NULL;
     }
-    region *r = region_table_find(t, addr, len);
-    if (r)
-        return r;
     region *near = region_table_find_addr(t, addr);
     if (near)
         rpc_fail(ctx, resp, -EFAULT,
@@ -334,8 +338,7 @@ static region *check_range(const region_table *t, uint64_t addr, uint64_t len, c
     else
         rpc_fail(ctx, resp, -EFAULT, "transfer %u: %s address 0x%" PRIx64 " is not inside any registered region (%s)",
                  i, whose, addr,
-                 strcmp(whose, "local") ? "check the address the segment's owner advertised"
-                                        : "register the memory first");
+                 segname ? "check the address the segment's owner advertised" : "register the memory first");
     return NULL;
 }
 
@@ -362,6 +365,7 @@ void xfer_submit(session *s, const Mcefa__SubmitBatch *m, Mcefa__Response *resp,
     region **lr = rpc_alloc(ctx, n * sizeof(*lr));
     region **rr = rpc_alloc(ctx, n * sizeof(*rr));
     remote_region **rreg = rpc_alloc(ctx, n * sizeof(*rreg));
+    remote_segment **rseg = rpc_alloc(ctx, n * sizeof(*rseg));
     uint64_t chunk = mcefad.cfg.copy_chunk_bytes ? mcefad.cfg.copy_chunk_bytes : UINT64_MAX;
     for (size_t i = 0; i < n; i++) {
         const Mcefa__Transfer *t = m->transfers[i];
@@ -377,7 +381,7 @@ void xfer_submit(session *s, const Mcefa__SubmitBatch *m, Mcefa__Response *resp,
             return;
         }
         if (o->remote) {
-            remote_segment *rs = o->remote;
+            remote_segment *rs = rseg[i] = o->remote;
             peer *p = rs->peer;
             if (!p->conn) {
                 rpc_fail(ctx, resp, -ENOTCONN,
@@ -392,7 +396,7 @@ void xfer_submit(session *s, const Mcefa__SubmitBatch *m, Mcefa__Response *resp,
                          p->host, rs->name);
                 return;
             }
-            if (!(lr[i] = check_range(&s->regions, t->local_addr, t->length, "local", (uint32_t)i, ctx, resp)))
+            if (!(lr[i] = check_range(&s->regions, t->local_addr, t->length, NULL, (uint32_t)i, ctx, resp)))
                 return;
             if (t->remote_addr + t->length < t->remote_addr || !(rreg[i] = remote_find(rs, t->remote_addr, t->length))) {
                 rpc_fail(ctx, resp, -EFAULT,
@@ -413,11 +417,9 @@ void xfer_submit(session *s, const Mcefa__SubmitBatch *m, Mcefa__Response *resp,
                      i, o->seg->name);
             return;
         }
-        if (!(lr[i] = check_range(&s->regions, t->local_addr, t->length, "local", (uint32_t)i, ctx, resp)))
+        if (!(lr[i] = check_range(&s->regions, t->local_addr, t->length, NULL, (uint32_t)i, ctx, resp)))
             return;
-        char whose[300];
-        snprintf(whose, sizeof(whose), "segment '%s'", o->seg->name);
-        if (!(rr[i] = check_range(&o->seg->owner->regions, t->remote_addr, t->length, whose, (uint32_t)i, ctx,
+        if (!(rr[i] = check_range(&o->seg->owner->regions, t->remote_addr, t->length, o->seg->name, (uint32_t)i, ctx,
                                   resp)))
             return;
     }
@@ -442,7 +444,7 @@ void xfer_submit(session *s, const Mcefa__SubmitBatch *m, Mcefa__Response *resp,
             continue;
         }
         if (rreg[i]) {
-            remote_segment *rs = segment_open_find(s, t->segment)->remote;
+            remote_segment *rs = rseg[i];
             unsigned use[NIC_MAX], nuse = usable_nics(lr[i], rs->peer, use);
             uint32_t pieces = 0;
             if (nuse) {
