@@ -11,7 +11,8 @@
 
 #include "mcefa.pb-c.h"
 
-#define MCEFA_PROTOCOL_VERSION 1u
+/* 2: replies may come out of order (matched by seq); FreeBatch.when_done. */
+#define MCEFA_PROTOCOL_VERSION 2u
 #define WIRE_HDR_LEN 4u
 /* Default largest frame either side accepts; a batch of 65536 transfers
  * packs to about 3 MiB. */
