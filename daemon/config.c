@@ -10,6 +10,8 @@
 #include <strings.h>
 
 
+mcefad_config config;
+
 enum setting_type { T_STR, T_UINT, T_BOOL };
 
 typedef struct setting {

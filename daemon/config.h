@@ -78,6 +78,10 @@ typedef struct mcefad_config {
 int config_load(mcefad_config *cfg, int argc, char **argv);
 void config_free(mcefad_config *cfg);
 
+/* The settings this daemon runs with: loaded by main before anything
+ * starts, read-only afterwards (any thread may read it). */
+extern mcefad_config config;
+
 /* Writes the reference of every setting as Markdown. */
 void config_print_reference(FILE *out);
 

@@ -1,53 +1,43 @@
-/* mcefad: configuration, start-up order, signals, shutdown. */
+/* mcefad's composition root: loads the settings, starts the layers
+ * bottom-up, runs the loop, stops them top-down. Nothing else lives here. */
 #include <errno.h>
 #include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "daemon.h"
-#include "local.h"
+#include "config.h"
+#include "copypool.h"
+#include "defer.h"
+#include "ident.h"
 #include "log.h"
 #include "metrics.h"
-#include "notify.h"
 #include "nic.h"
-#include "peer.h"
+#include "nic_worker.h"
+#include "notify.h"
+#include "peer_desc.h"
+#include "peer_hello.h"
+#include "peer_link.h"
+#include "peer_table.h"
+#include "resolve.h"
+#include "rpc.h"
+#include "segment.h"
+#include "server.h"
+#include "session.h"
 #include "topo.h"
+#include "warmup.h"
+#include "xfer.h"
 
-daemon_ctx mcefad;
-
-const uint64_t lat_bounds_us[LAT_BUCKETS] = {50,    100,    250,    500,    1000,    2500,    5000,
-                                             10000, 25000, 50000, 100000, 250000, 1000000, 10000000};
-
-void daemon_record_latency(uint64_t us)
-{
-    unsigned i = 0;
-    while (i < LAT_BUCKETS && us > lat_bounds_us[i])
-        i++;
-    atomic_fetch_add_explicit(&mcefad.lat_buckets[i], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&mcefad.lat_sum_us, us, memory_order_relaxed);
-}
-
-uint64_t daemon_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-uint64_t daemon_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
+/* Connections that have not said hello hold up to two frames of buffer:
+ * bound how many anyone can open. */
+#define PEER_CONNS_MAX 1024
+/* Anyone who reaches peer_port can announce a host: bound the table. */
+#define PEERS_MAX 4096
 
 /* Values the parser cannot judge alone. */
-static int config_validate(const mcefad_config *c)
+static int validate(const mcefad_config *c)
 {
     int bad = 0;
 #define BAD(...)                                   \
@@ -95,19 +85,19 @@ static int print_topology(const char *xml)
     int rc = *xml ? topo_load_hwloc_xml(xml, &t) : topo_load_sysfs("/sys", &t);
     if (rc < 0) {
         fprintf(stderr, "mcefad: cannot read the topology from %s: %s\n", *xml ? xml : "/sys", strerror(-rc));
-        config_free(&mcefad.cfg);
+        config_free(&config);
         return 2;
     }
     /* Only the NICs this configuration would use. */
-    if (*mcefad.cfg.nics) {
+    if (*config.nics) {
         const char *names[64];
-        char *dup = strdup(mcefad.cfg.nics), *save = NULL;
+        char *dup = strdup(config.nics), *save = NULL;
         int n = 0;
         for (char *tok = strtok_r(dup, ",", &save); tok && n < 64; tok = strtok_r(NULL, ",", &save))
             names[n++] = tok;
         topo_keep_nics(&t, names, n);
         free(dup);
-    } else if (!strcmp(mcefad.cfg.provider, "efa")) {
+    } else if (!strcmp(config.provider, "efa")) {
         const char *efa = "rdmap";
         topo_keep_nics(&t, &efa, 1);
     }
@@ -126,7 +116,7 @@ static int print_topology(const char *xml)
         printf("\n");
     }
     topo_free(&t);
-    config_free(&mcefad.cfg);
+    config_free(&config);
     return 0;
 }
 
@@ -137,7 +127,7 @@ static void on_signal(uv_signal_t *h, int signum)
     log_info("%s received: shutting down", strsignal(signum));
     notify_send("STOPPING=1");
     server_stop();
-    peer_stop();
+    peer_link_stop();
     metrics_stop();
     uv_signal_stop(&sig_int);
     uv_signal_stop(&sig_term);
@@ -146,79 +136,92 @@ static void on_signal(uv_signal_t *h, int signum)
     (void)h;
 }
 
+/* The layers that work on the loop, bottom-up. */
+static int start_loop_layers(uv_loop_t *loop)
+{
+    struct group *g = *config.admin_group ? getgrnam(config.admin_group) : NULL;
+    defer_init(loop);
+    session_init(g ? (int)g->gr_gid : -1);
+    segment_init(ident_hostname(), config.segment_port_base);
+    xfer_init(config.copy_chunk_bytes, config.stripe_threshold, config.request_timeout_ms);
+    rpc_memory_init(loop);
+    peer_table_init(nic_count(), PEERS_MAX);
+    resolve_init(loop, config.peer_hosts, (unsigned)config.peer_port);
+    peer_table_set_resolver(resolve_address);
+    peer_hello_init(config.provider);
+    peer_desc_init();
+    warmup_init(loop, config.request_timeout_ms);
+    int rc;
+    if (nic_count() &&
+        (rc = peer_link_start(loop, config.peer_listen, (unsigned)config.peer_port, PEER_CONNS_MAX)) < 0)
+        return rc;
+    if ((rc = metrics_start(loop, config.metrics_listen)) < 0 ||
+        (rc = server_start(loop, config.socket_path, (unsigned)config.socket_mode)) < 0) {
+        metrics_stop();
+        peer_link_stop();
+        return rc;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    int rc = config_load(&mcefad.cfg, argc, argv);
+    int rc = config_load(&config, argc, argv);
     if (rc == 0)
-        rc = config_validate(&mcefad.cfg);
+        rc = validate(&config);
     if (rc != 0) {
-        config_free(&mcefad.cfg);
+        config_free(&config);
         return rc > 0 ? 0 : 2;
     }
-    if (mcefad.cfg.print_topology)
-        return print_topology(mcefad.cfg.print_topology);
-    if (mcefad.cfg.check_only) {
-        printf("configuration OK%s%s\n", mcefad.cfg.config_file ? ": " : "",
-               mcefad.cfg.config_file ? mcefad.cfg.config_file : "");
-        config_free(&mcefad.cfg);
+    if (config.print_topology)
+        return print_topology(config.print_topology);
+    if (config.check_only) {
+        printf("configuration OK%s%s\n", config.config_file ? ": " : "", config.config_file ? config.config_file : "");
+        config_free(&config);
         return 0;
     }
-    log_threshold = log_parse_level(mcefad.cfg.log_level);
+    log_threshold = log_parse_level(config.log_level);
     signal(SIGPIPE, SIG_IGN);
+    ident_init(config.hostname);
+    uv_loop_t *loop = uv_default_loop();
 
-    if (*mcefad.cfg.hostname)
-        snprintf(mcefad.hostname, sizeof(mcefad.hostname), "%s", mcefad.cfg.hostname);
-    else if (gethostname(mcefad.hostname, sizeof(mcefad.hostname) - 1) < 0)
-        strcpy(mcefad.hostname, "localhost");
-    /* The epoch tells peers this is a new incarnation of the daemon. */
-    if (getrandom(&mcefad.epoch, sizeof(mcefad.epoch), 0) != sizeof(mcefad.epoch))
-        mcefad.epoch = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-    mcefad.epoch |= 1;
-    mcefad.start_ms = daemon_now_ms();
-    mcefad.next_segment_port = mcefad.cfg.segment_port_base;
-    struct group *g = *mcefad.cfg.admin_group ? getgrnam(mcefad.cfg.admin_group) : NULL;
-    mcefad.admin_gid = g ? (int)g->gr_gid : -1;
-    mcefad.loop = uv_default_loop();
-
-    if ((rc = local_init((unsigned)mcefad.cfg.copy_threads)) < 0) {
-        log_error("cannot start %llu copy threads: %s", (unsigned long long)mcefad.cfg.copy_threads,
-                  strerror(-rc));
+    if ((rc = copypool_init((unsigned)config.copy_threads)) < 0) {
+        log_error("cannot start %llu copy threads: %s", (unsigned long long)config.copy_threads, strerror(-rc));
         return 1;
     }
     /* NICs first: READY (socket listening) means every NIC context is up. */
-    if ((rc = nic_init()) < 0 || (rc = peer_start()) < 0) {
+    if ((rc = nic_init(&config, ident_epoch())) < 0 ||
+        (rc = nic_worker_start((unsigned)config.nic_workers, config.spin_us)) < 0 ||
+        (rc = start_loop_layers(loop)) < 0) {
+        nic_worker_stop();
         nic_shutdown();
-        local_shutdown();
+        copypool_shutdown();
         return 1;
     }
-    if ((rc = metrics_start()) < 0 || (rc = server_start()) < 0) {
-        metrics_stop();
-        peer_stop();
-        nic_shutdown();
-        local_shutdown();
-        return 1;
-    }
-    uv_signal_init(mcefad.loop, &sig_int);
-    uv_signal_init(mcefad.loop, &sig_term);
+    uv_signal_init(loop, &sig_int);
+    uv_signal_init(loop, &sig_term);
     uv_signal_start(&sig_int, on_signal, SIGINT);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
-    log_info("mcefad %s ready on host %s (epoch %016llx, %llu copy threads)", MCEFAD_VERSION, mcefad.hostname,
-             (unsigned long long)mcefad.epoch, (unsigned long long)mcefad.cfg.copy_threads);
+    log_info("mcefad %s ready on host %s (epoch %016llx, %llu copy threads)", MCEFA_VERSION, ident_hostname(),
+             (unsigned long long)ident_epoch(), (unsigned long long)config.copy_threads);
     /* Every NIC context is up and the sockets listen: tell systemd. */
     char ready[300];
-    snprintf(ready, sizeof(ready), "READY=1\nSTATUS=serving %s on %u NIC(s) with provider %s", mcefad.cfg.socket_path,
-             nnics, mcefad.cfg.provider);
+    snprintf(ready, sizeof(ready), "READY=1\nSTATUS=serving %s on %u NIC(s) with provider %s", config.socket_path,
+             nic_count(), config.provider);
     notify_send(ready);
 
-    uv_run(mcefad.loop, UV_RUN_DEFAULT);
+    uv_run(loop, UV_RUN_DEFAULT);
 
     /* Copies in flight finish before the threads go; sessions are freed as
      * their last transfer completes. */
-    local_shutdown();
+    copypool_shutdown();
+    nic_worker_stop();
     nic_shutdown();
-    peer_free_all(); /* after the NIC workers: their ops point into peers */
-    uv_loop_close(mcefad.loop);
-    config_free(&mcefad.cfg);
+    peer_table_free(); /* after the NIC workers: their ops point into peers */
+    defer_close();
+    uv_run(loop, UV_RUN_NOWAIT);
+    uv_loop_close(loop);
+    config_free(&config);
     log_info("stopped");
     return 0;
 }

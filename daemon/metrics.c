@@ -6,12 +6,16 @@
 #include <string.h>
 #include <uv.h>
 
-#include "daemon.h"
-#include "local.h"
+#include "config.h"
+#include "copypool.h"
+#include "ident.h"
 #include "log.h"
 #include "nic.h"
-#include "peer.h"
+#include "peer_table.h"
+#include "session.h"
+#include "stats.h"
 
+static uv_loop_t *loop;
 static uv_tcp_t server;
 static bool serving;
 
@@ -53,42 +57,42 @@ static void label(FILE *o, const char *v)
 static void nic_family(FILE *o, const char *name, const char *type, const char *help, size_t off)
 {
     fprintf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-    for (unsigned i = 0; i < nnics; i++)
-        fprintf(o, "%s{nic=\"%s\"} %llu\n", name, nics[i]->name,
-                (unsigned long long)atomic_load((_Atomic uint64_t *)((char *)nics[i] + off)));
+    for (unsigned i = 0; i < nic_count(); i++)
+        fprintf(o, "%s{nic=\"%s\"} %llu\n", name, nic_get(i)->name,
+                (unsigned long long)atomic_load((_Atomic uint64_t *)((char *)nic_get(i) + off)));
 }
 
 /* Likewise per peer host (counters). */
-static void peer_family(FILE *o, const char *name, const char *help, size_t off)
+static void peer_family(FILE *o, const char *name, const char *help, uint64_t (*get)(const peer *p))
 {
     fprintf(o, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
-    for (peer *p = peers; p; p = p->next) {
+    for (peer *p = peer_first(); p; p = peer_next(p)) {
         fprintf(o, "%s{peer=\"", name);
-        label(o, p->host);
-        fprintf(o, "\"} %llu\n", (unsigned long long)atomic_load((_Atomic uint64_t *)((char *)p + off)));
+        label(o, peer_host(p));
+        fprintf(o, "\"} %llu\n", (unsigned long long)get(p));
     }
 }
 
 void metrics_render(FILE *o)
 {
     HELP("mcefad_info", "gauge", "Daemon identity (value 1).");
-    fprintf(o, "mcefad_info{version=\"%s\",provider=\"", MCEFAD_VERSION);
-    label(o, mcefad.cfg.provider);
+    fprintf(o, "mcefad_info{version=\"%s\",provider=\"", MCEFA_VERSION);
+    label(o, config.provider);
     fprintf(o, "\",hostname=\"");
-    label(o, mcefad.hostname);
-    fprintf(o, "\",epoch=\"%016llx\"} 1\n", (unsigned long long)mcefad.epoch);
+    label(o, ident_hostname());
+    fprintf(o, "\",epoch=\"%016llx\"} 1\n", (unsigned long long)ident_epoch());
     HELP("mcefad_uptime_seconds", "gauge", "Seconds since start.");
-    fprintf(o, "mcefad_uptime_seconds %.3f\n", (double)(daemon_now_ms() - mcefad.start_ms) / 1000.0);
+    fprintf(o, "mcefad_uptime_seconds %.3f\n", (double)ident_uptime_ms() / 1000.0);
 
     unsigned clients = 0, regions = 0, batches = 0;
     uint64_t reg_bytes = 0, inflight = 0;
-    for (session *s = mcefad.sessions; s; s = s->next) {
+    session *s;
+    TAILQ_FOREACH(s, session_all(), link) {
         clients += s->hello_done;
         regions += (unsigned)s->regions.n;
         reg_bytes += s->regions.bytes;
-        inflight += atomic_load(&s->inflight);
-        for (batch *b = s->batches; b; b = b->next)
-            batches++;
+        inflight += session_inflight(s);
+        batches += batch_count(&s->batches);
     }
     HELP("mcefad_clients", "gauge", "Connected clients.");
     fprintf(o, "mcefad_clients %u\n", clients);
@@ -101,16 +105,16 @@ void metrics_render(FILE *o)
     HELP("mcefad_transfers_in_flight", "gauge", "Transfers submitted and not finished.");
     fprintf(o, "mcefad_transfers_in_flight %llu\n", (unsigned long long)inflight);
     HELP("mcefad_copy_queue_depth", "gauge", "Same-host copy jobs waiting for a copy thread.");
-    fprintf(o, "mcefad_copy_queue_depth %zu\n", local_queued());
+    fprintf(o, "mcefad_copy_queue_depth %zu\n", copypool_queued());
     HELP("mcefad_transfers_total", "counter", "Finished transfers by result.");
     fprintf(o, "mcefad_transfers_total{result=\"completed\"} %llu\n",
-            (unsigned long long)atomic_load(&mcefad.transfers_completed));
+            (unsigned long long)stats_get(&stats_counters.transfers_completed));
     fprintf(o, "mcefad_transfers_total{result=\"failed\"} %llu\n",
-            (unsigned long long)atomic_load(&mcefad.transfers_failed));
+            (unsigned long long)stats_get(&stats_counters.transfers_failed));
     HELP("mcefad_local_bytes_total", "counter", "Bytes moved by same-host copies.");
-    fprintf(o, "mcefad_local_bytes_total %llu\n", (unsigned long long)atomic_load(&mcefad.bytes_copied));
+    fprintf(o, "mcefad_local_bytes_total %llu\n", (unsigned long long)stats_get(&stats_counters.bytes_copied));
     HELP("mcefad_protocol_errors_total", "counter", "Malformed or unknown messages from clients and peers.");
-    fprintf(o, "mcefad_protocol_errors_total %llu\n", (unsigned long long)atomic_load(&mcefad.protocol_errors));
+    fprintf(o, "mcefad_protocol_errors_total %llu\n", (unsigned long long)stats_get(&stats_counters.protocol_errors));
 
     nic_family(o, "mcefad_nic_bytes_total", "counter", "Bytes moved by RMA operations per NIC.",
                offsetof(nic, bytes));
@@ -119,30 +123,30 @@ void metrics_render(FILE *o)
     nic_family(o, "mcefad_nic_outstanding", "gauge", "Work requests posted and not completed per NIC.",
                offsetof(nic, outstanding));
     HELP("mcefad_nic_max_wr", "gauge", "Cap on outstanding work requests per NIC.");
-    for (unsigned i = 0; i < nnics; i++)
-        fprintf(o, "mcefad_nic_max_wr{nic=\"%s\"} %llu\n", nics[i]->name, (unsigned long long)nics[i]->max_wr);
+    for (unsigned i = 0; i < nic_count(); i++)
+        fprintf(o, "mcefad_nic_max_wr{nic=\"%s\"} %llu\n", nic_get(i)->name, (unsigned long long)nic_get(i)->max_wr);
 
     HELP("mcefad_peer_connected", "gauge", "1 while the connection to the peer daemon is up.");
-    for (peer *p = peers; p; p = p->next) {
+    for (peer *p = peer_first(); p; p = peer_next(p)) {
         fprintf(o, "mcefad_peer_connected{peer=\"");
-        label(o, p->host);
-        fprintf(o, "\"} %d\n", p->conn != NULL);
+        label(o, peer_host(p));
+        fprintf(o, "\"} %d\n", peer_connected(p));
     }
-    peer_family(o, "mcefad_peer_bytes_total", "Bytes moved to and from each peer host.", offsetof(peer, bytes));
-    peer_family(o, "mcefad_peer_ops_total", "RMA operations finished per peer host.", offsetof(peer, ops));
-    peer_family(o, "mcefad_peer_errors_total", "Failed RMA operations per peer host.", offsetof(peer, errors));
+    peer_family(o, "mcefad_peer_bytes_total", "Bytes moved to and from each peer host.", peer_bytes);
+    peer_family(o, "mcefad_peer_ops_total", "RMA operations finished per peer host.", peer_ops);
+    peer_family(o, "mcefad_peer_errors_total", "Failed RMA operations per peer host.", peer_errors);
 
     HELP("mcefad_transfer_latency_seconds", "histogram", "Time from submission to completion of a transfer.");
     uint64_t cum = 0;
-    for (unsigned i = 0; i <= LAT_BUCKETS; i++) {
-        cum += atomic_load(&mcefad.lat_buckets[i]);
-        if (i < LAT_BUCKETS)
-            fprintf(o, "mcefad_transfer_latency_seconds_bucket{le=\"%g\"} %llu\n", (double)lat_bounds_us[i] / 1e6,
+    for (unsigned i = 0; i <= STATS_LAT_BUCKETS; i++) {
+        cum += stats_get(&stats_counters.lat_buckets[i]);
+        if (i < STATS_LAT_BUCKETS)
+            fprintf(o, "mcefad_transfer_latency_seconds_bucket{le=\"%g\"} %llu\n", (double)stats_lat_bound_us(i) / 1e6,
                     (unsigned long long)cum);
         else
             fprintf(o, "mcefad_transfer_latency_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
     }
-    fprintf(o, "mcefad_transfer_latency_seconds_sum %.6f\n", (double)atomic_load(&mcefad.lat_sum_us) / 1e6);
+    fprintf(o, "mcefad_transfer_latency_seconds_sum %.6f\n", (double)stats_get(&stats_counters.lat_sum_us) / 1e6);
     fprintf(o, "mcefad_transfer_latency_seconds_count %llu\n", (unsigned long long)cum);
 }
 
@@ -263,7 +267,7 @@ static void on_http_connection(uv_stream_t *srv, int status)
         /* Accept and drop it, or libuv would stop watching the listener. */
         uv_tcp_t *t = malloc(sizeof(*t));
         if (t) {
-            uv_tcp_init(mcefad.loop, t);
+            uv_tcp_init(loop, t);
             if (uv_accept(srv, (uv_stream_t *)t) == 0)
                 log_warn("metrics: %u scrapers connected already; refusing another", nconns);
             uv_close((uv_handle_t *)t, on_refused_closed);
@@ -275,8 +279,8 @@ static void on_http_connection(uv_stream_t *srv, int status)
     if (conns)
         conns->prev = c;
     conns = c;
-    uv_tcp_init(mcefad.loop, &c->tcp);
-    uv_timer_init(mcefad.loop, &c->timer);
+    uv_tcp_init(loop, &c->tcp);
+    uv_timer_init(loop, &c->timer);
     c->tcp.data = c->timer.data = c;
     c->open_handles = 2;
     uv_timer_start(&c->timer, on_http_timeout, HTTP_TIMEOUT_MS, 0);
@@ -287,9 +291,9 @@ static void on_http_connection(uv_stream_t *srv, int status)
     uv_read_start((uv_stream_t *)&c->tcp, on_http_alloc, on_http_read);
 }
 
-int metrics_start(void)
+int metrics_start(uv_loop_t *l, const char *spec)
 {
-    const char *spec = mcefad.cfg.metrics_listen;
+    loop = l;
     if (!*spec)
         return 0;
     char host[256];
@@ -307,7 +311,7 @@ int metrics_start(void)
         log_error("metrics_listen '%s' is not an IPv4 address:port", spec);
         return -EINVAL;
     }
-    uv_tcp_init(mcefad.loop, &server);
+    uv_tcp_init(loop, &server);
     if ((rc = uv_tcp_bind(&server, (struct sockaddr *)&sa, 0)) < 0 ||
         (rc = uv_listen((uv_stream_t *)&server, 64, on_http_connection)) < 0) {
         /* Transfers matter more than metrics: run on without them. */

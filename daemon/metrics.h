@@ -4,8 +4,10 @@
 #define MCEFAD_METRICS_H
 
 #include <stdio.h>
+#include <uv.h>
 
-int metrics_start(void);
+/* spec: metrics_listen ("address:port"; empty: off). */
+int metrics_start(uv_loop_t *loop, const char *spec);
 void metrics_stop(void);
 /* Writes the whole exposition (also used by tests and mcefactl). */
 void metrics_render(FILE *out);

@@ -1,52 +1,31 @@
-/* NIC contexts and NIC workers. Each worker thread owns its NICs' endpoints
- * outright: ops reach it through a locked queue, but posting and polling
- * happen on that thread alone. */
+/* NIC contexts: opening each NIC the settings allow, its warmup word, and
+ * the one memory-registration path. */
 #include "nic.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
-#include <pthread.h>
 #include <rdma/fi_cm.h>
 #include <rdma/fi_domain.h>
 #include <rdma/fi_endpoint.h>
 #include <rdma/fi_errno.h>
-#include <rdma/fi_rma.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "daemon.h"
 #include "log.h"
 
-nic *nics[NIC_MAX];
-unsigned nnics;
+static nic *nics[NIC_MAX];
+static unsigned nnics;
+static uint64_t key_base;
 
-struct nic_worker {
-    unsigned idx;
-    pthread_t thread;
-    pthread_mutex_t lock;
-    net_op *qhead, *qtail; /* from other threads */
-    int evfd;
-    bool stop;
-    nic *nics[NIC_MAX];
-    unsigned nnics;
-    /* Worker-only state below. */
-    net_op *pend_head[NIC_MAX], *pend_tail[NIC_MAX];
-    net_op posted; /* sentinel of the posted ops, oldest first */
-};
-
-static nic_worker *workers;
-static unsigned nworkers;
-
-uint64_t nic_now_ms(void)
+unsigned nic_count(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    return nnics;
+}
+
+nic *nic_get(unsigned i)
+{
+    return i < nnics ? nics[i] : NULL;
 }
 
 /* ---- Selection ---------------------------------------------------------- */
@@ -129,7 +108,7 @@ const char *nic_link_state(const nic *n, char *buf, size_t len)
         }                                                                                              \
     } while (0)
 
-static int nic_open(nic *n, struct fi_info *fi)
+static int nic_open(nic *n, struct fi_info *fi, uint64_t max_wr)
 {
     n->info = fi_dupinfo(fi);
     snprintf(n->name, sizeof(n->name), "%s", fi->domain_attr->name);
@@ -139,14 +118,14 @@ static int nic_open(nic *n, struct fi_info *fi)
     n->mr_mode = fi->domain_attr->mr_mode;
     n->delivery_complete = (fi->tx_attr->op_flags & FI_DELIVERY_COMPLETE) != 0;
     n->max_msg = fi->ep_attr->max_msg_size ? fi->ep_attr->max_msg_size : SIZE_MAX;
-    n->max_wr = mcefad.cfg.max_wr;
+    n->max_wr = max_wr;
     if (fi->tx_attr->size && fi->tx_attr->size < n->max_wr)
         n->max_wr = fi->tx_attr->size;
     if (n->max_wr == 0)
         n->max_wr = 1;
     /* Keys we choose start at a value unique to this incarnation, so a
      * stale key from a peer that knew our previous run matches nothing. */
-    uint64_t base = mcefad.epoch & ~0xffffull;
+    uint64_t base = key_base & ~0xffffull;
     if (fi->domain_attr->mr_key_size && fi->domain_attr->mr_key_size < 8)
         base &= (1ull << (8 * fi->domain_attr->mr_key_size)) - 1;
     atomic_init(&n->next_key, base | 1);
@@ -171,17 +150,12 @@ static int nic_open(nic *n, struct fi_info *fi)
     n->addrlen = sizeof(n->addr);
     CHECK(fi_getname(&n->ep->fid, n->addr, &n->addrlen), "fi_getname");
 
-    uint64_t key = (n->mr_mode & FI_MR_PROV_KEY) ? 0 : atomic_fetch_add(&n->next_key, 1);
-    CHECK(fi_mr_reg(n->domain, &n->warmup_word, sizeof(n->warmup_word), FI_REMOTE_READ | FI_READ, 0, key, 0,
-                    &n->warmup_mr, NULL),
-          "fi_mr_reg(warmup)");
-    if (n->mr_mode & FI_MR_ENDPOINT) {
-        CHECK(fi_mr_bind(n->warmup_mr, &n->ep->fid, 0), "fi_mr_bind(warmup)");
-        CHECK(fi_mr_enable(n->warmup_mr), "fi_mr_enable(warmup)");
+    err e;
+    nic_mem wm = {.addr = &n->warmup_word, .len = sizeof(n->warmup_word)};
+    if (nic_mr_reg(n, &wm, FI_REMOTE_READ | FI_READ, &n->warmup, &e) < 0) {
+        log_error("%s", e.text);
+        return e.code;
     }
-    n->warmup_key = fi_mr_key(n->warmup_mr);
-    n->warmup_desc = fi_mr_desc(n->warmup_mr);
-    n->warmup_addr = (n->mr_mode & FI_MR_VIRT_ADDR) ? (uint64_t)(uintptr_t)&n->warmup_word : 0;
     log_info("NIC %s: provider %s, fabric %s, NUMA node %d, max %" PRIu64 " work requests, mr_mode 0x%x%s", n->name,
              n->provider, n->fabric, n->numa_node, n->max_wr, n->mr_mode,
              n->delivery_complete ? ", delivery-complete writes" : "");
@@ -190,8 +164,7 @@ static int nic_open(nic *n, struct fi_info *fi)
 
 static void nic_close(nic *n)
 {
-    if (n->warmup_mr)
-        fi_close(&n->warmup_mr->fid);
+    nic_mr_close(&n->warmup);
     if (n->ep)
         fi_close(&n->ep->fid);
     if (n->cq)
@@ -224,357 +197,75 @@ static struct fi_info *get_info(const char *prov, bool delivery, int *rc)
     return *rc ? NULL : list;
 }
 
-/* ---- Workers ------------------------------------------------------------ */
+/* ---- Registration ------------------------------------------------------- */
 
-/* Posted ops sit on a list, oldest first, for deadline checks. */
-static void posted_add(nic_worker *w, net_op *op)
+int nic_mr_reg(nic *n, const nic_mem *m, uint64_t access, nic_mr *out, err *e)
 {
-    op->pnext = &w->posted;
-    op->pprev = w->posted.pprev;
-    op->pprev->pnext = op;
-    w->posted.pprev = op;
-}
-
-static void posted_del(net_op *op)
-{
-    op->pprev->pnext = op->pnext;
-    op->pnext->pprev = op->pprev;
-}
-
-static int post(nic *n, net_op *op)
-{
-    struct iovec iov = {.iov_base = op->local, .iov_len = op->len};
-    struct fi_rma_iov rma = {.addr = op->raddr, .len = op->len, .key = op->rkey};
-    void *desc = op->desc;
-    struct fi_msg_rma msg = {.msg_iov = &iov,
-                             .desc = &desc,
-                             .iov_count = 1,
-                             .addr = op->dest,
-                             .rma_iov = &rma,
-                             .rma_iov_count = 1,
-                             .context = &op->ctx};
-    if (op->write)
-        return (int)fi_writemsg(n->ep, &msg, FI_COMPLETION | (n->delivery_complete ? FI_DELIVERY_COMPLETE : 0));
-    return (int)fi_readmsg(n->ep, &msg, FI_COMPLETION);
-}
-
-/* Marks op finished for its transfer; the op itself lives on until the
- * provider is done with it (release). */
-static void op_report(net_op *op, int err, const char *why)
-{
-    if (op->deadline_ms == UINT64_MAX)
-        return; /* already reported (timed out earlier) */
-    op->deadline_ms = UINT64_MAX;
-    op->done(op, err, why);
-}
-
-static void op_release(net_op *op)
-{
-    op->release(op);
-}
-
-static int poll_cq(nic_worker *w, nic *n)
-{
-    struct fi_cq_entry e[64];
-    ssize_t got = fi_cq_read(n->cq, e, 64);
-    if (got > 0) {
-        for (ssize_t i = 0; i < got; i++) {
-            net_op *op = (net_op *)e[i].op_context;
-            posted_del(op);
-            atomic_fetch_sub(&n->outstanding, 1);
-            atomic_fetch_add(&n->ops, 1);
-            atomic_fetch_add(&n->bytes, op->len);
-            op_report(op, 0, NULL);
-            op_release(op);
-        }
-        return (int)got;
+    struct fid_mr *mr = NULL;
+    uint64_t key = (n->mr_mode & FI_MR_PROV_KEY) ? 0 : atomic_fetch_add(&n->next_key, 1);
+    int rc = fi_mr_reg(n->domain, m->addr, m->len, access, 0, key, 0, &mr, NULL);
+    if (!rc && (n->mr_mode & FI_MR_ENDPOINT)) {
+        rc = fi_mr_bind(mr, &n->ep->fid, 0);
+        if (!rc)
+            rc = fi_mr_enable(mr);
     }
-    if (got == -FI_EAVAIL) {
-        struct fi_cq_err_entry err = {0};
-        if (fi_cq_readerr(n->cq, &err, 0) > 0) {
-            net_op *op = (net_op *)err.op_context;
-            char buf[256];
-            const char *txt = fi_cq_strerror(n->cq, err.prov_errno, err.err_data, buf, sizeof(buf));
-            char why[400];
-            snprintf(why, sizeof(why), "NIC %s: %s failed: %s (%s)", n->name, op && op->write ? "RMA write" : "RMA read",
-                     fi_strerror(err.err), txt ? txt : "no provider detail");
-            atomic_fetch_add(&n->errors, 1);
-            if (op) {
-                posted_del(op);
-                atomic_fetch_sub(&n->outstanding, 1);
-                op_report(op, -(err.err ? err.err : EIO), why);
-                op_release(op);
-            }
-            return 1;
-        }
+    if (rc) {
+        if (mr)
+            fi_close(&mr->fid);
+        rc = rc < 0 ? rc : -rc;
+        return err_set(e, rc, "registering with NIC %s failed: %s (is the memlock limit high enough?)", n->name,
+                       fi_strerror(-rc));
     }
-    (void)w;
+    out->mr = mr;
+    out->key = fi_mr_key(mr);
+    out->desc = fi_mr_desc(mr);
+    out->rma_base = (n->mr_mode & FI_MR_VIRT_ADDR) ? (uint64_t)(uintptr_t)m->addr : 0;
     return 0;
 }
 
-/* Posts what fits under the NIC's cap. Returns ops posted. */
-static int post_pending(nic_worker *w, unsigned k)
+void nic_mr_close(nic_mr *m)
 {
-    nic *n = w->nics[k];
-    int posted = 0;
-    uint64_t now = nic_now_ms();
-    while (w->pend_head[k]) {
-        net_op *op = w->pend_head[k];
-        const char *why = NULL;
-        int err = 0;
-        if (op->peer_gen && atomic_load(op->peer_gen) != op->gen) {
-            err = -ECONNRESET;
-            why = "the peer daemon went away (or restarted) before this transfer was posted";
-        } else if (now >= op->deadline_ms) {
-            err = -ETIMEDOUT;
-            why = "request_timeout_ms passed before the NIC had room to post this transfer";
-        }
-        if (!err && atomic_load(&n->outstanding) >= n->max_wr)
-            break;
-        if (!err) {
-            int rc = post(n, op);
-            if (rc == -FI_EAGAIN) {
-                poll_cq(w, n); /* make room, then try again next round */
-                break;
-            }
-            if (rc) {
-                err = rc < 0 ? rc : -rc;
-                why = fi_strerror(-err);
-                atomic_fetch_add(&n->errors, 1);
-            }
-        }
-        w->pend_head[k] = op->next;
-        if (!w->pend_head[k])
-            w->pend_tail[k] = NULL;
-        if (err) {
-            char buf[300];
-            snprintf(buf, sizeof(buf), "NIC %s: %s", n->name, why);
-            op_report(op, err, buf);
-            op_release(op);
-            continue;
-        }
-        atomic_fetch_add(&n->outstanding, 1);
-        posted_add(w, op);
-        posted++;
-    }
-    return posted;
+    if (m->mr)
+        fi_close(&((struct fid_mr *)m->mr)->fid);
+    m->mr = NULL;
 }
-
-static void check_deadlines(nic_worker *w)
-{
-    uint64_t now = nic_now_ms();
-    for (net_op *op = w->posted.pnext; op != &w->posted; op = op->pnext)
-        if (op->deadline_ms != UINT64_MAX && now >= op->deadline_ms)
-            op_report(op, -ETIMEDOUT,
-                      "no completion within request_timeout_ms (peer unreachable or stopped answering)");
-}
-
-static void take_queue(nic_worker *w)
-{
-    pthread_mutex_lock(&w->lock);
-    net_op *op = w->qhead;
-    w->qhead = w->qtail = NULL;
-    pthread_mutex_unlock(&w->lock);
-    while (op) {
-        net_op *next = op->next;
-        unsigned k = 0;
-        while (k < w->nnics && w->nics[k] != op->nic)
-            k++;
-        op->next = NULL;
-        if (w->pend_tail[k])
-            w->pend_tail[k]->next = op;
-        else
-            w->pend_head[k] = op;
-        w->pend_tail[k] = op;
-        op = next;
-    }
-}
-
-static bool has_work(nic_worker *w)
-{
-    if (w->posted.pnext != &w->posted)
-        return true;
-    for (unsigned k = 0; k < w->nnics; k++)
-        if (w->pend_head[k])
-            return true;
-    return false;
-}
-
-static void *worker_main(void *arg)
-{
-    nic_worker *w = arg;
-    uint64_t spin_ns = mcefad.cfg.spin_us * 1000;
-    struct timespec idle_since;
-    clock_gettime(CLOCK_MONOTONIC, &idle_since);
-    uint64_t last_deadline_check = 0, stop_at = 0;
-    for (;;) {
-        take_queue(w);
-        int progress = 0;
-        for (unsigned k = 0; k < w->nnics; k++) {
-            progress += post_pending(w, k);
-            /* Polling also drives the provider's progress for transfers
-             * where this host is the passive side. */
-            while (poll_cq(w, w->nics[k]) > 0)
-                progress++;
-        }
-        uint64_t now = nic_now_ms();
-        if (now - last_deadline_check >= 20) {
-            check_deadlines(w);
-            last_deadline_check = now;
-        }
-        pthread_mutex_lock(&w->lock);
-        bool stop = w->stop && !w->qhead;
-        pthread_mutex_unlock(&w->lock);
-        if (stop) {
-            if (!stop_at)
-                stop_at = now;
-            /* Ops a dead peer never completes must not hold up exit. */
-            if (!has_work(w) || now - stop_at > 2000)
-                return NULL;
-        }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        if (progress) {
-            idle_since = ts;
-            continue;
-        }
-        uint64_t idle = (uint64_t)(ts.tv_sec - idle_since.tv_sec) * 1000000000ull + (uint64_t)ts.tv_nsec -
-                        (uint64_t)idle_since.tv_nsec;
-        if (idle < spin_ns)
-            continue;
-        /* Sleep until new work, a completion or incoming traffic (the CQ's
-         * wait fd), or the next deadline check. */
-        struct pollfd pfd[NIC_MAX + 1];
-        unsigned np = 0;
-        pfd[np++] = (struct pollfd){.fd = w->evfd, .events = POLLIN};
-        struct fid *fids[NIC_MAX];
-        bool can_block = true;
-        for (unsigned k = 0; k < w->nnics; k++) {
-            if (w->nics[k]->cq_fd >= 0)
-                pfd[np++] = (struct pollfd){.fd = w->nics[k]->cq_fd, .events = POLLIN};
-            else
-                can_block = false;
-            fids[k] = &w->nics[k]->cq->fid;
-        }
-        /* With work posted, wake often: not every provider signals every
-         * event it needs driven (connection setup) through the wait fd. */
-        int timeout = has_work(w) ? 1 : 1000;
-        if (!can_block) {
-            /* No wait fd from this provider: sleep 1 ms at a time on the
-             * eventfd alone rather than spin. */
-            np = 1;
-            timeout = 1;
-        } else if (fi_trywait(w->nics[0]->fabric_fid, fids, (int)w->nnics) != FI_SUCCESS) {
-            continue;
-        }
-        poll(pfd, np, timeout);
-        if (pfd[0].revents & POLLIN) {
-            uint64_t v;
-            if (read(w->evfd, &v, sizeof(v)) < 0) {
-            }
-        }
-        clock_gettime(CLOCK_MONOTONIC, &idle_since);
-    }
-}
-
-void nic_submit(net_op *first)
-{
-    /* Group by worker so each gets one lock and one wake-up. */
-    for (unsigned wi = 0; wi < nworkers; wi++) {
-        nic_worker *w = &workers[wi];
-        net_op *head = NULL, *tail = NULL, **pp = &first;
-        while (*pp) {
-            net_op *op = *pp;
-            if (op->nic->worker == w) {
-                *pp = op->next;
-                op->next = NULL;
-                if (tail)
-                    tail->next = op;
-                else
-                    head = op;
-                tail = op;
-            } else {
-                pp = &op->next;
-            }
-        }
-        if (!head)
-            continue;
-        pthread_mutex_lock(&w->lock);
-        if (w->qtail)
-            w->qtail->next = head;
-        else
-            w->qhead = head;
-        w->qtail = tail;
-        pthread_mutex_unlock(&w->lock);
-        uint64_t one = 1;
-        if (write(w->evfd, &one, sizeof(one)) < 0) {
-        }
-    }
-}
-
-/* ---- Registration ------------------------------------------------------- */
 
 static void release_mrs(region *r)
 {
     for (unsigned i = 0; i < r->nmrs; i++)
-        if (r->mrs[i].mr)
-            fi_close(&r->mrs[i].mr->fid);
+        nic_mr_close(&r->mrs[i]);
     free(r->mrs);
     r->mrs = NULL;
     r->nmrs = 0;
 }
 
-int nic_register_region(region *r, char *why, size_t whylen)
+int nic_register_region(region *r, err *e)
 {
     if (!nnics)
         return 0;
     r->mrs = calloc(nnics, sizeof(*r->mrs));
     if (!r->mrs)
-        return -ENOMEM;
+        return err_set(e, -ENOMEM, "out of memory registering a region with the NICs");
     r->nmrs = nnics;
+    r->unregister = release_mrs;
+    nic_mem m = {.addr = r->ptr, .len = r->length};
     for (unsigned i = 0; i < nnics; i++) {
-        nic *n = nics[i];
-        nic_mr *m = &r->mrs[i];
-        uint64_t key = (n->mr_mode & FI_MR_PROV_KEY) ? 0 : atomic_fetch_add(&n->next_key, 1);
-        int rc = fi_mr_reg(n->domain, r->ptr, r->length,
-                           FI_READ | FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE, 0, key, 0, &m->mr, NULL);
-        if (!rc && (n->mr_mode & FI_MR_ENDPOINT)) {
-            rc = fi_mr_bind(m->mr, &n->ep->fid, 0);
-            if (!rc)
-                rc = fi_mr_enable(m->mr);
-        }
-        if (rc) {
-            snprintf(why, whylen, "registering with NIC %s failed: %s (is the memlock limit high enough?)",
-                     n->name, fi_strerror(rc < 0 ? -rc : rc));
+        int rc = nic_mr_reg(nics[i], &m, FI_READ | FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE, &r->mrs[i], e);
+        if (rc < 0) {
             release_mrs(r);
-            return rc < 0 ? rc : -rc;
+            r->unregister = NULL;
+            return rc;
         }
-        m->key = fi_mr_key(m->mr);
-        m->desc = fi_mr_desc(m->mr);
-        m->rma_base = (n->mr_mode & FI_MR_VIRT_ADDR) ? (uint64_t)(uintptr_t)r->ptr : 0;
     }
     return 0;
 }
 
-unsigned nic_choose(int numa_node, unsigned *out, unsigned max)
-{
-    unsigned k = 0;
-    if (numa_node >= 0)
-        for (unsigned i = 0; i < nnics && k < max; i++)
-            if (nics[i]->numa_node == numa_node)
-                out[k++] = i;
-    if (k == 0)
-        for (unsigned i = 0; i < nnics && k < max; i++)
-            out[k++] = i;
-    return k;
-}
-
 /* ---- Start and stop ----------------------------------------------------- */
 
-int nic_init(void)
+int nic_init(const mcefad_config *cfg, uint64_t kb)
 {
-    const char *prov = mcefad.cfg.provider;
-    region_release_hook = release_mrs;
+    const char *prov = cfg->provider;
+    key_base = kb;
     if (!*prov || !strcmp(prov, "none")) {
         log_info("provider 'none': serving same-host transfers only");
         return 0;
@@ -604,13 +295,17 @@ int nic_init(void)
             dup |= strcmp(nics[i]->name, name) == 0;
         if (dup)
             continue;
-        if (*mcefad.cfg.nics ? !in_list(mcefad.cfg.nics, name) : strcmp(name, "lo") == 0)
+        if (*cfg->nics ? !in_list(cfg->nics, name) : strcmp(name, "lo") == 0)
             continue; /* loopback only when named: a peer's "lo" would be ourselves */
-        if (in_list(mcefad.cfg.nics_exclude, name))
+        if (in_list(cfg->nics_exclude, name))
             continue;
         nic *n = calloc(1, sizeof(*n));
+        if (!n) {
+            fi_freeinfo(list);
+            return -ENOMEM;
+        }
         n->idx = nnics;
-        if ((rc = nic_open(n, fi)) < 0) {
+        if ((rc = nic_open(n, fi, cfg->max_wr)) < 0) {
             nic_close(n);
             fi_freeinfo(list);
             return rc;
@@ -618,8 +313,8 @@ int nic_init(void)
         nics[nnics++] = n;
     }
     fi_freeinfo(list);
-    if (*mcefad.cfg.nics)
-        for (const char *p = mcefad.cfg.nics; *p;) {
+    if (*cfg->nics)
+        for (const char *p = cfg->nics; *p;) {
             const char *e = strchr(p, ',');
             size_t l = e ? (size_t)(e - p) : strlen(p);
             bool found = false;
@@ -635,50 +330,12 @@ int nic_init(void)
         log_warn("provider %s: no NIC left after the nics/nics_exclude settings: serving same-host only", prov);
         return 0;
     }
-    nworkers = mcefad.cfg.nic_workers && mcefad.cfg.nic_workers < nnics ? (unsigned)mcefad.cfg.nic_workers : nnics;
-    workers = calloc(nworkers, sizeof(*workers));
-    for (unsigned i = 0; i < nnics; i++) {
-        nic_worker *w = &workers[i % nworkers];
-        w->nics[w->nnics++] = nics[i];
-        nics[i]->worker = w;
-    }
-    unsigned want = nworkers;
-    nworkers = 0; /* counts the threads really started, for nic_shutdown */
-    for (unsigned i = 0; i < want; i++) {
-        nic_worker *w = &workers[i];
-        w->idx = i;
-        pthread_mutex_init(&w->lock, NULL);
-        w->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        w->posted.pnext = w->posted.pprev = &w->posted;
-        if ((rc = pthread_create(&w->thread, NULL, worker_main, w)) != 0) {
-            log_error("cannot start NIC worker %u: %s", i, strerror(rc));
-            close(w->evfd);
-            return -rc;
-        }
-        nworkers++;
-    }
-    log_info("%u NIC(s) with provider %s, %u worker thread(s)", nnics, prov, nworkers);
+    log_info("%u NIC(s) with provider %s", nnics, prov);
     return 0;
 }
 
 void nic_shutdown(void)
 {
-    for (unsigned i = 0; i < nworkers; i++) {
-        nic_worker *w = &workers[i];
-        pthread_mutex_lock(&w->lock);
-        w->stop = true;
-        pthread_mutex_unlock(&w->lock);
-        uint64_t one = 1;
-        if (write(w->evfd, &one, sizeof(one)) < 0) {
-        }
-    }
-    for (unsigned i = 0; i < nworkers; i++) {
-        pthread_join(workers[i].thread, NULL);
-        close(workers[i].evfd);
-    }
-    free(workers);
-    workers = NULL;
-    nworkers = 0;
     for (unsigned i = 0; i < nnics; i++)
         nic_close(nics[i]);
     nnics = 0;

@@ -2,19 +2,26 @@
 
 #include <errno.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 
-region *region_create(uint64_t addr, uint64_t length, void *ptr, void *map_base, size_t map_len, int numa_node)
+const char *region_kind_name(region_kind k)
+{
+    switch (k) {
+    case REGION_HOST_MEMFD:
+        return "host memfd";
+    }
+    return "unknown";
+}
+
+region *region_create(const region_ops *ops, uint64_t addr, uint64_t length, void *ptr, int numa_node)
 {
     region *r = calloc(1, sizeof(*r));
     if (!r)
         return NULL;
     atomic_init(&r->refs, 1);
+    r->ops = ops;
     r->addr = addr;
     r->length = length;
     r->ptr = ptr;
-    r->map_base = map_base;
-    r->map_len = map_len;
     r->numa_node = numa_node;
     return r;
 }
@@ -24,16 +31,15 @@ void region_ref(region *r)
     atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
 }
 
-void (*region_release_hook)(region *r);
-
 void region_unref(region *r)
 {
     if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
         return;
-    if (r->mrs && region_release_hook)
-        region_release_hook(r);
-    if (r->map_base)
-        munmap(r->map_base, r->map_len);
+    /* NIC registrations go before the memory they point at. */
+    if (r->unregister)
+        r->unregister(r);
+    if (r->ops && r->ops->release)
+        r->ops->release(r);
     free(r);
 }
 
@@ -95,6 +101,19 @@ region *region_table_find(const region_table *t, uint64_t addr, uint64_t len)
     /* addr is inside r, so addr - r->addr < length: no overflow here. */
     uint64_t room = r->length - (addr - r->addr);
     return len <= room ? r : NULL;
+}
+
+region *region_table_overlap(const region_table *t, uint64_t addr, uint64_t len)
+{
+    region *r = region_table_find_addr(t, addr);
+    if (r)
+        return r;
+    /* The first region starting after addr overlaps if it starts before
+     * the end. */
+    size_t i = upper_bound(t, addr);
+    if (i < t->n && t->v[i]->addr - addr < len)
+        return t->v[i];
+    return NULL;
 }
 
 region *region_table_remove(region_table *t, uint64_t addr)

@@ -1,7 +1,8 @@
-/* Registered memory: a client's address range, the daemon's mapping of the
- * same bytes, and a table per client to translate and bounds-check every
- * address before a byte moves. Regions are reference counted: a transfer in
- * flight keeps its regions mapped even if the owner unregisters or dies. */
+/* Registered memory: a client's address range, how the daemon reaches the
+ * same bytes (its kind), the NICs it is registered on, and a table per
+ * client to translate and bounds-check every address before a byte moves.
+ * Regions are reference counted: a transfer in flight keeps its regions
+ * alive even if the owner unregisters or dies. */
 #ifndef MCEFAD_REGION_H
 #define MCEFAD_REGION_H
 
@@ -9,26 +10,58 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* How the daemon reaches a region's bytes. Host memfd is the only kind
+ * today; plain host memory (copied), CUDA IPC, CUDA VMM and dmabuf come
+ * next, each with its own import file and release operation. */
+typedef enum region_kind {
+    REGION_HOST_MEMFD = 1, /* a sealed memfd the daemon maps */
+} region_kind;
+
+const char *region_kind_name(region_kind k);
+
+struct region;
+
+/* What a region's memory needs when the last reference goes: unmapping,
+ * closing an import. Set by the file that imported it. */
+typedef struct region_ops {
+    region_kind kind;
+    void (*release)(struct region *r);
+} region_ops;
+
+/* How one NIC sees a region (nic.c fills it; mr NULL: not registered on
+ * that NIC). */
+typedef struct nic_mr {
+    void *mr; /* struct fid_mr * */
+    void *desc;
+    uint64_t key;
+    uint64_t rma_base; /* RMA address of the region's first byte */
+} nic_mr;
+
 typedef struct region {
     _Atomic int refs;
+    const region_ops *ops;
     uint64_t addr;   /* client virtual address */
     uint64_t length;
-    char *ptr;       /* daemon's mapping of addr */
-    void *map_base;  /* what to munmap (NULL: not ours to unmap) */
+    char *ptr;       /* daemon's mapping of addr (host kinds) */
+    void *map_base;  /* the kind's own bookkeeping (memfd: what to munmap) */
     size_t map_len;
     int numa_node;   /* -1 unknown */
-    struct nic_mr *mrs; /* one per NIC (nic.c), NULL without NICs */
+    /* Per NIC index; NULL when the daemon has no NIC. The NIC layer sets
+     * unregister, which closes them before the memory is released. */
+    nic_mr *mrs;
     unsigned nmrs;
+    void (*unregister)(struct region *r);
 } region;
 
-/* Set by the NIC layer: closes a region's NIC registrations before its
- * memory is unmapped. */
-extern void (*region_release_hook)(region *r);
-
-/* Takes ownership of the mapping [map_base, map_base+map_len). */
-region *region_create(uint64_t addr, uint64_t length, void *ptr, void *map_base, size_t map_len, int numa_node);
+/* A region with one reference, of the kind ops describes. */
+region *region_create(const region_ops *ops, uint64_t addr, uint64_t length, void *ptr, int numa_node);
 void region_ref(region *r);
 void region_unref(region *r);
+/* Whether NIC i holds a registration of r. */
+static inline int region_on_nic(const region *r, unsigned i)
+{
+    return i < r->nmrs && r->mrs[i].mr != NULL;
+}
 
 static inline void *region_translate(const region *r, uint64_t addr)
 {
@@ -52,6 +85,8 @@ region *region_table_remove(region_table *t, uint64_t addr);
 region *region_table_find(const region_table *t, uint64_t addr, uint64_t len);
 /* The region that holds addr, if any (for error messages). */
 region *region_table_find_addr(const region_table *t, uint64_t addr);
+/* Any region overlapping [addr, addr+len), or NULL. */
+region *region_table_overlap(const region_table *t, uint64_t addr, uint64_t len);
 void region_table_clear(region_table *t);
 
 #endif

@@ -6,15 +6,36 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon.h"
+#include "segment.h"
+
 #include "log.h"
-#include "peer.h"
 
 #define SEGMENT_NAME_MAX 255
 
+static LIST_HEAD(, segment_entry) entries = LIST_HEAD_INITIALIZER(entries);
+static char host[256];
+static uint64_t next_port;
+
+void segment_init(const char *hostname, uint64_t port_base)
+{
+    snprintf(host, sizeof(host), "%s", hostname);
+    next_port = port_base;
+}
+
+segment_entry *segment_first(void)
+{
+    return LIST_FIRST(&entries);
+}
+
+segment_entry *segment_next(segment_entry *e)
+{
+    return LIST_NEXT(e, link);
+}
+
 segment_entry *segment_lookup(const char *name)
 {
-    for (segment_entry *e = mcefad.segments; e; e = e->next)
+    segment_entry *e;
+    LIST_FOREACH(e, &entries, link)
         if (e->owner && strcmp(e->name, name) == 0)
             return e;
     return NULL;
@@ -30,7 +51,8 @@ segment_entry *segment_find(const char *name)
     const char *colon = strrchr(name, ':');
     if (!colon)
         return NULL;
-    for (segment_entry *s = mcefad.segments; s; s = s->next) {
+    segment_entry *s;
+    LIST_FOREACH(s, &entries, link) {
         const char *sc = strrchr(s->name, ':');
         if (s->owner && sc && !strcmp(sc, colon))
             return s;
@@ -42,11 +64,7 @@ static void entry_unref(segment_entry *e)
 {
     if (--e->refs > 0)
         return;
-    segment_entry **pp = &mcefad.segments;
-    while (*pp && *pp != e)
-        pp = &(*pp)->next;
-    if (*pp)
-        *pp = e->next;
+    LIST_REMOVE(e, link);
     free(e->name);
     free(e);
 }
@@ -62,88 +80,88 @@ static bool name_valid(const char *name)
     return true;
 }
 
-int segment_export(session *s, const char *name, const char **why)
+int segment_export(void *owner, const region_table *regions, const char *name, segment_entry **out, err *er)
 {
     char auto_name[SEGMENT_NAME_MAX + 32];
     if (!name || !*name) {
         /* Like Mooncake's P2P handshake names: host:port, unique here. */
         do
-            snprintf(auto_name, sizeof(auto_name), "%s:%llu", mcefad.hostname,
-                     (unsigned long long)mcefad.next_segment_port++);
+            snprintf(auto_name, sizeof(auto_name), "%s:%llu", host, (unsigned long long)next_port++);
         while (segment_lookup(auto_name));
         name = auto_name;
     }
-    if (!name_valid(name)) {
-        *why = "segment names are 1-255 printable characters without spaces";
-        return -EINVAL;
-    }
-    if (s->exported) {
-        if (strcmp(s->exported->name, name) == 0)
+    if (!name_valid(name))
+        return err_set(er, -EINVAL, "cannot export segment '%s': segment names are 1-255 printable characters "
+                                    "without spaces", name);
+    if (*out) {
+        if (strcmp((*out)->name, name) == 0)
             return 0;
-        *why = "this client already exports a segment under another name (one per connection)";
-        return -EALREADY;
+        return err_set(er, -EALREADY, "cannot export segment '%s': this client already exports a segment under "
+                                      "another name (one per connection)", name);
     }
-    if (segment_lookup(name)) {
-        *why = "another client on this host already exports that name; pick another or let the daemon choose";
-        return -EEXIST;
-    }
+    if (segment_lookup(name))
+        return err_set(er, -EEXIST, "cannot export segment '%s': another client on this host already exports that "
+                                    "name; pick another or let the daemon choose", name);
     segment_entry *e = calloc(1, sizeof(*e));
     if (!e || !(e->name = strdup(name))) {
         free(e);
-        *why = "out of memory";
-        return -ENOMEM;
+        return err_set(er, -ENOMEM, "cannot export segment '%s': out of memory", name);
     }
-    e->owner = s;
+    e->owner = owner;
+    e->regions = regions;
     e->refs = 1; /* the owner's */
-    e->next = mcefad.segments;
-    mcefad.segments = e;
-    s->exported = e;
-    log_info("client %s exports segment %s", s->name, e->name);
+    LIST_INSERT_HEAD(&entries, e, link);
+    *out = e;
     return 0;
 }
 
-void segment_unexport(session *s)
+void segment_unexport(segment_entry *e)
 {
-    segment_entry *e = s->exported;
     if (!e)
         return;
-    s->exported = NULL;
     e->owner = NULL;
+    e->regions = NULL;
     entry_unref(e);
 }
 
-open_segment *segment_open_find(session *s, uint64_t handle)
+void open_set_init(open_set *os)
 {
-    for (size_t i = 0; i < s->nopens; i++)
-        if (s->opens[i].handle == handle)
-            return &s->opens[i];
+    memset(os, 0, sizeof(*os));
+    os->next_handle = 1;
+}
+
+open_segment *segment_open_find(open_set *s, uint64_t handle)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (s->v[i].handle == handle)
+            return &s->v[i];
     return NULL;
 }
 
-static open_segment *new_open(session *s)
+static open_segment *new_open(open_set *s)
 {
-    if (s->nopens == s->capopens) {
-        size_t ncap = s->capopens ? s->capopens * 2 : 8;
-        open_segment *n = realloc(s->opens, ncap * sizeof(*n));
+    if (s->n == s->cap) {
+        size_t ncap = s->cap ? s->cap * 2 : 8;
+        open_segment *n = realloc(s->v, ncap * sizeof(*n));
         if (!n)
             return NULL;
-        s->opens = n;
-        s->capopens = ncap;
+        s->v = n;
+        s->cap = ncap;
     }
-    open_segment *o = &s->opens[s->nopens++];
+    open_segment *o = &s->v[s->n++];
     memset(o, 0, sizeof(*o));
     o->handle = s->next_handle++;
     o->opens = 1;
     return o;
 }
 
-int segment_open(session *s, segment_entry *e, uint64_t *handle)
+int segment_open(open_set *s, segment_entry *e, uint64_t *handle)
 {
     /* Opening the same live segment again returns the same handle. */
-    for (size_t i = 0; i < s->nopens; i++)
-        if (s->opens[i].seg == e) {
-            s->opens[i].opens++;
-            *handle = s->opens[i].handle;
+    for (size_t i = 0; i < s->n; i++)
+        if (s->v[i].seg == e) {
+            s->v[i].opens++;
+            *handle = s->v[i].handle;
             return 0;
         }
     open_segment *o = new_open(s);
@@ -155,15 +173,15 @@ int segment_open(session *s, segment_entry *e, uint64_t *handle)
     return 0;
 }
 
-int segment_open_remote(session *s, remote_segment *r, uint64_t *handle)
+int segment_open_remote(open_set *s, remote_segment *r, uint64_t *handle)
 {
     /* Re-opening a remote segment refreshes its description in place. */
-    for (size_t i = 0; i < s->nopens; i++)
-        if (s->opens[i].remote && s->opens[i].remote->peer == r->peer && !strcmp(s->opens[i].remote->name, r->name)) {
-            segment_remote_free(s->opens[i].remote);
-            s->opens[i].remote = r;
-            s->opens[i].opens++;
-            *handle = s->opens[i].handle;
+    for (size_t i = 0; i < s->n; i++)
+        if (s->v[i].remote && s->v[i].remote->peer == r->peer && !strcmp(s->v[i].remote->name, r->name)) {
+            remote_free(s->v[i].remote);
+            s->v[i].remote = r;
+            s->v[i].opens++;
+            *handle = s->v[i].handle;
             return 0;
         }
     open_segment *o = new_open(s);
@@ -174,82 +192,34 @@ int segment_open_remote(session *s, remote_segment *r, uint64_t *handle)
     return 0;
 }
 
-void segment_remote_free(remote_segment *r)
-{
-    if (!r)
-        return;
-    for (size_t i = 0; i < r->nregions; i++)
-        free(r->regions[i].rma_addr);
-    free(r->regions);
-    free(r->name);
-    free(r);
-}
-
 static void drop_open(open_segment *o)
 {
     if (o->seg)
         entry_unref(o->seg);
-    segment_remote_free(o->remote);
+    remote_free(o->remote);
 }
 
-int segment_close(session *s, uint64_t handle)
+int segment_close(open_set *s, uint64_t handle)
 {
-    for (size_t i = 0; i < s->nopens; i++) {
-        open_segment *o = &s->opens[i];
+    for (size_t i = 0; i < s->n; i++) {
+        open_segment *o = &s->v[i];
         if (o->handle != handle)
             continue;
         if (--o->opens == 0) {
             drop_open(o);
-            s->opens[i] = s->opens[--s->nopens];
+            s->v[i] = s->v[--s->n];
         }
         return 0;
     }
     return -ENOENT;
 }
 
-void segment_close_all(session *s)
+void segment_close_all(open_set *s)
 {
-    for (size_t i = 0; i < s->nopens; i++)
-        drop_open(&s->opens[i]);
-    free(s->opens);
-    s->opens = NULL;
-    s->nopens = s->capopens = 0;
+    for (size_t i = 0; i < s->n; i++)
+        drop_open(&s->v[i]);
+    free(s->v);
+    s->v = NULL;
+    s->n = s->cap = 0;
 }
 
-remote_segment *segment_remote_from(struct peer *p, const Mcefa__SegmentDescriptor *d, char *why, size_t whylen)
-{
-    remote_segment *r = calloc(1, sizeof(*r));
-    if (!r || !(r->name = strdup(d->name)) || !(r->regions = calloc(d->n_regions + 1, sizeof(*r->regions)))) {
-        segment_remote_free(r);
-        snprintf(why, whylen, "out of memory");
-        return NULL;
-    }
-    r->peer = p;
-    r->epoch = p->epoch;
-    r->layout_gen = p->layout_gen;
-    r->gen = atomic_load(&p->gen);
-    r->nrnics = p->nrnics;
-    uint64_t prev_end = 0;
-    for (size_t i = 0; i < d->n_regions; i++) {
-        const Mcefa__RemoteRegion *x = d->regions[i];
-        remote_region *rr = &r->regions[i];
-        /* The peer is another process we do not control: check its words. */
-        if (x->n_rma_addr != p->nrnics || x->n_rma_key != p->nrnics || x->length == 0 ||
-            x->addr + x->length < x->addr || (i && x->addr < prev_end)) {
-            snprintf(why, whylen, "peer %s sent an inconsistent description of segment '%s' (region %zu)", p->host,
-                     d->name, i);
-            segment_remote_free(r);
-            return NULL;
-        }
-        prev_end = x->addr + x->length;
-        rr->addr = x->addr;
-        rr->length = x->length;
-        rr->numa_node = x->numa_node;
-        rr->rma_addr = calloc(2 * (p->nrnics + 1), sizeof(uint64_t));
-        rr->rma_key = rr->rma_addr + p->nrnics + 1;
-        memcpy(rr->rma_addr, x->rma_addr, p->nrnics * sizeof(uint64_t));
-        memcpy(rr->rma_key, x->rma_key, p->nrnics * sizeof(uint64_t));
-        r->nregions++;
-    }
-    return r;
-}

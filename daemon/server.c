@@ -1,8 +1,13 @@
 /* The Unix-socket server: accepts clients, reads frames (partial reads,
- * oversize frames, garbage), dispatches them to rpc.c and queues replies. */
+ * oversize frames, garbage), hands requests to the dispatcher and writes
+ * the replies sessions queue. A session keeps being read while some of its
+ * requests wait (up to a cap), so one slow request holds up no other. */
+#include "server.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -10,12 +15,19 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "daemon.h"
+#include "config.h"
+#include "dispatch.h"
 #include "log.h"
+#include "session.h"
+#include "stats.h"
 
 /* A client that sends this many undecodable messages is cut off. */
 #define MAX_PROTOCOL_ERRORS 8
+/* Requests of one session waiting at once; past it reading pauses, so a
+ * client cannot pile up unbounded work in the daemon. */
+#define MAX_WAITING 64
 
+static uv_loop_t *loop;
 static int listen_fd = -1;
 static uv_poll_t listen_poll;
 static char *socket_path;
@@ -26,10 +38,8 @@ static void set_events(session *s)
 {
     if (s->closing)
         return;
-    /* No reading while a request waits on the network: its successors
-     * wait in the socket, not in our memory. */
-    int ev = s->close_after_flush || s->busy ? 0 : UV_READABLE;
-    if (s->out_head)
+    int ev = s->close_after_flush || s->waiting >= MAX_WAITING ? 0 : UV_READABLE;
+    if (!STAILQ_EMPTY(&s->out))
         ev |= UV_WRITABLE;
     if (ev == s->poll_events)
         return;
@@ -61,8 +71,8 @@ static void close_session(session *s)
 /* Sends what the socket takes now. Returns -1 if the session was closed. */
 static int flush(session *s)
 {
-    while (s->out_head) {
-        outbuf *o = s->out_head;
+    while (!STAILQ_EMPTY(&s->out)) {
+        outbuf *o = STAILQ_FIRST(&s->out);
         ssize_t n = wire_send_some(s->fd, o->data + o->off, o->len - o->off, o->fds, o->nfds);
         if (n == -EAGAIN)
             break;
@@ -78,13 +88,11 @@ static int flush(session *s)
         s->out_bytes -= (size_t)n;
         if (o->off < o->len)
             continue;
-        s->out_head = o->next;
-        if (!s->out_head)
-            s->out_tail = NULL;
+        STAILQ_REMOVE_HEAD(&s->out, link);
         free(o->data);
         free(o);
     }
-    if (!s->out_head && s->close_after_flush) {
+    if (STAILQ_EMPTY(&s->out) && s->close_after_flush) {
         close_session(s);
         return -1;
     }
@@ -92,42 +100,18 @@ static int flush(session *s)
     return 0;
 }
 
-static void queue_reply(session *s, Mcefa__Response *resp, rpc_ctx *ctx)
+/* Frames were queued on s: written when the socket takes them (at the end
+ * of this read round, or on the next writable event); a session that
+ * could not queue one is closed. */
+static void on_output(session *s)
 {
-    outbuf *o = calloc(1, sizeof(*o));
-    if (!o || wire_pack(&resp->base, &o->data, &o->len) < 0) {
-        free(o);
-        log_error("client %s: out of memory packing a reply; disconnecting it", s->name);
+    if (s->closing)
+        return;
+    if (s->broken) {
         close_session(s);
         return;
     }
-    /* The descriptors now belong to the queued message. */
-    memcpy(o->fds, ctx->fds, sizeof(int) * ctx->nfds);
-    o->nfds = ctx->nfds;
-    ctx->nfds = 0;
-    if (s->out_tail)
-        s->out_tail->next = o;
-    else
-        s->out_head = o;
-    s->out_tail = o;
-    s->out_bytes += o->len;
-    if (ctx->close_after_reply)
-        s->close_after_flush = true;
-    if (s->out_bytes > mcefad.cfg.max_outbound_bytes) {
-        log_warn("client %s does not read its replies (%zu bytes queued); disconnecting it", s->name,
-                 s->out_bytes);
-        close_session(s);
-    }
-}
-
-static void reply_error(session *s, int status, bool fatal, const char *msg)
-{
-    Mcefa__Response resp = MCEFA__RESPONSE__INIT;
-    rpc_ctx ctx = {0};
-    rpc_fail(&ctx, &resp, status, "%s", msg);
-    ctx.close_after_reply = fatal;
-    queue_reply(s, &resp, &ctx);
-    rpc_ctx_free(&ctx);
+    set_events(s);
 }
 
 /* Handles every whole frame buffered. */
@@ -136,25 +120,27 @@ static void process_frames(session *s)
     const uint8_t *payload;
     size_t len;
     int rc;
-    while (!s->closing && !s->close_after_flush && !s->busy &&
+    while (!s->closing && !s->close_after_flush && s->waiting < MAX_WAITING &&
            (rc = wire_reader_next(&s->rd, &payload, &len)) != 0) {
         if (rc < 0) {
             uint32_t announced = (uint32_t)s->rd.buf[0] | (uint32_t)s->rd.buf[1] << 8 |
                                  (uint32_t)s->rd.buf[2] << 16 | (uint32_t)s->rd.buf[3] << 24;
-            atomic_fetch_add(&mcefad.protocol_errors, 1);
+            stats_protocol_error();
             log_warn("client %s sent a frame of %u bytes, over max_frame_bytes (%llu); disconnecting it", s->name,
-                     announced, (unsigned long long)mcefad.cfg.max_frame_bytes);
+                     announced, (unsigned long long)config.max_frame_bytes);
             char msg[200];
             snprintf(msg, sizeof(msg),
                      "frame of %u bytes exceeds the daemon's max_frame_bytes (%llu); split the batch (or this is not "
                      "an mcefa client)",
-                     announced, (unsigned long long)mcefad.cfg.max_frame_bytes);
-            reply_error(s, -EMSGSIZE, true, msg);
+                     announced, (unsigned long long)config.max_frame_bytes);
+            dispatch_error(s, -EMSGSIZE, true, msg);
             return;
         }
         Mcefa__Request *req = mcefa__request__unpack(NULL, len, payload);
+        /* The frame is decoded (or not): drop it before dispatching. */
+        wire_reader_consume(&s->rd);
         if (!req) {
-            atomic_fetch_add(&mcefad.protocol_errors, 1);
+            stats_protocol_error();
             bool fatal = ++s->protocol_errors >= MAX_PROTOCOL_ERRORS;
             log_warn("client %s sent %zu bytes that are not an mcefa request%s", s->name, len,
                      fatal ? "; too many, disconnecting it" : "");
@@ -163,49 +149,13 @@ static void process_frames(session *s)
                      "malformed message: %zu bytes that do not decode as an mcefa Request (wrong protocol or "
                      "corrupted stream)",
                      len);
-            reply_error(s, -EBADMSG, fatal, msg);
-            wire_reader_consume(&s->rd);
+            dispatch_error(s, -EBADMSG, fatal, msg);
             continue;
         }
-        /* The frame is decoded: drop it before dispatching, so nothing a
-         * handler triggers can see it again. */
-        wire_reader_consume(&s->rd);
-        Mcefa__Response resp = MCEFA__RESPONSE__INIT;
-        rpc_ctx ctx = {0};
-        resp.seq = req->seq;
-        s->dispatching = true;
-        s->answered_inline = false;
-        rpc_handle(s, req, &resp, &ctx);
-        s->dispatching = false;
-        if (resp.status < 0)
-            log_debug("client %s: request failed: %s", s->name, resp.error);
-        if (!ctx.deferred)
-            queue_reply(s, &resp, &ctx);
-        else if (!s->answered_inline)
-            s->busy = true; /* answered later by server_reply_later */
-        rpc_ctx_free(&ctx);
+        dispatch_request(s, req);
         mcefa__request__free_unpacked(req, NULL);
     }
     set_events(s);
-}
-
-void server_reply_later(session *s, Mcefa__Response *resp, rpc_ctx *ctx)
-{
-    if (s->closing)
-        return;
-    if (resp->status < 0)
-        log_debug("client %s: request failed: %s", s->name, resp->error);
-    queue_reply(s, resp, ctx);
-    if (s->dispatching) {
-        /* The "deferred" answer came at once (a failure before any network
-         * round trip): process_frames carries on by itself. */
-        s->answered_inline = true;
-        return;
-    }
-    s->busy = false;
-    process_frames(s); /* requests that arrived meanwhile */
-    if (!s->closing)
-        flush(s);
 }
 
 static void on_client_io(uv_poll_t *h, int status, int events)
@@ -221,7 +171,7 @@ static void on_client_io(uv_poll_t *h, int status, int events)
     if (!(events & UV_READABLE) || s->close_after_flush)
         return;
     /* Bounded so one busy client cannot starve the others. */
-    for (int round = 0; round < 16 && !s->closing && !s->close_after_flush && !s->busy; round++) {
+    for (int round = 0; round < 16 && !s->closing && !s->close_after_flush && s->waiting < MAX_WAITING; round++) {
         ssize_t n = wire_reader_fill(&s->rd, s->fd);
         if (n == -EAGAIN)
             break;
@@ -257,8 +207,8 @@ static void on_accept(uv_poll_t *h, int status, int events)
                 log_warn("accept on %s failed: %s", socket_path, strerror(errno));
             return;
         }
-        if (mcefad.nsessions >= mcefad.cfg.max_clients) {
-            log_warn("refusing a client: %u clients connected (max_clients)", mcefad.nsessions);
+        if (session_count() >= config.max_clients) {
+            log_warn("refusing a client: %u clients connected (max_clients)", session_count());
             close(fd);
             continue;
         }
@@ -268,8 +218,9 @@ static void on_accept(uv_poll_t *h, int status, int events)
             close(fd);
             continue;
         }
-        uv_poll_init(mcefad.loop, &s->poll, fd);
+        uv_poll_init(loop, &s->poll, fd);
         s->poll.data = s;
+        s->on_output = on_output;
         set_events(s);
     }
 }
@@ -294,9 +245,9 @@ static void on_listen_closed(uv_handle_t *h)
     listen_fd = -1;
 }
 
-int server_start(void)
+int server_start(uv_loop_t *l, const char *path, unsigned mode)
 {
-    const char *path = mcefad.cfg.socket_path;
+    loop = l;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof(sa.sun_path)) {
         log_error("socket_path '%s' is too long (at most %zu bytes)", path, sizeof(sa.sun_path) - 1);
@@ -328,11 +279,11 @@ int server_start(void)
         close(listen_fd);
         return rc;
     }
-    if (chmod(path, (mode_t)mcefad.cfg.socket_mode) < 0)
-        log_warn("cannot set mode %llo on %s: %s", (unsigned long long)mcefad.cfg.socket_mode, path,
+    if (chmod(path, (mode_t)mode) < 0)
+        log_warn("cannot set mode %llo on %s: %s", (unsigned long long)mode, path,
                  strerror(errno));
     socket_path = strdup(path);
-    uv_poll_init(mcefad.loop, &listen_poll, listen_fd);
+    uv_poll_init(loop, &listen_poll, listen_fd);
     uv_poll_start(&listen_poll, UV_READABLE, on_accept);
     log_info("listening on %s", path);
     return 0;
@@ -344,8 +295,8 @@ void server_stop(void)
         uv_poll_stop(&listen_poll);
         uv_close((uv_handle_t *)&listen_poll, on_listen_closed);
     }
-    while (mcefad.sessions)
-        close_session(mcefad.sessions);
+    while (!TAILQ_EMPTY(session_all()))
+        close_session(TAILQ_FIRST(session_all()));
     if (socket_path) {
         unlink(socket_path);
         free(socket_path);

@@ -1,12 +1,34 @@
-/* Client sessions: identity, lifetime and teardown. */
+#include "session.h"
+
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "daemon.h"
+#include "config.h"
 #include "log.h"
+
+static struct session_list sessions = TAILQ_HEAD_INITIALIZER(sessions);
+static unsigned nsessions;
+static uint64_t next_id;
+static int admin_gid = -1;
+
+void session_init(int gid)
+{
+    admin_gid = gid;
+}
+
+struct session_list *session_all(void)
+{
+    return &sessions;
+}
+
+unsigned session_count(void)
+{
+    return nsessions;
+}
 
 session *session_new(int fd)
 {
@@ -15,9 +37,11 @@ session *session_new(int fd)
         return NULL;
     atomic_init(&s->refs, 1); /* the event loop's reference */
     s->fd = fd;
-    s->id = ++mcefad.next_session_id;
-    s->next_batch_id = 1;
-    s->next_handle = 1;
+    s->id = ++next_id;
+    STAILQ_INIT(&s->out);
+    LIST_INIT(&s->registering);
+    open_set_init(&s->opens);
+    batch_set_init(&s->batches, NULL, 0);
     struct ucred cred;
     socklen_t cl = sizeof(cred);
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0) {
@@ -27,20 +51,17 @@ session *session_new(int fd)
     }
     snprintf(s->name, sizeof(s->name), "pid%d", (int)s->pid);
     s->admin = s->uid == 0 || s->uid == geteuid();
-    if (!s->admin && mcefad.admin_gid >= 0) {
+    if (!s->admin && admin_gid >= 0) {
         gid_t groups[256];
         socklen_t gl = sizeof(groups);
-        s->admin = s->gid == (gid_t)mcefad.admin_gid;
+        s->admin = s->gid == (gid_t)admin_gid;
         if (!s->admin && getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &gl) == 0)
             for (size_t i = 0; i < gl / sizeof(gid_t); i++)
-                s->admin |= groups[i] == (gid_t)mcefad.admin_gid;
+                s->admin |= groups[i] == (gid_t)admin_gid;
     }
-    wire_reader_init(&s->rd, mcefad.cfg.max_frame_bytes);
-    s->next = mcefad.sessions;
-    if (s->next)
-        s->next->prev = s;
-    mcefad.sessions = s;
-    mcefad.nsessions++;
+    wire_reader_init(&s->rd, config.max_frame_bytes);
+    TAILQ_INSERT_HEAD(&sessions, s, link);
+    nsessions++;
     return s;
 }
 
@@ -49,44 +70,84 @@ void session_ref(session *s)
     atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
 }
 
-static void session_free(session *s)
+static void drop_output(session *s)
 {
-    xfer_destroy_batches(s);
-    if (s->cq)
-        munmap(s->cq, s->cq_len);
-    for (outbuf *o = s->out_head, *no; o; o = no) {
-        no = o->next;
+    while (!STAILQ_EMPTY(&s->out)) {
+        outbuf *o = STAILQ_FIRST(&s->out);
+        STAILQ_REMOVE_HEAD(&s->out, link);
         for (unsigned i = 0; i < o->nfds; i++)
             close(o->fds[i]);
         free(o->data);
         free(o);
     }
+    s->out_bytes = 0;
+}
+
+static void session_free(session *s)
+{
+    batch_destroy_all(&s->batches);
+    if (s->cq)
+        munmap(s->cq, s->cq_len);
+    drop_output(s);
+    while (!LIST_EMPTY(&s->registering)) {
+        pending_range *pr = LIST_FIRST(&s->registering);
+        LIST_REMOVE(pr, link);
+        free(pr);
+    }
     free(s);
 }
 
-/* May run on a copy thread: by then the loop has let go of the session. */
+/* May run on a copy or NIC thread: by then the loop has let go of it. */
 void session_unref(session *s)
 {
     if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
         session_free(s);
 }
 
+uint64_t session_inflight(const session *s)
+{
+    return atomic_load_explicit(&s->batches.inflight, memory_order_relaxed);
+}
+
 void session_teardown(session *s)
 {
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        mcefad.sessions = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    s->prev = s->next = NULL;
-    mcefad.nsessions--;
-    uint64_t inflight = atomic_load(&s->inflight);
+    TAILQ_REMOVE(&sessions, s, link);
+    nsessions--;
+    uint64_t inflight = session_inflight(s);
     log_info("client %s (session %llu, pid %d) disconnected: releasing %zu regions (%llu bytes)%s", s->name,
              (unsigned long long)s->id, (int)s->pid, s->regions.n, (unsigned long long)s->regions.bytes,
              inflight ? ", waiting for transfers in flight" : "");
-    segment_unexport(s);
-    segment_close_all(s);
+    segment_unexport(s->exported);
+    s->exported = NULL;
+    segment_close_all(&s->opens);
     region_table_clear(&s->regions);
     wire_reader_free(&s->rd);
+    drop_output(s);
+}
+
+int session_queue_response(session *s, const Mcefa__Response *resp, int *fds, unsigned nfds)
+{
+    outbuf *o = calloc(1, sizeof(*o));
+    if (!o || wire_pack(&resp->base, &o->data, &o->len) < 0) {
+        free(o);
+        for (unsigned i = 0; i < nfds; i++)
+            close(fds[i]);
+        log_error("client %s: out of memory packing a reply; disconnecting it", s->name);
+        s->broken = true;
+        if (s->on_output)
+            s->on_output(s);
+        return -ENOMEM;
+    }
+    /* The descriptors now belong to the queued message. */
+    memcpy(o->fds, fds, sizeof(int) * nfds);
+    o->nfds = nfds;
+    STAILQ_INSERT_TAIL(&s->out, o, link);
+    s->out_bytes += o->len;
+    if (s->out_bytes > config.max_outbound_bytes) {
+        log_warn("client %s does not read its replies (%zu bytes queued); disconnecting it", s->name, s->out_bytes);
+        s->broken = true;
+    }
+    if (s->on_output)
+        s->on_output(s);
+    return s->broken ? -ENOBUFS : 0;
 }

@@ -43,7 +43,7 @@ static void queue_fds(wire_reader *r, struct msghdr *mh)
     }
 }
 
-ssize_t wire_reader_fill(wire_reader *r, int sock)
+uint8_t *wire_reader_space(wire_reader *r, size_t *avail)
 {
     /* Read in large chunks but never buffer more than one oversize frame's
      * worth: the frame check in wire_reader_next stops the stream first. */
@@ -54,15 +54,29 @@ ssize_t wire_reader_fill(wire_reader *r, int sock)
             ncap *= 2;
         uint8_t *nb = realloc(r->buf, ncap);
         if (!nb)
-            return -ENOMEM;
+            return NULL;
         r->buf = nb;
         r->cap = ncap;
     }
+    *avail = r->cap - r->len;
+    return r->buf + r->len;
+}
+
+void wire_reader_commit(wire_reader *r, size_t n)
+{
+    r->len += n;
+}
+
+ssize_t wire_reader_fill(wire_reader *r, int sock)
+{
+    size_t avail;
+    if (!wire_reader_space(r, &avail))
+        return -ENOMEM;
     union {
         struct cmsghdr align;
         char buf[CMSG_SPACE(sizeof(int) * WIRE_MAX_FDS)];
     } cbuf;
-    struct iovec iov = {.iov_base = r->buf + r->len, .iov_len = r->cap - r->len};
+    struct iovec iov = {.iov_base = r->buf + r->len, .iov_len = avail};
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.buf, .msg_controllen = sizeof(cbuf.buf)};
     ssize_t n;
     do

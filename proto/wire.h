@@ -39,6 +39,11 @@ void wire_reader_free(wire_reader *r);
  * 0 at end of stream, or a negative errno (-EAGAIN when nothing is ready). */
 ssize_t wire_reader_fill(wire_reader *r, int sock);
 
+/* For readers that get bytes some other way (libuv streams): room for at
+ * least 64 KiB more (NULL when out of memory), then how many arrived. */
+uint8_t *wire_reader_space(wire_reader *r, size_t *avail);
+void wire_reader_commit(wire_reader *r, size_t n);
+
 /* Returns 1 with *payload and *len set when a whole frame is buffered, 0 when
  * more bytes are needed, -EMSGSIZE when the announced frame is larger than
  * max_frame (the stream cannot be resynchronised after that). */

@@ -10,7 +10,7 @@
 static region *mk(uint64_t addr, uint64_t len)
 {
     /* No mapping behind it: translation is checked as arithmetic. */
-    return region_create(addr, len, (char *)(uintptr_t)(0x100000 + addr), NULL, 0, -1);
+    return region_create(NULL, addr, len, (char *)(uintptr_t)(0x100000 + addr), -1);
 }
 
 START_TEST(insert_find_remove)

@@ -1,4 +1,4 @@
-#include "local.h"
+#include "copypool.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -9,7 +9,7 @@
 static struct {
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    local_job *head, *tail;
+    copy_job *head, *tail;
     size_t queued;
     bool stopping;
     pthread_t *threads;
@@ -23,7 +23,7 @@ static void *copy_thread(void *arg)
         pthread_mutex_lock(&pool.lock);
         while (!pool.head && !pool.stopping)
             pthread_cond_wait(&pool.cond, &pool.lock);
-        local_job *j = pool.head;
+        copy_job *j = pool.head;
         if (!j) {
             pthread_mutex_unlock(&pool.lock);
             return NULL;
@@ -38,7 +38,7 @@ static void *copy_thread(void *arg)
     }
 }
 
-int local_init(unsigned nthreads)
+int copypool_init(unsigned nthreads)
 {
     if (nthreads == 0)
         return -EINVAL;
@@ -49,7 +49,7 @@ int local_init(unsigned nthreads)
     for (unsigned i = 0; i < nthreads; i++) {
         int rc = pthread_create(&pool.threads[i], NULL, copy_thread, NULL);
         if (rc) {
-            local_shutdown();
+            copypool_shutdown();
             return -rc;
         }
         pool.nthreads++;
@@ -57,7 +57,7 @@ int local_init(unsigned nthreads)
     return 0;
 }
 
-void local_shutdown(void)
+void copypool_shutdown(void)
 {
     pthread_mutex_lock(&pool.lock);
     pool.stopping = true;
@@ -70,7 +70,7 @@ void local_shutdown(void)
     pool.nthreads = 0;
 }
 
-void local_submit(local_job *first, local_job *last, size_t count)
+void copypool_submit(copy_job *first, copy_job *last, size_t count)
 {
     last->next = NULL;
     pthread_mutex_lock(&pool.lock);
@@ -87,7 +87,7 @@ void local_submit(local_job *first, local_job *last, size_t count)
     pthread_mutex_unlock(&pool.lock);
 }
 
-size_t local_queued(void)
+size_t copypool_queued(void)
 {
     pthread_mutex_lock(&pool.lock);
     size_t n = pool.queued;

@@ -1,0 +1,120 @@
+#include "peer_desc.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ident.h"
+#include "log.h"
+#include "peer_link.h"
+#include "segment.h"
+
+static void serve_get_segment(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame *fr)
+{
+    const Mcefa__GetSegment *g = fr->get_segment;
+    segment_entry *e = segment_find(g->name);
+    if (!e) {
+        peer_link_reply_error(c, seq, -ENOENT, "segment '%s' not found on host %s: no client there exports it",
+                              g->name, ident_hostname());
+        return;
+    }
+    const region_table *t = e->regions;
+    unsigned nn = nic_count();
+    Mcefa__SegmentDescriptor d = MCEFA__SEGMENT_DESCRIPTOR__INIT;
+    d.name = e->name;
+    d.n_regions = t->n;
+    d.regions = calloc(t->n + 1, sizeof(*d.regions));
+    Mcefa__RemoteRegion *rv = calloc(t->n + 1, sizeof(*rv));
+    uint64_t *vals = calloc(2 * (t->n + 1) * (nn + 1), sizeof(uint64_t));
+    if (!d.regions || !rv || !vals) {
+        free(d.regions);
+        free(rv);
+        free(vals);
+        peer_link_reply_error(c, seq, -ENOMEM, "host %s is out of memory describing segment '%s'", ident_hostname(),
+                              g->name);
+        return;
+    }
+    for (size_t i = 0; i < t->n; i++) {
+        region *r = t->v[i];
+        mcefa__remote_region__init(&rv[i]);
+        rv[i].addr = r->addr;
+        rv[i].length = r->length;
+        rv[i].numa_node = r->numa_node;
+        rv[i].n_rma_addr = rv[i].n_rma_key = r->nmrs;
+        rv[i].rma_addr = vals + 2 * i * (nn + 1);
+        rv[i].rma_key = rv[i].rma_addr + nn + 1;
+        for (unsigned k = 0; k < r->nmrs; k++) {
+            rv[i].rma_addr[k] = r->mrs[k].rma_base;
+            rv[i].rma_key[k] = r->mrs[k].key;
+        }
+        d.regions[i] = &rv[i];
+    }
+    Mcefa__PeerFrame f = MCEFA__PEER_FRAME__INIT;
+    f.seq = seq;
+    f.reply = true;
+    f.body_case = MCEFA__PEER_FRAME__BODY_SEGMENT;
+    f.segment = &d;
+    peer_link_send(c, &f);
+    free(vals);
+    free(rv);
+    free(d.regions);
+}
+
+typedef struct seg_req {
+    peer *p;
+    peer_segment_cb cb;
+    void *arg;
+    char name[300];
+} seg_req;
+
+static void on_segment_reply(peer_conn *c, void *arg, const Mcefa__PeerFrame *f)
+{
+    (void)c;
+    seg_req *r = arg;
+    if (f->status < 0)
+        r->cb(r->arg, r->p, f->status, f->error, NULL);
+    else if (f->body_case != MCEFA__PEER_FRAME__BODY_SEGMENT)
+        r->cb(r->arg, r->p, -EPROTO, "peer answered without a segment descriptor", NULL);
+    else
+        r->cb(r->arg, r->p, 0, NULL, f->segment);
+    free(r);
+}
+
+static void segment_when_up(void *arg, int status, const char *why)
+{
+    seg_req *r = arg;
+    if (status < 0) {
+        r->cb(r->arg, r->p, status, why, NULL);
+        free(r);
+        return;
+    }
+    Mcefa__GetSegment g = MCEFA__GET_SEGMENT__INIT;
+    g.name = r->name;
+    Mcefa__PeerFrame f = MCEFA__PEER_FRAME__INIT;
+    f.body_case = MCEFA__PEER_FRAME__BODY_GET_SEGMENT;
+    f.get_segment = &g;
+    if (!r->p->conn || peer_link_request(r->p->conn, &f, on_segment_reply, r) < 0) {
+        r->cb(r->arg, r->p, -ECONNRESET, "the connection to the peer broke", NULL);
+        free(r);
+    }
+}
+
+void peer_get_segment(peer *p, const char *name, peer_segment_cb cb, void *arg)
+{
+    seg_req *r = calloc(1, sizeof(*r));
+    if (!r) {
+        log_error("out of memory fetching a segment descriptor; exiting");
+        abort();
+    }
+    r->p = p;
+    r->cb = cb;
+    r->arg = arg;
+    snprintf(r->name, sizeof(r->name), "%s", name);
+    peer_when_up(p, segment_when_up, r);
+}
+
+void peer_desc_init(void)
+{
+    peer_link_serve(MCEFA__PEER_FRAME__BODY_GET_SEGMENT, serve_get_segment, false);
+}

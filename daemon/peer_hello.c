@@ -1,0 +1,205 @@
+#include "peer_hello.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <rdma/fi_domain.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ident.h"
+#include "log.h"
+#include "peer_link.h"
+#include "wire.h"
+
+static const char *provider;
+
+/* Our hello; nv/np have room for every local NIC. */
+static void fill_hello(Mcefa__PeerHello *h, Mcefa__PeerNic *nv, Mcefa__PeerNic **np)
+{
+    unsigned nn = nic_count();
+    mcefa__peer_hello__init(h);
+    h->protocol_version = MCEFA_PROTOCOL_VERSION;
+    h->hostname = (char *)ident_hostname();
+    h->epoch = ident_epoch();
+    h->provider = (char *)provider;
+    h->n_nics = nn;
+    h->nics = np;
+    for (unsigned i = 0; i < nn; i++) {
+        nic *n = nic_get(i);
+        mcefa__peer_nic__init(&nv[i]);
+        nv[i].name = n->name;
+        nv[i].fabric = n->fabric;
+        nv[i].address.data = n->addr;
+        nv[i].address.len = n->addrlen;
+        nv[i].warmup_addr = n->warmup.rma_base;
+        nv[i].warmup_key = n->warmup.key;
+        np[i] = &nv[i];
+    }
+}
+
+/* Every remote NIC address into each local NIC's AV, one insert per NIC. */
+static int insert_addresses(peer *p, err *e)
+{
+    for (unsigned i = 0; i < nic_count(); i++) {
+        nic *n = nic_get(i);
+        uint8_t all[NIC_MAX * NIC_ADDR_MAX];
+        unsigned idx[NIC_MAX], cnt = 0;
+        size_t off = 0;
+        for (unsigned j = 0; j < p->nrnics; j++)
+            if (!strcmp(p->rnic[j].fabric, n->fabric) && p->rnic[j].addrlen == n->addrlen) {
+                memcpy(all + off, p->rnic[j].addr, p->rnic[j].addrlen);
+                off += p->rnic[j].addrlen;
+                idx[cnt++] = j;
+            }
+        if (!cnt)
+            continue;
+        fi_addr_t out[NIC_MAX];
+        int rc = fi_av_insert(n->av, all, cnt, out, 0, NULL);
+        if (rc != (int)cnt)
+            return err_set(e, -EIO, "NIC %s: inserting %u addresses of peer %s failed (%d)", n->name, cnt,
+                           p->remote_hostname, rc);
+        for (unsigned k = 0; k < cnt; k++)
+            *peer_pair_slot(p, i, idx[k]) = out[k];
+    }
+    return 0;
+}
+
+/* Takes in a peer's hello: version and provider checks, then its NICs. */
+static int apply_hello(peer *p, const Mcefa__PeerHello *h, err *e)
+{
+    if (h->protocol_version != MCEFA_PROTOCOL_VERSION)
+        return err_set(e, -EPROTONOSUPPORT,
+                       "peer %s speaks protocol %u, this daemon %u; run the same mcefad version on both", h->hostname,
+                       h->protocol_version, MCEFA_PROTOCOL_VERSION);
+    if (strcmp(h->provider, provider) != 0)
+        return err_set(e, -EPROTO, "peer %s uses provider '%s', this daemon '%s'; configure the same provider on both",
+                       h->hostname, h->provider, provider);
+    if (h->n_nics > NIC_MAX)
+        return err_set(e, -EPROTO, "peer %s announced %zu NICs (at most %d)", h->hostname, h->n_nics, NIC_MAX);
+    for (size_t j = 0; j < h->n_nics; j++)
+        if (h->nics[j]->address.len > NIC_ADDR_MAX)
+            return err_set(e, -EPROTO, "peer %s: NIC address of %zu bytes is too long", h->hostname,
+                           h->nics[j]->address.len);
+    if (p->epoch == h->epoch && p->nrnics == h->n_nics)
+        return 0; /* a reconnect to the same incarnation: entries stand */
+    if (p->epoch && p->epoch != h->epoch)
+        log_info("peer %s restarted (epoch %016" PRIx64 " -> %016" PRIx64 "): replacing its address entries", p->host,
+                 p->epoch, h->epoch);
+    peer_forget_av(p);
+    p->layout_gen++;
+    p->epoch = 0; /* set once every entry is in: a half-applied hello is redone */
+    snprintf(p->remote_hostname, sizeof(p->remote_hostname), "%s", h->hostname);
+    if (peer_resize(p, (unsigned)h->n_nics) < 0)
+        return err_set(e, -ENOMEM, "out of memory taking in peer %s's NICs", h->hostname);
+    for (unsigned j = 0; j < p->nrnics; j++) {
+        const Mcefa__PeerNic *n = h->nics[j];
+        remote_nic *r = &p->rnic[j];
+        snprintf(r->name, sizeof(r->name), "%s", n->name);
+        snprintf(r->fabric, sizeof(r->fabric), "%s", n->fabric);
+        if (n->address.len)
+            memcpy(r->addr, n->address.data, n->address.len);
+        r->addrlen = n->address.len;
+        r->warmup_addr = n->warmup_addr;
+        r->warmup_key = n->warmup_key;
+    }
+    if (insert_addresses(p, e) < 0) {
+        peer_forget_av(p);
+        return e->code;
+    }
+    p->epoch = h->epoch;
+    log_info("peer %s (%s): epoch %016" PRIx64 ", %u NICs", p->host, p->address, p->epoch, p->nrnics);
+    return 0;
+}
+
+static void on_hello_reply(peer_conn *c, void *arg, const Mcefa__PeerFrame *f)
+{
+    (void)arg;
+    peer *p = peer_link_peer(c);
+    if (peer_link_closing(c))
+        return; /* closing ended the attempt already */
+    err e = {0};
+    int rc = f->status;
+    if (rc < 0)
+        err_set(&e, rc, "peer %s refused the handshake: %s", p->host, f->error);
+    else if (f->body_case != MCEFA__PEER_FRAME__BODY_HELLO)
+        rc = err_set(&e, -EPROTO, "peer %s answered the handshake without a hello", p->host);
+    else
+        rc = apply_hello(p, f->hello, &e);
+    if (rc < 0) {
+        snprintf(p->last_error, sizeof(p->last_error), "%s", e.text);
+        log_warn("%s", e.text);
+        peer_link_attempt_done(p, c, rc, e.text);
+        peer_link_close(c, e.text);
+        return;
+    }
+    peer_link_bind(c, p);
+    if (p->conn && p->conn != c && !peer_link_closing(p->conn)) {
+        /* The peer connected to us meanwhile: one connection is enough. */
+        peer_link_attempt_done(p, c, 0, NULL);
+        peer_link_close(c, "a connection to this peer is already up");
+        return;
+    }
+    p->conn = c;
+    p->last_error[0] = 0;
+    peer_link_attempt_done(p, c, 0, NULL);
+}
+
+static void send_hello(peer_conn *c)
+{
+    Mcefa__PeerHello h;
+    Mcefa__PeerNic nv[NIC_MAX], *np[NIC_MAX];
+    fill_hello(&h, nv, np);
+    Mcefa__PeerFrame f = MCEFA__PEER_FRAME__INIT;
+    f.body_case = MCEFA__PEER_FRAME__BODY_HELLO;
+    f.hello = &h;
+    if (peer_link_request(c, &f, on_hello_reply, NULL) < 0)
+        peer_link_close(c, "cannot send the handshake");
+}
+
+static void serve_hello(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame *fr)
+{
+    const Mcefa__PeerHello *h = fr->hello;
+    err e = {0};
+    peer *p = NULL;
+    if (peer_link_peer(c)) {
+        peer_link_reply_error(c, seq, -EPROTO, "hello sent twice on one connection");
+        peer_link_close(c, "a second hello on one connection");
+        return;
+    }
+    char name[300];
+    snprintf(name, sizeof(name), "%s:0", h->hostname);
+    int rc = peer_for_name(name, &p, &e);
+    if (rc == 0 && p->conn && p->conn != c && p->epoch != h->epoch)
+        /* The host restarted and reached us before we noticed: the old
+         * connection is dead. */
+        peer_link_close(p->conn, "the peer came back with a new epoch");
+    if (rc == 0)
+        rc = apply_hello(p, h, &e);
+    if (rc < 0) {
+        log_warn("refusing a peer handshake: %s", e.text);
+        peer_link_reply_error(c, seq, rc, "%s", e.text);
+        return;
+    }
+    peer_link_bind(c, p);
+    if (!p->conn) {
+        p->conn = c; /* one connection serves both directions */
+        peer_link_run_waiters(p, 0, NULL);
+    }
+    Mcefa__PeerHello mine;
+    Mcefa__PeerNic nv[NIC_MAX], *np[NIC_MAX];
+    fill_hello(&mine, nv, np);
+    Mcefa__PeerFrame f = MCEFA__PEER_FRAME__INIT;
+    f.seq = seq;
+    f.reply = true;
+    f.body_case = MCEFA__PEER_FRAME__BODY_HELLO;
+    f.hello = &mine;
+    peer_link_send(c, &f);
+}
+
+void peer_hello_init(const char *prov)
+{
+    provider = prov;
+    peer_link_serve(MCEFA__PEER_FRAME__BODY_HELLO, serve_hello, true);
+    peer_link_on_connect(send_hello);
+}

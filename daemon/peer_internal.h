@@ -1,0 +1,62 @@
+/* The peer struct, for the peer_* files and warmup only. */
+#ifndef MCEFAD_PEER_INTERNAL_H
+#define MCEFAD_PEER_INTERNAL_H
+
+#include <sys/queue.h>
+
+#include "nic.h"
+#include "peer_table.h"
+
+typedef struct peer_conn peer_conn;
+
+typedef struct remote_nic {
+    char name[64];
+    char fabric[128];
+    uint8_t addr[NIC_ADDR_MAX];
+    size_t addrlen;
+    uint64_t warmup_addr, warmup_key;
+} remote_nic;
+
+/* Someone waiting for the peer's connection to come up. */
+typedef struct peer_waiter {
+    STAILQ_ENTRY(peer_waiter) link;
+    void (*fn)(void *arg, int status, const char *why);
+    void *arg;
+} peer_waiter;
+
+struct peer {
+    char host[256];    /* as named in segment names */
+    char address[300]; /* what we connect to, "ip:port" */
+    peer_conn *conn;   /* NULL while down */
+    bool connecting;   /* an outgoing attempt is under way */
+    peer_conn *attempt; /* that attempt's connection (NULL while resolving) */
+    uint64_t epoch;    /* 0 until the first handshake */
+    char remote_hostname[256];
+    _Atomic uint64_t gen;
+    uint64_t layout_gen; /* moves whenever the remote NIC list is rebuilt */
+    unsigned nlocal;     /* rows of fiaddr/warm: this host's NICs */
+    unsigned nrnics;     /* columns: the peer's NICs */
+    remote_nic *rnic;
+    fi_addr_t *fiaddr;   /* [local * nrnics + remote] */
+    bool *warm;
+    unsigned rr;         /* round robin over remote NICs */
+    STAILQ_HEAD(, peer_waiter) waiters;
+    char last_error[256];
+    _Atomic uint64_t bytes, ops, errors;
+    LIST_ENTRY(peer) link;
+};
+
+/* Sizes the remote NIC list to n (every pair not available, not warm). */
+int peer_resize(peer *p, unsigned n);
+static inline fi_addr_t *peer_pair_slot(peer *p, unsigned i, unsigned j)
+{
+    return &p->fiaddr[i * p->nrnics + j];
+}
+static inline bool *peer_warm_slot(peer *p, unsigned i, unsigned j)
+{
+    return &p->warm[i * p->nrnics + j];
+}
+/* Every pair unusable, the generation moved: queued work fails. */
+void peer_forget_av(peer *p);
+
+#endif

@@ -1,0 +1,94 @@
+#include "resolve.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static uv_loop_t *loop;
+static const char *static_map;
+static unsigned port_default;
+static bool stopping;
+static LIST_HEAD(, resolve_req) active = LIST_HEAD_INITIALIZER(active);
+
+void resolve_init(uv_loop_t *l, const char *peer_hosts, unsigned default_port)
+{
+    loop = l;
+    static_map = peer_hosts;
+    port_default = default_port;
+}
+
+/* Looks host up in peer_hosts ("name=addr[:port],..."). */
+static bool static_address(const char *host, char *out, size_t outlen)
+{
+    const char *p = static_map;
+    size_t hl = strlen(host);
+    while (p && *p) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        const char *eq = memchr(p, '=', l);
+        if (eq && (size_t)(eq - p) == hl && strncmp(p, host, hl) == 0) {
+            size_t al = l - (size_t)(eq + 1 - p);
+            if (memchr(eq + 1, ':', al))
+                snprintf(out, outlen, "%.*s", (int)al, eq + 1);
+            else
+                snprintf(out, outlen, "%.*s:%u", (int)al, eq + 1, port_default);
+            return true;
+        }
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return false;
+}
+
+void resolve_address(const char *host, char *out, size_t outlen)
+{
+    if (!static_address(host, out, outlen))
+        snprintf(out, outlen, "%s:%u", host, port_default);
+}
+
+static void on_resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *res)
+{
+    resolve_req *r = (resolve_req *)gai;
+    if (r->active) {
+        r->active = false;
+        LIST_REMOVE(r, link);
+    }
+    if (stopping) {
+        if (res)
+            uv_freeaddrinfo(res);
+        status = UV_ECANCELED;
+        res = NULL;
+    }
+    r->cb(r, status < 0 ? status : (res ? 0 : UV_EAI_NONAME), res);
+}
+
+int resolve_start(resolve_req *r, const char *address, resolve_cb cb)
+{
+    if (stopping)
+        return UV_ECANCELED;
+    char host[300];
+    snprintf(host, sizeof(host), "%s", address);
+    char *colon = strrchr(host, ':');
+    const char *port = "0";
+    if (colon) {
+        *colon = 0;
+        port = colon + 1;
+    }
+    r->cb = cb;
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM};
+    int rc = uv_getaddrinfo(loop, &r->gai, on_resolved, host, port, &hints);
+    if (rc < 0)
+        return rc;
+    r->active = true;
+    LIST_INSERT_HEAD(&active, r, link);
+    return 0;
+}
+
+void resolve_stop(void)
+{
+    stopping = true;
+    /* A slow resolver must not hold up the exit. */
+    resolve_req *r;
+    LIST_FOREACH(r, &active, link)
+        uv_cancel((uv_req_t *)&r->gai);
+}

@@ -1,0 +1,36 @@
+/* NIC choice: which local NICs may carry a transfer (by where its memory
+ * sits), which remote NIC each one targets, and how a large transfer is
+ * striped. Pure functions over small tables, so failover and GPU placement
+ * change this file only and it is unit-tested without NICs. */
+#ifndef MCEFAD_ROUTE_H
+#define MCEFAD_ROUTE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* What route needs to know of one local NIC for one transfer. */
+typedef struct route_nic {
+    int numa_node;  /* -1 unknown */
+    bool has_mr;    /* the local region is registered on it */
+    bool reaches;   /* it shares a fabric with at least one remote NIC */
+} route_nic;
+
+/* Local NICs for memory on numa_node: the NUMA-local ones that hold the
+ * region and reach the peer, else any that do. Indexes into out (room for
+ * n); returns how many. */
+unsigned route_local(const route_nic *nics, unsigned n, int numa_node, unsigned *out);
+
+/* The next remote NIC reachable from one local NIC, round robin: row[j] is
+ * true when remote NIC j is reachable. *rr is the peer's cursor. -1: none. */
+int route_remote(const bool *row, unsigned nremote, unsigned *rr);
+
+/* Pieces of a transfer of len bytes over nuse NICs: striped across them
+ * (4 KiB-aligned) above threshold, else one. *piece gets each piece's
+ * length (the last may be shorter). */
+unsigned route_stripes(uint64_t len, uint64_t threshold, unsigned nuse, uint64_t *piece);
+
+/* Where a transfer's first piece starts in the local NIC list, rotating so
+ * successive transfers spread over the NICs. */
+unsigned route_first(unsigned nuse);
+
+#endif

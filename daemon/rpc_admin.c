@@ -1,0 +1,144 @@
+/* status (everyone; others' identities for admins only) and the admin
+ * requests: set_log_level. */
+#include <errno.h>
+#include <string.h>
+
+#include "config.h"
+#include "peer_table.h"
+#include "ident.h"
+#include "log.h"
+#include "nic.h"
+#include "rpc.h"
+#include "stats.h"
+
+static void clients(reply *r, Mcefa__DaemonStatus *st, const session *self)
+{
+    st->clients = reply_alloc(r, session_count() * sizeof(*st->clients));
+    session *c;
+    TAILQ_FOREACH(c, session_all(), link) {
+        /* Others' identities are for admins only. */
+        if (!c->hello_done || (!self->admin && c != self))
+            continue;
+        Mcefa__ClientInfo *ci = reply_alloc(r, sizeof(*ci));
+        mcefa__client_info__init(ci);
+        ci->session_id = c->id;
+        ci->pid = (uint32_t)c->pid;
+        ci->uid = (uint32_t)c->uid;
+        ci->name = (char *)c->name;
+        ci->regions = (uint32_t)c->regions.n;
+        ci->bytes_registered = c->regions.bytes;
+        ci->batches = batch_count(&c->batches);
+        ci->transfers_in_flight = session_inflight(c);
+        ci->segment = c->exported ? c->exported->name : "";
+        st->clients[st->n_clients++] = ci;
+    }
+}
+
+static void nics(reply *r, Mcefa__DaemonStatus *st)
+{
+    unsigned nn = nic_count();
+    st->n_nics = nn;
+    st->nics = reply_alloc(r, nn * sizeof(*st->nics));
+    for (unsigned i = 0; i < nn; i++) {
+        nic *n = nic_get(i);
+        Mcefa__NicInfo *ni = reply_alloc(r, sizeof(*ni));
+        mcefa__nic_info__init(ni);
+        ni->name = n->name;
+        ni->provider = n->provider;
+        ni->fabric = n->fabric;
+        ni->numa_node = n->numa_node;
+        ni->outstanding = atomic_load(&n->outstanding);
+        ni->bytes = atomic_load(&n->bytes);
+        ni->ops = atomic_load(&n->ops);
+        ni->errors = atomic_load(&n->errors);
+        ni->max_wr = n->max_wr;
+        ni->link = reply_alloc(r, 32);
+        nic_link_state(n, ni->link, 32);
+        st->nics[i] = ni;
+    }
+}
+
+static void peers(reply *r, Mcefa__DaemonStatus *st)
+{
+    size_t np = 0;
+    for (peer *p = peer_first(); p; p = peer_next(p))
+        np++;
+    st->peers = reply_alloc(r, np * sizeof(*st->peers));
+    for (peer *p = peer_first(); p; p = peer_next(p)) {
+        Mcefa__PeerInfo *pi = reply_alloc(r, sizeof(*pi));
+        mcefa__peer_info__init(pi);
+        pi->host = (char *)peer_host(p);
+        pi->address = (char *)peer_address(p);
+        pi->epoch = peer_epoch(p);
+        pi->connected = peer_connected(p);
+        pi->nic_pairs_warm = peer_pairs_warm(p);
+        pi->last_error = (char *)peer_last_error(p);
+        pi->nic_pairs = peer_pairs(p);
+        pi->bytes = peer_bytes(p);
+        pi->ops = peer_ops(p);
+        pi->errors = peer_errors(p);
+        st->bytes_sent += pi->bytes;
+        st->peers[st->n_peers++] = pi;
+    }
+}
+
+static void segments(reply *r, Mcefa__DaemonStatus *st, const session *self)
+{
+    size_t nseg = 0;
+    for (segment_entry *e = segment_first(); e; e = segment_next(e))
+        nseg++;
+    st->segments = reply_alloc(r, nseg * sizeof(*st->segments));
+    for (segment_entry *e = segment_first(); e; e = segment_next(e)) {
+        if (!e->owner)
+            continue;
+        const session *o = e->owner;
+        Mcefa__SegmentSummary *ss = reply_alloc(r, sizeof(*ss));
+        mcefa__segment_summary__init(ss);
+        ss->name = e->name;
+        ss->owner_session = o->id;
+        ss->owner_pid = self->admin ? (uint32_t)o->pid : 0;
+        ss->regions = (uint32_t)e->regions->n;
+        ss->bytes = e->regions->bytes;
+        st->segments[st->n_segments++] = ss;
+    }
+}
+
+void rpc_status(reply *r, const Mcefa__Request *req)
+{
+    (void)req;
+    session *self = r->s;
+    Mcefa__DaemonStatus *st = reply_alloc(r, sizeof(*st));
+    mcefa__daemon_status__init(st);
+    st->daemon_version = MCEFA_VERSION;
+    st->hostname = (char *)ident_hostname();
+    st->epoch = ident_epoch();
+    st->uptime_ms = ident_uptime_ms();
+    st->protocol_version = MCEFA_PROTOCOL_VERSION;
+    st->bytes_copied = stats_get(&stats_counters.bytes_copied);
+    st->transfers_completed = stats_get(&stats_counters.transfers_completed);
+    st->transfers_failed = stats_get(&stats_counters.transfers_failed);
+    st->protocol_errors = stats_get(&stats_counters.protocol_errors);
+    st->admin = self->admin;
+    st->log_level = (char *)log_level_name(log_threshold);
+    st->provider = config.provider;
+    clients(r, st, self);
+    nics(r, st);
+    peers(r, st);
+    segments(r, st, self);
+    r->resp.body_case = MCEFA__RESPONSE__BODY_DAEMON_STATUS;
+    r->resp.daemon_status = st;
+}
+
+void rpc_set_log_level(reply *r, const Mcefa__Request *req)
+{
+    const char *level = req->set_log_level->level;
+    session *s = r->s;
+    int lvl = log_parse_level(level);
+    if (lvl < 0) {
+        reply_fail(r, -EINVAL, "log level '%s' is not one of error, warn, info, debug", level);
+        return;
+    }
+    log_threshold = lvl;
+    log_write(LOG_INFO < lvl ? LOG_INFO : lvl, "log level set to %s by %s (pid %d)", log_level_name(lvl), s->name,
+              (int)s->pid);
+}

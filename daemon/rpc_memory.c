@@ -1,0 +1,169 @@
+/* register_memory / unregister_memory. Importing and registering memory
+ * (mapping, pre-faulting, NIC registration) is slow for large buffers, so
+ * it runs on libuv's worker threads; the loop keeps serving everyone and
+ * the reply goes out when the work is done. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "memfd_import.h"
+#include "nic.h"
+#include "rpc.h"
+
+static uv_loop_t *loop;
+
+void rpc_memory_init(uv_loop_t *l)
+{
+    loop = l;
+}
+
+typedef struct reg_job {
+    uv_work_t work;
+    reply *r;
+    pending_range *range;
+    int fd;
+    uint64_t offset, addr, length;
+    int numa_node;
+    bool populate;
+    region *region;
+    err e;
+} reg_job;
+
+/* Worker thread: touches nothing the loop owns. */
+static void reg_work(uv_work_t *w)
+{
+    reg_job *j = w->data;
+    if (memfd_import(j->fd, j->offset, j->addr, j->length, j->numa_node, j->populate, &j->region, &j->e) == 0 &&
+        nic_register_region(j->region, &j->e) < 0) {
+        err_prefix(&j->e, "cannot register 0x%" PRIx64 " + %" PRIu64, j->addr, j->length);
+        region_unref(j->region);
+        j->region = NULL;
+    }
+    close(j->fd);
+}
+
+static void reg_done(uv_work_t *w, int status)
+{
+    reg_job *j = w->data;
+    reply *r = j->r;
+    session *s = r->s;
+    LIST_REMOVE(j->range, link);
+    free(j->range);
+    s->nregistering--;
+    if (status < 0 && !j->e.code)
+        err_set(&j->e, -ECANCELED, "registration of 0x%" PRIx64 " cancelled: the daemon is stopping", j->addr);
+    if (!j->region) {
+        reply_err(r, &j->e);
+    } else if (s->closing) {
+        region_unref(j->region); /* the client left meanwhile */
+    } else {
+        int rc = region_table_insert(&s->regions, j->region);
+        if (rc < 0) {
+            region_unref(j->region);
+            reply_fail(r, rc, "cannot register 0x%" PRIx64 " + %" PRIu64 ": %s", j->addr, j->length, strerror(-rc));
+        } else {
+            log_debug("client %s registered 0x%" PRIx64 " + %" PRIu64, s->name, j->addr, j->length);
+        }
+    }
+    free(j);
+    reply_send(r);
+}
+
+void rpc_register(reply *r, const Mcefa__Request *req)
+{
+    const Mcefa__RegisterMemory *m = req->register_memory;
+    session *s = r->s;
+    if (m->fd_count != 1) {
+        reply_fail(r, -EINVAL, "register_memory needs exactly one memfd (fd_count %u)", m->fd_count);
+        return;
+    }
+    int fd = wire_reader_take_fd(&s->rd);
+    if (fd < 0) {
+        reply_fail(r, -EBADF,
+                   "register_memory of 0x%" PRIx64 " arrived without its memfd; send the descriptor with SCM_RIGHTS",
+                   m->addr);
+        return;
+    }
+    if (m->length == 0 || m->addr + m->length < m->addr) {
+        reply_fail(r, -EINVAL, "cannot register 0x%" PRIx64 " + %" PRIu64 ": empty or wrapping range", m->addr,
+                   m->length);
+        goto out;
+    }
+    if (s->regions.n + s->nregistering >= config.max_regions_per_client) {
+        reply_fail(r, -ENOSPC,
+                   "client already has %zu regions registered (max_regions_per_client); unregister some or "
+                   "register larger buffers",
+                   s->regions.n + s->nregistering);
+        goto out;
+    }
+    region *clash = region_table_overlap(&s->regions, m->addr, m->length);
+    if (clash) {
+        reply_fail(r, -EEXIST,
+                   "cannot register 0x%" PRIx64 " + %" PRIu64 ": it overlaps the registered region 0x%" PRIx64
+                   " + %" PRIu64 "; unregister that first",
+                   m->addr, m->length, clash->addr, clash->length);
+        goto out;
+    }
+    pending_range *pr;
+    LIST_FOREACH(pr, &s->registering, link)
+        if (m->addr < pr->addr + pr->len && pr->addr < m->addr + m->length) {
+            reply_fail(r, -EEXIST,
+                       "cannot register 0x%" PRIx64 " + %" PRIu64 ": it overlaps 0x%" PRIx64 " + %" PRIu64
+                       ", whose registration is still under way",
+                       m->addr, m->length, pr->addr, pr->len);
+            goto out;
+        }
+    reg_job *j = calloc(1, sizeof(*j));
+    pr = calloc(1, sizeof(*pr));
+    reply *d = j && pr ? reply_defer(r) : NULL;
+    if (!d) {
+        free(j);
+        free(pr);
+        reply_fail(r, -ENOMEM, "out of memory registering a region");
+        goto out;
+    }
+    pr->addr = m->addr;
+    pr->len = m->length;
+    LIST_INSERT_HEAD(&s->registering, pr, link);
+    s->nregistering++;
+    j->r = d;
+    j->range = pr;
+    j->fd = fd;
+    j->offset = m->fd_offset;
+    j->addr = m->addr;
+    j->length = m->length;
+    j->numa_node = m->numa_node;
+    j->populate = config.populate;
+    j->work.data = j;
+    int rc = uv_queue_work(loop, &j->work, reg_work, reg_done);
+    if (rc < 0) {
+        /* Not queued: answer through the deferred reply like any other. */
+        err_set(&j->e, -EAGAIN, "cannot queue the registration: %s", uv_strerror(rc));
+        close(fd);
+        j->work.data = j;
+        reg_done(&j->work, 0);
+    }
+    return;
+out:
+    close(fd);
+}
+
+void rpc_unregister(reply *r, const Mcefa__Request *req)
+{
+    const Mcefa__UnregisterMemory *m = req->unregister_memory;
+    session *s = r->s;
+    region *reg = region_table_remove(&s->regions, m->addr);
+    if (!reg) {
+        reply_fail(r, -ENOENT,
+                   "no region is registered at 0x%" PRIx64 " (unregistered twice, or not the start address of a "
+                   "region?)",
+                   m->addr);
+        return;
+    }
+    log_debug("client %s unregistered 0x%" PRIx64 " + %" PRIu64, s->name, reg->addr, reg->length);
+    region_unref(reg); /* transfers in flight keep their own references */
+}

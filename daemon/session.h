@@ -1,0 +1,95 @@
+/* Client sessions: identity, what a client owns (registrations, exported
+ * segment, opened segments, batches), its queue of outgoing frames, and
+ * lifetime. The loop thread owns a session; copy and NIC threads hold
+ * references while their work uses it. */
+#ifndef MCEFAD_SESSION_H
+#define MCEFAD_SESSION_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "batch.h"
+#include "mcefa.pb-c.h"
+#include "region.h"
+#include "segment.h"
+#include "wire.h"
+
+typedef struct outbuf {
+    STAILQ_ENTRY(outbuf) link;
+    uint8_t *data;
+    size_t len, off;
+    int fds[2];
+    unsigned nfds;
+} outbuf;
+
+/* A client range being registered on a worker thread: reserved so that a
+ * second registration cannot overlap it meanwhile. */
+typedef struct pending_range {
+    LIST_ENTRY(pending_range) link;
+    uint64_t addr, len;
+} pending_range;
+
+typedef struct session {
+    _Atomic int refs;
+    uint64_t id;
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+    char name[64];
+    bool admin; /* may use admin requests (root, our user, admin_group) */
+    bool hello_done;
+    bool closing;
+    bool close_after_flush;
+    bool broken; /* a reply could not be queued: close at once */
+
+    /* The socket (server.c). */
+    int fd;
+    uv_poll_t poll;
+    int poll_events;
+    unsigned protocol_errors;
+    unsigned waiting; /* requests answered later; reading pauses at a cap */
+    wire_reader rd;
+    STAILQ_HEAD(, outbuf) out;
+    size_t out_bytes;
+    /* Called when frames were queued (the server starts writing). */
+    void (*on_output)(struct session *s);
+
+    region_table regions;
+    LIST_HEAD(, pending_range) registering;
+    unsigned nregistering;
+
+    void *cq; /* completion area mapping */
+    size_t cq_len;
+    batch_set batches;
+
+    segment_entry *exported;
+    open_set opens;
+
+    TAILQ_ENTRY(session) link;
+} session;
+
+TAILQ_HEAD(session_list, session);
+
+/* admin_gid: members of this group are admins (-1: none). */
+void session_init(int admin_gid);
+session *session_new(int fd);
+void session_ref(session *s);
+void session_unref(session *s);
+/* Drops the client: registrations, segment, opened segments; in-flight
+ * work keeps what it uses alive until it finishes. */
+void session_teardown(session *s);
+struct session_list *session_all(void);
+unsigned session_count(void);
+/* Transfers submitted and not finished. */
+uint64_t session_inflight(const session *s);
+
+/* Packs resp and queues it with fds (taken over), then calls on_output.
+ * Out of memory, or over max_outbound_bytes (the client does not read its
+ * replies), marks the session broken: on_output closes it. */
+int session_queue_response(session *s, const Mcefa__Response *resp, int *fds, unsigned nfds);
+
+#endif

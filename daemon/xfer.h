@@ -1,0 +1,21 @@
+/* Transfer planning: the bounds check of every request of a submission
+ * before anything moves, then same-host copies to the copy pool and
+ * remote transfers as RMA ops (NICs chosen by route.c) to the NIC workers. */
+#ifndef MCEFAD_XFER_H
+#define MCEFAD_XFER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "batch.h"
+#include "err.h"
+#include "mcefa.pb-c.h"
+#include "session.h"
+
+/* Settings the planner uses, given at start. */
+void xfer_init(uint64_t copy_chunk_bytes, uint64_t stripe_threshold, uint64_t request_timeout_ms);
+
+/* Submits n transfers of s into batch b. On error nothing was started. */
+int xfer_submit(session *s, batch *b, Mcefa__Transfer *const *t, size_t n, uint32_t *first, err *e);
+
+#endif
