@@ -2,31 +2,120 @@
 
 #include "wire.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 
+_Static_assert(CFG_SOCKET_PATH_MAX == sizeof(((struct sockaddr_un *)0)->sun_path) - 1,
+               "CFG_SOCKET_PATH_MAX must follow sun_path");
 
-enum setting_type { T_STR, T_UINT, T_BOOL };
+enum kind { K_STR, K_UINT, K_BOOL, K_MODE, K_PORT, K_HOSTPORT, K_IPV4, K_LOGLEVEL, K_NAMES, K_HOSTMAP };
+/* How a kind is stored in mcefad_config. */
+enum storage { S_TEXT, S_NUM, S_BOOL };
 
 typedef struct setting {
     const char *name;
-    enum setting_type type;
+    enum kind kind;
     const char *def;
+    uint64_t min, max;
     const char *env;
+    const char *mc_env; /* "" when none */
     const char *help;
     size_t offset;
 } setting;
 
 static const setting settings[] = {
-#define X_ROW(type, name, def, env, help) {#name, T_##type, def, env, help, offsetof(mcefad_config, name)},
+#define X_ROW(kind, name, def, min, max, env, mc_env, help) \
+    {#name, K_##kind, def, min, max, env, mc_env, help, offsetof(mcefad_config, name)},
     MCEFAD_SETTINGS(X_ROW)
 #undef X_ROW
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+static enum storage storage_of(enum kind k)
+{
+    switch (k) {
+    case K_UINT:
+    case K_MODE:
+    case K_PORT:
+        return S_NUM;
+    case K_BOOL:
+        return S_BOOL;
+    default:
+        return S_TEXT;
+    }
+}
+
+/* Placeholder of the value in --help. */
+static const char *metavar(enum kind k)
+{
+    static const char *const names[] = {
+        [K_STR] = "STR",
+        [K_UINT] = "N",
+        [K_BOOL] = "BOOL",
+        [K_MODE] = "OCTAL",
+        [K_PORT] = "PORT",
+        [K_HOSTPORT] = "ADDR:PORT",
+        [K_IPV4] = "ADDR",
+        [K_LOGLEVEL] = "LEVEL",
+        [K_NAMES] = "NAME,...",
+        [K_HOSTMAP] = "NAME=ADDR[:PORT],...",
+    };
+    return names[k];
+}
+
+/* What values a setting takes, for --help and the reference. */
+static void describe(const setting *s, char *buf, size_t len)
+{
+    const char *empty = s->min == 0 ? ", or empty" : "";
+    switch (s->kind) {
+    case K_STR:
+        if (s->max != CFG_UNBOUNDED)
+            snprintf(buf, len, "text of at most %llu bytes%s", (unsigned long long)s->max,
+                     s->min ? ", not empty" : "");
+        else
+            snprintf(buf, len, "text%s", s->min ? ", not empty" : "");
+        return;
+    case K_UINT:
+        if (s->max != CFG_UNBOUNDED)
+            snprintf(buf, len, "%llu to %llu", (unsigned long long)s->min, (unsigned long long)s->max);
+        else if (s->min)
+            snprintf(buf, len, "at least %llu", (unsigned long long)s->min);
+        else
+            snprintf(buf, len, "0 or more");
+        return;
+    case K_BOOL:
+        snprintf(buf, len, "true or false (yes/no, on/off, 1/0)");
+        return;
+    case K_MODE:
+        snprintf(buf, len, "octal 0000 to %04llo", (unsigned long long)s->max);
+        return;
+    case K_PORT:
+        snprintf(buf, len, "port %llu to %llu", (unsigned long long)s->min, (unsigned long long)s->max);
+        return;
+    case K_HOSTPORT:
+        snprintf(buf, len, "IPv4 address:port%s", empty);
+        return;
+    case K_IPV4:
+        snprintf(buf, len, "IPv4 address%s", empty);
+        return;
+    case K_LOGLEVEL:
+        snprintf(buf, len, "error, warn, info or debug");
+        return;
+    case K_NAMES:
+        snprintf(buf, len, "comma-separated names%s", empty);
+        return;
+    case K_HOSTMAP:
+        snprintf(buf, len, "name=address[:port],...%s", empty);
+        return;
+    }
+    snprintf(buf, len, "?");
+}
 
 static const setting *find(const char *name, size_t len)
 {
@@ -45,12 +134,25 @@ static const setting *find(const char *name, size_t len)
     return NULL;
 }
 
-/* Parses value into the field of s; origin names where it came from. */
+/* What the user should write instead of a value that is not a number. */
+static void number_hint(const setting *s, char *buf, size_t len)
+{
+    char vals[128];
+    describe(s, vals, sizeof(vals));
+    if (s->kind == K_MODE)
+        snprintf(buf, len, "give octal permission bits such as 0660");
+    else
+        snprintf(buf, len, "give a whole number (%s)", vals);
+}
+
+/* Parses value into the field of s; origin names where it came from. Only
+ * the form is checked here; bounds and formats are config_validate's, so a
+ * value a later source overrides is never judged. */
 static int apply(mcefad_config *cfg, const setting *s, const char *value, const char *origin)
 {
     char *field = (char *)cfg + s->offset;
-    switch (s->type) {
-    case T_STR: {
+    switch (storage_of(s->kind)) {
+    case S_TEXT: {
         char *dup = strdup(value);
         if (!dup)
             return -ENOMEM;
@@ -58,20 +160,29 @@ static int apply(mcefad_config *cfg, const setting *s, const char *value, const 
         *(char **)field = dup;
         return 0;
     }
-    case T_UINT: {
+    case S_NUM: {
+        /* Modes are octal even without the leading 0; ports are decimal;
+         * other numbers take C's prefixes (0x..., 0...). */
+        int base = s->kind == K_MODE ? 8 : s->kind == K_PORT ? 10 : 0;
         char *end;
         errno = 0;
-        /* socket_mode is octal by convention; base 0 reads "0660" as octal. */
-        unsigned long long v = strtoull(value, &end, 0);
-        if (errno || end == value || *end || value[0] == '-') {
-            fprintf(stderr, "mcefad: %s: setting %s wants a non-negative integer, got '%s'\n", origin, s->name,
-                    value);
+        unsigned long long v = strtoull(value, &end, base);
+        /* strtoull skips spaces and negates "-1"; refuse both. */
+        if (!isdigit((unsigned char)value[0]) || errno || end == value || *end) {
+            char hint[160];
+            number_hint(s, hint, sizeof(hint));
+            fprintf(stderr, "mcefad: setting %s: '%s' from %s is %s; %s\n", s->name, value, origin,
+                    errno == ERANGE     ? "too large"
+                    : s->kind == K_MODE ? "not an octal number"
+                    : s->kind == K_PORT ? "not a decimal number"
+                                        : "not a non-negative integer",
+                    hint);
             return -EINVAL;
         }
         *(uint64_t *)field = v;
         return 0;
     }
-    case T_BOOL:
+    case S_BOOL:
         if (!strcasecmp(value, "true") || !strcmp(value, "1") || !strcasecmp(value, "yes") ||
             !strcasecmp(value, "on")) {
             *(bool *)field = true;
@@ -79,13 +190,16 @@ static int apply(mcefad_config *cfg, const setting *s, const char *value, const 
                    !strcasecmp(value, "off")) {
             *(bool *)field = false;
         } else {
-            fprintf(stderr, "mcefad: %s: setting %s wants true or false, got '%s'\n", origin, s->name, value);
+            fprintf(stderr, "mcefad: setting %s: '%s' from %s is not a yes/no value; give true or false\n",
+                    s->name, value, origin);
             return -EINVAL;
         }
         return 0;
     }
     return -EINVAL;
 }
+
+/* ---- Loading ------------------------------------------------------------ */
 
 static char *trim(char *s)
 {
@@ -147,14 +261,17 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: mcefad [--version] [--config=PATH] [--check-config] [--print-topology[=HWLOC_XML]]\n"
                  "              [--NAME=VALUE ...]\n\n"
-                 "Per-host transfer daemon. Settings (flag, environment, default):\n");
+                 "Per-host transfer daemon. Settings (flag, environment, default, values):\n");
     for (size_t i = 0; i < NSETTINGS; i++) {
         const setting *s = &settings[i];
-        fprintf(out, "  --%s=%s  (env %s, default '%s')\n      %s\n", s->name,
-                s->type == T_STR ? "STR" : s->type == T_UINT ? "N" : "BOOL", s->env, s->def, s->help);
+        char vals[160];
+        describe(s, vals, sizeof(vals));
+        fprintf(out, "  --%s=%s  (env %s%s%s, default '%s')\n      %s\n      Values: %s.\n", s->name,
+                metavar(s->kind), s->env, *s->mc_env ? ", else " : "", s->mc_env, s->def, s->help, vals);
     }
     fprintf(out, "\nThe config file holds 'name = value' lines; flags override the environment,\n"
-                 "which overrides the file.\n");
+                 "which overrides the file. A Mooncake name (MC_*) is read only when the\n"
+                 "MCEFAD_* variable is not set.\n");
 }
 
 void config_print_reference(FILE *out)
@@ -164,17 +281,28 @@ void config_print_reference(FILE *out)
                  "Each setting can be given in the config file (`name = value`), in the\n"
                  "environment, or as a flag `--name=value`. Flags override the environment,\n"
                  "which overrides the file (`--config=PATH` or `MCEFAD_CONFIG`).\n\n"
-                 "| setting | environment | default | meaning |\n|---|---|---|---|\n");
+                 "Some settings also answer to the environment variable Mooncake uses for\n"
+                 "the same thing (`MC_*`, shown after \"else\"). It is read only when the\n"
+                 "`MCEFAD_*` variable is not set at all (set to an empty value counts as set),\n"
+                 "so the order is: flag, then `MCEFAD_*`, then `MC_*`, then the file, then the\n"
+                 "default.\n\n"
+                 "| setting | environment | default | values | meaning |\n|---|---|---|---|---|\n");
     for (size_t i = 0; i < NSETTINGS; i++) {
         const setting *s = &settings[i];
-        fprintf(out, "| `%s` | `%s` | `%s` | %s |\n", s->name, s->env, s->def, s->help);
+        char vals[160], env[128];
+        describe(s, vals, sizeof(vals));
+        if (*s->mc_env)
+            snprintf(env, sizeof(env), "`%s`, else `%s`", s->env, s->mc_env);
+        else
+            snprintf(env, sizeof(env), "`%s`", s->env);
+        fprintf(out, "| `%s` | %s | `%s` | %s | %s |\n", s->name, env, s->def, vals, s->help);
     }
 }
 
 void config_free(mcefad_config *cfg)
 {
     for (size_t i = 0; i < NSETTINGS; i++)
-        if (settings[i].type == T_STR) {
+        if (storage_of(settings[i].kind) == S_TEXT) {
             char **p = (char **)((char *)cfg + settings[i].offset);
             free(*p);
             *p = NULL;
@@ -208,11 +336,16 @@ int config_load(mcefad_config *cfg, int argc, char **argv)
             return rc;
     }
     for (size_t i = 0; i < NSETTINGS; i++) {
-        const char *v = getenv(settings[i].env);
+        const setting *s = &settings[i];
+        /* Mooncake's name stands in only when ours is absent, so a
+         * deployment can set both for different processes. */
+        const char *name = s->env, *v = getenv(s->env);
+        if (!v && *s->mc_env)
+            v = getenv(name = s->mc_env);
         if (v) {
             char origin[128];
-            snprintf(origin, sizeof(origin), "environment %s", settings[i].env);
-            if ((rc = apply(cfg, &settings[i], v, origin)) < 0)
+            snprintf(origin, sizeof(origin), "environment %s", name);
+            if ((rc = apply(cfg, s, v, origin)) < 0)
                 return rc;
         }
     }
@@ -265,12 +398,13 @@ int config_load(mcefad_config *cfg, int argc, char **argv)
             return -EINVAL;
         }
         if (!value) {
-            if (s->type == T_BOOL) {
+            if (s->kind == K_BOOL) {
                 value = "true";
             } else if (i + 1 < argc) {
                 value = argv[++i];
             } else {
-                fprintf(stderr, "mcefad: flag --%s needs a value\n", s->name);
+                fprintf(stderr, "mcefad: setting %s: flag --%s needs a value; write --%s=VALUE\n", s->name, s->name,
+                        s->name);
                 return -EINVAL;
             }
         }
