@@ -1,6 +1,7 @@
 /* Every setting of mcefad, declared once. The table drives the defaults,
- * the config file, the environment, the command-line flags, --help and the
- * generated configuration reference (docs/configuration.md). */
+ * the config file, the environment, the command-line flags, --help, the
+ * checks of config_validate and the generated configuration reference
+ * (docs/configuration.md). */
 #ifndef MCEFAD_CONFIG_H
 #define MCEFAD_CONFIG_H
 
@@ -118,13 +119,51 @@ typedef struct mcefad_config {
 /* Fills cfg from defaults, the config file (--config=PATH or MCEFAD_CONFIG),
  * the environment and argv, in that order of increasing precedence. A value
  * that is not of its setting's kind (a word for a number, ...) is refused
- * here; ranges and formats are checked afterwards.
+ * here; ranges and formats are config_validate's.
  * Returns 0, 1 when the program should exit successfully (--help, ...), or
  * a negative errno after printing what was wrong to stderr. */
 int config_load(mcefad_config *cfg, int argc, char **argv);
 void config_free(mcefad_config *cfg);
 
+/* Checks every setting against its kind and bounds: everything a start
+ * would refuse, so --check-config and a start agree. Prints each problem
+ * to stderr as "mcefad: setting NAME: ..." and returns -EINVAL if there
+ * was any, else 0. After it passes, the helpers below cannot fail on cfg's
+ * values (except -ENOSPC for a small buffer, and -ENOENT). */
+int config_validate(const mcefad_config *cfg);
+
 /* Writes the reference of every setting as Markdown. */
 void config_print_reference(FILE *out);
+
+/* ---- Helpers for the modules that use the values ----------------------- */
+
+/* Splits an IPv4 "address:port" (metrics_listen) into host (the dotted
+ * quad; hostlen of 16 always suffices) and *port (1-65535). Returns 0,
+ * -EINVAL when spec is not such a value (the empty value included: check
+ * for "off" first), or -ENOSPC when host is too small. */
+int config_parse_hostport(const char *spec, char *host, size_t hostlen, int *port);
+
+/* Returns 0 when addr is an IPv4 address in dotted-quad form (peer_listen),
+ * else -EINVAL. */
+int config_check_ipv4(const char *addr);
+
+/* Returns the level of a log_level value: LOG_ERROR..LOG_DEBUG of log.h
+ * (so 0-3), or -EINVAL for a name that is none of them. */
+int config_log_level(const char *name);
+
+/* Walks a comma-separated list (nics, nics_exclude). Start with *pos at the
+ * list; each call sets *name and *len to the next name, without the spaces
+ * around it, and advances *pos. Empty items are skipped. Returns 0, or
+ * -ENOENT when no name is left. */
+int config_list_next(const char **pos, const char **name, size_t *len);
+
+/* Whether name is one of the names of a comma-separated list. */
+bool config_list_contains(const char *list, const char *name);
+
+/* Finds host in a peer_hosts map ("name=address[:port],...") and writes
+ * "address:port" to out, with default_port (peer_port) when the entry names
+ * no port. Returns 0, -ENOENT when the map has no entry for host, -EINVAL
+ * when the map is malformed, or -ENOSPC when out is too small. */
+int config_hostmap_lookup(const char *map, const char *host, uint64_t default_port, char *out, size_t outlen);
 
 #endif
