@@ -167,6 +167,7 @@ install: all
 	install -m 0755 $(LIBMCEFA_SO) $(DESTDIR)$(LIBDIR)/libmcefa.so.0
 	ln -sf libmcefa.so.0 $(DESTDIR)$(LIBDIR)/libmcefa.so
 	install -m 0644 client/include/mcefa.h $(DESTDIR)$(INCDIR)/mcefa.h
+	install -m 0644 proto/mcefa_defaults.h $(DESTDIR)$(INCDIR)/mcefa_defaults.h
 	install -d $(DESTDIR)$(SYSTEMDDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/mcefad
 	sed -e 's|/usr/local/bin/mcefad|$(BINDIR)/mcefad|' -e 's|/etc/mcefad|$(SYSCONFDIR)/mcefad|' \
 	    -e 's|/usr/local/share/doc|$(PREFIX)/share/doc|' \

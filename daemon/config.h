@@ -1,68 +1,113 @@
 /* Every setting of mcefad, declared once. The table drives the defaults,
- * the config file, the environment, the command-line flags, --help and the
- * generated configuration reference (docs/configuration.md). */
+ * the config file, the environment, the command-line flags, --help, the
+ * checks of config_validate and the generated configuration reference
+ * (docs/configuration.md). */
 #ifndef MCEFAD_CONFIG_H
 #define MCEFAD_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
-/* X(type, name, default, env, help) -- type is STR, UINT or BOOL. */
-#define MCEFAD_SETTINGS(X)                                                                                    \
-    X(STR, socket_path, "/run/mcefad/mcefad.sock", "MCEFAD_SOCKET",                                           \
-      "Unix socket that clients (libmcefa, mcefactl) connect to.")                                            \
-    X(UINT, socket_mode, "0660", "MCEFAD_SOCKET_MODE",                                                        \
-      "Permission bits of the socket (octal); group members may connect.")                                    \
-    X(STR, log_level, "info", "MCEFAD_LOG_LEVEL", "Least severe level logged: error, warn, info or debug.")   \
-    X(STR, hostname, "", "MCEFAD_HOSTNAME",                                                                   \
-      "Host name used in segment names chosen by the daemon; empty means gethostname().")                    \
-    X(UINT, segment_port_base, "15000", "MCEFAD_SEGMENT_PORT_BASE",                                           \
-      "First number used for daemon-chosen segment names (hostname:N), as Mooncake's rpc ports.")            \
-    X(UINT, copy_threads, "2", "MCEFAD_COPY_THREADS", "Threads that perform same-host copies.")               \
-    X(UINT, copy_chunk_bytes, "4194304", "MCEFAD_COPY_CHUNK",                                                 \
-      "Same-host transfers larger than this are split so several copy threads share them.")                  \
-    X(UINT, completion_slots, "65536", "MCEFAD_COMPLETION_SLOTS",                                             \
-      "Transfer status slots in each client's completion area (limits transfers in allocated batches).")     \
-    X(UINT, max_frame_bytes, "8388608", "MCEFAD_MAX_FRAME",                                                   \
-      "Largest protocol message accepted from a client; larger ones close its connection.")                  \
-    X(UINT, max_clients, "1024", "MCEFAD_MAX_CLIENTS", "Most client connections served at once.")            \
-    X(UINT, max_regions_per_client, "65536", "MCEFAD_MAX_REGIONS", "Most registered regions per client.")    \
-    X(UINT, max_outbound_bytes, "67108864", "MCEFAD_MAX_OUTBOUND",                                            \
-      "Replies queued for a client that does not read them before it is disconnected.")                      \
-    X(BOOL, populate, "true", "MCEFAD_POPULATE",                                                              \
-      "Pre-fault registered memory when it is registered, so first transfers do not pay page faults.")        \
-    X(STR, provider, "efa", "MCEFAD_PROVIDER",                                                                \
+#include "mcefa_defaults.h"
+
+#define CFG_STRINGIFY_(x) #x
+#define CFG_STRINGIFY(x) CFG_STRINGIFY_(x)
+/* A bound that does not limit. */
+#define CFG_UNBOUNDED UINT64_MAX
+/* Longest Unix socket path: sizeof(sockaddr_un.sun_path) - 1 (asserted in
+ * config.c), so a longer socket_path fails the check, not the bind. */
+#define CFG_SOCKET_PATH_MAX 107
+
+/* X(kind, name, default, min, max, env, mc_env, help)
+ *
+ * kind     how the value is read and checked:
+ *   STR       text
+ *   UINT      non-negative integer (decimal, 0x hex, 0 octal)
+ *   BOOL      true/false, yes/no, on/off, 1/0
+ *   MODE      permission bits, read as octal, at most 0777
+ *   PORT      TCP port (decimal), at most 65535
+ *   HOSTPORT  IPv4 address:port
+ *   IPV4      IPv4 address (dotted quad)
+ *   LOGLEVEL  error, warn (or warning), info or debug
+ *   NAMES     comma-separated names
+ *   HOSTMAP   name=address[:port],... (address: IPv4 or a host name)
+ * min, max bounds of the value for UINT and PORT; of the length in bytes for
+ *          the text kinds, where min 0 also allows the empty value (which
+ *          then means "none" or "off", as help says); unused by BOOL, MODE.
+ * env      the primary environment variable (MCEFAD_*).
+ * mc_env   Mooncake's name for the same setting (MC_*), read only when env is
+ *          not set at all; "" when there is none.
+ *
+ * The C type of a field follows from its kind: char * for text kinds,
+ * uint64_t for UINT, MODE and PORT, bool for BOOL. */
+#define MCEFAD_SETTINGS(X)                                                                                      \
+    X(STR, socket_path, MCEFA_DEFAULT_SOCKET, 1, CFG_SOCKET_PATH_MAX, MCEFA_SOCKET_ENV, "",                      \
+      "Unix socket that clients (libmcefa, mcefactl) connect to.")                                              \
+    X(MODE, socket_mode, "0660", 0, 0777, "MCEFAD_SOCKET_MODE", "",                                              \
+      "Permission bits of the socket (octal); group members may connect.")                                      \
+    X(LOGLEVEL, log_level, "info", 1, CFG_UNBOUNDED, "MCEFAD_LOG_LEVEL", "",                                     \
+      "Least severe level logged: error, warn, info or debug.")                                                 \
+    X(STR, hostname, "", 0, 255, "MCEFAD_HOSTNAME", "",                                                          \
+      "Host name used in segment names chosen by the daemon; empty means gethostname().")                      \
+    X(PORT, segment_port_base, "15000", 0, 65535, "MCEFAD_SEGMENT_PORT_BASE", "",                                \
+      "First number used for daemon-chosen segment names (hostname:N), as Mooncake's rpc ports.")              \
+    X(UINT, copy_threads, "2", 1, 256, "MCEFAD_COPY_THREADS", "", "Threads that perform same-host copies.")     \
+    X(UINT, copy_chunk_bytes, "4194304", 4096, CFG_UNBOUNDED, "MCEFAD_COPY_CHUNK", "",                           \
+      "Same-host transfers larger than this are split so several copy threads share them.")                    \
+    X(UINT, completion_slots, "65536", 2, 1u << 24, "MCEFAD_COMPLETION_SLOTS", "",                               \
+      "Transfer status slots in each client's completion area (limits transfers in allocated batches).")       \
+    X(UINT, max_frame_bytes, CFG_STRINGIFY(MCEFA_DEFAULT_MAX_FRAME), 4096, 1u << 30, "MCEFAD_MAX_FRAME", "",     \
+      "Largest protocol message accepted from a client; larger ones close its connection.")                    \
+    X(UINT, max_clients, "1024", 1, CFG_UNBOUNDED, "MCEFAD_MAX_CLIENTS", "",                                     \
+      "Most client connections served at once.")                                                                \
+    X(UINT, max_regions_per_client, "65536", 1, CFG_UNBOUNDED, "MCEFAD_MAX_REGIONS", "",                         \
+      "Most registered regions per client.")                                                                    \
+    X(UINT, max_outbound_bytes, "67108864", 0, CFG_UNBOUNDED, "MCEFAD_MAX_OUTBOUND", "",                         \
+      "Replies queued for a client that does not read them before it is disconnected.")                        \
+    X(BOOL, populate, "true", 0, 0, "MCEFAD_POPULATE", "",                                                       \
+      "Pre-fault registered memory when it is registered, so first transfers do not pay page faults.")          \
+    X(STR, provider, "efa", 0, CFG_UNBOUNDED, "MCEFAD_PROVIDER", "",                                             \
       "libfabric provider for the NICs: efa on AWS, tcp;ofi_rxm (or another RDM provider with RMA) elsewhere; " \
-      "none runs same-host only.")                                                                            \
-    X(STR, nics, "", "MC_EFA_NIC_SELECTION",                                                                  \
-      "Comma-separated NIC (domain) names to use; empty means every NIC the provider lists.")                 \
-    X(STR, nics_exclude, "", "MCEFAD_NICS_EXCLUDE", "Comma-separated NIC (domain) names never to use.")      \
-    X(STR, peer_listen, "0.0.0.0", "MCEFAD_PEER_LISTEN", "Address the daemon-to-daemon port listens on.")    \
-    X(UINT, peer_port, "17650", "MCEFAD_PEER_PORT", "TCP port of the daemon-to-daemon handshake.")           \
-    X(STR, peer_hosts, "", "MCEFAD_PEER_HOSTS",                                                               \
-      "Static host map, 'name=address[:port],...': how to reach a host named in segment names when DNS "     \
-      "does not know it or its daemon listens on another port.")                                             \
-    X(UINT, nic_workers, "0", "MC_EFA_CQ_THREADS",                                                            \
-      "Threads that post to and poll the NICs; 0 means one per NIC.")                                        \
-    X(UINT, max_wr, "256", "MC_MAX_WR",                                                                       \
-      "Most work requests outstanding per NIC (capped by the provider's tx queue); more wait in the daemon.") \
-    X(UINT, stripe_threshold, "4194304", "MCEFAD_STRIPE_THRESHOLD",                                           \
-      "Remote transfers larger than this are split across the eligible NICs.")                              \
-    X(UINT, request_timeout_ms, "10000", "MCEFAD_REQUEST_TIMEOUT_MS",                                         \
-      "A remote transfer not finished this long after submission fails with a timeout.")                    \
-    X(UINT, spin_us, "50", "MCEFAD_SPIN_US",                                                                  \
-      "How long an idle NIC worker polls before it sleeps on the completion queue.")                         \
-    X(STR, admin_group, "mcefa-admin", "MCEFAD_ADMIN_GROUP",                                                  \
-      "Group whose members may use admin requests (mcefactl); root and the daemon's own user always may.")   \
-    X(STR, metrics_listen, "127.0.0.1:9465", "MCEFAD_METRICS_LISTEN",                                         \
+      "none runs same-host only.")                                                                              \
+    X(NAMES, nics, "", 0, CFG_UNBOUNDED, "MCEFAD_NICS", "MC_EFA_NIC_SELECTION",                                  \
+      "Comma-separated NIC (domain) names to use; empty means every NIC the provider lists.")                   \
+    X(NAMES, nics_exclude, "", 0, CFG_UNBOUNDED, "MCEFAD_NICS_EXCLUDE", "",                                      \
+      "Comma-separated NIC (domain) names never to use.")                                                       \
+    X(IPV4, peer_listen, "0.0.0.0", 1, CFG_UNBOUNDED, "MCEFAD_PEER_LISTEN", "",                                  \
+      "Address the daemon-to-daemon port listens on.")                                                          \
+    X(PORT, peer_port, "17650", 1, 65535, "MCEFAD_PEER_PORT", "", "TCP port of the daemon-to-daemon handshake.") \
+    X(HOSTMAP, peer_hosts, "", 0, CFG_UNBOUNDED, "MCEFAD_PEER_HOSTS", "",                                        \
+      "Static host map, 'name=address[:port],...': how to reach a host named in segment names when DNS "       \
+      "does not know it or its daemon listens on another port.")                                               \
+    X(UINT, nic_workers, "0", 0, 64, "MCEFAD_NIC_WORKERS", "MC_EFA_CQ_THREADS",                                  \
+      "Threads that post to and poll the NICs; 0 means one per NIC.")                                          \
+    X(UINT, max_wr, "256", 1, CFG_UNBOUNDED, "MCEFAD_MAX_WR", "MC_MAX_WR",                                       \
+      "Most work requests outstanding per NIC (capped by the provider's tx queue); more wait in the daemon.")   \
+    X(UINT, stripe_threshold, "4194304", 0, CFG_UNBOUNDED, "MCEFAD_STRIPE_THRESHOLD", "",                        \
+      "Remote transfers larger than this are split across the eligible NICs.")                                \
+    X(UINT, request_timeout_ms, "10000", 1, CFG_UNBOUNDED, "MCEFAD_REQUEST_TIMEOUT_MS", "",                      \
+      "A remote transfer not finished this long after submission fails with a timeout.")                      \
+    X(UINT, spin_us, "50", 0, CFG_UNBOUNDED, "MCEFAD_SPIN_US", "",                                               \
+      "How long an idle NIC worker polls before it sleeps on the completion queue.")                           \
+    X(STR, admin_group, "mcefa-admin", 0, CFG_UNBOUNDED, "MCEFAD_ADMIN_GROUP", "",                               \
+      "Group whose members may use admin requests (mcefactl); root and the daemon's own user always may.")     \
+    X(HOSTPORT, metrics_listen, "127.0.0.1:9465", 0, CFG_UNBOUNDED, "MCEFAD_METRICS_LISTEN", "",                 \
       "address:port of the Prometheus metrics endpoint (GET /metrics); empty turns it off.")
 
 typedef struct mcefad_config {
 #define X_FIELD_STR(name) char *name;
 #define X_FIELD_UINT(name) uint64_t name;
 #define X_FIELD_BOOL(name) bool name;
-#define X_FIELD(type, name, def, env, help) X_FIELD_##type(name)
+#define X_FIELD_MODE(name) uint64_t name;
+#define X_FIELD_PORT(name) uint64_t name;
+#define X_FIELD_HOSTPORT(name) char *name;
+#define X_FIELD_IPV4(name) char *name;
+#define X_FIELD_LOGLEVEL(name) char *name;
+#define X_FIELD_NAMES(name) char *name;
+#define X_FIELD_HOSTMAP(name) char *name;
+#define X_FIELD(kind, name, def, min, max, env, mc_env, help) X_FIELD_##kind(name)
     MCEFAD_SETTINGS(X_FIELD)
 #undef X_FIELD
     /* Not settings: what to do this run. */
@@ -72,7 +117,9 @@ typedef struct mcefad_config {
 } mcefad_config;
 
 /* Fills cfg from defaults, the config file (--config=PATH or MCEFAD_CONFIG),
- * the environment and argv, in that order of increasing precedence.
+ * the environment and argv, in that order of increasing precedence. A value
+ * that is not of its setting's kind (a word for a number, ...) is refused
+ * here; ranges and formats are config_validate's.
  * Returns 0, 1 when the program should exit successfully (--help, ...), or
  * a negative errno after printing what was wrong to stderr. */
 int config_load(mcefad_config *cfg, int argc, char **argv);
@@ -82,7 +129,45 @@ void config_free(mcefad_config *cfg);
  * starts, read-only afterwards (any thread may read it). */
 extern mcefad_config config;
 
+/* Checks every setting against its kind and bounds: everything a start
+ * would refuse, so --check-config and a start agree. Prints each problem
+ * to stderr as "mcefad: setting NAME: ..." and returns -EINVAL if there
+ * was any, else 0. After it passes, the helpers below cannot fail on cfg's
+ * values (except -ENOSPC for a small buffer, and -ENOENT). */
+int config_validate(const mcefad_config *cfg);
+
 /* Writes the reference of every setting as Markdown. */
 void config_print_reference(FILE *out);
+
+/* ---- Helpers for the modules that use the values ----------------------- */
+
+/* Splits an IPv4 "address:port" (metrics_listen) into host (the dotted
+ * quad; hostlen of 16 always suffices) and *port (1-65535). Returns 0,
+ * -EINVAL when spec is not such a value (the empty value included: check
+ * for "off" first), or -ENOSPC when host is too small. */
+int config_parse_hostport(const char *spec, char *host, size_t hostlen, int *port);
+
+/* Returns 0 when addr is an IPv4 address in dotted-quad form (peer_listen),
+ * else -EINVAL. */
+int config_check_ipv4(const char *addr);
+
+/* Returns the level of a log_level value: LOG_ERROR..LOG_DEBUG of log.h
+ * (so 0-3), or -EINVAL for a name that is none of them. */
+int config_log_level(const char *name);
+
+/* Walks a comma-separated list (nics, nics_exclude). Start with *pos at the
+ * list; each call sets *name and *len to the next name, without the spaces
+ * around it, and advances *pos. Empty items are skipped. Returns 0, or
+ * -ENOENT when no name is left. */
+int config_list_next(const char **pos, const char **name, size_t *len);
+
+/* Whether name is one of the names of a comma-separated list. */
+bool config_list_contains(const char *list, const char *name);
+
+/* Finds host in a peer_hosts map ("name=address[:port],...") and writes
+ * "address:port" to out, with default_port (peer_port) when the entry names
+ * no port. Returns 0, -ENOENT when the map has no entry for host, -EINVAL
+ * when the map is malformed, or -ENOSPC when out is too small. */
+int config_hostmap_lookup(const char *map, const char *host, uint64_t default_port, char *out, size_t outlen);
 
 #endif

@@ -36,48 +36,6 @@
 /* Anyone who reaches peer_port can announce a host: bound the table. */
 #define PEERS_MAX 4096
 
-/* Values the parser cannot judge alone. */
-static int validate(const mcefad_config *c)
-{
-    int bad = 0;
-#define BAD(...)                                   \
-    do {                                           \
-        fprintf(stderr, "mcefad: " __VA_ARGS__);   \
-        fputc('\n', stderr);                       \
-        bad = -EINVAL;                             \
-    } while (0)
-    if (log_parse_level(c->log_level) < 0)
-        BAD("log_level '%s' is not one of error, warn, info, debug", c->log_level);
-    if (!*c->socket_path)
-        BAD("socket_path is empty");
-    if (c->socket_mode > 0777)
-        BAD("socket_mode %llo is not a permission mask (0000-0777)", (unsigned long long)c->socket_mode);
-    if (c->copy_threads < 1 || c->copy_threads > 256)
-        BAD("copy_threads %llu is out of range (1-256)", (unsigned long long)c->copy_threads);
-    if (c->completion_slots < 2 || c->completion_slots > (1u << 24))
-        BAD("completion_slots %llu is out of range (2-16777216)", (unsigned long long)c->completion_slots);
-    if (c->max_frame_bytes < 4096 || c->max_frame_bytes > (1u << 30))
-        BAD("max_frame_bytes %llu is out of range (4096-1073741824)", (unsigned long long)c->max_frame_bytes);
-    if (c->copy_chunk_bytes < 4096)
-        BAD("copy_chunk_bytes %llu is too small (at least 4096)", (unsigned long long)c->copy_chunk_bytes);
-    if (c->max_clients < 1)
-        BAD("max_clients must be at least 1");
-    if (c->max_regions_per_client < 1)
-        BAD("max_regions_per_client must be at least 1");
-    if (c->max_wr < 1)
-        BAD("max_wr must be at least 1");
-    if (c->request_timeout_ms < 1)
-        BAD("request_timeout_ms must be at least 1");
-    if (c->peer_port < 1 || c->peer_port > 65535)
-        BAD("peer_port %llu is not a port number", (unsigned long long)c->peer_port);
-    if (c->nic_workers > 64)
-        BAD("nic_workers %llu is out of range (0-64)", (unsigned long long)c->nic_workers);
-    if (c->segment_port_base > 65535)
-        BAD("segment_port_base %llu is not a port number", (unsigned long long)c->segment_port_base);
-#undef BAD
-    return bad;
-}
-
 /* --print-topology: each GPU and the NICs that will serve its memory. */
 static int print_topology(const char *xml)
 {
@@ -168,7 +126,7 @@ int main(int argc, char **argv)
 {
     int rc = config_load(&config, argc, argv);
     if (rc == 0)
-        rc = validate(&config);
+        rc = config_validate(&config);
     if (rc != 0) {
         config_free(&config);
         return rc > 0 ? 0 : 2;

@@ -296,18 +296,12 @@ int metrics_start(uv_loop_t *l, const char *spec)
     loop = l;
     if (!*spec)
         return 0;
+    /* config_validate checked the form; this only splits it. */
     char host[256];
-    snprintf(host, sizeof(host), "%s", spec);
-    char *colon = strrchr(host, ':');
-    if (!colon) {
-        log_error("metrics_listen '%s' must be address:port (or empty to turn metrics off)", spec);
-        return -EINVAL;
-    }
-    *colon = 0;
-    int port = atoi(colon + 1);
+    int port;
     struct sockaddr_in sa;
-    int rc = uv_ip4_addr(host, port, &sa);
-    if (rc < 0 || port <= 0 || port > 65535) {
+    int rc = config_parse_hostport(spec, host, sizeof(host), &port);
+    if (rc < 0 || (rc = uv_ip4_addr(host, port, &sa)) < 0) {
         log_error("metrics_listen '%s' is not an IPv4 address:port", spec);
         return -EINVAL;
     }

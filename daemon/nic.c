@@ -30,25 +30,6 @@ nic *nic_get(unsigned i)
 
 /* ---- Selection ---------------------------------------------------------- */
 
-static bool in_list(const char *list, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *p = list; p && *p;) {
-        const char *e = strchr(p, ',');
-        size_t l = e ? (size_t)(e - p) : strlen(p);
-        while (l && *p == ' ')
-            p++, l--;
-        while (l && p[l - 1] == ' ')
-            l--;
-        if (l == n && strncmp(p, name, n) == 0)
-            return true;
-        if (!e)
-            break;
-        p = e + 1;
-    }
-    return false;
-}
-
 static int read_numa(const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -295,9 +276,9 @@ int nic_init(const mcefad_config *cfg, uint64_t kb)
             dup |= strcmp(nics[i]->name, name) == 0;
         if (dup)
             continue;
-        if (*cfg->nics ? !in_list(cfg->nics, name) : strcmp(name, "lo") == 0)
+        if (*cfg->nics ? !config_list_contains(cfg->nics, name) : strcmp(name, "lo") == 0)
             continue; /* loopback only when named: a peer's "lo" would be ourselves */
-        if (in_list(cfg->nics_exclude, name))
+        if (config_list_contains(cfg->nics_exclude, name))
             continue;
         nic *n = calloc(1, sizeof(*n));
         if (!n) {

@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "config.h"
+
 static uv_loop_t *loop;
 static const char *static_map;
 static unsigned port_default;
@@ -16,33 +18,10 @@ void resolve_init(uv_loop_t *l, const char *peer_hosts, unsigned default_port)
     port_default = default_port;
 }
 
-/* Looks host up in peer_hosts ("name=addr[:port],..."). */
-static bool static_address(const char *host, char *out, size_t outlen)
-{
-    const char *p = static_map;
-    size_t hl = strlen(host);
-    while (p && *p) {
-        const char *e = strchr(p, ',');
-        size_t l = e ? (size_t)(e - p) : strlen(p);
-        const char *eq = memchr(p, '=', l);
-        if (eq && (size_t)(eq - p) == hl && strncmp(p, host, hl) == 0) {
-            size_t al = l - (size_t)(eq + 1 - p);
-            if (memchr(eq + 1, ':', al))
-                snprintf(out, outlen, "%.*s", (int)al, eq + 1);
-            else
-                snprintf(out, outlen, "%.*s:%u", (int)al, eq + 1, port_default);
-            return true;
-        }
-        if (!e)
-            break;
-        p = e + 1;
-    }
-    return false;
-}
-
 void resolve_address(const char *host, char *out, size_t outlen)
 {
-    if (!static_address(host, out, outlen))
+    /* The static map first; a metadata service would come next. */
+    if (config_hostmap_lookup(static_map, host, port_default, out, outlen) != 0)
         snprintf(out, outlen, "%s:%u", host, port_default);
 }
 

@@ -10,13 +10,14 @@
 #include <sys/types.h>
 
 #include "mcefa.pb-c.h"
+#include "mcefa_defaults.h"
 
 /* 2: replies may come out of order (matched by seq); FreeBatch.when_done. */
 #define MCEFA_PROTOCOL_VERSION 2u
 #define WIRE_HDR_LEN 4u
 /* Default largest frame either side accepts; a batch of 65536 transfers
  * packs to about 3 MiB. */
-#define WIRE_MAX_FRAME_DEFAULT (8u << 20)
+#define WIRE_MAX_FRAME_DEFAULT ((unsigned)MCEFA_DEFAULT_MAX_FRAME)
 /* Most descriptors one sendmsg carries, and most a reader holds unclaimed:
  * a peer that sends more is misbehaving and its extras are closed. */
 #define WIRE_MAX_FDS 16

@@ -19,13 +19,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* MCEFA_DEFAULT_SOCKET and MCEFA_SOCKET_ENV (the environment variable naming
+ * the daemon socket when the caller passes NULL), shared with mcefad. */
+#include "mcefa_defaults.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define MCEFA_DEFAULT_SOCKET "/run/mcefad/mcefad.sock"
-/* Environment variable naming the daemon socket when the caller passes NULL. */
-#define MCEFA_SOCKET_ENV "MCEFAD_SOCKET"
 
 typedef struct mcefa_client mcefa_client;
 typedef struct mcefa_batch mcefa_batch;

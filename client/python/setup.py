@@ -19,7 +19,7 @@ setup(
     packages=["mcefa"],
     package_data={"mcefa": ["mooncake_shim/mooncake/*.py"]},
     ext_modules=[Extension("mcefa._mcefa", ["mcefa/_mcefa.c"],
-                           include_dirs=[os.path.join(top, "client", "include")],
+                           include_dirs=[os.path.join(top, "client", "include"), os.path.join(top, "proto")],
                            extra_objects=[lib],
                            libraries=["protobuf-c", "numa", "pthread"])],
 )
