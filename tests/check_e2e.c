@@ -1,8 +1,12 @@
 /* End to end: a real mcefad, real client processes (forked, each with its
  * own connection), and every kind of bad input the daemon must survive. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 
 #include "harness.h"
+#include "shm/completion.h"
+#include "shm/memfd.h"
 #include "suite.h"
 
 static test_daemon D;
@@ -711,6 +715,271 @@ START_TEST(daemon_restart_is_reported)
 }
 END_TEST
 
+/* ---- A scripted daemon: replies out of order, breaks ------------------ */
+
+/* Speaks the client protocol on a socket of its own from a thread: answers
+ * hello, then waits for `want` OpenSegment requests and does `script` with
+ * them. Tests what the real daemon cannot be made to do on demand. */
+enum fake_script { FAKE_REVERSE, FAKE_CLOSE, FAKE_SEQ0 };
+
+enum { FAKE_CALLERS = 4 };
+
+typedef struct fake_daemon {
+    char dir[64], sock[96];
+    int lfd;
+    enum fake_script script;
+    int want;
+    _Atomic int got; /* requests it saw before acting (read by the test meanwhile) */
+    pthread_t th;
+} fake_daemon;
+
+static void fake_send(int fd, Mcefa__Response *r, const int *fds, unsigned nfds)
+{
+    uint8_t *b;
+    size_t n;
+    if (wire_pack(&r->base, &b, &n) == 0) {
+        if (wire_send_all(fd, b, n, fds, nfds) < 0) {
+        }
+        free(b);
+    }
+}
+
+/* Next request, or NULL at end of stream or after 10 s. */
+static Mcefa__Request *fake_recv(int fd, wire_reader *rd)
+{
+    for (int i = 0; i < 1000; i++) {
+        const uint8_t *p;
+        size_t len;
+        if (wire_reader_next(rd, &p, &len) == 1) {
+            Mcefa__Request *q = mcefa__request__unpack(NULL, len, p);
+            wire_reader_consume(rd);
+            return q;
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        poll(&pfd, 1, 10);
+        ssize_t n = wire_reader_fill(rd, fd);
+        if (n == 0 || (n < 0 && n != -EAGAIN))
+            return NULL;
+    }
+    return NULL;
+}
+
+static void fake_welcome(int fd, uint64_t seq)
+{
+    enum { SLOTS = 64 };
+    size_t real;
+    int area = shm_memfd_create("fake-cq", shm_cq_size(SLOTS), 0, &real);
+    void *m = mmap(NULL, real, PROT_READ | PROT_WRITE, MAP_SHARED, area, 0);
+    shm_cq_init(m, SLOTS);
+    munmap(m, real);
+    Mcefa__Welcome w = MCEFA__WELCOME__INIT;
+    w.protocol_version = MCEFA_PROTOCOL_VERSION;
+    w.daemon_version = "fake";
+    w.session_id = 1;
+    w.hostname = "fakehost";
+    w.completion_slots = SLOTS;
+    w.fd_count = 1;
+    Mcefa__Response r = MCEFA__RESPONSE__INIT;
+    r.seq = seq;
+    r.body_case = MCEFA__RESPONSE__BODY_WELCOME;
+    r.welcome = &w;
+    fake_send(fd, &r, &area, 1);
+    close(area);
+}
+
+/* The answer to OpenSegment "fake:N" has handle 1000 + N. */
+static void fake_open_reply(int fd, const Mcefa__Request *q)
+{
+    Mcefa__SegmentInfo si = MCEFA__SEGMENT_INFO__INIT;
+    si.handle = 1000 + strtoull(strchr(q->open_segment->name, ':') + 1, NULL, 10);
+    si.name = q->open_segment->name;
+    Mcefa__Response r = MCEFA__RESPONSE__INIT;
+    r.seq = q->seq;
+    r.body_case = MCEFA__RESPONSE__BODY_SEGMENT_INFO;
+    r.segment_info = &si;
+    fake_send(fd, &r, NULL, 0);
+}
+
+static void *fake_main(void *arg)
+{
+    fake_daemon *f = arg;
+    int fd = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    wire_reader rd;
+    wire_reader_init(&rd, WIRE_MAX_FRAME_DEFAULT);
+    Mcefa__Request *hello = fake_recv(fd, &rd);
+    if (hello && hello->body_case == MCEFA__REQUEST__BODY_HELLO)
+        fake_welcome(fd, hello->seq);
+    if (hello)
+        mcefa__request__free_unpacked(hello, NULL);
+    /* Only a client that sends while others wait delivers all of them. */
+    Mcefa__Request *q[FAKE_CALLERS];
+    while (f->got < f->want && (q[f->got] = fake_recv(fd, &rd)) != NULL) {
+        if (q[f->got]->body_case != MCEFA__REQUEST__BODY_OPEN_SEGMENT) {
+            mcefa__request__free_unpacked(q[f->got], NULL);
+            break;
+        }
+        f->got++;
+    }
+    if (f->got == f->want && f->script == FAKE_REVERSE) {
+        for (int i = f->got - 1; i >= 0; i--)
+            fake_open_reply(fd, q[i]);
+        /* A reply nobody asked for is dropped. */
+        Mcefa__Response stray = MCEFA__RESPONSE__INIT;
+        stray.seq = 999999;
+        fake_send(fd, &stray, NULL, 0);
+        /* The connection goes on: one more request, answered in turn. */
+        Mcefa__Request *more = fake_recv(fd, &rd);
+        if (more && more->body_case == MCEFA__REQUEST__BODY_OPEN_SEGMENT)
+            fake_open_reply(fd, more);
+        if (more)
+            mcefa__request__free_unpacked(more, NULL);
+    } else if (f->got == f->want && f->script == FAKE_SEQ0) {
+        fake_open_reply(fd, q[0]);
+        Mcefa__Response r = MCEFA__RESPONSE__INIT;
+        r.status = -EBADMSG;
+        r.error = "malformed message: scripted";
+        fake_send(fd, &r, NULL, 0);
+        /* Then the client must close: wait for that. */
+        while (fake_recv(fd, &rd)) {
+        }
+    }
+    for (int i = 0; i < f->got; i++)
+        mcefa__request__free_unpacked(q[i], NULL);
+    wire_reader_free(&rd);
+    close(fd);
+    return NULL;
+}
+
+static void fake_start(fake_daemon *f, enum fake_script script, int want)
+{
+    memset(f, 0, sizeof(*f));
+    f->script = script;
+    f->want = want;
+    snprintf(f->dir, sizeof(f->dir), "/tmp/mcefa-fake-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(f->dir));
+    snprintf(f->sock, sizeof(f->sock), "%s/fake.sock", f->dir);
+    f->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->sock);
+    ck_assert_int_eq(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(f->lfd, 4), 0);
+    ck_assert_int_eq(pthread_create(&f->th, NULL, fake_main, f), 0);
+}
+
+static void fake_stop(fake_daemon *f)
+{
+    pthread_join(f->th, NULL);
+    close(f->lfd);
+    unlink(f->sock);
+    rmdir(f->dir);
+}
+
+typedef struct opener {
+    mcefa_client *c;
+    int n;
+    int rc;
+    mcefa_segment handle;
+    char error[600];
+} opener;
+
+static void *opener_main(void *arg)
+{
+    opener *o = arg;
+    char name[32];
+    snprintf(name, sizeof(name), "fake:%d", o->n);
+    o->rc = mcefa_segment_open(o->c, name, &o->handle);
+    snprintf(o->error, sizeof(o->error), "%s", mcefa_last_error());
+    return NULL;
+}
+
+/* FAKE_CALLERS threads each open a segment on one client at once. */
+static void open_together(mcefa_client *c, opener *o)
+{
+    pthread_t th[FAKE_CALLERS];
+    for (int i = 0; i < FAKE_CALLERS; i++) {
+        o[i] = (opener){.c = c, .n = i + 1};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, opener_main, &o[i]), 0);
+    }
+    for (int i = 0; i < FAKE_CALLERS; i++)
+        pthread_join(th[i], NULL);
+}
+
+START_TEST(replies_out_of_order_reach_their_callers)
+{
+    fake_daemon f;
+    fake_start(&f, FAKE_REVERSE, FAKE_CALLERS);
+    mcefa_client *c;
+    ck_assert_msg(mcefa_connect(f.sock, "ooo", &c) == 0, "connect: %s", mcefa_last_error());
+    ck_assert_str_eq(mcefa_daemon_hostname(c), "fakehost");
+    opener o[FAKE_CALLERS];
+    open_together(c, o);
+    for (int i = 0; i < FAKE_CALLERS; i++) {
+        ck_assert_msg(o[i].rc == 0, "caller %d: %d %s (the fake saw %d of %d requests)", i, o[i].rc, o[i].error,
+                      f.got, f.want);
+        ck_assert_uint_eq(o[i].handle, 1000 + o[i].n);
+    }
+    mcefa_segment h;
+    ck_assert_int_eq(mcefa_segment_open(c, "fake:77", &h), 0);
+    ck_assert_uint_eq(h, 1077);
+    mcefa_disconnect(c);
+    fake_stop(&f);
+}
+END_TEST
+
+START_TEST(lost_connection_fails_every_waiter)
+{
+    fake_daemon f;
+    fake_start(&f, FAKE_CLOSE, FAKE_CALLERS);
+    mcefa_client *c;
+    ck_assert_msg(mcefa_connect(f.sock, "lost", &c) == 0, "connect: %s", mcefa_last_error());
+    opener o[FAKE_CALLERS];
+    open_together(c, o);
+    ck_assert_int_eq(f.got, FAKE_CALLERS);
+    for (int i = 0; i < FAKE_CALLERS; i++) {
+        ck_assert_int_eq(o[i].rc, -ECONNRESET);
+        ck_assert_msg(strstr(o[i].error, "mcefad closed the connection"), "caller %d: '%s'", i, o[i].error);
+    }
+    /* Later calls fail at once, with the same reason. */
+    mcefa_segment h;
+    ck_assert_int_eq(mcefa_segment_open(c, "fake:9", &h), -ECONNRESET);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "mcefad closed the connection"));
+    mcefa_disconnect(c);
+    fake_stop(&f);
+}
+END_TEST
+
+START_TEST(unattributed_error_fails_every_waiter)
+{
+    fake_daemon f;
+    fake_start(&f, FAKE_SEQ0, FAKE_CALLERS);
+    mcefa_client *c;
+    ck_assert_msg(mcefa_connect(f.sock, "seq0", &c) == 0, "connect: %s", mcefa_last_error());
+    opener o[FAKE_CALLERS];
+    open_together(c, o);
+    ck_assert_int_eq(f.got, FAKE_CALLERS);
+    int answered = 0;
+    for (int i = 0; i < FAKE_CALLERS; i++) {
+        if (o[i].rc == 0) {
+            /* The one request the fake answered before the error. */
+            ck_assert_uint_eq(o[i].handle, 1000 + o[i].n);
+            answered++;
+            continue;
+        }
+        ck_assert_int_eq(o[i].rc, -EBADMSG);
+        ck_assert_msg(strstr(o[i].error, "malformed message: scripted") && strstr(o[i].error, "reconnect"),
+                      "caller %d: '%s'", i, o[i].error);
+    }
+    ck_assert_int_eq(answered, 1);
+    mcefa_segment h;
+    ck_assert_int_eq(mcefa_segment_open(c, "fake:9", &h), -ECONNRESET);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "scripted"));
+    mcefa_disconnect(c);
+    fake_stop(&f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("e2e");
@@ -736,5 +1005,11 @@ int main(void)
     tcase_add_test(tc, client_killed_mid_batch);
     tcase_add_test(tc, daemon_restart_is_reported);
     suite_add_tcase(s, tc);
+    TCase *fake = tcase_create("scripted daemon");
+    tcase_set_timeout(fake, 30);
+    tcase_add_test(fake, replies_out_of_order_reach_their_callers);
+    tcase_add_test(fake, lost_connection_fails_every_waiter);
+    tcase_add_test(fake, unattributed_error_fails_every_waiter);
+    suite_add_tcase(s, fake);
     return run_suite(s);
 }

@@ -10,8 +10,10 @@
  * failure. mcefa_strerror() turns the code into text; mcefa_last_error()
  * returns the daemon's explanation of the calling thread's last failure.
  *
- * A client handle may be used from several threads at once; a batch from
- * one thread at a time.
+ * A client handle may be used from several threads at once, each with its
+ * own request outstanding (a slow request of one thread does not hold up the
+ * others); a batch from one thread at a time. Do not disconnect while other
+ * threads are still in calls on the client.
  */
 #ifndef MCEFA_H
 #define MCEFA_H
