@@ -429,22 +429,49 @@ int mcefa_segment_open(mcefa_client *c, const char *name, mcefa_segment *out)
     return 0;
 }
 
+/* Larger than any version of a library struct will be: a struct_size past
+ * it was never set. */
+#define STRUCT_SIZE_MAX 65536
+
+int client_check_struct_size(size_t struct_size, size_t min, const char *type, const char *init)
+{
+    if (struct_size < min || struct_size > STRUCT_SIZE_MAX)
+        return client_error(-EINVAL, "%s.struct_size is %zu, not a size of %s: initialise the struct with %s", type,
+                            struct_size, type, init);
+    return 0;
+}
+
 int mcefa_segment_regions(mcefa_client *c, mcefa_segment seg, mcefa_region_info *regions, size_t max)
 {
+    if (max && !regions)
+        return client_error(-EINVAL, "mcefa_segment_regions: regions is NULL but max is %zu", max);
+    /* The first element's struct_size is the stride of the whole array. */
+    size_t stride = max ? regions[0].struct_size : 0;
+    int rc;
+    if (max && (rc = CLIENT_CHECK_SIZE(stride, mcefa_region_info, numa_node, "MCEFA_REGION_INFO_INIT")) < 0)
+        return rc;
     Mcefa__QuerySegment m = MCEFA__QUERY_SEGMENT__INIT;
     m.handle = seg;
     Mcefa__Request req = MCEFA__REQUEST__INIT;
     req.body_case = MCEFA__REQUEST__BODY_QUERY_SEGMENT;
     req.query_segment = &m;
     Mcefa__Response *resp;
-    int rc = client_call(c, &req, NULL, 0, &resp);
+    rc = client_call(c, &req, NULL, 0, &resp);
     if (rc < 0)
         return rc;
     Mcefa__SegmentInfo *si = resp->segment_info;
     for (size_t i = 0; i < si->n_regions && i < max; i++) {
-        regions[i].addr = si->regions[i]->addr;
-        regions[i].length = si->regions[i]->length;
-        regions[i].numa_node = si->regions[i]->numa_node;
+        mcefa_region_info r = {
+            .struct_size = stride,
+            .addr = si->regions[i]->addr,
+            .length = si->regions[i]->length,
+            .numa_node = si->regions[i]->numa_node,
+        };
+        /* Fields past the caller's size stay out; those it has that this
+         * library does not know read 0. */
+        char *e = (char *)regions + i * stride;
+        memset(e, 0, stride);
+        memcpy(e, &r, stride < sizeof(r) ? stride : sizeof(r));
     }
     rc = (int)si->n_regions;
     mcefa__response__free_unpacked(resp, NULL);
@@ -482,25 +509,34 @@ int mcefa_segment_warmup(mcefa_client *c, const char *name, unsigned *pairs)
 
 int mcefa_status(mcefa_client *c, mcefa_daemon_status *st)
 {
+    if (!st)
+        return client_error(-EINVAL, "mcefa_status: st is NULL");
+    size_t size = st->struct_size;
+    int rc = CLIENT_CHECK_SIZE(size, mcefa_daemon_status, protocol_errors, "MCEFA_DAEMON_STATUS_INIT");
+    if (rc < 0)
+        return rc;
     Mcefa__StatusQuery m = MCEFA__STATUS_QUERY__INIT;
     Mcefa__Request req = MCEFA__REQUEST__INIT;
     req.body_case = MCEFA__REQUEST__BODY_STATUS;
     req.status = &m;
     Mcefa__Response *resp;
-    int rc = client_call(c, &req, NULL, 0, &resp);
+    rc = client_call(c, &req, NULL, 0, &resp);
     if (rc < 0)
         return rc;
     Mcefa__DaemonStatus *d = resp->daemon_status;
-    memset(st, 0, sizeof(*st));
-    snprintf(st->version, sizeof(st->version), "%s", d->daemon_version);
-    snprintf(st->hostname, sizeof(st->hostname), "%s", d->hostname);
-    st->epoch = d->epoch;
-    st->uptime_ms = d->uptime_ms;
-    st->clients = (uint32_t)d->n_clients;
-    st->bytes_copied = d->bytes_copied;
-    st->transfers_completed = d->transfers_completed;
-    st->transfers_failed = d->transfers_failed;
-    st->protocol_errors = d->protocol_errors;
+    mcefa_daemon_status r = {.struct_size = size};
+    snprintf(r.version, sizeof(r.version), "%s", d->daemon_version);
+    snprintf(r.hostname, sizeof(r.hostname), "%s", d->hostname);
+    r.epoch = d->epoch;
+    r.uptime_ms = d->uptime_ms;
+    r.clients = (uint32_t)d->n_clients;
+    r.bytes_copied = d->bytes_copied;
+    r.transfers_completed = d->transfers_completed;
+    r.transfers_failed = d->transfers_failed;
+    r.protocol_errors = d->protocol_errors;
     mcefa__response__free_unpacked(resp, NULL);
+    /* As in mcefa_segment_regions: nothing past the caller's size. */
+    memset(st, 0, size);
+    memcpy(st, &r, size < sizeof(r) ? size : sizeof(r));
     return 0;
 }

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "mcefa.h"
 #include "wire.h"
@@ -79,5 +80,14 @@ int client_call_fd(mcefa_client *c, Mcefa__Request *req, const int *fds, unsigne
 
 /* Like client_call for requests whose reply carries nothing. */
 int client_call_simple(mcefa_client *c, Mcefa__Request *req);
+
+/* Checks the struct_size a caller set (see mcefa.h): 0, or -EINVAL with a
+ * text naming the struct and its initialiser when it is smaller than the
+ * struct's first version (up to last_v1_field) or too large to be a size
+ * of it (never initialised). */
+int client_check_struct_size(size_t struct_size, size_t min, const char *type, const char *init);
+#define CLIENT_CHECK_SIZE(size, type, last_v1_field, init)                                                        \
+    client_check_struct_size((size), offsetof(type, last_v1_field) + sizeof(((type *)0)->last_v1_field), #type,   \
+                             init)
 
 #endif

@@ -152,7 +152,7 @@ START_TEST(two_processes_read_and_write)
     mcefa_client *c = connect_ok("initiator");
     int rc = read_then_write(c, "host-a:12345", t.addr, size);
     ck_assert_msg(rc == 0, "read_then_write: %d %s", rc, mcefa_last_error());
-    mcefa_daemon_status st;
+    mcefa_daemon_status st = MCEFA_DAEMON_STATUS_INIT;
     ck_assert_int_eq(mcefa_status(c, &st), 0);
     ck_assert_uint_ge(st.bytes_copied, size);
     ck_assert_uint_eq(st.clients, 2);
@@ -481,7 +481,7 @@ START_TEST(unknown_segment)
     ck_assert_int_eq(mcefa_segment_open(c, "\xff\xfe:1", &seg), -EINVAL);
     ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "printable"));
     ck_assert_int_eq(mcefa_segment_warmup(c, "bad host:1", NULL), -EINVAL);
-    mcefa_daemon_status st;
+    mcefa_daemon_status st = MCEFA_DAEMON_STATUS_INIT;
     ck_assert_int_eq(mcefa_status(c, &st), 0);
     ck_assert_int_eq(mcefa_segment_close(c, 12345), -EBADF);
     mcefa_disconnect(c);
@@ -659,7 +659,7 @@ START_TEST(client_killed_mid_batch)
 
     /* The daemon notices, frees that client, and serves the rest. */
     mcefa_client *c = connect_ok("survivor");
-    mcefa_daemon_status st;
+    mcefa_daemon_status st = MCEFA_DAEMON_STATUS_INIT;
     for (int i = 0; i < 200; i++) {
         ck_assert_int_eq(mcefa_status(c, &st), 0);
         if (st.clients == 2)
@@ -700,11 +700,60 @@ START_TEST(client_killed_mid_batch)
 }
 END_TEST
 
+/* Structs the library fills: a caller built against a newer header (a
+ * bigger struct) gets its unknown fields zeroed, one that never set
+ * struct_size a clear refusal. */
+START_TEST(struct_size_is_honoured)
+{
+    target t;
+    target_start(&t, "sizes:1", 1 << 20);
+    mcefa_client *c = connect_ok("sizes");
+    typedef struct {
+        mcefa_daemon_status st;
+        uint64_t later_field;
+    } newer_status;
+    newer_status ns;
+    memset(&ns, 0xa5, sizeof(ns));
+    ns.st.struct_size = sizeof(ns);
+    ck_assert_int_eq(mcefa_status(c, &ns.st), 0);
+    ck_assert_uint_eq(ns.st.struct_size, sizeof(ns));
+    ck_assert_str_eq(ns.st.hostname, mcefa_daemon_hostname(c));
+    ck_assert_uint_eq(ns.later_field, 0);
+    mcefa_daemon_status unset = {.struct_size = 0};
+    ck_assert_int_eq(mcefa_status(c, &unset), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "MCEFA_DAEMON_STATUS_INIT"));
+    unset.struct_size = (size_t)-1;
+    ck_assert_int_eq(mcefa_status(c, &unset), -EINVAL);
+
+    mcefa_segment seg;
+    ck_assert_int_eq(mcefa_segment_open(c, "sizes:1", &seg), 0);
+    typedef struct {
+        mcefa_region_info ri;
+        uint64_t later_field;
+    } newer_region;
+    newer_region nr[2];
+    memset(nr, 0xa5, sizeof(nr));
+    nr[0].ri.struct_size = sizeof(nr[0]); /* the first element sizes them all */
+    ck_assert_int_eq(mcefa_segment_regions(c, seg, &nr[0].ri, 2), 1);
+    ck_assert_uint_eq(nr[0].ri.addr, t.addr);
+    ck_assert_uint_eq(nr[0].ri.length, 1 << 20);
+    ck_assert_uint_eq(nr[0].later_field, 0);
+    /* The second element is past the regions there are: untouched. */
+    ck_assert_uint_eq(nr[1].later_field, 0xa5a5a5a5a5a5a5a5ull);
+    mcefa_region_info small = {.struct_size = sizeof(uint64_t)};
+    ck_assert_int_eq(mcefa_segment_regions(c, seg, &small, 1), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "MCEFA_REGION_INFO_INIT"));
+    ck_assert_int_eq(mcefa_segment_regions(c, seg, NULL, 0), 1);
+    mcefa_disconnect(c);
+    ck_assert_int_eq(target_finish(&t, 'q'), 0);
+}
+END_TEST
+
 START_TEST(daemon_restart_is_reported)
 {
     mcefa_client *c = connect_ok("orphan");
     daemon_stop(&D);
-    mcefa_daemon_status st;
+    mcefa_daemon_status st = MCEFA_DAEMON_STATUS_INIT;
     ck_assert_int_eq(mcefa_status(c, &st), -ECONNRESET);
     ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "mcefad"));
     mcefa_disconnect(c);
@@ -1003,6 +1052,7 @@ int main(void)
     tcase_add_test(tc, batch_errors);
     tcase_add_test(tc, numa_and_huge_page_buffers);
     tcase_add_test(tc, client_killed_mid_batch);
+    tcase_add_test(tc, struct_size_is_honoured);
     tcase_add_test(tc, daemon_restart_is_reported);
     suite_add_tcase(s, tc);
     TCase *fake = tcase_create("scripted daemon");

@@ -14,6 +14,23 @@
  * own request outstanding (a slow request of one thread does not hold up the
  * others); a batch from one thread at a time. Do not disconnect while other
  * threads are still in calls on the client.
+ *
+ * Structs the library fills in (mcefa_region_info, mcefa_daemon_status)
+ * begin with `size_t struct_size`, so later versions can add fields without
+ * breaking programs built against this header:
+ *  - the caller sets struct_size to the sizeof it was compiled with: declare
+ *    the struct with its MCEFA_..._INIT initialiser (in C++ before C++20:
+ *    `mcefa_daemon_status st{}; st.struct_size = sizeof st;`). For an array,
+ *    the first element's struct_size gives the size of every element.
+ *  - the library writes nothing past struct_size: it zeroes those bytes, puts
+ *    struct_size back and fills the fields that fit. A field the library is
+ *    too old to know therefore reads 0; new fields are defined so that 0
+ *    means "not reported".
+ *  - a struct_size smaller than the struct's first version (or absurdly
+ *    large, i.e. never set) is refused with -EINVAL.
+ * Fields are only ever added at the end, never moved or removed. Structs the
+ * caller fills for the library (mcefa_transfer) keep their layout; an
+ * extension of those comes as a new function.
  */
 #ifndef MCEFA_H
 #define MCEFA_H
@@ -80,17 +97,22 @@ int mcefa_unregister(mcefa_client *c, void *addr);
 int mcefa_segment_export(mcefa_client *c, const char *name, char *name_out, size_t name_out_len);
 
 typedef struct mcefa_region_info {
+    size_t struct_size; /* set by the caller: see the top of this file */
     uint64_t addr;
     uint64_t length;
     int numa_node;
+    /* Later fields go here. */
 } mcefa_region_info;
+
+#define MCEFA_REGION_INFO_INIT {.struct_size = sizeof(mcefa_region_info)}
 
 /* Opens a segment by name. Opening the same segment again returns the same
  * handle (close it as many times). */
 int mcefa_segment_open(mcefa_client *c, const char *name, mcefa_segment *out);
 
 /* Copies up to max regions of the segment (as registered now) into regions;
- * returns how many it has in all (may exceed max). */
+ * returns how many it has in all (may exceed max). regions[0].struct_size
+ * must be set (MCEFA_REGION_INFO_INIT) when max > 0. */
 int mcefa_segment_regions(mcefa_client *c, mcefa_segment seg, mcefa_region_info *regions, size_t max);
 
 int mcefa_segment_close(mcefa_client *c, mcefa_segment seg);
@@ -156,6 +178,7 @@ int mcefa_transfer_sync(mcefa_client *c, const mcefa_transfer *t, size_t n, int 
 /* ---- Status ----------------------------------------------------------- */
 
 typedef struct mcefa_daemon_status {
+    size_t struct_size; /* set by the caller: see the top of this file */
     char version[32];
     char hostname[256];
     uint64_t epoch;
@@ -165,8 +188,12 @@ typedef struct mcefa_daemon_status {
     uint64_t transfers_completed;
     uint64_t transfers_failed;
     uint64_t protocol_errors;
+    /* Later fields go here. */
 } mcefa_daemon_status;
 
+#define MCEFA_DAEMON_STATUS_INIT {.struct_size = sizeof(mcefa_daemon_status)}
+
+/* Fills *st, whose struct_size must be set (MCEFA_DAEMON_STATUS_INIT). */
 int mcefa_status(mcefa_client *c, mcefa_daemon_status *st);
 
 /* ---- Errors ----------------------------------------------------------- */
