@@ -700,6 +700,52 @@ START_TEST(client_killed_mid_batch)
 }
 END_TEST
 
+/* A batch given up with transfers in flight is released when they finish,
+ * not held until disconnect; with a daemon that refuses that (-EBUSY) it
+ * stays until disconnect as before. */
+START_TEST(batch_freed_when_done)
+{
+    target t;
+    size_t size = 64 << 20;
+    target_start(&t, "late:1", size);
+    mcefa_client *c = connect_ok("impatient");
+    uint8_t *buf;
+    ck_assert_int_eq(mcefa_alloc(c, size / 2, -1, 0, (void **)&buf), 0);
+    ck_assert_int_eq(mcefa_register(c, buf, size / 2), 0);
+    mcefa_segment seg;
+    ck_assert_int_eq(mcefa_segment_open(c, "late:1", &seg), 0);
+    /* 8191 transfers + a header: 8 such batches fill the 65536 slots, so
+     * 24 rounds run out of slots unless the released ones come back. */
+    enum { N = 8191 };
+    mcefa_transfer *x = calloc(N, sizeof(*x));
+    for (int i = 0; i < N; i++)
+        x[i] = (mcefa_transfer){MCEFA_READ, buf + (size_t)i * 4096, seg, t.addr + (uint64_t)i * 4096, 4096};
+    int busy = 0;
+    for (int round = 0; round < 24 && !busy; round++) {
+        mcefa_batch *b;
+        int rc;
+        for (int i = 0; i < 1000 && (rc = mcefa_batch_alloc(c, N, &b)) == -ENOSPC; i++)
+            usleep(10000);
+        ck_assert_msg(rc == 0, "round %d: batch alloc: %d %s", round, rc, mcefa_last_error());
+        ck_assert_int_eq(mcefa_batch_submit(b, x, N), 0);
+        rc = mcefa_batch_free_when_done(b);
+        ck_assert_msg(rc == 0 || rc == -EBUSY, "free_when_done: %d %s", rc, mcefa_last_error());
+        busy = rc == -EBUSY;
+    }
+    if (busy)
+        printf("batch_freed_when_done: this daemon ignores FreeBatch.when_done; release not checked\n");
+    /* A synchronous transfer that gives up leaves the client usable. */
+    int rc = mcefa_transfer_sync(c, x, N, 0);
+    ck_assert_msg(rc == -ETIMEDOUT || rc == 0, "transfer_sync: %d %s", rc, mcefa_last_error());
+    mcefa_daemon_status st = MCEFA_DAEMON_STATUS_INIT;
+    ck_assert_int_eq(mcefa_status(c, &st), 0);
+    ck_assert_int_eq(mcefa_transfer_sync(c, x, 1, 10000), 0);
+    free(x);
+    mcefa_disconnect(c);
+    ck_assert_int_eq(target_finish(&t, 'q'), 0);
+}
+END_TEST
+
 /* Structs the library fills: a caller built against a newer header (a
  * bigger struct) gets its unknown fields zeroed, one that never set
  * struct_size a clear refusal. */
@@ -1052,6 +1098,7 @@ int main(void)
     tcase_add_test(tc, batch_errors);
     tcase_add_test(tc, numa_and_huge_page_buffers);
     tcase_add_test(tc, client_killed_mid_batch);
+    tcase_add_test(tc, batch_freed_when_done);
     tcase_add_test(tc, struct_size_is_honoured);
     tcase_add_test(tc, daemon_restart_is_reported);
     suite_add_tcase(s, tc);

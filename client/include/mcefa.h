@@ -149,8 +149,19 @@ enum mcefa_transfer_state {
 /* A batch holds up to capacity transfers, submitted in one or more calls. */
 int mcefa_batch_alloc(mcefa_client *c, uint32_t capacity, mcefa_batch **out);
 
-/* Frees a batch; -EBUSY while transfers of it are in flight. */
+/* Frees a batch; -EBUSY while transfers of it are in flight (the batch
+ * stays allocated then). */
 int mcefa_batch_free(mcefa_batch *b);
+
+/* Frees a batch whose transfers may still be in flight, for a caller that
+ * gave up waiting: the handle is gone whatever the result, and the daemon
+ * returns the batch's completion slots once its last transfer finished.
+ * Until then the transfers still read and write their buffers, so keep
+ * those mapped and registered (or disconnect). Returns 0, or -EBUSY from a
+ * daemon that does not honour FreeBatch.when_done yet (it keeps the slots
+ * until the connection closes), or another error of the daemon's; the
+ * handle is freed in every case. */
+int mcefa_batch_free_when_done(mcefa_batch *b);
 
 /* Submits n transfers (asynchronous). Every address is checked before any
  * byte moves: on error nothing of this call was started. Returns the batch
@@ -172,7 +183,10 @@ int mcefa_batch_wait(mcefa_batch *b, int timeout_ms);
 /* Fetches the daemon's explanation of transfer idx's failure into buf. */
 int mcefa_batch_error_text(mcefa_batch *b, uint32_t idx, char *buf, size_t len);
 
-/* Synchronous: submits n transfers in one batch and waits for them. */
+/* Synchronous: submits n transfers in one batch and waits for them. On
+ * -ETIMEDOUT the batch is released with mcefa_batch_free_when_done: its
+ * transfers may still be moving data, so keep their buffers mapped and
+ * registered (or disconnect). */
 int mcefa_transfer_sync(mcefa_client *c, const mcefa_transfer *t, size_t n, int timeout_ms);
 
 /* ---- Status ----------------------------------------------------------- */

@@ -484,9 +484,9 @@ static void Batch_dealloc(BatchObject *self)
 {
     mcefa_batch *b = self->b;
     if (b && enter(self->client)) {
-        /* A batch still in flight stays with the connection until it
-         * closes; its few bytes here are not worth a wait. */
-        Py_BEGIN_ALLOW_THREADS mcefa_batch_free(b);
+        /* Nobody can wait for it any more: one still in flight is
+         * released when its transfers finished. */
+        Py_BEGIN_ALLOW_THREADS mcefa_batch_free_when_done(b);
         Py_END_ALLOW_THREADS leave(self->client);
     }
     PyErr_Clear();
