@@ -1,6 +1,9 @@
 /* End to end: a real mcefad, real client processes (forked, each with its
- * own connection), and every kind of bad input the daemon must survive. */
+ * own connection), threads sharing one connection, and every kind of bad
+ * input the daemon must survive; a scripted daemon for what the real one
+ * cannot be made to do on demand (replies out of order, breaking). */
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
 
@@ -700,6 +703,117 @@ START_TEST(client_killed_mid_batch)
 }
 END_TEST
 
+/* ---- Several threads on one client ----------------------------------- */
+
+enum { MT_THREADS = 4, MT_ROUNDS = 40 };
+
+typedef struct mt_ctx {
+    mcefa_client *c;
+    pthread_barrier_t *start;
+    int k;
+    uint64_t seg_addr; /* the target this thread reads from */
+    size_t seg_size;
+    char failure[600]; /* first thing that went wrong, "" if nothing */
+} mt_ctx;
+
+static void *mt_fail(mt_ctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void *mt_fail(mt_ctx *x, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = snprintf(x->failure, sizeof(x->failure), "thread %d: ", x->k);
+    vsnprintf(x->failure + n, sizeof(x->failure) - (size_t)n, fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
+/* Every kind of request, each checked against what only this thread's
+ * request can have been answered with. */
+static void *mt_worker(void *arg)
+{
+    mt_ctx *x = arg;
+    mcefa_client *c = x->c;
+    const size_t len = 64 << 10;
+    pthread_barrier_wait(x->start);
+    uint8_t *buf;
+    int rc;
+    /* Registrations pass a descriptor each: concurrent ones must not mix. */
+    if ((rc = mcefa_alloc(c, len, -1, 0, (void **)&buf)) < 0 || (rc = mcefa_register(c, buf, len)) < 0)
+        return mt_fail(x, "buffer: %d %s", rc, mcefa_last_error());
+    char name[64];
+    snprintf(name, sizeof(name), "mt:%d", x->k);
+    mcefa_segment seg;
+    if ((rc = mcefa_segment_open(c, name, &seg)) < 0)
+        return mt_fail(x, "open %s: %d %s", name, rc, mcefa_last_error());
+    for (int round = 0; round < MT_ROUNDS; round++) {
+        mcefa_region_info ri[2] = {MCEFA_REGION_INFO_INIT};
+        if ((rc = mcefa_segment_regions(c, seg, ri, 2)) != 1)
+            return mt_fail(x, "round %d: regions: %d %s", round, rc, mcefa_last_error());
+        if (ri[0].addr != x->seg_addr || ri[0].length != x->seg_size)
+            return mt_fail(x, "round %d: got the regions of another segment (%zu bytes, want %zu)", round,
+                           (size_t)ri[0].length, x->seg_size);
+        mcefa_daemon_status st = MCEFA_DAEMON_STATUS_INIT;
+        if ((rc = mcefa_status(c, &st)) < 0 || strcmp(st.hostname, mcefa_daemon_hostname(c)) != 0)
+            return mt_fail(x, "round %d: status: %d %s", round, rc, mcefa_last_error());
+        /* A failure: its text must be this thread's. */
+        char missing[300];
+        snprintf(missing, sizeof(missing), "%s:%d", mcefa_daemon_hostname(c), 20000 + x->k * 1000 + round);
+        mcefa_segment none;
+        if ((rc = mcefa_segment_open(c, missing, &none)) != -ENOENT || !strstr(mcefa_last_error(), missing))
+            return mt_fail(x, "round %d: open %s: %d '%s'", round, missing, rc, mcefa_last_error());
+        uint32_t cap = 1 + (uint32_t)(x->k * 5 + round) % 16;
+        mcefa_batch *b;
+        if ((rc = mcefa_batch_alloc(c, cap, &b)) < 0)
+            return mt_fail(x, "round %d: batch alloc: %d %s", round, rc, mcefa_last_error());
+        memset(buf, 0, len);
+        for (uint32_t i = 0; i < cap; i++) {
+            mcefa_transfer t = {MCEFA_READ, buf + i * 4096, seg, x->seg_addr + i * 4096, 4096};
+            if ((rc = mcefa_batch_submit(b, &t, 1)) != (int)i)
+                return mt_fail(x, "round %d: submit %u returned %d (%s)", round, i, rc, mcefa_last_error());
+        }
+        if ((rc = mcefa_batch_wait(b, 10000)) < 0)
+            return mt_fail(x, "round %d: wait: %d %s", round, rc, mcefa_last_error());
+        if (!same(buf, cap * 4096, 1))
+            return mt_fail(x, "round %d: data read differs", round);
+        if ((rc = mcefa_batch_free(b)) < 0)
+            return mt_fail(x, "round %d: batch free: %d %s", round, rc, mcefa_last_error());
+    }
+    if ((rc = mcefa_segment_close(c, seg)) < 0 || (rc = mcefa_unregister(c, buf)) < 0 || (rc = mcefa_free(c, buf)) < 0)
+        return mt_fail(x, "cleanup: %d %s", rc, mcefa_last_error());
+    return NULL;
+}
+
+START_TEST(threads_share_one_client)
+{
+    target t[MT_THREADS];
+    for (int k = 0; k < MT_THREADS; k++) {
+        char name[32];
+        snprintf(name, sizeof(name), "mt:%d", k);
+        target_start(&t[k], name, (size_t)(k + 1) << 20);
+    }
+    mcefa_client *c = connect_ok("threads");
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, MT_THREADS);
+    mt_ctx x[MT_THREADS];
+    pthread_t th[MT_THREADS];
+    for (int k = 0; k < MT_THREADS; k++) {
+        x[k] = (mt_ctx){.c = c, .start = &start, .k = k, .seg_addr = t[k].addr, .seg_size = (size_t)(k + 1) << 20};
+        ck_assert_int_eq(pthread_create(&th[k], NULL, mt_worker, &x[k]), 0);
+    }
+    for (int k = 0; k < MT_THREADS; k++)
+        pthread_join(th[k], NULL);
+    pthread_barrier_destroy(&start);
+    for (int k = 0; k < MT_THREADS; k++)
+        ck_assert_msg(!x[k].failure[0], "%s", x[k].failure);
+    mcefa_daemon_status st = MCEFA_DAEMON_STATUS_INIT;
+    ck_assert_int_eq(mcefa_status(c, &st), 0);
+    ck_assert_uint_eq(st.clients, MT_THREADS + 1);
+    mcefa_disconnect(c);
+    for (int k = 0; k < MT_THREADS; k++)
+        ck_assert_int_eq(target_finish(&t[k], 'q'), 0);
+}
+END_TEST
+
 /* A batch given up with transfers in flight is released when they finish,
  * not held until disconnect; with a daemon that refuses that (-EBUSY) it
  * stays until disconnect as before. */
@@ -1098,6 +1212,7 @@ int main(void)
     tcase_add_test(tc, batch_errors);
     tcase_add_test(tc, numa_and_huge_page_buffers);
     tcase_add_test(tc, client_killed_mid_batch);
+    tcase_add_test(tc, threads_share_one_client);
     tcase_add_test(tc, batch_freed_when_done);
     tcase_add_test(tc, struct_size_is_honoured);
     tcase_add_test(tc, daemon_restart_is_reported);
