@@ -2,6 +2,7 @@
  * read from the shared completion area. */
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -62,20 +63,40 @@ int mcefa_batch_alloc(mcefa_client *c, uint32_t capacity, mcefa_batch **out)
     return 0;
 }
 
-int mcefa_batch_free(mcefa_batch *b)
+/* Sends FreeBatch. A daemon that went away freed the batch with the
+ * session: that counts as freed. */
+static int send_free(mcefa_batch *b, bool when_done)
 {
-    if (!b)
-        return 0;
     Mcefa__FreeBatch m = MCEFA__FREE_BATCH__INIT;
     m.batch_id = b->id;
+    m.when_done = when_done;
     Mcefa__Request req = MCEFA__REQUEST__INIT;
     req.body_case = MCEFA__REQUEST__BODY_FREE_BATCH;
     req.free_batch = &m;
     int rc = client_call_simple(b->c, &req);
-    /* A daemon that went away freed the batch with the session. */
-    if (rc == 0 || rc == -ECONNRESET || rc == -EPIPE)
-        free(b);
     return rc == -ECONNRESET || rc == -EPIPE ? 0 : rc;
+}
+
+int mcefa_batch_free(mcefa_batch *b)
+{
+    if (!b)
+        return 0;
+    int rc = send_free(b, false);
+    if (rc == 0)
+        free(b);
+    return rc;
+}
+
+int mcefa_batch_free_when_done(mcefa_batch *b)
+{
+    if (!b)
+        return 0;
+    int rc = send_free(b, true);
+    /* Even on -EBUSY (a daemon that ignores when_done): the daemon frees the
+     * batch with the connection at the latest, and the caller has given up
+     * on it. */
+    free(b);
+    return rc;
 }
 
 int mcefa_batch_submit(mcefa_batch *b, const mcefa_transfer *t, size_t n)
@@ -229,9 +250,10 @@ int mcefa_transfer_sync(mcefa_client *c, const mcefa_transfer *t, size_t n, int 
         rc = mcefa_batch_wait(b, timeout_ms);
     char saved[512];
     snprintf(saved, sizeof(saved), "%s", mcefa_last_error());
-    int frc = mcefa_batch_free(b);
-    if (frc == -EBUSY)
-        free(b); /* timed out in flight: the daemon frees it with the connection */
+    /* A wait that gave up leaves transfers in flight: the batch is released
+     * when they finish, not held until disconnect. With nothing in flight
+     * this is a plain free. */
+    int frc = mcefa_batch_free_when_done(b);
     if (rc < 0)
         return client_error(rc, "%s", saved);
     return frc;

@@ -13,77 +13,251 @@
 #include "internal.h"
 #include "shm/completion.h"
 
-/* Reads until one whole frame is buffered. */
-static int read_frame(mcefa_client *c, const uint8_t **payload, size_t *len)
+/* The exchange. Any number of threads may have a request outstanding on one
+ * client: each registers a client_pending under c->lock, sends its frame
+ * under c->send_lock alone, and waits. One waiter at a time reads frames
+ * from the socket (the reader, c->reading) and hands every reply to the
+ * waiter whose seq it carries; when its own reply came, it passes the
+ * reading on to another waiter. The only lock held while blocked on the
+ * socket is send_lock, by a sender waiting for room; the reader holds none.
+ *
+ * When the connection breaks every waiter fails with the reason, and so does
+ * every later call. A reply with seq 0 is a protocol error the daemon could
+ * not tie to a request: it consumed a frame of ours without answering it,
+ * and which waiter's it was is unknown. Rather than leave that waiter
+ * blocked for ever (or fail a guess), every waiter gets the daemon's error
+ * and the connection is closed; replies of requests that may have taken
+ * effect cannot reach their callers then, so only a new connection is in
+ * a known state. */
+
+#define CONN_CLOSED_TEXT "mcefad closed the connection (daemon stopped or restarted?)"
+
+/* Reads until one whole frame is buffered and decodes it, with the
+ * descriptors it declares. Only the reader calls it, without c->lock. On
+ * failure why gets the text. */
+static int read_response(mcefa_client *c, Mcefa__Response **out, int *fds, unsigned *nfds, char *why, size_t why_len)
 {
+    const uint8_t *payload;
+    size_t len;
     for (;;) {
-        int rc = wire_reader_next(&c->rd, payload, len);
+        int rc = wire_reader_next(&c->rd, &payload, &len);
         if (rc == 1)
-            return 0;
-        if (rc < 0)
-            return client_error(-EBADMSG, "mcefad sent an oversize frame; is the socket really mcefad's?");
+            break;
+        if (rc < 0) {
+            snprintf(why, why_len, "mcefad sent an oversize frame; is the socket really mcefad's?");
+            return -EBADMSG;
+        }
         ssize_t n = wire_reader_fill(&c->rd, c->sock);
         if (n == -EAGAIN) {
             struct pollfd p = {.fd = c->sock, .events = POLLIN};
-            if (poll(&p, 1, -1) < 0 && errno != EINTR)
-                return client_error(-errno, "poll on the mcefad socket failed");
+            if (poll(&p, 1, -1) < 0 && errno != EINTR) {
+                int e = errno;
+                snprintf(why, why_len, "poll on the mcefad socket failed: %s", strerror(e));
+                return -e;
+            }
             continue;
         }
-        if (n == 0 || n == -ECONNRESET)
-            return client_error(-ECONNRESET, "mcefad closed the connection (daemon stopped or restarted?)");
-        if (n < 0)
-            return client_error((int)n, "reading from mcefad failed: %s", strerror((int)-n));
+        if (n == 0 || n == -ECONNRESET) {
+            snprintf(why, why_len, CONN_CLOSED_TEXT);
+            return -ECONNRESET;
+        }
+        if (n < 0) {
+            snprintf(why, why_len, "reading from mcefad failed: %s", strerror((int)-n));
+            return (int)n;
+        }
     }
+    Mcefa__Response *resp = mcefa__response__unpack(NULL, len, payload);
+    wire_reader_consume(&c->rd);
+    if (!resp) {
+        snprintf(why, why_len, "mcefad sent a reply that does not decode (client and daemon versions mismatched?)");
+        return -EBADMSG;
+    }
+    /* A frame's descriptors came with its first byte, so they are queued by
+     * now, after those of every earlier frame. */
+    unsigned want = resp->body_case == MCEFA__RESPONSE__BODY_WELCOME ? resp->welcome->fd_count : 0;
+    *nfds = 0;
+    while (*nfds < want && *nfds < WIRE_MAX_FDS) {
+        int fd = wire_reader_take_fd(&c->rd);
+        if (fd < 0)
+            break;
+        fds[(*nfds)++] = fd;
+    }
+    *out = resp;
+    return 0;
 }
 
-int client_call(mcefa_client *c, Mcefa__Request *req, const int *fds, unsigned nfds, Mcefa__Response **out)
+static void close_fds(const int *fds, unsigned n)
 {
+    for (unsigned i = 0; i < n; i++)
+        close(fds[i]);
+}
+
+/* With c->lock: fails every unanswered request with err; later calls fail
+ * with -ECONNRESET. The first reason is the one kept. */
+static void break_connection(mcefa_client *c, int err, const char *text)
+{
+    if (!c->broken) {
+        c->broken = true;
+        snprintf(c->broken_text, sizeof(c->broken_text), "%s", text);
+        /* Wakes a reader blocked in poll, fails senders blocked for room,
+         * and lets the daemon release the session at once. */
+        shutdown(c->sock, SHUT_RDWR);
+    }
+    for (client_pending *p = c->pending; p; p = p->next)
+        if (!p->done) {
+            p->done = true;
+            p->err = err;
+            pthread_cond_signal(&p->cond);
+        }
+}
+
+/* With c->lock: hands a reply to its waiter. */
+static void deliver(mcefa_client *c, Mcefa__Response *resp, const int *fds, unsigned nfds)
+{
+    if (resp->seq == 0) {
+        char text[600];
+        snprintf(text, sizeof(text),
+                 "mcefad reported a protocol error it could not tie to a request: %s; this connection is closed, "
+                 "reconnect",
+                 resp->error && *resp->error ? resp->error : mcefa_strerror(resp->status));
+        break_connection(c, resp->status < 0 ? resp->status : -EPROTO, text);
+        mcefa__response__free_unpacked(resp, NULL);
+        close_fds(fds, nfds);
+        return;
+    }
+    for (client_pending *p = c->pending; p; p = p->next)
+        if (p->seq == resp->seq && !p->done) {
+            p->resp = resp;
+            memcpy(p->fds, fds, nfds * sizeof(int));
+            p->nfds = nfds;
+            p->done = true;
+            pthread_cond_signal(&p->cond);
+            return;
+        }
+    /* Nobody asked (every caller waits for its reply, so this is a daemon
+     * bug): drop it. */
+    mcefa__response__free_unpacked(resp, NULL);
+    close_fds(fds, nfds);
+}
+
+/* With c->lock, while nobody reads: asks one blocked waiter to. */
+static void wake_next_reader(mcefa_client *c)
+{
+    for (client_pending *p = c->pending; p; p = p->next)
+        if (p->waiting && !p->done) {
+            pthread_cond_signal(&p->cond);
+            return;
+        }
+}
+
+static void unlink_pending(mcefa_client *c, client_pending *p)
+{
+    client_pending **pp = &c->pending;
+    while (*pp != p)
+        pp = &(*pp)->next;
+    *pp = p->next;
+}
+
+int client_call_fd(mcefa_client *c, Mcefa__Request *req, const int *fds, unsigned nfds, Mcefa__Response **out,
+                   int *rfd)
+{
+    if (rfd)
+        *rfd = -1;
+    client_pending p = {.err = 0};
+    pthread_mutex_lock(&c->lock);
+    if (c->broken) {
+        char text[sizeof(c->broken_text)];
+        snprintf(text, sizeof(text), "%s", c->broken_text);
+        pthread_mutex_unlock(&c->lock);
+        return client_error(-ECONNRESET, "%s", text);
+    }
+    /* Registered before the frame goes out: its reply may come before the
+     * sender gets c->lock again. */
+    p.seq = req->seq = ++c->seq;
+    pthread_cond_init(&p.cond, NULL);
+    p.next = c->pending;
+    c->pending = &p;
+    pthread_mutex_unlock(&c->lock);
+
     uint8_t *buf;
     size_t len;
-    pthread_mutex_lock(&c->lock);
-    req->seq = ++c->seq;
     int rc = wire_pack(&req->base, &buf, &len);
     if (rc < 0) {
+        pthread_mutex_lock(&c->lock);
+        unlink_pending(c, &p);
         pthread_mutex_unlock(&c->lock);
+        pthread_cond_destroy(&p.cond);
         return client_error(rc, "cannot encode the request: %s", strerror(-rc));
     }
+    pthread_mutex_lock(&c->send_lock);
     rc = wire_send_all(c->sock, buf, len, fds, nfds);
+    pthread_mutex_unlock(&c->send_lock);
     free(buf);
+
+    pthread_mutex_lock(&c->lock);
     if (rc < 0) {
+        /* Part of the frame may be out: the stream is lost either way. */
+        char text[300];
+        if (rc == -EPIPE || rc == -ECONNRESET)
+            snprintf(text, sizeof(text), CONN_CLOSED_TEXT);
+        else
+            snprintf(text, sizeof(text), "sending to mcefad failed: %s", mcefa_strerror(rc));
+        break_connection(c, rc == -EPIPE ? -ECONNRESET : rc, text);
+    }
+    p.waiting = true;
+    while (!p.done) {
+        if (c->reading) {
+            pthread_cond_wait(&p.cond, &c->lock);
+            continue;
+        }
+        c->reading = true;
         pthread_mutex_unlock(&c->lock);
-        if (rc == -EPIPE)
-            rc = -ECONNRESET;
-        return client_error(rc, "sending to mcefad failed: %s", mcefa_strerror(rc));
+        Mcefa__Response *resp = NULL;
+        int rfds[WIRE_MAX_FDS];
+        unsigned rn = 0;
+        char why[300];
+        rc = read_response(c, &resp, rfds, &rn, why, sizeof(why));
+        pthread_mutex_lock(&c->lock);
+        c->reading = false;
+        if (rc < 0)
+            break_connection(c, rc, why);
+        else
+            deliver(c, resp, rfds, rn);
     }
-    const uint8_t *payload;
-    Mcefa__Response *resp = NULL;
-    /* Replies come in order; one with seq 0 reports a protocol error the
-     * daemon could not tie to a request. */
-    while (!resp) {
-        if ((rc = read_frame(c, &payload, &len)) < 0) {
-            pthread_mutex_unlock(&c->lock);
-            return rc;
-        }
-        resp = mcefa__response__unpack(NULL, len, payload);
-        wire_reader_consume(&c->rd);
-        if (!resp) {
-            pthread_mutex_unlock(&c->lock);
-            return client_error(-EBADMSG, "mcefad sent a reply that does not decode; versions mismatched?");
-        }
-        if (resp->seq != req->seq && resp->seq != 0) {
-            mcefa__response__free_unpacked(resp, NULL);
-            resp = NULL;
-        }
-    }
+    unlink_pending(c, &p);
+    wake_next_reader(c);
+    char text[sizeof(c->broken_text)] = "";
+    if (p.err)
+        snprintf(text, sizeof(text), "%s", c->broken_text);
     pthread_mutex_unlock(&c->lock);
+    pthread_cond_destroy(&p.cond);
+
+    if (p.err)
+        return client_error(p.err, "%s", text);
+    Mcefa__Response *resp = p.resp;
+    unsigned first = 0;
+    if (rfd && p.nfds) {
+        *rfd = p.fds[0];
+        first = 1;
+    }
+    close_fds(p.fds + first, p.nfds - first);
     if (resp->status < 0) {
         rc = client_error(resp->status, "%s", resp->error && *resp->error ? resp->error : mcefa_strerror(resp->status));
         mcefa__response__free_unpacked(resp, NULL);
+        if (rfd && *rfd >= 0) {
+            close(*rfd);
+            *rfd = -1;
+        }
         return rc;
     }
     client_error(0, "%s", "");
     *out = resp;
     return 0;
+}
+
+int client_call(mcefa_client *c, Mcefa__Request *req, const int *fds, unsigned nfds, Mcefa__Response **out)
+{
+    return client_call_fd(c, req, fds, nfds, out, NULL);
 }
 
 int client_call_simple(mcefa_client *c, Mcefa__Request *req)
@@ -105,15 +279,17 @@ static int hello(mcefa_client *c, const char *name)
     req.body_case = MCEFA__REQUEST__BODY_HELLO;
     req.hello = &h;
     Mcefa__Response *resp;
-    int rc = client_call(c, &req, NULL, 0, &resp);
+    int fd;
+    int rc = client_call_fd(c, &req, NULL, 0, &resp, &fd);
     if (rc < 0)
         return rc;
     if (resp->body_case != MCEFA__RESPONSE__BODY_WELCOME) {
         mcefa__response__free_unpacked(resp, NULL);
+        if (fd >= 0)
+            close(fd);
         return client_error(-EPROTO, "mcefad answered hello without a welcome");
     }
     Mcefa__Welcome *w = resp->welcome;
-    int fd = wire_reader_take_fd(&c->rd);
     if (fd < 0) {
         mcefa__response__free_unpacked(resp, NULL);
         return client_error(-EPROTO, "mcefad's welcome came without the completion area descriptor");
@@ -154,6 +330,7 @@ int mcefa_connect(const char *socket_path, const char *name, mcefa_client **out)
     if (!c)
         return client_error(-ENOMEM, "out of memory");
     pthread_mutex_init(&c->lock, NULL);
+    pthread_mutex_init(&c->send_lock, NULL);
     pthread_mutex_init(&c->alloc_lock, NULL);
     wire_reader_init(&c->rd, WIRE_MAX_FRAME_DEFAULT);
     c->sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -201,6 +378,7 @@ void mcefa_disconnect(mcefa_client *c)
     }
     pthread_mutex_unlock(&c->alloc_lock);
     pthread_mutex_destroy(&c->lock);
+    pthread_mutex_destroy(&c->send_lock);
     pthread_mutex_destroy(&c->alloc_lock);
     free(c);
 }
@@ -251,22 +429,49 @@ int mcefa_segment_open(mcefa_client *c, const char *name, mcefa_segment *out)
     return 0;
 }
 
+/* Larger than any version of a library struct will be: a struct_size past
+ * it was never set. */
+#define STRUCT_SIZE_MAX 65536
+
+int client_check_struct_size(size_t struct_size, size_t min, const char *type, const char *init)
+{
+    if (struct_size < min || struct_size > STRUCT_SIZE_MAX)
+        return client_error(-EINVAL, "%s.struct_size is %zu, not a size of %s: initialise the struct with %s", type,
+                            struct_size, type, init);
+    return 0;
+}
+
 int mcefa_segment_regions(mcefa_client *c, mcefa_segment seg, mcefa_region_info *regions, size_t max)
 {
+    if (max && !regions)
+        return client_error(-EINVAL, "mcefa_segment_regions: regions is NULL but max is %zu", max);
+    /* The first element's struct_size is the stride of the whole array. */
+    size_t stride = max ? regions[0].struct_size : 0;
+    int rc;
+    if (max && (rc = CLIENT_CHECK_SIZE(stride, mcefa_region_info, numa_node, "MCEFA_REGION_INFO_INIT")) < 0)
+        return rc;
     Mcefa__QuerySegment m = MCEFA__QUERY_SEGMENT__INIT;
     m.handle = seg;
     Mcefa__Request req = MCEFA__REQUEST__INIT;
     req.body_case = MCEFA__REQUEST__BODY_QUERY_SEGMENT;
     req.query_segment = &m;
     Mcefa__Response *resp;
-    int rc = client_call(c, &req, NULL, 0, &resp);
+    rc = client_call(c, &req, NULL, 0, &resp);
     if (rc < 0)
         return rc;
     Mcefa__SegmentInfo *si = resp->segment_info;
     for (size_t i = 0; i < si->n_regions && i < max; i++) {
-        regions[i].addr = si->regions[i]->addr;
-        regions[i].length = si->regions[i]->length;
-        regions[i].numa_node = si->regions[i]->numa_node;
+        mcefa_region_info r = {
+            .struct_size = stride,
+            .addr = si->regions[i]->addr,
+            .length = si->regions[i]->length,
+            .numa_node = si->regions[i]->numa_node,
+        };
+        /* Fields past the caller's size stay out; those it has that this
+         * library does not know read 0. */
+        char *e = (char *)regions + i * stride;
+        memset(e, 0, stride);
+        memcpy(e, &r, stride < sizeof(r) ? stride : sizeof(r));
     }
     rc = (int)si->n_regions;
     mcefa__response__free_unpacked(resp, NULL);
@@ -304,25 +509,34 @@ int mcefa_segment_warmup(mcefa_client *c, const char *name, unsigned *pairs)
 
 int mcefa_status(mcefa_client *c, mcefa_daemon_status *st)
 {
+    if (!st)
+        return client_error(-EINVAL, "mcefa_status: st is NULL");
+    size_t size = st->struct_size;
+    int rc = CLIENT_CHECK_SIZE(size, mcefa_daemon_status, protocol_errors, "MCEFA_DAEMON_STATUS_INIT");
+    if (rc < 0)
+        return rc;
     Mcefa__StatusQuery m = MCEFA__STATUS_QUERY__INIT;
     Mcefa__Request req = MCEFA__REQUEST__INIT;
     req.body_case = MCEFA__REQUEST__BODY_STATUS;
     req.status = &m;
     Mcefa__Response *resp;
-    int rc = client_call(c, &req, NULL, 0, &resp);
+    rc = client_call(c, &req, NULL, 0, &resp);
     if (rc < 0)
         return rc;
     Mcefa__DaemonStatus *d = resp->daemon_status;
-    memset(st, 0, sizeof(*st));
-    snprintf(st->version, sizeof(st->version), "%s", d->daemon_version);
-    snprintf(st->hostname, sizeof(st->hostname), "%s", d->hostname);
-    st->epoch = d->epoch;
-    st->uptime_ms = d->uptime_ms;
-    st->clients = (uint32_t)d->n_clients;
-    st->bytes_copied = d->bytes_copied;
-    st->transfers_completed = d->transfers_completed;
-    st->transfers_failed = d->transfers_failed;
-    st->protocol_errors = d->protocol_errors;
+    mcefa_daemon_status r = {.struct_size = size};
+    snprintf(r.version, sizeof(r.version), "%s", d->daemon_version);
+    snprintf(r.hostname, sizeof(r.hostname), "%s", d->hostname);
+    r.epoch = d->epoch;
+    r.uptime_ms = d->uptime_ms;
+    r.clients = (uint32_t)d->n_clients;
+    r.bytes_copied = d->bytes_copied;
+    r.transfers_completed = d->transfers_completed;
+    r.transfers_failed = d->transfers_failed;
+    r.protocol_errors = d->protocol_errors;
     mcefa__response__free_unpacked(resp, NULL);
+    /* As in mcefa_segment_regions: nothing past the caller's size. */
+    memset(st, 0, size);
+    memcpy(st, &r, size < sizeof(r) ? size : sizeof(r));
     return 0;
 }

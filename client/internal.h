@@ -4,6 +4,8 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
 
 #include "mcefa.h"
 #include "wire.h"
@@ -16,10 +18,33 @@ typedef struct alloc_rec {
     int numa_node;
 } alloc_rec;
 
+/* One request waiting for its reply; lives on the caller's stack from before
+ * its frame is sent until its reply (or the connection's end) arrived. */
+typedef struct client_pending {
+    struct client_pending *next;
+    uint64_t seq;
+    pthread_cond_t cond; /* signalled when done, or when it is to read next */
+    bool waiting;        /* sent and blocked: may be asked to read */
+    bool done;
+    int err;             /* 0: resp is the reply; else the connection broke (broken_text) */
+    Mcefa__Response *resp;
+    int fds[WIRE_MAX_FDS]; /* descriptors that came with the reply */
+    unsigned nfds;
+} client_pending;
+
 struct mcefa_client {
     int sock;
-    pthread_mutex_t lock; /* one request/response at a time on the socket */
+    /* Held while one whole frame goes out, so frames (and the descriptors
+     * riding on their first byte) never interleave. */
+    pthread_mutex_t send_lock;
+    /* Guards everything from seq to broken_text. Never held while blocked
+     * on the socket. */
+    pthread_mutex_t lock;
     uint64_t seq;
+    client_pending *pending; /* requests sent or being sent, newest first */
+    bool reading;            /* one waiter reads the socket; it alone uses rd */
+    bool broken;             /* the connection is unusable; broken_text says why */
+    char broken_text[512];
     wire_reader rd;
     void *cq;
     size_t cq_len;
@@ -44,10 +69,25 @@ int client_error(int err, const char *fmt, ...) __attribute__((format(printf, 2,
 
 /* Sends req, waits for its response. On success *resp must be freed with
  * mcefa__response__free_unpacked; on a daemon error the text becomes the
- * thread's last error and the status is returned. */
+ * thread's last error and the status is returned. Any number of threads may
+ * call it at once on one client: replies are matched by seq. */
 int client_call(mcefa_client *c, Mcefa__Request *req, const int *fds, unsigned nfds, Mcefa__Response **resp);
+
+/* Like client_call; *rfd (if not NULL) gets the first descriptor that came
+ * with the reply, or -1. Other descriptors of the reply are closed. */
+int client_call_fd(mcefa_client *c, Mcefa__Request *req, const int *fds, unsigned nfds, Mcefa__Response **resp,
+                   int *rfd);
 
 /* Like client_call for requests whose reply carries nothing. */
 int client_call_simple(mcefa_client *c, Mcefa__Request *req);
+
+/* Checks the struct_size a caller set (see mcefa.h): 0, or -EINVAL with a
+ * text naming the struct and its initialiser when it is smaller than the
+ * struct's first version (up to last_v1_field) or too large to be a size
+ * of it (never initialised). */
+int client_check_struct_size(size_t struct_size, size_t min, const char *type, const char *init);
+#define CLIENT_CHECK_SIZE(size, type, last_v1_field, init)                                                        \
+    client_check_struct_size((size), offsetof(type, last_v1_field) + sizeof(((type *)0)->last_v1_field), #type,   \
+                             init)
 
 #endif

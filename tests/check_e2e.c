@@ -1,8 +1,15 @@
 /* End to end: a real mcefad, real client processes (forked, each with its
- * own connection), and every kind of bad input the daemon must survive. */
+ * own connection), threads sharing one connection, and every kind of bad
+ * input the daemon must survive; a scripted daemon for what the real one
+ * cannot be made to do on demand (replies out of order, breaking). */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 
 #include "harness.h"
+#include "shm/completion.h"
+#include "shm/memfd.h"
 #include "suite.h"
 
 static test_daemon D;
@@ -148,7 +155,7 @@ START_TEST(two_processes_read_and_write)
     mcefa_client *c = connect_ok("initiator");
     int rc = read_then_write(c, "host-a:12345", t.addr, size);
     ck_assert_msg(rc == 0, "read_then_write: %d %s", rc, mcefa_last_error());
-    mcefa_daemon_status st;
+    mcefa_daemon_status st = MCEFA_DAEMON_STATUS_INIT;
     ck_assert_int_eq(mcefa_status(c, &st), 0);
     ck_assert_uint_ge(st.bytes_copied, size);
     ck_assert_uint_eq(st.clients, 2);
@@ -477,7 +484,7 @@ START_TEST(unknown_segment)
     ck_assert_int_eq(mcefa_segment_open(c, "\xff\xfe:1", &seg), -EINVAL);
     ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "printable"));
     ck_assert_int_eq(mcefa_segment_warmup(c, "bad host:1", NULL), -EINVAL);
-    mcefa_daemon_status st;
+    mcefa_daemon_status st = MCEFA_DAEMON_STATUS_INIT;
     ck_assert_int_eq(mcefa_status(c, &st), 0);
     ck_assert_int_eq(mcefa_segment_close(c, 12345), -EBADF);
     mcefa_disconnect(c);
@@ -655,7 +662,7 @@ START_TEST(client_killed_mid_batch)
 
     /* The daemon notices, frees that client, and serves the rest. */
     mcefa_client *c = connect_ok("survivor");
-    mcefa_daemon_status st;
+    mcefa_daemon_status st = MCEFA_DAEMON_STATUS_INIT;
     for (int i = 0; i < 200; i++) {
         ck_assert_int_eq(mcefa_status(c, &st), 0);
         if (st.clients == 2)
@@ -696,11 +703,217 @@ START_TEST(client_killed_mid_batch)
 }
 END_TEST
 
+/* ---- Several threads on one client ----------------------------------- */
+
+enum { MT_THREADS = 4, MT_ROUNDS = 40 };
+
+typedef struct mt_ctx {
+    mcefa_client *c;
+    pthread_barrier_t *start;
+    int k;
+    uint64_t seg_addr; /* the target this thread reads from */
+    size_t seg_size;
+    char failure[600]; /* first thing that went wrong, "" if nothing */
+} mt_ctx;
+
+static void *mt_fail(mt_ctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void *mt_fail(mt_ctx *x, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = snprintf(x->failure, sizeof(x->failure), "thread %d: ", x->k);
+    vsnprintf(x->failure + n, sizeof(x->failure) - (size_t)n, fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
+/* Every kind of request, each checked against what only this thread's
+ * request can have been answered with. */
+static void *mt_worker(void *arg)
+{
+    mt_ctx *x = arg;
+    mcefa_client *c = x->c;
+    const size_t len = 64 << 10;
+    pthread_barrier_wait(x->start);
+    uint8_t *buf;
+    int rc;
+    /* Registrations pass a descriptor each: concurrent ones must not mix. */
+    if ((rc = mcefa_alloc(c, len, -1, 0, (void **)&buf)) < 0 || (rc = mcefa_register(c, buf, len)) < 0)
+        return mt_fail(x, "buffer: %d %s", rc, mcefa_last_error());
+    char name[64];
+    snprintf(name, sizeof(name), "mt:%d", x->k);
+    mcefa_segment seg;
+    if ((rc = mcefa_segment_open(c, name, &seg)) < 0)
+        return mt_fail(x, "open %s: %d %s", name, rc, mcefa_last_error());
+    for (int round = 0; round < MT_ROUNDS; round++) {
+        mcefa_region_info ri[2] = {MCEFA_REGION_INFO_INIT};
+        if ((rc = mcefa_segment_regions(c, seg, ri, 2)) != 1)
+            return mt_fail(x, "round %d: regions: %d %s", round, rc, mcefa_last_error());
+        if (ri[0].addr != x->seg_addr || ri[0].length != x->seg_size)
+            return mt_fail(x, "round %d: got the regions of another segment (%zu bytes, want %zu)", round,
+                           (size_t)ri[0].length, x->seg_size);
+        mcefa_daemon_status st = MCEFA_DAEMON_STATUS_INIT;
+        if ((rc = mcefa_status(c, &st)) < 0 || strcmp(st.hostname, mcefa_daemon_hostname(c)) != 0)
+            return mt_fail(x, "round %d: status: %d %s", round, rc, mcefa_last_error());
+        /* A failure: its text must be this thread's. */
+        char missing[300];
+        snprintf(missing, sizeof(missing), "%s:%d", mcefa_daemon_hostname(c), 20000 + x->k * 1000 + round);
+        mcefa_segment none;
+        if ((rc = mcefa_segment_open(c, missing, &none)) != -ENOENT || !strstr(mcefa_last_error(), missing))
+            return mt_fail(x, "round %d: open %s: %d '%s'", round, missing, rc, mcefa_last_error());
+        uint32_t cap = 1 + (uint32_t)(x->k * 5 + round) % 16;
+        mcefa_batch *b;
+        if ((rc = mcefa_batch_alloc(c, cap, &b)) < 0)
+            return mt_fail(x, "round %d: batch alloc: %d %s", round, rc, mcefa_last_error());
+        memset(buf, 0, len);
+        for (uint32_t i = 0; i < cap; i++) {
+            mcefa_transfer t = {MCEFA_READ, buf + i * 4096, seg, x->seg_addr + i * 4096, 4096};
+            if ((rc = mcefa_batch_submit(b, &t, 1)) != (int)i)
+                return mt_fail(x, "round %d: submit %u returned %d (%s)", round, i, rc, mcefa_last_error());
+        }
+        if ((rc = mcefa_batch_wait(b, 10000)) < 0)
+            return mt_fail(x, "round %d: wait: %d %s", round, rc, mcefa_last_error());
+        if (!same(buf, cap * 4096, 1))
+            return mt_fail(x, "round %d: data read differs", round);
+        if ((rc = mcefa_batch_free(b)) < 0)
+            return mt_fail(x, "round %d: batch free: %d %s", round, rc, mcefa_last_error());
+    }
+    if ((rc = mcefa_segment_close(c, seg)) < 0 || (rc = mcefa_unregister(c, buf)) < 0 || (rc = mcefa_free(c, buf)) < 0)
+        return mt_fail(x, "cleanup: %d %s", rc, mcefa_last_error());
+    return NULL;
+}
+
+START_TEST(threads_share_one_client)
+{
+    target t[MT_THREADS];
+    for (int k = 0; k < MT_THREADS; k++) {
+        char name[32];
+        snprintf(name, sizeof(name), "mt:%d", k);
+        target_start(&t[k], name, (size_t)(k + 1) << 20);
+    }
+    mcefa_client *c = connect_ok("threads");
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, MT_THREADS);
+    mt_ctx x[MT_THREADS];
+    pthread_t th[MT_THREADS];
+    for (int k = 0; k < MT_THREADS; k++) {
+        x[k] = (mt_ctx){.c = c, .start = &start, .k = k, .seg_addr = t[k].addr, .seg_size = (size_t)(k + 1) << 20};
+        ck_assert_int_eq(pthread_create(&th[k], NULL, mt_worker, &x[k]), 0);
+    }
+    for (int k = 0; k < MT_THREADS; k++)
+        pthread_join(th[k], NULL);
+    pthread_barrier_destroy(&start);
+    for (int k = 0; k < MT_THREADS; k++)
+        ck_assert_msg(!x[k].failure[0], "%s", x[k].failure);
+    mcefa_daemon_status st = MCEFA_DAEMON_STATUS_INIT;
+    ck_assert_int_eq(mcefa_status(c, &st), 0);
+    ck_assert_uint_eq(st.clients, MT_THREADS + 1);
+    mcefa_disconnect(c);
+    for (int k = 0; k < MT_THREADS; k++)
+        ck_assert_int_eq(target_finish(&t[k], 'q'), 0);
+}
+END_TEST
+
+/* A batch given up with transfers in flight is released when they finish,
+ * not held until disconnect; with a daemon that refuses that (-EBUSY) it
+ * stays until disconnect as before. */
+START_TEST(batch_freed_when_done)
+{
+    target t;
+    size_t size = 64 << 20;
+    target_start(&t, "late:1", size);
+    mcefa_client *c = connect_ok("impatient");
+    uint8_t *buf;
+    ck_assert_int_eq(mcefa_alloc(c, size / 2, -1, 0, (void **)&buf), 0);
+    ck_assert_int_eq(mcefa_register(c, buf, size / 2), 0);
+    mcefa_segment seg;
+    ck_assert_int_eq(mcefa_segment_open(c, "late:1", &seg), 0);
+    /* 8191 transfers + a header: 8 such batches fill the 65536 slots, so
+     * 24 rounds run out of slots unless the released ones come back. */
+    enum { N = 8191 };
+    mcefa_transfer *x = calloc(N, sizeof(*x));
+    for (int i = 0; i < N; i++)
+        x[i] = (mcefa_transfer){MCEFA_READ, buf + (size_t)i * 4096, seg, t.addr + (uint64_t)i * 4096, 4096};
+    int busy = 0;
+    for (int round = 0; round < 24 && !busy; round++) {
+        mcefa_batch *b;
+        int rc;
+        for (int i = 0; i < 1000 && (rc = mcefa_batch_alloc(c, N, &b)) == -ENOSPC; i++)
+            usleep(10000);
+        ck_assert_msg(rc == 0, "round %d: batch alloc: %d %s", round, rc, mcefa_last_error());
+        ck_assert_int_eq(mcefa_batch_submit(b, x, N), 0);
+        rc = mcefa_batch_free_when_done(b);
+        ck_assert_msg(rc == 0 || rc == -EBUSY, "free_when_done: %d %s", rc, mcefa_last_error());
+        busy = rc == -EBUSY;
+    }
+    if (busy)
+        printf("batch_freed_when_done: this daemon ignores FreeBatch.when_done; release not checked\n");
+    /* A synchronous transfer that gives up leaves the client usable. */
+    int rc = mcefa_transfer_sync(c, x, N, 0);
+    ck_assert_msg(rc == -ETIMEDOUT || rc == 0, "transfer_sync: %d %s", rc, mcefa_last_error());
+    mcefa_daemon_status st = MCEFA_DAEMON_STATUS_INIT;
+    ck_assert_int_eq(mcefa_status(c, &st), 0);
+    ck_assert_int_eq(mcefa_transfer_sync(c, x, 1, 10000), 0);
+    free(x);
+    mcefa_disconnect(c);
+    ck_assert_int_eq(target_finish(&t, 'q'), 0);
+}
+END_TEST
+
+/* Structs the library fills: a caller built against a newer header (a
+ * bigger struct) gets its unknown fields zeroed, one that never set
+ * struct_size a clear refusal. */
+START_TEST(struct_size_is_honoured)
+{
+    target t;
+    target_start(&t, "sizes:1", 1 << 20);
+    mcefa_client *c = connect_ok("sizes");
+    typedef struct {
+        mcefa_daemon_status st;
+        uint64_t later_field;
+    } newer_status;
+    newer_status ns;
+    memset(&ns, 0xa5, sizeof(ns));
+    ns.st.struct_size = sizeof(ns);
+    ck_assert_int_eq(mcefa_status(c, &ns.st), 0);
+    ck_assert_uint_eq(ns.st.struct_size, sizeof(ns));
+    ck_assert_str_eq(ns.st.hostname, mcefa_daemon_hostname(c));
+    ck_assert_uint_eq(ns.later_field, 0);
+    mcefa_daemon_status unset = {.struct_size = 0};
+    ck_assert_int_eq(mcefa_status(c, &unset), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "MCEFA_DAEMON_STATUS_INIT"));
+    unset.struct_size = (size_t)-1;
+    ck_assert_int_eq(mcefa_status(c, &unset), -EINVAL);
+
+    mcefa_segment seg;
+    ck_assert_int_eq(mcefa_segment_open(c, "sizes:1", &seg), 0);
+    typedef struct {
+        mcefa_region_info ri;
+        uint64_t later_field;
+    } newer_region;
+    newer_region nr[2];
+    memset(nr, 0xa5, sizeof(nr));
+    nr[0].ri.struct_size = sizeof(nr[0]); /* the first element sizes them all */
+    ck_assert_int_eq(mcefa_segment_regions(c, seg, &nr[0].ri, 2), 1);
+    ck_assert_uint_eq(nr[0].ri.addr, t.addr);
+    ck_assert_uint_eq(nr[0].ri.length, 1 << 20);
+    ck_assert_uint_eq(nr[0].later_field, 0);
+    /* The second element is past the regions there are: untouched. */
+    ck_assert_uint_eq(nr[1].later_field, 0xa5a5a5a5a5a5a5a5ull);
+    mcefa_region_info small = {.struct_size = sizeof(uint64_t)};
+    ck_assert_int_eq(mcefa_segment_regions(c, seg, &small, 1), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "MCEFA_REGION_INFO_INIT"));
+    ck_assert_int_eq(mcefa_segment_regions(c, seg, NULL, 0), 1);
+    mcefa_disconnect(c);
+    ck_assert_int_eq(target_finish(&t, 'q'), 0);
+}
+END_TEST
+
 START_TEST(daemon_restart_is_reported)
 {
     mcefa_client *c = connect_ok("orphan");
     daemon_stop(&D);
-    mcefa_daemon_status st;
+    mcefa_daemon_status st = MCEFA_DAEMON_STATUS_INIT;
     ck_assert_int_eq(mcefa_status(c, &st), -ECONNRESET);
     ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "mcefad"));
     mcefa_disconnect(c);
@@ -708,6 +921,271 @@ START_TEST(daemon_restart_is_reported)
     ck_assert_int_eq(mcefa_connect(D.sock, "late", &c2), -ECONNREFUSED);
     ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "start the daemon"));
     daemon_start(&D, no_nics);
+}
+END_TEST
+
+/* ---- A scripted daemon: replies out of order, breaks ------------------ */
+
+/* Speaks the client protocol on a socket of its own from a thread: answers
+ * hello, then waits for `want` OpenSegment requests and does `script` with
+ * them. Tests what the real daemon cannot be made to do on demand. */
+enum fake_script { FAKE_REVERSE, FAKE_CLOSE, FAKE_SEQ0 };
+
+enum { FAKE_CALLERS = 4 };
+
+typedef struct fake_daemon {
+    char dir[64], sock[96];
+    int lfd;
+    enum fake_script script;
+    int want;
+    _Atomic int got; /* requests it saw before acting (read by the test meanwhile) */
+    pthread_t th;
+} fake_daemon;
+
+static void fake_send(int fd, Mcefa__Response *r, const int *fds, unsigned nfds)
+{
+    uint8_t *b;
+    size_t n;
+    if (wire_pack(&r->base, &b, &n) == 0) {
+        if (wire_send_all(fd, b, n, fds, nfds) < 0) {
+        }
+        free(b);
+    }
+}
+
+/* Next request, or NULL at end of stream or after 10 s. */
+static Mcefa__Request *fake_recv(int fd, wire_reader *rd)
+{
+    for (int i = 0; i < 1000; i++) {
+        const uint8_t *p;
+        size_t len;
+        if (wire_reader_next(rd, &p, &len) == 1) {
+            Mcefa__Request *q = mcefa__request__unpack(NULL, len, p);
+            wire_reader_consume(rd);
+            return q;
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        poll(&pfd, 1, 10);
+        ssize_t n = wire_reader_fill(rd, fd);
+        if (n == 0 || (n < 0 && n != -EAGAIN))
+            return NULL;
+    }
+    return NULL;
+}
+
+static void fake_welcome(int fd, uint64_t seq)
+{
+    enum { SLOTS = 64 };
+    size_t real;
+    int area = shm_memfd_create("fake-cq", shm_cq_size(SLOTS), 0, &real);
+    void *m = mmap(NULL, real, PROT_READ | PROT_WRITE, MAP_SHARED, area, 0);
+    shm_cq_init(m, SLOTS);
+    munmap(m, real);
+    Mcefa__Welcome w = MCEFA__WELCOME__INIT;
+    w.protocol_version = MCEFA_PROTOCOL_VERSION;
+    w.daemon_version = "fake";
+    w.session_id = 1;
+    w.hostname = "fakehost";
+    w.completion_slots = SLOTS;
+    w.fd_count = 1;
+    Mcefa__Response r = MCEFA__RESPONSE__INIT;
+    r.seq = seq;
+    r.body_case = MCEFA__RESPONSE__BODY_WELCOME;
+    r.welcome = &w;
+    fake_send(fd, &r, &area, 1);
+    close(area);
+}
+
+/* The answer to OpenSegment "fake:N" has handle 1000 + N. */
+static void fake_open_reply(int fd, const Mcefa__Request *q)
+{
+    Mcefa__SegmentInfo si = MCEFA__SEGMENT_INFO__INIT;
+    si.handle = 1000 + strtoull(strchr(q->open_segment->name, ':') + 1, NULL, 10);
+    si.name = q->open_segment->name;
+    Mcefa__Response r = MCEFA__RESPONSE__INIT;
+    r.seq = q->seq;
+    r.body_case = MCEFA__RESPONSE__BODY_SEGMENT_INFO;
+    r.segment_info = &si;
+    fake_send(fd, &r, NULL, 0);
+}
+
+static void *fake_main(void *arg)
+{
+    fake_daemon *f = arg;
+    int fd = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    wire_reader rd;
+    wire_reader_init(&rd, WIRE_MAX_FRAME_DEFAULT);
+    Mcefa__Request *hello = fake_recv(fd, &rd);
+    if (hello && hello->body_case == MCEFA__REQUEST__BODY_HELLO)
+        fake_welcome(fd, hello->seq);
+    if (hello)
+        mcefa__request__free_unpacked(hello, NULL);
+    /* Only a client that sends while others wait delivers all of them. */
+    Mcefa__Request *q[FAKE_CALLERS];
+    while (f->got < f->want && (q[f->got] = fake_recv(fd, &rd)) != NULL) {
+        if (q[f->got]->body_case != MCEFA__REQUEST__BODY_OPEN_SEGMENT) {
+            mcefa__request__free_unpacked(q[f->got], NULL);
+            break;
+        }
+        f->got++;
+    }
+    if (f->got == f->want && f->script == FAKE_REVERSE) {
+        for (int i = f->got - 1; i >= 0; i--)
+            fake_open_reply(fd, q[i]);
+        /* A reply nobody asked for is dropped. */
+        Mcefa__Response stray = MCEFA__RESPONSE__INIT;
+        stray.seq = 999999;
+        fake_send(fd, &stray, NULL, 0);
+        /* The connection goes on: one more request, answered in turn. */
+        Mcefa__Request *more = fake_recv(fd, &rd);
+        if (more && more->body_case == MCEFA__REQUEST__BODY_OPEN_SEGMENT)
+            fake_open_reply(fd, more);
+        if (more)
+            mcefa__request__free_unpacked(more, NULL);
+    } else if (f->got == f->want && f->script == FAKE_SEQ0) {
+        fake_open_reply(fd, q[0]);
+        Mcefa__Response r = MCEFA__RESPONSE__INIT;
+        r.status = -EBADMSG;
+        r.error = "malformed message: scripted";
+        fake_send(fd, &r, NULL, 0);
+        /* Then the client must close: wait for that. */
+        while (fake_recv(fd, &rd)) {
+        }
+    }
+    for (int i = 0; i < f->got; i++)
+        mcefa__request__free_unpacked(q[i], NULL);
+    wire_reader_free(&rd);
+    close(fd);
+    return NULL;
+}
+
+static void fake_start(fake_daemon *f, enum fake_script script, int want)
+{
+    memset(f, 0, sizeof(*f));
+    f->script = script;
+    f->want = want;
+    snprintf(f->dir, sizeof(f->dir), "/tmp/mcefa-fake-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(f->dir));
+    snprintf(f->sock, sizeof(f->sock), "%s/fake.sock", f->dir);
+    f->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->sock);
+    ck_assert_int_eq(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(f->lfd, 4), 0);
+    ck_assert_int_eq(pthread_create(&f->th, NULL, fake_main, f), 0);
+}
+
+static void fake_stop(fake_daemon *f)
+{
+    pthread_join(f->th, NULL);
+    close(f->lfd);
+    unlink(f->sock);
+    rmdir(f->dir);
+}
+
+typedef struct opener {
+    mcefa_client *c;
+    int n;
+    int rc;
+    mcefa_segment handle;
+    char error[600];
+} opener;
+
+static void *opener_main(void *arg)
+{
+    opener *o = arg;
+    char name[32];
+    snprintf(name, sizeof(name), "fake:%d", o->n);
+    o->rc = mcefa_segment_open(o->c, name, &o->handle);
+    snprintf(o->error, sizeof(o->error), "%s", mcefa_last_error());
+    return NULL;
+}
+
+/* FAKE_CALLERS threads each open a segment on one client at once. */
+static void open_together(mcefa_client *c, opener *o)
+{
+    pthread_t th[FAKE_CALLERS];
+    for (int i = 0; i < FAKE_CALLERS; i++) {
+        o[i] = (opener){.c = c, .n = i + 1};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, opener_main, &o[i]), 0);
+    }
+    for (int i = 0; i < FAKE_CALLERS; i++)
+        pthread_join(th[i], NULL);
+}
+
+START_TEST(replies_out_of_order_reach_their_callers)
+{
+    fake_daemon f;
+    fake_start(&f, FAKE_REVERSE, FAKE_CALLERS);
+    mcefa_client *c;
+    ck_assert_msg(mcefa_connect(f.sock, "ooo", &c) == 0, "connect: %s", mcefa_last_error());
+    ck_assert_str_eq(mcefa_daemon_hostname(c), "fakehost");
+    opener o[FAKE_CALLERS];
+    open_together(c, o);
+    for (int i = 0; i < FAKE_CALLERS; i++) {
+        ck_assert_msg(o[i].rc == 0, "caller %d: %d %s (the fake saw %d of %d requests)", i, o[i].rc, o[i].error,
+                      f.got, f.want);
+        ck_assert_uint_eq(o[i].handle, 1000 + o[i].n);
+    }
+    mcefa_segment h;
+    ck_assert_int_eq(mcefa_segment_open(c, "fake:77", &h), 0);
+    ck_assert_uint_eq(h, 1077);
+    mcefa_disconnect(c);
+    fake_stop(&f);
+}
+END_TEST
+
+START_TEST(lost_connection_fails_every_waiter)
+{
+    fake_daemon f;
+    fake_start(&f, FAKE_CLOSE, FAKE_CALLERS);
+    mcefa_client *c;
+    ck_assert_msg(mcefa_connect(f.sock, "lost", &c) == 0, "connect: %s", mcefa_last_error());
+    opener o[FAKE_CALLERS];
+    open_together(c, o);
+    ck_assert_int_eq(f.got, FAKE_CALLERS);
+    for (int i = 0; i < FAKE_CALLERS; i++) {
+        ck_assert_int_eq(o[i].rc, -ECONNRESET);
+        ck_assert_msg(strstr(o[i].error, "mcefad closed the connection"), "caller %d: '%s'", i, o[i].error);
+    }
+    /* Later calls fail at once, with the same reason. */
+    mcefa_segment h;
+    ck_assert_int_eq(mcefa_segment_open(c, "fake:9", &h), -ECONNRESET);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "mcefad closed the connection"));
+    mcefa_disconnect(c);
+    fake_stop(&f);
+}
+END_TEST
+
+START_TEST(unattributed_error_fails_every_waiter)
+{
+    fake_daemon f;
+    fake_start(&f, FAKE_SEQ0, FAKE_CALLERS);
+    mcefa_client *c;
+    ck_assert_msg(mcefa_connect(f.sock, "seq0", &c) == 0, "connect: %s", mcefa_last_error());
+    opener o[FAKE_CALLERS];
+    open_together(c, o);
+    ck_assert_int_eq(f.got, FAKE_CALLERS);
+    int answered = 0;
+    for (int i = 0; i < FAKE_CALLERS; i++) {
+        if (o[i].rc == 0) {
+            /* The one request the fake answered before the error. */
+            ck_assert_uint_eq(o[i].handle, 1000 + o[i].n);
+            answered++;
+            continue;
+        }
+        ck_assert_int_eq(o[i].rc, -EBADMSG);
+        ck_assert_msg(strstr(o[i].error, "malformed message: scripted") && strstr(o[i].error, "reconnect"),
+                      "caller %d: '%s'", i, o[i].error);
+    }
+    ck_assert_int_eq(answered, 1);
+    mcefa_segment h;
+    ck_assert_int_eq(mcefa_segment_open(c, "fake:9", &h), -ECONNRESET);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "scripted"));
+    mcefa_disconnect(c);
+    fake_stop(&f);
 }
 END_TEST
 
@@ -734,7 +1212,16 @@ int main(void)
     tcase_add_test(tc, batch_errors);
     tcase_add_test(tc, numa_and_huge_page_buffers);
     tcase_add_test(tc, client_killed_mid_batch);
+    tcase_add_test(tc, threads_share_one_client);
+    tcase_add_test(tc, batch_freed_when_done);
+    tcase_add_test(tc, struct_size_is_honoured);
     tcase_add_test(tc, daemon_restart_is_reported);
     suite_add_tcase(s, tc);
+    TCase *fake = tcase_create("scripted daemon");
+    tcase_set_timeout(fake, 30);
+    tcase_add_test(fake, replies_out_of_order_reach_their_callers);
+    tcase_add_test(fake, lost_connection_fails_every_waiter);
+    tcase_add_test(fake, unattributed_error_fails_every_waiter);
+    suite_add_tcase(s, fake);
     return run_suite(s);
 }

@@ -49,7 +49,7 @@ START_TEST(install)
 {
     mcefa_client *c;
     ck_assert_int_eq(mcefa_connect(A.sock, "probe", &c), 0);
-    mcefa_daemon_status st;
+    mcefa_daemon_status st = MCEFA_DAEMON_STATUS_INIT;
     ck_assert_int_eq(mcefa_status(c, &st), 0);
     ck_assert_str_eq(st.hostname, "hosta");
     mcefa_disconnect(c);
@@ -265,7 +265,7 @@ START_TEST(remote_range_rejected_before_posting)
     ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "hostb"));
     x.remote = 0x1000;
     ck_assert_int_eq(mcefa_transfer_sync(in.c, &x, 1, 5000), -EFAULT);
-    mcefa_daemon_status st;
+    mcefa_daemon_status st = MCEFA_DAEMON_STATUS_INIT;
     ck_assert_int_eq(mcefa_status(in.c, &st), 0);
     ck_assert(net_target_check(&t, 0, 1 << 20, 1));
     initiator_close(&in);
@@ -419,7 +419,7 @@ START_TEST(silent_peer_times_out)
     ck_assert_int_eq(waitpid(kid, &st_kid, 0), kid);
     ck_assert(WIFEXITED(st_kid) && WEXITSTATUS(st_kid) == 0);
     /* The daemon and this connection go on serving. */
-    mcefa_daemon_status st;
+    mcefa_daemon_status st = MCEFA_DAEMON_STATUS_INIT;
     ck_assert_int_eq(mcefa_status(c, &st), 0);
     mcefa_disconnect(c);
     close(l);

@@ -430,7 +430,7 @@ static int run_initiator(void)
     mcefa_segment seg;
     if ((rc = mcefa_segment_open(c, opt.segment_id, &seg)) < 0)
         fail("open segment", rc);
-    mcefa_region_info ri;
+    mcefa_region_info ri = MCEFA_REGION_INFO_INIT;
     if ((rc = mcefa_segment_regions(c, seg, &ri, 1)) < 1) {
         fprintf(stderr, "mcefa-bench: segment %s has no registered memory\n", opt.segment_id);
         return 1;
@@ -600,7 +600,7 @@ static int run_probe(void)
             fail("warmup", rc);
         t_warm = now_s() - t0;
     }
-    mcefa_region_info ri;
+    mcefa_region_info ri = MCEFA_REGION_INFO_INIT;
     if (mcefa_segment_regions(c, seg, &ri, 1) < 1)
         fail("segment has no memory", -ENOENT);
     double sub[5];

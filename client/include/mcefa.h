@@ -10,8 +10,27 @@
  * failure. mcefa_strerror() turns the code into text; mcefa_last_error()
  * returns the daemon's explanation of the calling thread's last failure.
  *
- * A client handle may be used from several threads at once; a batch from
- * one thread at a time.
+ * A client handle may be used from several threads at once, each with its
+ * own request outstanding (a slow request of one thread does not hold up the
+ * others); a batch from one thread at a time. Do not disconnect while other
+ * threads are still in calls on the client.
+ *
+ * Structs the library fills in (mcefa_region_info, mcefa_daemon_status)
+ * begin with `size_t struct_size`, so later versions can add fields without
+ * breaking programs built against this header:
+ *  - the caller sets struct_size to the sizeof it was compiled with: declare
+ *    the struct with its MCEFA_..._INIT initialiser (in C++ before C++20:
+ *    `mcefa_daemon_status st{}; st.struct_size = sizeof st;`). For an array,
+ *    the first element's struct_size gives the size of every element.
+ *  - the library writes nothing past struct_size: it zeroes those bytes, puts
+ *    struct_size back and fills the fields that fit. A field the library is
+ *    too old to know therefore reads 0; new fields are defined so that 0
+ *    means "not reported".
+ *  - a struct_size smaller than the struct's first version (or absurdly
+ *    large, i.e. never set) is refused with -EINVAL.
+ * Fields are only ever added at the end, never moved or removed. Structs the
+ * caller fills for the library (mcefa_transfer) keep their layout; an
+ * extension of those comes as a new function.
  */
 #ifndef MCEFA_H
 #define MCEFA_H
@@ -78,17 +97,22 @@ int mcefa_unregister(mcefa_client *c, void *addr);
 int mcefa_segment_export(mcefa_client *c, const char *name, char *name_out, size_t name_out_len);
 
 typedef struct mcefa_region_info {
+    size_t struct_size; /* set by the caller: see the top of this file */
     uint64_t addr;
     uint64_t length;
     int numa_node;
+    /* Later fields go here. */
 } mcefa_region_info;
+
+#define MCEFA_REGION_INFO_INIT {.struct_size = sizeof(mcefa_region_info)}
 
 /* Opens a segment by name. Opening the same segment again returns the same
  * handle (close it as many times). */
 int mcefa_segment_open(mcefa_client *c, const char *name, mcefa_segment *out);
 
 /* Copies up to max regions of the segment (as registered now) into regions;
- * returns how many it has in all (may exceed max). */
+ * returns how many it has in all (may exceed max). regions[0].struct_size
+ * must be set (MCEFA_REGION_INFO_INIT) when max > 0. */
 int mcefa_segment_regions(mcefa_client *c, mcefa_segment seg, mcefa_region_info *regions, size_t max);
 
 int mcefa_segment_close(mcefa_client *c, mcefa_segment seg);
@@ -125,8 +149,19 @@ enum mcefa_transfer_state {
 /* A batch holds up to capacity transfers, submitted in one or more calls. */
 int mcefa_batch_alloc(mcefa_client *c, uint32_t capacity, mcefa_batch **out);
 
-/* Frees a batch; -EBUSY while transfers of it are in flight. */
+/* Frees a batch; -EBUSY while transfers of it are in flight (the batch
+ * stays allocated then). */
 int mcefa_batch_free(mcefa_batch *b);
+
+/* Frees a batch whose transfers may still be in flight, for a caller that
+ * gave up waiting: the handle is gone whatever the result, and the daemon
+ * returns the batch's completion slots once its last transfer finished.
+ * Until then the transfers still read and write their buffers, so keep
+ * those mapped and registered (or disconnect). Returns 0, or -EBUSY from a
+ * daemon that does not honour FreeBatch.when_done yet (it keeps the slots
+ * until the connection closes), or another error of the daemon's; the
+ * handle is freed in every case. */
+int mcefa_batch_free_when_done(mcefa_batch *b);
 
 /* Submits n transfers (asynchronous). Every address is checked before any
  * byte moves: on error nothing of this call was started. Returns the batch
@@ -148,12 +183,16 @@ int mcefa_batch_wait(mcefa_batch *b, int timeout_ms);
 /* Fetches the daemon's explanation of transfer idx's failure into buf. */
 int mcefa_batch_error_text(mcefa_batch *b, uint32_t idx, char *buf, size_t len);
 
-/* Synchronous: submits n transfers in one batch and waits for them. */
+/* Synchronous: submits n transfers in one batch and waits for them. On
+ * -ETIMEDOUT the batch is released with mcefa_batch_free_when_done: its
+ * transfers may still be moving data, so keep their buffers mapped and
+ * registered (or disconnect). */
 int mcefa_transfer_sync(mcefa_client *c, const mcefa_transfer *t, size_t n, int timeout_ms);
 
 /* ---- Status ----------------------------------------------------------- */
 
 typedef struct mcefa_daemon_status {
+    size_t struct_size; /* set by the caller: see the top of this file */
     char version[32];
     char hostname[256];
     uint64_t epoch;
@@ -163,8 +202,12 @@ typedef struct mcefa_daemon_status {
     uint64_t transfers_completed;
     uint64_t transfers_failed;
     uint64_t protocol_errors;
+    /* Later fields go here. */
 } mcefa_daemon_status;
 
+#define MCEFA_DAEMON_STATUS_INIT {.struct_size = sizeof(mcefa_daemon_status)}
+
+/* Fills *st, whose struct_size must be set (MCEFA_DAEMON_STATUS_INIT). */
 int mcefa_status(mcefa_client *c, mcefa_daemon_status *st);
 
 /* ---- Errors ----------------------------------------------------------- */

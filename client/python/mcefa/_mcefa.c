@@ -270,6 +270,7 @@ static PyObject *Client_segment_regions(ClientObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "K", &h))
         return NULL;
     mcefa_region_info r[256];
+    r[0] = (mcefa_region_info)MCEFA_REGION_INFO_INIT;
     CLIENT_CALL(self, mcefa_segment_regions(c, h, r, 256))
     if (rc < 0)
         return raise_rc(rc);
@@ -415,7 +416,7 @@ static PyObject *Client_submit(ClientObject *self, PyObject *args)
 static PyObject *Client_status(ClientObject *self, PyObject *unused)
 {
     (void)unused;
-    mcefa_daemon_status st;
+    mcefa_daemon_status st = MCEFA_DAEMON_STATUS_INIT;
     CLIENT_CALL(self, mcefa_status(c, &st))
     if (rc < 0)
         return raise_rc(rc);
@@ -483,9 +484,9 @@ static void Batch_dealloc(BatchObject *self)
 {
     mcefa_batch *b = self->b;
     if (b && enter(self->client)) {
-        /* A batch still in flight stays with the connection until it
-         * closes; its few bytes here are not worth a wait. */
-        Py_BEGIN_ALLOW_THREADS mcefa_batch_free(b);
+        /* Nobody can wait for it any more: one still in flight is
+         * released when its transfers finished. */
+        Py_BEGIN_ALLOW_THREADS mcefa_batch_free_when_done(b);
         Py_END_ALLOW_THREADS leave(self->client);
     }
     PyErr_Clear();
