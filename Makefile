@@ -135,6 +135,18 @@ $(B)/tests/check_topo: $(call obj,tests/check_topo.c daemon/topo.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)
 
+$(B)/tests/check_route: $(call obj,tests/check_route.c daemon/route.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)
+
+$(B)/tests/check_batch: $(call obj,tests/check_batch.c daemon/batch.c daemon/err.c daemon/clock.c daemon/stats.c shm/completion.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)
+
+$(B)/tests/check_peer_table: $(call obj,tests/check_peer_table.c daemon/peer_table.c daemon/ident.c daemon/err.c daemon/clock.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)
+
 $(B)/tests/check_config: $(call obj,tests/check_config.c daemon/config.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)

@@ -74,6 +74,26 @@ int shm_memfd_check(int fd, uint64_t offset, uint64_t len, const char **why)
     return 0;
 }
 
+/* Pre-faults a mapping a slice at a time. MAP_POPULATE would fault it all
+ * under one hold of the process's mmap lock: for gigabytes that stalls
+ * every other thread that maps memory or takes a first-touch fault (the
+ * daemon's event loop among them) for seconds. */
+static void populate_range(char *p, size_t len, size_t ps)
+{
+    const size_t slice = (size_t)32 << 20;
+    for (size_t off = 0; off < len; off += slice) {
+        size_t n = len - off < slice ? len - off : slice;
+#ifdef MADV_POPULATE_WRITE
+        if (madvise(p + off, n, MADV_POPULATE_WRITE) == 0)
+            continue;
+#endif
+        /* Older kernels: read-touch each page (shared memory allocates the
+         * page on a read fault; the bytes stay as they are). */
+        for (size_t i = 0; i < n; i += ps)
+            (void)*(volatile char *)(p + off + i);
+    }
+}
+
 void *shm_map(int fd, uint64_t offset, uint64_t len, int populate, void **base, size_t *base_len)
 {
     size_t ps = shm_fd_page_size(fd);
@@ -84,10 +104,11 @@ void *shm_map(int fd, uint64_t offset, uint64_t len, int populate, void **base, 
         return NULL;
     }
     end = (end + ps - 1) / ps * ps;
-    int fl = MAP_SHARED | (populate ? MAP_POPULATE : 0);
-    void *p = mmap(NULL, (size_t)(end - start), PROT_READ | PROT_WRITE, fl, fd, (off_t)start);
+    void *p = mmap(NULL, (size_t)(end - start), PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)start);
     if (p == MAP_FAILED)
         return NULL;
+    if (populate)
+        populate_range(p, (size_t)(end - start), ps);
     *base = p;
     *base_len = (size_t)(end - start);
     return (char *)p + (offset - start);

@@ -3,6 +3,8 @@
  * faults. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 
 #include "net_harness.h"
@@ -426,6 +428,65 @@ START_TEST(silent_peer_times_out)
 }
 END_TEST
 
+static int silent_listener(void)
+{
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port_z)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    ck_assert_int_eq(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(l, 8), 0);
+    return l;
+}
+
+typedef struct slow_open {
+    mcefa_client *c;
+    int rc;
+    _Atomic int done;
+} slow_open;
+
+static void *open_silent(void *arg)
+{
+    slow_open *o = arg;
+    mcefa_segment s;
+    o->rc = mcefa_segment_open(o->c, "hostz:15000", &s);
+    atomic_store(&o->done, 1);
+    return NULL;
+}
+
+/* One thread of a client waits on a host that never answers; another
+ * thread's transfers on the same connection go on meanwhile (the daemon
+ * keeps reading the session, the library matches replies by seq). */
+START_TEST(slow_open_does_not_block_other_threads)
+{
+    int l = silent_listener();
+    net_target t;
+    net_target_start(&t, B.sock, 1 << 20);
+    initiator in;
+    initiator_open(&in, A.sock, 1 << 20, t.name);
+    slow_open o = {.c = in.c};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, open_silent, &o), 0);
+    /* Give the open time to reach the daemon; it then waits 3 s. */
+    usleep(200 * 1000);
+    ck_assert(!atomic_load(&o.done));
+    for (unsigned round = 0; round < 4; round++) {
+        pattern(in.buf, 65536, 7 + round);
+        mcefa_transfer x = {MCEFA_WRITE, in.buf, in.seg, t.addr, 65536};
+        int rc = mcefa_transfer_sync(in.c, &x, 1, 5000);
+        ck_assert_msg(rc == 0, "transfer: %s", mcefa_last_error());
+        ck_assert(net_target_check(&t, 0, 65536, (uint8_t)(7 + round)));
+    }
+    ck_assert_msg(!atomic_load(&o.done), "the transfers waited for the open of an unreachable host");
+    pthread_join(th, NULL);
+    ck_assert_int_lt(o.rc, 0);
+    initiator_close(&in);
+    net_target_stop(&t);
+    close(l);
+}
+END_TEST
+
 static void send_peer_frame(int fd, Mcefa__PeerFrame *f)
 {
     uint8_t *b;
@@ -516,6 +577,7 @@ int main(void)
     tcase_add_test(tc, remote_daemon_killed_mid_batch);
     tcase_add_test(tc, stopped_peer_times_out);
     tcase_add_test(tc, silent_peer_times_out);
+    tcase_add_test(tc, slow_open_does_not_block_other_threads);
     tcase_add_test(tc, misbehaving_peer_connections);
     suite_add_tcase(s, tc);
     return run_suite(s);

@@ -1,0 +1,102 @@
+/* NIC choice and striping (route.c), without NICs: which local NICs may
+ * carry a transfer, which remote NIC each targets, how large transfers
+ * split. */
+#include <check.h>
+#include <stdint.h>
+
+#include "route.h"
+#include "suite.h"
+
+START_TEST(numa_local_first)
+{
+    route_nic n[4] = {{0, true, true}, {1, true, true}, {0, true, true}, {1, true, true}};
+    unsigned out[4];
+    ck_assert_uint_eq(route_local(n, 4, 1, out), 2);
+    ck_assert_uint_eq(out[0], 1);
+    ck_assert_uint_eq(out[1], 3);
+    /* Unknown placement: every NIC. */
+    ck_assert_uint_eq(route_local(n, 4, -1, out), 4);
+}
+END_TEST
+
+START_TEST(falls_back_to_any_nic_that_reaches)
+{
+    /* The NUMA-local NIC does not reach the peer (another fabric). */
+    route_nic n[3] = {{0, true, false}, {1, true, true}, {1, true, true}};
+    unsigned out[3];
+    ck_assert_uint_eq(route_local(n, 3, 0, out), 2);
+    ck_assert_uint_eq(out[0], 1);
+    ck_assert_uint_eq(out[1], 2);
+    /* Nothing reaches: nothing to use. */
+    route_nic none[2] = {{0, true, false}, {1, true, false}};
+    ck_assert_uint_eq(route_local(none, 2, 0, out), 0);
+}
+END_TEST
+
+START_TEST(only_nics_holding_the_region)
+{
+    /* A region registered on NIC 2 only (GPU-local NICs, later). */
+    route_nic n[3] = {{0, false, true}, {0, false, true}, {1, true, true}};
+    unsigned out[3];
+    ck_assert_uint_eq(route_local(n, 3, 0, out), 1);
+    ck_assert_uint_eq(out[0], 2);
+}
+END_TEST
+
+START_TEST(remote_round_robin_skips_unreachable)
+{
+    bool row[4] = {true, false, true, true};
+    unsigned rr = 0;
+    ck_assert_int_eq(route_remote(row, 4, &rr), 0);
+    ck_assert_int_eq(route_remote(row, 4, &rr), 2);
+    ck_assert_int_eq(route_remote(row, 4, &rr), 3);
+    ck_assert_int_eq(route_remote(row, 4, &rr), 0);
+    bool none[2] = {false, false};
+    ck_assert_int_eq(route_remote(none, 2, &rr), -1);
+    ck_assert_int_eq(route_remote(none, 0, &rr), -1);
+}
+END_TEST
+
+START_TEST(stripes)
+{
+    uint64_t piece;
+    /* At or under the threshold, or one NIC: one piece. */
+    ck_assert_uint_eq(route_stripes(4 << 20, 4 << 20, 4, &piece), 1);
+    ck_assert_uint_eq(piece, 4 << 20);
+    ck_assert_uint_eq(route_stripes(64 << 20, 4 << 20, 1, &piece), 1);
+    /* Over it: one piece per NIC, 4 KiB aligned, covering everything. */
+    ck_assert_uint_eq(route_stripes(64 << 20, 4 << 20, 4, &piece), 4);
+    ck_assert_uint_eq(piece, 16 << 20);
+    unsigned n = route_stripes((8 << 20) + 1, 4 << 20, 3, &piece);
+    ck_assert_uint_eq(piece % 4096, 0);
+    ck_assert_uint_ge((uint64_t)n * piece, (8 << 20) + 1);
+    ck_assert_uint_le(n, 3);
+    /* Rounding up may leave the last NIC nothing: fewer pieces, not an
+     * empty one. */
+    n = route_stripes(4097 + (4 << 20), 4 << 20, 16, &piece);
+    ck_assert_uint_lt((uint64_t)(n - 1) * piece, 4097 + (4 << 20));
+}
+END_TEST
+
+START_TEST(first_rotates)
+{
+    unsigned a = route_first(4), b = route_first(4);
+    ck_assert_uint_lt(a, 4);
+    ck_assert_uint_eq(b, (a + 1) % 4);
+    ck_assert_uint_eq(route_first(0), 0);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("route");
+    TCase *tc = tcase_create("route");
+    tcase_add_test(tc, numa_local_first);
+    tcase_add_test(tc, falls_back_to_any_nic_that_reaches);
+    tcase_add_test(tc, only_nics_holding_the_region);
+    tcase_add_test(tc, remote_round_robin_skips_unreachable);
+    tcase_add_test(tc, stripes);
+    tcase_add_test(tc, first_rotates);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
