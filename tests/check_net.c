@@ -385,9 +385,7 @@ START_TEST(stopped_peer_times_out)
 }
 END_TEST
 
-/* A "peer" that accepts TCP and then says nothing: requests to it fail
- * after request_timeout_ms (3 s here) instead of hanging the client. */
-START_TEST(silent_peer_times_out)
+static int silent_listener(void)
 {
     int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
@@ -396,6 +394,14 @@ START_TEST(silent_peer_times_out)
     inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
     ck_assert_int_eq(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
     ck_assert_int_eq(listen(l, 8), 0);
+    return l;
+}
+
+/* A "peer" that accepts TCP and then says nothing: requests to it fail
+ * after request_timeout_ms (3 s here) instead of hanging the client. */
+START_TEST(silent_peer_times_out)
+{
+    int l = silent_listener();
     mcefa_client *c;
     ck_assert_int_eq(mcefa_connect(A.sock, "patient", &c), 0);
     struct timespec t0, t1;
@@ -427,18 +433,6 @@ START_TEST(silent_peer_times_out)
     close(l);
 }
 END_TEST
-
-static int silent_listener(void)
-{
-    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port_z)};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    ck_assert_int_eq(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    ck_assert_int_eq(listen(l, 8), 0);
-    return l;
-}
 
 typedef struct slow_open {
     mcefa_client *c;
