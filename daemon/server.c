@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,9 +101,25 @@ static int flush(session *s)
     return 0;
 }
 
+static void process_frames(session *s);
+
+static void on_resume(defer_item *it)
+{
+    session *s = (session *)((char *)it - offsetof(session, resume));
+    s->resume_queued = false;
+    if (!s->closing) {
+        process_frames(s);
+        if (!s->closing)
+            flush(s);
+    }
+    session_unref(s);
+}
+
 /* Frames were queued on s: written when the socket takes them (at the end
  * of this read round, or on the next writable event); a session that
- * could not queue one is closed. */
+ * could not queue one is closed. A reply that ends a wait may let frames
+ * that are already buffered go on: they run on the loop's next turn (the
+ * socket may have nothing new to wake us). */
 static void on_output(session *s)
 {
     if (s->closing)
@@ -111,7 +128,13 @@ static void on_output(session *s)
         close_session(s);
         return;
     }
+    bool paused = !(s->poll_events & UV_READABLE);
     set_events(s);
+    if (paused && s->waiting < MAX_WAITING && s->rd.len >= WIRE_HDR_LEN && !s->resume_queued) {
+        s->resume_queued = true;
+        session_ref(s);
+        defer_call(&s->resume, on_resume);
+    }
 }
 
 /* Handles every whole frame buffered. */

@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "batch.h"
+#include "defer.h"
 #include "mcefa.pb-c.h"
 #include "region.h"
 #include "segment.h"
@@ -57,6 +58,9 @@ typedef struct session {
     size_t out_bytes;
     /* Called when frames were queued (the server starts writing). */
     void (*on_output)(struct session *s);
+    /* Frames already buffered wait for this when reading paused. */
+    defer_item resume;
+    bool resume_queued;
 
     region_table regions;
     LIST_HEAD(, pending_range) registering;

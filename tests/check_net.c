@@ -481,6 +481,54 @@ START_TEST(slow_open_does_not_block_other_threads)
 }
 END_TEST
 
+/* A client that pipelines more waiting requests than the daemon holds for
+ * one session (64): the rest wait in the socket, and every request,
+ * including a status query queued behind them, is answered once room
+ * comes back. */
+START_TEST(pipelined_waiting_requests_resume)
+{
+    int l = silent_listener();
+    int fd = raw_connect(A.sock);
+    wire_reader rd;
+    wire_reader_init(&rd, 0);
+    raw_hello(fd, MCEFA_PROTOCOL_VERSION);
+    Mcefa__Response *r = raw_recv(fd, &rd);
+    ck_assert_int_eq(r->status, 0);
+    mcefa__response__free_unpacked(r, NULL);
+    enum { OPENS = 70 };
+    for (int i = 0; i < OPENS; i++) {
+        Mcefa__OpenSegment o = MCEFA__OPEN_SEGMENT__INIT;
+        o.name = "hostz:15000";
+        Mcefa__Request req = MCEFA__REQUEST__INIT;
+        req.seq = 100 + (uint64_t)i;
+        req.body_case = MCEFA__REQUEST__BODY_OPEN_SEGMENT;
+        req.open_segment = &o;
+        raw_send_request(fd, &req);
+    }
+    Mcefa__StatusQuery q = MCEFA__STATUS_QUERY__INIT;
+    Mcefa__Request req = MCEFA__REQUEST__INIT;
+    req.seq = 99;
+    req.body_case = MCEFA__REQUEST__BODY_STATUS;
+    req.status = &q;
+    raw_send_request(fd, &req);
+    unsigned failed_opens = 0, status_ok = 0;
+    for (int i = 0; i < OPENS + 1; i++) {
+        r = raw_recv(fd, &rd);
+        ck_assert_ptr_nonnull(r);
+        if (r->seq == 99)
+            status_ok += r->status == 0;
+        else
+            failed_opens += r->seq >= 100 && r->seq < 100 + OPENS && r->status < 0;
+        mcefa__response__free_unpacked(r, NULL);
+    }
+    ck_assert_uint_eq(failed_opens, OPENS);
+    ck_assert_uint_eq(status_ok, 1);
+    wire_reader_free(&rd);
+    close(fd);
+    close(l);
+}
+END_TEST
+
 static void send_peer_frame(int fd, Mcefa__PeerFrame *f)
 {
     uint8_t *b;
@@ -572,6 +620,7 @@ int main(void)
     tcase_add_test(tc, stopped_peer_times_out);
     tcase_add_test(tc, silent_peer_times_out);
     tcase_add_test(tc, slow_open_does_not_block_other_threads);
+    tcase_add_test(tc, pipelined_waiting_requests_resume);
     tcase_add_test(tc, misbehaving_peer_connections);
     suite_add_tcase(s, tc);
     return run_suite(s);
