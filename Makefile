@@ -69,7 +69,7 @@ CLIENT_OBJ := $(call obj,$(CLIENT_SRC))
 
 LIBMCEFA_A := $(B)/libmcefa.a
 LIBMCEFA_SO := $(B)/libmcefa.so.0
-TOOLS := $(B)/mcefa-bench $(B)/fi-rma-bench $(B)/mcefactl
+TOOLS := $(B)/mcefa-bench $(B)/fi-rma-bench $(B)/mcefactl $(B)/mcefa-reg-stall
 TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/check_*.c))
 
 
@@ -120,6 +120,9 @@ $(PY_EXT): client/python/mcefa/_mcefa.c $(LIBMCEFA_A)
 $(B)/python/%.py: client/python/%.py
 	@mkdir -p $(dir $@)
 	cp $< $@
+
+$(B)/mcefa-reg-stall: $(call obj,tools/reg-stall.c) $(LIBMCEFA_A)
+	$(CC) $(LDFLAGS) -o $@ $< $(CLIENT_LINK)
 
 $(B)/mcefactl: $(call obj,tools/mcefactl.c) $(LIBMCEFA_A)
 	$(CC) $(LDFLAGS) -o $@ $< $(CLIENT_LINK)
@@ -175,6 +178,7 @@ install: all
 	install -m 0755 $(B)/mcefa-bench $(DESTDIR)$(BINDIR)/mcefa-bench
 	install -m 0755 $(B)/fi-rma-bench $(DESTDIR)$(BINDIR)/fi-rma-bench
 	install -m 0755 $(B)/mcefactl $(DESTDIR)$(BINDIR)/mcefactl
+	install -m 0755 $(B)/mcefa-reg-stall $(DESTDIR)$(BINDIR)/mcefa-reg-stall
 	install -m 0644 $(LIBMCEFA_A) $(DESTDIR)$(LIBDIR)/libmcefa.a
 	install -m 0755 $(LIBMCEFA_SO) $(DESTDIR)$(LIBDIR)/libmcefa.so.0
 	ln -sf libmcefa.so.0 $(DESTDIR)$(LIBDIR)/libmcefa.so
