@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +46,25 @@ static void reclaim(batch_set *bs)
     }
 }
 
+/* A freed batch whose transfers all finished may still be inside the last
+ * finish's shared-memory write for a few instructions (the client saw it
+ * done and freed it at once). Rather than refuse an allocation for that,
+ * wait those writes out; true when one was reclaimed. Freeing never waits. */
+static bool settle(batch_set *bs)
+{
+    bool any = false;
+    batch *b;
+    SLIST_FOREACH(b, &bs->list, link)
+        if (b->freed && atomic_load_explicit(&b->pending, memory_order_acquire) == 0) {
+            while (atomic_load_explicit(&b->users, memory_order_acquire))
+                sched_yield();
+            any = true;
+        }
+    if (any)
+        reclaim(bs);
+    return any;
+}
+
 int batch_alloc(batch_set *bs, uint32_t cap, batch **out, err *e)
 {
     if (cap == 0 || cap >= bs->cq_slots)
@@ -60,6 +80,8 @@ int batch_alloc(batch_set *bs, uint32_t cap, batch **out, err *e)
         start = b->first_slot + b->capacity + 1;
         prev = b;
     }
+    if (!b && bs->cq_slots - start < need && settle(bs))
+        return batch_alloc(bs, cap, out, e);
     if (!b && bs->cq_slots - start < need)
         return err_set(e, -ENOSPC,
                        "no room for a batch of %u transfers: the %u completion slots are taken by allocated batches; "

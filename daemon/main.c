@@ -139,6 +139,10 @@ int main(int argc, char **argv)
         return 0;
     }
     log_threshold = log_parse_level(config.log_level);
+    /* libuv's worker threads run registrations (seconds each for large
+     * buffers) and name lookups: the default 4 would let a few large
+     * registrations hold up everything else queued there. */
+    setenv("UV_THREADPOOL_SIZE", "16", 0);
     signal(SIGPIPE, SIG_IGN);
     ident_init(config.hostname);
     uv_loop_t *loop = uv_default_loop();

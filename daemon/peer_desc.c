@@ -63,6 +63,7 @@ static void serve_get_segment(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame
 
 typedef struct seg_req {
     peer *p;
+    unsigned tries;
     peer_segment_cb cb;
     void *arg;
     char name[300];
@@ -94,6 +95,11 @@ static void segment_when_up(void *arg, int status, const char *why)
     Mcefa__PeerFrame f = MCEFA__PEER_FRAME__INIT;
     f.body_case = MCEFA__PEER_FRAME__BODY_GET_SEGMENT;
     f.get_segment = &g;
+    if (!r->p->conn && r->tries++ < 1) {
+        /* It went down between "up" and now: connect again, once. */
+        peer_when_up(r->p, segment_when_up, r);
+        return;
+    }
     if (!r->p->conn || peer_link_request(r->p->conn, &f, on_segment_reply, r) < 0) {
         r->cb(r->arg, r->p, -ECONNRESET, "the connection to the peer broke", NULL);
         free(r);

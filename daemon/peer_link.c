@@ -470,8 +470,10 @@ void peer_when_up(peer *p, void (*fn)(void *, int, const char *), void *arg)
         free(w);
         p->connecting = false;
         char why[400];
-        snprintf(why, sizeof(why), "cannot reach the mcefad of host %s at %s (name lookup: %s)", p->host,
-                 p->address, uv_strerror(rc));
+        snprintf(why, sizeof(why),
+                 "cannot reach the mcefad of host %s at %s (name lookup: %s); is it running, and is its peer_port "
+                 "reachable?",
+                 p->host, p->address, uv_strerror(rc));
         snprintf(p->last_error, sizeof(p->last_error), "%s", why);
         free(r);
         answer_later(fn, arg, -EHOSTUNREACH, why);

@@ -97,8 +97,8 @@ int peer_for_name(const char *name, peer **out, err *e)
         }
     if (!nlocal)
         return err_set(e, -ENETUNREACH,
-                       "segment '%s' is on host %s, but this daemon has no NIC; configure a provider to reach other "
-                       "hosts",
+                       "segment '%s' is on host %s, but this daemon has no NIC (provider setting 'none', or no NIC "
+                       "found); configure a provider to reach other hosts",
                        name, host);
     if (npeers >= max_peers)
         return err_set(e, -ENOSPC, "too many peer hosts (%u) known to this daemon", max_peers);

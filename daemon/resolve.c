@@ -1,9 +1,11 @@
 #include "resolve.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "config.h"
+#include "defer.h"
 
 static uv_loop_t *loop;
 static const char *static_map;
@@ -41,6 +43,19 @@ static void on_resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *res)
     r->cb(r, status < 0 ? status : (res ? 0 : UV_EAI_NONAME), res);
 }
 
+static void numeric_done(defer_item *it)
+{
+    resolve_req *r = (resolve_req *)((char *)it - offsetof(resolve_req, later));
+    struct addrinfo *res = r->numeric;
+    r->numeric = NULL;
+    if (stopping) {
+        freeaddrinfo(res);
+        r->cb(r, UV_ECANCELED, NULL);
+        return;
+    }
+    r->cb(r, 0, res);
+}
+
 int resolve_start(resolve_req *r, const char *address, resolve_cb cb)
 {
     if (stopping)
@@ -54,6 +69,14 @@ int resolve_start(resolve_req *r, const char *address, resolve_cb cb)
         port = colon + 1;
     }
     r->cb = cb;
+    /* A numeric address needs no lookup: answered on the loop's next turn,
+     * never queued behind slow work on libuv's worker threads. */
+    struct addrinfo num = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST};
+    if (getaddrinfo(host, port, &num, &r->numeric) == 0) {
+        defer_call(&r->later, numeric_done);
+        return 0;
+    }
+    r->numeric = NULL;
     struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM};
     int rc = uv_getaddrinfo(loop, &r->gai, on_resolved, host, port, &hints);
     if (rc < 0)

@@ -10,6 +10,8 @@
 #include <sys/queue.h>
 #include <uv.h>
 
+#include "defer.h"
+
 /* peer_hosts: "name=addr[:port],..."; default_port for names without. */
 void resolve_init(uv_loop_t *loop, const char *peer_hosts, unsigned default_port);
 /* "addr:port" to connect to for host, into out. */
@@ -21,10 +23,12 @@ void resolve_address(const char *host, char *out, size_t outlen);
 typedef struct resolve_req resolve_req;
 typedef void (*resolve_cb)(resolve_req *r, int status, struct addrinfo *res);
 struct resolve_req {
-    uv_getaddrinfo_t gai;
+    uv_getaddrinfo_t gai; /* first */
     resolve_cb cb;
     bool active;
     LIST_ENTRY(resolve_req) link;
+    struct addrinfo *numeric; /* a numeric address, answered deferred */
+    defer_item later;
 };
 int resolve_start(resolve_req *r, const char *address, resolve_cb cb);
 /* Cancels every lookup under way (their callbacks get UV_ECANCELED). */

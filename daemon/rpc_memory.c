@@ -3,16 +3,19 @@
  * it runs on libuv's worker threads; the loop keeps serving everyone and
  * the reply goes out when the work is done. */
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "defer.h"
 #include "log.h"
 #include "memfd_import.h"
 #include "nic.h"
 #include "rpc.h"
+#include "shm/memfd.h"
 
 static uv_loop_t *loop;
 
@@ -23,6 +26,7 @@ void rpc_memory_init(uv_loop_t *l)
 
 typedef struct reg_job {
     uv_work_t work;
+    defer_item later; /* answers a job that could not be queued */
     reply *r;
     pending_range *range;
     int fd;
@@ -54,8 +58,12 @@ static void reg_done(uv_work_t *w, int status)
     LIST_REMOVE(j->range, link);
     free(j->range);
     s->nregistering--;
-    if (status < 0 && !j->e.code)
-        err_set(&j->e, -ECANCELED, "registration of 0x%" PRIx64 " cancelled: the daemon is stopping", j->addr);
+    if (status < 0) {
+        /* Cancelled before it ran: the work did not close the memfd. */
+        close(j->fd);
+        if (!j->e.code)
+            err_set(&j->e, -ECANCELED, "registration of 0x%" PRIx64 " cancelled: the daemon is stopping", j->addr);
+    }
     if (!j->region) {
         reply_err(r, &j->e);
     } else if (s->closing) {
@@ -73,11 +81,23 @@ static void reg_done(uv_work_t *w, int status)
     reply_send(r);
 }
 
+static void reg_not_queued(defer_item *it)
+{
+    reg_job *j = (reg_job *)((char *)it - offsetof(reg_job, later));
+    reg_done(&j->work, 0);
+}
+
 void rpc_register(reply *r, const Mcefa__Request *req)
 {
     const Mcefa__RegisterMemory *m = req->register_memory;
     session *s = r->s;
     if (m->fd_count != 1) {
+        /* Whatever came with it must not be taken by the next request. */
+        for (uint32_t i = 0; i < m->fd_count && i < WIRE_MAX_FDS; i++) {
+            int extra = wire_reader_take_fd(&s->rd);
+            if (extra >= 0)
+                close(extra);
+        }
         reply_fail(r, -EINVAL, "register_memory needs exactly one memfd (fd_count %u)", m->fd_count);
         return;
     }
@@ -91,6 +111,14 @@ void rpc_register(reply *r, const Mcefa__Request *req)
     if (m->length == 0 || m->addr + m->length < m->addr) {
         reply_fail(r, -EINVAL, "cannot register 0x%" PRIx64 " + %" PRIu64 ": empty or wrapping range", m->addr,
                    m->length);
+        goto out;
+    }
+    /* Cheap, so on the loop: a wrong descriptor is refused before any
+     * other check, as it always was. */
+    const char *why;
+    int rc = shm_memfd_check(fd, m->fd_offset, m->length, &why);
+    if (rc < 0) {
+        reply_fail(r, rc, "cannot register 0x%" PRIx64 " + %" PRIu64 ": %s", m->addr, m->length, why);
         goto out;
     }
     if (s->regions.n + s->nregistering >= config.max_regions_per_client) {
@@ -139,13 +167,12 @@ void rpc_register(reply *r, const Mcefa__Request *req)
     j->numa_node = m->numa_node;
     j->populate = config.populate;
     j->work.data = j;
-    int rc = uv_queue_work(loop, &j->work, reg_work, reg_done);
+    rc = uv_queue_work(loop, &j->work, reg_work, reg_done);
     if (rc < 0) {
-        /* Not queued: answer through the deferred reply like any other. */
+        /* Not queued: answered on the next turn like any deferred reply. */
         err_set(&j->e, -EAGAIN, "cannot queue the registration: %s", uv_strerror(rc));
         close(fd);
-        j->work.data = j;
-        reg_done(&j->work, 0);
+        defer_call(&j->later, reg_not_queued);
     }
     return;
 out:

@@ -566,6 +566,56 @@ START_TEST(registration_errors)
 }
 END_TEST
 
+/* A RegisterMemory refused for its descriptor count must not leave its
+ * descriptors for the next request to take. */
+START_TEST(refused_descriptors_are_not_reused)
+{
+    int fd = raw_connect(D.sock);
+    wire_reader rd;
+    wire_reader_init(&rd, 0);
+    raw_hello(fd, MCEFA_PROTOCOL_VERSION);
+    Mcefa__Response *r = raw_recv(fd, &rd);
+    ck_assert_int_eq(r->status, 0);
+    mcefa__response__free_unpacked(r, NULL);
+    int completion = wire_reader_take_fd(&rd);
+    ck_assert_int_ge(completion, 0);
+    close(completion);
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    size_t size;
+    int mfd = shm_memfd_create("reused", 1 << 16, 0, &size);
+    ck_assert_int_ge(mfd, 0);
+    for (int round = 0; round < 2; round++) {
+        Mcefa__RegisterMemory m = MCEFA__REGISTER_MEMORY__INIT;
+        m.addr = 0x10000000;
+        m.length = 1 << 16;
+        m.fd_count = round == 0 ? 2 : 1;
+        m.numa_node = -1;
+        Mcefa__Request req = MCEFA__REQUEST__INIT;
+        req.seq = 2 + (uint64_t)round;
+        req.body_case = MCEFA__REQUEST__BODY_REGISTER_MEMORY;
+        req.register_memory = &m;
+        uint8_t *b;
+        size_t n;
+        ck_assert_int_eq(wire_pack(&req.base, &b, &n), 0);
+        ck_assert_int_eq(wire_send_all(fd, b, n, round == 0 ? p : &mfd, round == 0 ? 2 : 1), 0);
+        free(b);
+        r = raw_recv(fd, &rd);
+        if (round == 0)
+            ck_assert_int_eq(r->status, -EINVAL);
+        else
+            ck_assert_msg(r->status == 0, "second register: %d %s", r->status, r->error);
+        mcefa__response__free_unpacked(r, NULL);
+    }
+    close(p[0]);
+    close(p[1]);
+    close(mfd);
+    wire_reader_free(&rd);
+    close(fd);
+    assert_serving();
+}
+END_TEST
+
 START_TEST(batch_errors)
 {
     mcefa_client *c = connect_ok("batches");
@@ -1265,6 +1315,7 @@ int main(void)
     tcase_add_test(tc, unknown_segment);
     tcase_add_test(tc, segment_names);
     tcase_add_test(tc, registration_errors);
+    tcase_add_test(tc, refused_descriptors_are_not_reused);
     tcase_add_test(tc, batch_errors);
     tcase_add_test(tc, numa_and_huge_page_buffers);
     tcase_add_test(tc, client_killed_mid_batch);
