@@ -18,6 +18,7 @@
 #include "nic_worker.h"
 #include "notify.h"
 #include "peer_desc.h"
+#include "peer_auth.h"
 #include "peer_hello.h"
 #include "peer_link.h"
 #include "peer_table.h"
@@ -110,6 +111,13 @@ static int start_loop_layers(uv_loop_t *loop)
     peer_desc_init();
     warmup_init(loop, config.request_timeout_ms);
     int rc;
+    if (nic_count()) {
+        err e = {0};
+        if ((rc = peer_auth_init(config.peer_auth, config.peer_secret_file, &e)) < 0) {
+            log_error("%s", e.text);
+            return rc;
+        }
+    }
     if (nic_count() &&
         (rc = peer_link_start(loop, config.peer_listen, (unsigned)config.peer_port, PEER_CONNS_MAX)) < 0)
         return rc;
@@ -176,6 +184,7 @@ int main(int argc, char **argv)
     nic_worker_stop();
     nic_shutdown();
     peer_table_free(); /* after the NIC workers: their ops point into peers */
+    peer_auth_shutdown();
     defer_close();
     uv_run(loop, UV_RUN_NOWAIT);
     uv_loop_close(loop);

@@ -41,6 +41,9 @@ peer *peer_link_peer(const peer_conn *c);
 bool peer_link_closing(const peer_conn *c);
 /* The handshake on c succeeded for p: c serves p from now on. */
 void peer_link_bind(peer_conn *c, peer *p);
+/* With peer_auth=psk: the host name and epoch the other side proved with
+ * the secret (a hello must match them); NULL with peer_auth=none. */
+const char *peer_link_auth_host(const peer_conn *c, uint64_t *epoch);
 /* Ends p's outgoing attempt c (NULL: still resolving) and answers its
  * waiters; a stale attempt changes nothing. */
 void peer_link_attempt_done(peer *p, peer_conn *c, int status, const char *why);
