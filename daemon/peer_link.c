@@ -373,9 +373,10 @@ static void handle_frame(peer_conn *c, const Mcefa__PeerFrame *f)
 
 /* Tells the other side in one plaintext frame why we refuse it (its log
  * and its clients then say so), then closes. */
-static void refuse(peer_conn *c, int status, const char *to_them, const char *why)
+static void refuse(peer_conn *c, uint64_t seq, int status, const char *to_them, const char *why)
 {
     Mcefa__PeerFrame f = MCEFA__PEER_FRAME__INIT;
+    f.seq = seq; /* answers the request refused, so its sender reports why */
     f.reply = true;
     f.status = status;
     f.error = (char *)to_them;
@@ -434,7 +435,7 @@ static void auth_frame(peer_conn *c, const Mcefa__PeerFrame *f)
                  "host %s requires peer authentication (peer_auth=psk): give both daemons the same "
                  "peer_secret_file",
                  ident_hostname());
-        refuse(c, -EACCES, txt,
+        refuse(c, f->seq, -EACCES, txt,
                "the peer did not authenticate (peer_auth=none there, or not an mcefad): give both daemons the same "
                "peer_secret_file");
         return;
@@ -444,7 +445,7 @@ static void auth_frame(peer_conn *c, const Mcefa__PeerFrame *f)
     switch (c->stage) {
     case ST_WAIT_AUTH1:
         if (!auth_identity_ok(c, a, 1)) {
-            refuse(c, -EPROTO, "malformed peer authentication (step 1)", "malformed peer authentication (step 1)");
+            refuse(c, 0, -EPROTO, "malformed peer authentication (step 1)", "malformed peer authentication (step 1)");
             return;
         }
         peer_auth_new_nonce(x);
@@ -455,7 +456,7 @@ static void auth_frame(peer_conn *c, const Mcefa__PeerFrame *f)
         return;
     case ST_WAIT_AUTH2:
         if (!auth_identity_ok(c, a, 2)) {
-            refuse(c, -EPROTO, "malformed peer authentication (step 2)", "malformed peer authentication (step 2)");
+            refuse(c, 0, -EPROTO, "malformed peer authentication (step 2)", "malformed peer authentication (step 2)");
             return;
         }
         peer_auth_derive(x, true, ident_hostname(), ident_epoch(), x->my_nonce, a->hostname, a->epoch,
@@ -465,7 +466,7 @@ static void auth_frame(peer_conn *c, const Mcefa__PeerFrame *f)
                      wrong_secret);
             char why[400];
             snprintf(why, sizeof(why), "host %s failed our peer authentication: %s", conn_name(c), wrong_secret);
-            refuse(c, -EACCES, txt, why);
+            refuse(c, 0, -EACCES, txt, why);
             return;
         }
         send_auth(c, 3);
@@ -482,7 +483,7 @@ static void auth_frame(peer_conn *c, const Mcefa__PeerFrame *f)
             char why[400];
             snprintf(why, sizeof(why), "a peer claiming host %s failed authentication: %s", c->auth_host,
                      wrong_secret);
-            refuse(c, -EACCES, txt, why);
+            refuse(c, 0, -EACCES, txt, why);
             return;
         }
         c->stage = ST_OPEN;
@@ -506,7 +507,7 @@ static void receive_frame(peer_conn *c, const Mcefa__PeerFrame *f)
                      "host %s runs with peer_auth=none and cannot authenticate: set peer_auth=psk and the same "
                      "peer_secret_file on both daemons",
                      ident_hostname());
-            refuse(c, -EACCES, txt,
+            refuse(c, f->seq, -EACCES, txt,
                    "the peer wants to authenticate (peer_auth=psk) and this daemon has peer_auth=none: set the "
                    "same peer_auth and peer_secret_file on both");
             return;
