@@ -149,6 +149,10 @@ $(B)/tests/check_peer_table: $(call obj,tests/check_peer_table.c daemon/peer_tab
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)
 
+$(B)/tests/check_peer_auth: $(call obj,tests/check_peer_auth.c daemon/peer_auth.c daemon/err.c daemon/log.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SODIUM_LIBS) $(CHECK_LIBS)
+
 $(B)/tests/check_config: $(call obj,tests/check_config.c daemon/config.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)
