@@ -86,9 +86,9 @@
       "(mcefactl gen-secret PATH makes one).")                                                                  \
     X(UINT, peer_max_outbound_bytes, "67108864", 65536, CFG_UNBOUNDED, "MCEFAD_PEER_MAX_OUTBOUND", "",           \
       "Bytes queued for one peer connection that does not read them before it is closed.")                     \
-    X(UINT, peer_idle_timeout_ms, "600000", 0, CFG_UNBOUNDED, "MCEFAD_PEER_IDLE_TIMEOUT_MS", "",                 \
-      "A peer connection with nothing received and no request open this long is closed (reopened on "          \
-      "demand); 0 keeps idle connections.")                                                                    \
+    X(UINT, peer_idle_timeout_ms, "0", 0, CFG_UNBOUNDED, "MCEFAD_PEER_IDLE_TIMEOUT_MS", "",                      \
+      "A spare connection of a peer (not the one this side uses) idle this long is closed; 0 keeps them "      \
+      "(the other side may be using it for open segments).")                                                   \
     X(HOSTMAP, peer_hosts, "", 0, CFG_UNBOUNDED, "MCEFAD_PEER_HOSTS", "",                                        \
       "Static host map, 'name=address[:port],...': how to reach a host named in segment names when DNS "       \
       "does not know it or its daemon listens on another port.")                                               \

@@ -609,9 +609,10 @@ static void on_conn_timer(uv_timer_t *t)
         peer_link_close(c, "no handshake within request_timeout_ms (at most 5 s)");
         return;
     }
-    /* A second connection of a peer (its own is p->conn) carries nothing
-     * once idle: close it, so authenticated hosts cannot pile them up. The
-     * peer's own connection stays: open segments depend on it. */
+    /* A second connection of a peer (ours is p->conn), idle: close it if
+     * the operator allows, so authenticated hosts cannot pile them up. Off
+     * by default: the other side may use it as its own, and its open
+     * segments fail while their connection is down. */
     if (c->peer && c->peer->conn != c && !c->connect_deadline_ms && config.peer_idle_timeout_ms &&
         LIST_EMPTY(&c->pending) && now - c->last_rx_ms >= config.peer_idle_timeout_ms) {
         log_info("closing a spare connection of peer %s: idle for peer_idle_timeout_ms", c->peer->host);
