@@ -111,13 +111,6 @@ static int start_loop_layers(uv_loop_t *loop)
     peer_desc_init();
     warmup_init(loop, config.request_timeout_ms);
     int rc;
-    if (nic_count()) {
-        err e = {0};
-        if ((rc = peer_auth_init(config.peer_auth, config.peer_secret_file, &e)) < 0) {
-            log_error("%s", e.text);
-            return rc;
-        }
-    }
     if (nic_count() &&
         (rc = peer_link_start(loop, config.peer_listen, (unsigned)config.peer_port, PEER_CONNS_MAX)) < 0)
         return rc;
@@ -156,8 +149,24 @@ int main(int argc, char **argv)
         return 1;
     }
     /* NICs first: READY (socket listening) means every NIC context is up. */
-    if ((rc = nic_init(&config, ident_epoch())) < 0 ||
-        (rc = nic_worker_start((unsigned)config.nic_workers, config.spin_us)) < 0 ||
+    if ((rc = nic_init(&config, ident_epoch())) < 0) {
+        nic_worker_stop();
+        nic_shutdown();
+        copypool_shutdown();
+        return 1;
+    }
+    /* Peers are served only with NICs; then they must authenticate. A
+     * missing or open secret is a configuration error: status 2, which
+     * the unit does not restart on. */
+    err auth_err = {0};
+    if (nic_count() && peer_auth_init(config.peer_auth, config.peer_secret_file, &auth_err) < 0) {
+        log_error("%s", auth_err.text);
+        nic_shutdown();
+        copypool_shutdown();
+        config_free(&config);
+        return 2;
+    }
+    if ((rc = nic_worker_start((unsigned)config.nic_workers, config.spin_us)) < 0 ||
         (rc = start_loop_layers(loop)) < 0) {
         nic_worker_stop();
         nic_shutdown();
