@@ -240,10 +240,13 @@ static void serve_hello(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame *fr)
     snprintf(name, sizeof(name), "%s:0", rc == 0 ? h->hostname : "?");
     if (rc == 0)
         rc = peer_for_name(name, &p, &e);
-    if (rc == 0 && p->conn && p->conn != c && p->epoch != h->epoch)
-        /* The host restarted and reached us before we noticed: the old
-         * connection is dead. */
-        peer_link_close(p->conn, "the peer came back with a new epoch");
+    if (rc == 0 && p->epoch && p->epoch != h->epoch)
+        /* The host restarted and reached us before we noticed: its old
+         * connections are dead. */
+        peer_link_close_others(p, c, "the peer came back with a new epoch");
+    if (rc == 0 && peer_link_count(p) >= PEER_CONNS_PER_PEER)
+        rc = err_set(&e, -EMFILE, "host %s has %d connections to this daemon already; it should need one", h->hostname,
+                     PEER_CONNS_PER_PEER);
     if (rc == 0)
         rc = apply_hello(p, h, &e);
     if (rc < 0) {

@@ -270,6 +270,24 @@ void peer_link_bind(peer_conn *c, peer *p)
     c->rd.max_frame = config.max_frame_bytes + 64;
 }
 
+unsigned peer_link_count(const peer *p)
+{
+    unsigned n = 0;
+    peer_conn *c;
+    LIST_FOREACH(c, &conns, link)
+        n += c->peer == p && !c->closing;
+    return n;
+}
+
+void peer_link_close_others(peer *p, const peer_conn *keep, const char *why)
+{
+    peer_conn *c;
+    LIST_FOREACH(c, &conns, link)
+        /* Our attempt under way stays: it will meet the new incarnation. */
+        if (c->peer == p && c != keep && !c->closing && !c->connect_deadline_ms)
+            peer_link_close(c, why); /* freed later: handles close async */
+}
+
 const char *peer_link_auth_host(const peer_conn *c, uint64_t *epoch)
 {
     if (!c->sess)

@@ -454,6 +454,47 @@ START_TEST(unread_replies_capped)
 }
 END_TEST
 
+/* 5: one host cannot hold more than a few connections (the cap of 1024
+ * is for all hosts together); a new epoch closes the old ones. */
+START_TEST(connections_per_peer_capped)
+{
+    int fds[5];
+    wire_reader rd;
+    for (int k = 0; k < 5; k++) {
+        fds[k] = peer_dial(port_b);
+        fake_hello x;
+        fake_hello_init(&x, "greedy", 500, "nofabric", 16);
+        send_hello(fds[k], 1, &x.h);
+        wire_reader_init(&rd, 0);
+        Mcefa__PeerFrame *f = recv_frame(fds[k], &rd, 3000);
+        ck_assert_ptr_nonnull(f);
+        if (k < 4)
+            ck_assert_msg(f->status == 0, "hello %d refused: %s", k, f->error);
+        else
+            ck_assert_msg(f->status < 0 && strstr(f->error, "connections"), "fifth: %d %s", f->status, f->error);
+        mcefa__peer_frame__free_unpacked(f, NULL);
+        wire_reader_free(&rd);
+    }
+    ck_assert(closed_within(fds[4], 1000));
+    /* The host restarts: its old connections go, the new one is served. */
+    int fd = peer_dial(port_b);
+    fake_hello x;
+    fake_hello_init(&x, "greedy", 501, "nofabric", 16);
+    send_hello(fd, 1, &x.h);
+    wire_reader_init(&rd, 0);
+    Mcefa__PeerFrame *f = recv_frame(fd, &rd, 3000);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_msg(f->status == 0, "new epoch refused: %s", f->error);
+    mcefa__peer_frame__free_unpacked(f, NULL);
+    wire_reader_free(&rd);
+    for (int k = 0; k < 4; k++)
+        ck_assert(closed_within(fds[k], 1000));
+    for (int k = 0; k < 5; k++)
+        close(fds[k]);
+    close(fd);
+}
+END_TEST
+
 START_TEST(none_works_with_warning)
 {
     pair_still_works();
@@ -599,6 +640,7 @@ int main(void)
     tcase_add_test(none, bad_addresses_refused);
     tcase_add_test(none, texts_sanitised);
     tcase_add_test(none, unread_replies_capped);
+    tcase_add_test(none, connections_per_peer_capped);
     tcase_add_test(none, none_works_with_warning);
     suite_add_tcase(s, none);
     TCase *cfg = tcase_create("settings");
