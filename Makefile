@@ -46,6 +46,8 @@ LDFLAGS += $(SANFLAGS)
 UV_LIBS := $(shell $(PKG_CONFIG) --libs libuv 2>/dev/null || echo -luv)
 PB_LIBS := $(shell $(PKG_CONFIG) --libs libprotobuf-c 2>/dev/null || echo -lprotobuf-c)
 FABRIC_LIBS := $(shell $(PKG_CONFIG) --libs libfabric 2>/dev/null || echo -lfabric)
+SODIUM_LIBS := $(shell $(PKG_CONFIG) --libs libsodium 2>/dev/null || echo -lsodium)
+CPPFLAGS += $(shell $(PKG_CONFIG) --cflags libsodium 2>/dev/null)
 CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt)
 
@@ -91,7 +93,7 @@ $(B)/obj/%.o: %.c $(PROTO_GEN)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -c -o $@ $<
 
 $(B)/mcefad: $(DAEMON_OBJ) $(COMMON_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(UV_LIBS) $(PB_LIBS) $(FABRIC_LIBS) -lpthread
+	$(CC) $(LDFLAGS) -o $@ $^ $(UV_LIBS) $(PB_LIBS) $(FABRIC_LIBS) $(SODIUM_LIBS) -lpthread
 
 $(LIBMCEFA_A): $(CLIENT_OBJ) $(COMMON_OBJ)
 	@rm -f $@
@@ -149,6 +151,10 @@ $(B)/tests/check_batch: $(call obj,tests/check_batch.c daemon/batch.c daemon/err
 $(B)/tests/check_peer_table: $(call obj,tests/check_peer_table.c daemon/peer_table.c daemon/ident.c daemon/err.c daemon/clock.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)
+
+$(B)/tests/check_peer_auth: $(call obj,tests/check_peer_auth.c daemon/peer_auth.c daemon/err.c daemon/log.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SODIUM_LIBS) $(CHECK_LIBS)
 
 $(B)/tests/check_config: $(call obj,tests/check_config.c daemon/config.c)
 	@mkdir -p $(dir $@)

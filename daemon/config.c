@@ -498,6 +498,11 @@ int config_validate(const mcefad_config *cfg)
             bad = -EINVAL;
         }
     }
+    if (strcmp(cfg->peer_auth, "psk") != 0 && strcmp(cfg->peer_auth, "none") != 0) {
+        fprintf(stderr, "mcefad: setting peer_auth: '%s' is unknown; give psk (a shared secret) or none\n",
+                cfg->peer_auth);
+        bad = -EINVAL;
+    }
     return bad;
 }
 

@@ -78,6 +78,17 @@
     X(IPV4, peer_listen, "0.0.0.0", 1, CFG_UNBOUNDED, "MCEFAD_PEER_LISTEN", "",                                  \
       "Address the daemon-to-daemon port listens on.")                                                          \
     X(PORT, peer_port, "17650", 1, 65535, "MCEFAD_PEER_PORT", "", "TCP port of the daemon-to-daemon handshake.") \
+    X(STR, peer_auth, "psk", 1, CFG_UNBOUNDED, "MCEFAD_PEER_AUTH", "",                                          \
+      "How peer daemons prove they belong to the cluster: psk (a shared secret, peer_secret_file; frames are "  \
+      "encrypted) or none (anyone who reaches peer_port is trusted; logs a warning).")                         \
+    X(STR, peer_secret_file, "", 0, 4095, "MCEFAD_PEER_SECRET_FILE", "",                                         \
+      "File holding the cluster secret for peer_auth=psk, the same on every host, mode 0600 "                  \
+      "(mcefactl gen-secret PATH makes one).")                                                                  \
+    X(UINT, peer_max_outbound_bytes, "67108864", 65536, CFG_UNBOUNDED, "MCEFAD_PEER_MAX_OUTBOUND", "",           \
+      "Bytes queued for one peer connection that does not read them before it is closed.")                     \
+    X(UINT, peer_idle_timeout_ms, "0", 0, CFG_UNBOUNDED, "MCEFAD_PEER_IDLE_TIMEOUT_MS", "",                      \
+      "A spare connection of a peer (not the one this side uses) idle this long is closed; 0 keeps them "      \
+      "(the other side may be using it for open segments).")                                                   \
     X(HOSTMAP, peer_hosts, "", 0, CFG_UNBOUNDED, "MCEFAD_PEER_HOSTS", "",                                        \
       "Static host map, 'name=address[:port],...': how to reach a host named in segment names when DNS "       \
       "does not know it or its daemon listens on another port.")                                               \

@@ -18,6 +18,7 @@
 #include "nic_worker.h"
 #include "notify.h"
 #include "peer_desc.h"
+#include "peer_auth.h"
 #include "peer_hello.h"
 #include "peer_link.h"
 #include "peer_table.h"
@@ -152,8 +153,24 @@ int main(int argc, char **argv)
         return 1;
     }
     /* NICs first: READY (socket listening) means every NIC context is up. */
-    if ((rc = nic_init(&config, ident_epoch())) < 0 ||
-        (rc = nic_worker_start((unsigned)config.nic_workers, config.spin_us)) < 0 ||
+    if ((rc = nic_init(&config, ident_epoch())) < 0) {
+        nic_worker_stop();
+        nic_shutdown();
+        copypool_shutdown();
+        return 1;
+    }
+    /* Peers are served only with NICs; then they must authenticate. A
+     * missing or open secret is a configuration error: status 2, which
+     * the unit does not restart on. */
+    err auth_err = {0};
+    if (nic_count() && peer_auth_init(config.peer_auth, config.peer_secret_file, &auth_err) < 0) {
+        log_error("%s", auth_err.text);
+        nic_shutdown();
+        copypool_shutdown();
+        config_free(&config);
+        return 2;
+    }
+    if ((rc = nic_worker_start((unsigned)config.nic_workers, config.spin_us)) < 0 ||
         (rc = start_loop_layers(loop)) < 0) {
         nic_worker_stop();
         nic_shutdown();
@@ -180,6 +197,7 @@ int main(int argc, char **argv)
     nic_worker_stop();
     nic_shutdown();
     peer_table_free(); /* after the NIC workers: their ops point into peers */
+    peer_auth_shutdown();
     defer_close();
     uv_run(loop, UV_RUN_NOWAIT);
     uv_loop_close(loop);

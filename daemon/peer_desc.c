@@ -7,6 +7,7 @@
 
 #include "ident.h"
 #include "log.h"
+#include "peer_auth.h"
 #include "peer_link.h"
 #include "segment.h"
 
@@ -73,9 +74,12 @@ static void on_segment_reply(peer_conn *c, void *arg, const Mcefa__PeerFrame *f)
 {
     (void)c;
     seg_req *r = arg;
-    if (f->status < 0)
-        r->cb(r->arg, r->p, f->status, f->error, NULL);
-    else if (f->body_case != MCEFA__PEER_FRAME__BODY_SEGMENT)
+    char theirs[300];
+    if (f->status < 0) {
+        peer_text_clean(theirs, sizeof(theirs), f->error); /* bound for a log or a client's reply */
+        r->cb(r->arg, r->p, f->status, theirs, NULL);
+    } else if (f->body_case != MCEFA__PEER_FRAME__BODY_SEGMENT || !f->segment->name ||
+               strcmp(f->segment->name, r->name) != 0)
         r->cb(r->arg, r->p, -EPROTO, "peer answered without a segment descriptor", NULL);
     else
         r->cb(r->arg, r->p, 0, NULL, f->segment);

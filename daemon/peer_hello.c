@@ -6,9 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
 
 #include "ident.h"
 #include "log.h"
+#include "peer_auth.h"
 #include "peer_link.h"
 #include "wire.h"
 
@@ -65,9 +68,62 @@ static int insert_addresses(peer *p, err *e)
     return 0;
 }
 
+/* Whether addr can be a NIC address of this provider. The one place that
+ * knows address formats: tcp and sockets use a struct sockaddr_in/in6, and
+ * an address of another family poisons the AV for every later insert.
+ * Other providers (efa) get the length check only. */
+static bool provider_addr_ok(const uint8_t *addr, size_t len)
+{
+    if (!strstr(provider, "tcp") && !strstr(provider, "sockets"))
+        return true;
+    sa_family_t fam;
+    if (len < sizeof(fam))
+        return false;
+    memcpy(&fam, addr, sizeof(fam));
+    if (fam == AF_INET && len == sizeof(struct sockaddr_in)) {
+        struct sockaddr_in sa;
+        memcpy(&sa, addr, sizeof(sa));
+        return sa.sin_port != 0;
+    }
+    if (fam == AF_INET6 && len == sizeof(struct sockaddr_in6)) {
+        struct sockaddr_in6 sa;
+        memcpy(&sa, addr, sizeof(sa));
+        return sa.sin6_port != 0;
+    }
+    return false;
+}
+
+/* Everything a hello carries, checked before any of it is used: names
+ * printable (they go to logs and replies), counts bounded, each NIC
+ * address as long as a local NIC's of its fabric and of the provider's
+ * format. Returns 0 or -EPROTO with e naming what was wrong. */
+static int check_hello(const Mcefa__PeerHello *h, err *e)
+{
+    if (!peer_name_ok(h->hostname, 255))
+        return err_set(e, -EPROTO, "a peer hello with an invalid host name (1-255 printable ASCII bytes, no spaces)");
+    if (!peer_name_ok(h->provider, 127))
+        return err_set(e, -EPROTO, "peer %s: invalid provider name", h->hostname);
+    if (h->n_nics == 0 || h->n_nics > NIC_MAX)
+        return err_set(e, -EPROTO, "peer %s announced %zu NICs (1 to %d)", h->hostname, h->n_nics, NIC_MAX);
+    for (size_t j = 0; j < h->n_nics; j++) {
+        const Mcefa__PeerNic *n = h->nics[j];
+        if (!peer_name_ok(n->name, 63) || !peer_name_ok(n->fabric, 127))
+            return err_set(e, -EPROTO, "peer %s: NIC %zu has an invalid name or fabric", h->hostname, j);
+        bool len_ok = false;
+        for (unsigned i = 0; i < nic_count() && !len_ok; i++)
+            len_ok = nic_get(i)->addrlen == n->address.len;
+        if (!len_ok || n->address.len > NIC_ADDR_MAX || !provider_addr_ok(n->address.data, n->address.len))
+            return err_set(e, -EPROTO, "peer %s: NIC %s has an address of %zu bytes that is not a %s address",
+                           h->hostname, n->name, n->address.len, provider);
+    }
+    return 0;
+}
+
 /* Takes in a peer's hello: version and provider checks, then its NICs. */
 static int apply_hello(peer *p, const Mcefa__PeerHello *h, err *e)
 {
+    if (check_hello(h, e) < 0)
+        return e->code;
     if (h->protocol_version != MCEFA_PROTOCOL_VERSION)
         return err_set(e, -EPROTONOSUPPORT,
                        "peer %s speaks protocol %u, this daemon %u; run the same mcefad version on both", h->hostname,
@@ -75,12 +131,6 @@ static int apply_hello(peer *p, const Mcefa__PeerHello *h, err *e)
     if (strcmp(h->provider, provider) != 0)
         return err_set(e, -EPROTO, "peer %s uses provider '%s', this daemon '%s'; configure the same provider on both",
                        h->hostname, h->provider, provider);
-    if (h->n_nics > NIC_MAX)
-        return err_set(e, -EPROTO, "peer %s announced %zu NICs (at most %d)", h->hostname, h->n_nics, NIC_MAX);
-    for (size_t j = 0; j < h->n_nics; j++)
-        if (h->nics[j]->address.len > NIC_ADDR_MAX)
-            return err_set(e, -EPROTO, "peer %s: NIC address of %zu bytes is too long", h->hostname,
-                           h->nics[j]->address.len);
     if (p->epoch == h->epoch && p->nrnics == h->n_nics)
         return 0; /* a reconnect to the same incarnation: entries stand */
     if (p->epoch && p->epoch != h->epoch)
@@ -112,6 +162,17 @@ static int apply_hello(peer *p, const Mcefa__PeerHello *h, err *e)
     return 0;
 }
 
+/* With peer_auth=psk the hello must come from the host that proved itself:
+ * only it may set that host's epoch and addresses. */
+static int check_identity(peer_conn *c, const Mcefa__PeerHello *h, err *e)
+{
+    uint64_t epoch;
+    const char *who = peer_link_auth_host(c, &epoch);
+    if (who && (strcmp(who, h->hostname) != 0 || epoch != h->epoch))
+        return err_set(e, -EACCES, "a peer authenticated as host %s said hello as another host or epoch", who);
+    return 0;
+}
+
 static void on_hello_reply(peer_conn *c, void *arg, const Mcefa__PeerFrame *f)
 {
     (void)arg;
@@ -120,12 +181,15 @@ static void on_hello_reply(peer_conn *c, void *arg, const Mcefa__PeerFrame *f)
         return; /* closing ended the attempt already */
     err e = {0};
     int rc = f->status;
-    if (rc < 0)
-        err_set(&e, rc, "peer %s refused the handshake: %s", p->host, f->error);
-    else if (f->body_case != MCEFA__PEER_FRAME__BODY_HELLO)
+    if (rc < 0) {
+        char theirs[300];
+        peer_text_clean(theirs, sizeof(theirs), f->error);
+        err_set(&e, rc, "peer %s refused the handshake: %s", p->host, theirs);
+    } else if (f->body_case != MCEFA__PEER_FRAME__BODY_HELLO) {
         rc = err_set(&e, -EPROTO, "peer %s answered the handshake without a hello", p->host);
-    else
+    } else if ((rc = check_identity(c, f->hello, &e)) == 0) {
         rc = apply_hello(p, f->hello, &e);
+    }
     if (rc < 0) {
         snprintf(p->last_error, sizeof(p->last_error), "%s", e.text);
         log_warn("%s", e.text);
@@ -167,18 +231,28 @@ static void serve_hello(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame *fr)
         peer_link_close(c, "a second hello on one connection");
         return;
     }
+    /* Checked before the table is touched: a bad hello adds no peer and
+     * replaces nothing. */
+    int rc = check_hello(h, &e);
+    if (rc == 0)
+        rc = check_identity(c, h, &e);
     char name[300];
-    snprintf(name, sizeof(name), "%s:0", h->hostname);
-    int rc = peer_for_name(name, &p, &e);
-    if (rc == 0 && p->conn && p->conn != c && p->epoch != h->epoch)
-        /* The host restarted and reached us before we noticed: the old
-         * connection is dead. */
-        peer_link_close(p->conn, "the peer came back with a new epoch");
+    snprintf(name, sizeof(name), "%s:0", rc == 0 ? h->hostname : "?");
+    if (rc == 0)
+        rc = peer_for_name(name, &p, &e);
+    if (rc == 0 && p->epoch && p->epoch != h->epoch)
+        /* The host restarted and reached us before we noticed: its old
+         * connections are dead. */
+        peer_link_close_others(p, c, "the peer came back with a new epoch");
+    if (rc == 0 && peer_link_count(p) >= PEER_CONNS_PER_PEER)
+        rc = err_set(&e, -EMFILE, "host %s has %d connections to this daemon already; it should need one", h->hostname,
+                     PEER_CONNS_PER_PEER);
     if (rc == 0)
         rc = apply_hello(p, h, &e);
     if (rc < 0) {
         log_warn("refusing a peer handshake: %s", e.text);
         peer_link_reply_error(c, seq, rc, "%s", e.text);
+        peer_link_close(c, "its hello was refused");
         return;
     }
     peer_link_bind(c, p);

@@ -10,7 +10,9 @@
 #include "clock.h"
 #include "config.h"
 #include "defer.h"
+#include "ident.h"
 #include "log.h"
+#include "peer_auth.h"
 #include "resolve.h"
 #include "stats.h"
 #include "wire.h"
@@ -23,6 +25,15 @@ typedef struct pending_req {
     void *arg;
 } pending_req;
 
+/* Where a connection stands. With peer_auth=psk nothing but PeerAuth
+ * frames is read or sent before ST_OPEN; with none it starts open. */
+enum conn_stage {
+    ST_WAIT_AUTH1, /* incoming: the connector's nonce */
+    ST_WAIT_AUTH2, /* outgoing: the listener's nonce and proof */
+    ST_WAIT_AUTH3, /* incoming: the connector's proof */
+    ST_OPEN,
+};
+
 struct peer_conn {
     uv_tcp_t tcp;
     uv_timer_t timer;             /* request and handshake deadlines */
@@ -33,6 +44,12 @@ struct peer_conn {
     bool outgoing;
     bool closing;
     wire_reader rd;
+    enum conn_stage stage;
+    peer_session *sess;  /* psk: this connection's keys; NULL with peer_auth=none */
+    char auth_host[256]; /* the host name the other side proved (psk) */
+    uint64_t auth_epoch;
+    char remote[64];     /* "ip:port", for log lines before a hello */
+    uint64_t last_rx_ms;
     uint64_t next_seq;
     LIST_HEAD(, pending_req) pending;
 };
@@ -90,7 +107,14 @@ static void on_written(uv_write_t *w, int status)
     free(r);
 }
 
-int peer_link_send(peer_conn *c, Mcefa__PeerFrame *f)
+/* Who is at the other end, for log lines: the peer once known. */
+static const char *conn_name(const peer_conn *c)
+{
+    return c->peer ? c->peer->host : c->auth_host[0] ? c->auth_host : c->remote;
+}
+
+/* Puts one frame on the wire as it is (no sealing). */
+static int send_plain(peer_conn *c, const Mcefa__PeerFrame *f)
 {
     if (c->closing)
         return -ENOTCONN;
@@ -100,6 +124,18 @@ int peer_link_send(peer_conn *c, Mcefa__PeerFrame *f)
         free(r);
         return -ENOMEM;
     }
+    /* A peer that sends requests but does not read the replies must not
+     * grow us without bound. */
+    if (c->tcp.write_queue_size + len > config.peer_max_outbound_bytes) {
+        free(r->data);
+        free(r);
+        char why[200];
+        snprintf(why, sizeof(why), "more than peer_max_outbound_bytes (%llu) queued unread for it",
+                 (unsigned long long)config.peer_max_outbound_bytes);
+        log_warn("closing the peer connection of %s: %s", conn_name(c), why);
+        peer_link_close(c, why);
+        return -ENOBUFS;
+    }
     uv_buf_t b = uv_buf_init((char *)r->data, (unsigned)len);
     int rc = uv_write(&r->w, (uv_stream_t *)&c->tcp, &b, 1, on_written);
     if (rc < 0) {
@@ -108,6 +144,33 @@ int peer_link_send(peer_conn *c, Mcefa__PeerFrame *f)
         return -ENOTCONN;
     }
     return 0;
+}
+
+int peer_link_send(peer_conn *c, Mcefa__PeerFrame *f)
+{
+    if (c->closing)
+        return -ENOTCONN;
+    if (!c->sess)
+        return c->stage == ST_OPEN ? send_plain(c, f) : -ENOTCONN;
+    if (c->stage != ST_OPEN)
+        return -ENOTCONN; /* nothing leaves before the other side proved itself */
+    size_t len = protobuf_c_message_get_packed_size(&f->base);
+    uint8_t *inner = malloc(len ? len : 1), *box;
+    size_t boxlen;
+    if (!inner)
+        return -ENOMEM;
+    protobuf_c_message_pack(&f->base, inner);
+    int rc = peer_auth_seal(c->sess, inner, len, &box, &boxlen);
+    free(inner);
+    if (rc < 0)
+        return rc;
+    Mcefa__PeerFrame w = MCEFA__PEER_FRAME__INIT;
+    w.body_case = MCEFA__PEER_FRAME__BODY_SEALED;
+    w.sealed.data = box;
+    w.sealed.len = boxlen;
+    rc = send_plain(c, &w);
+    free(box);
+    return rc;
 }
 
 int peer_link_request(peer_conn *c, Mcefa__PeerFrame *f, peer_reply_fn fn, void *arg)
@@ -136,11 +199,13 @@ void peer_link_reply_error(peer_conn *c, uint64_t seq, int status, const char *f
     va_start(ap, fmt);
     vsnprintf(txt, sizeof(txt), fmt, ap);
     va_end(ap);
+    char clean[400];
+    peer_text_clean(clean, sizeof(clean), txt); /* may quote what a peer sent */
     Mcefa__PeerFrame f = MCEFA__PEER_FRAME__INIT;
     f.seq = seq;
     f.reply = true;
     f.status = status;
-    f.error = txt;
+    f.error = clean;
     peer_link_send(c, &f);
 }
 
@@ -201,6 +266,34 @@ void peer_link_bind(peer_conn *c, peer *p)
 {
     c->peer = p;
     c->connect_deadline_ms = 0;
+    /* Admitted: frames as large as the setting allows (plus the seal). */
+    c->rd.max_frame = config.max_frame_bytes + 64;
+}
+
+unsigned peer_link_count(const peer *p)
+{
+    unsigned n = 0;
+    peer_conn *c;
+    LIST_FOREACH(c, &conns, link)
+        n += c->peer == p && !c->closing;
+    return n;
+}
+
+void peer_link_close_others(peer *p, const peer_conn *keep, const char *why)
+{
+    peer_conn *c;
+    LIST_FOREACH(c, &conns, link)
+        /* Our attempt under way stays: it will meet the new incarnation. */
+        if (c->peer == p && c != keep && !c->closing && !c->connect_deadline_ms)
+            peer_link_close(c, why); /* freed later: handles close async */
+}
+
+const char *peer_link_auth_host(const peer_conn *c, uint64_t *epoch)
+{
+    if (!c->sess)
+        return NULL;
+    *epoch = c->auth_epoch;
+    return c->auth_host;
 }
 
 /* ---- Connections -------------------------------------------------------- */
@@ -215,6 +308,10 @@ static void on_conn_closed(uv_handle_t *h)
     nconns--;
     LIST_REMOVE(c, link);
     wire_reader_free(&c->rd);
+    if (c->sess) {
+        peer_auth_wipe(c->sess);
+        free(c->sess);
+    }
     free(c);
 }
 
@@ -290,6 +387,184 @@ static void handle_frame(peer_conn *c, const Mcefa__PeerFrame *f)
     peer_link_reply_error(c, f->seq, -EOPNOTSUPP, "unknown peer request (daemon %s)", MCEFA_VERSION);
 }
 
+/* ---- Authentication (peer_auth=psk) ----------------------------------- */
+
+/* Tells the other side in one plaintext frame why we refuse it (its log
+ * and its clients then say so), then closes. */
+static void refuse(peer_conn *c, uint64_t seq, int status, const char *to_them, const char *why)
+{
+    Mcefa__PeerFrame f = MCEFA__PEER_FRAME__INIT;
+    f.seq = seq; /* answers the request refused, so its sender reports why */
+    f.reply = true;
+    f.status = status;
+    f.error = (char *)to_them;
+    send_plain(c, &f);
+    log_warn("peer connection %s (%s): %s", c->remote, conn_name(c), why);
+    peer_link_close(c, why);
+}
+
+static void send_auth(peer_conn *c, uint32_t step)
+{
+    Mcefa__PeerAuth a = MCEFA__PEER_AUTH__INIT;
+    a.step = step;
+    if (step < 3) {
+        a.hostname = (char *)ident_hostname();
+        a.epoch = ident_epoch();
+        a.nonce.data = c->sess->my_nonce;
+        a.nonce.len = PEER_AUTH_NONCE_LEN;
+    }
+    if (step > 1) {
+        a.proof.data = c->sess->my_proof;
+        a.proof.len = PEER_AUTH_PROOF_LEN;
+    }
+    Mcefa__PeerFrame f = MCEFA__PEER_FRAME__INIT;
+    f.body_case = MCEFA__PEER_FRAME__BODY_AUTH;
+    f.auth = &a;
+    if (send_plain(c, &f) < 0 && !c->closing)
+        peer_link_close(c, "cannot send the peer authentication");
+}
+
+static bool auth_identity_ok(peer_conn *c, const Mcefa__PeerAuth *a, uint32_t step)
+{
+    if (a->step != step || !peer_name_ok(a->hostname, sizeof(c->auth_host) - 1) ||
+        a->nonce.len != PEER_AUTH_NONCE_LEN || !a->epoch)
+        return false;
+    snprintf(c->auth_host, sizeof(c->auth_host), "%s", a->hostname);
+    c->auth_epoch = a->epoch;
+    return true;
+}
+
+static const char wrong_secret[] = "check both daemons use the same peer_secret_file (mcefactl gen-secret makes one)";
+
+/* One frame before ST_OPEN: the three steps of the handshake. */
+static void auth_frame(peer_conn *c, const Mcefa__PeerFrame *f)
+{
+    char txt[500];
+    if (f->reply && f->status < 0) {
+        char theirs[300];
+        peer_text_clean(theirs, sizeof(theirs), f->error);
+        snprintf(txt, sizeof(txt), "host %s rejected our peer authentication: %s", conn_name(c), theirs);
+        log_warn("%s", txt);
+        peer_link_close(c, txt);
+        return;
+    }
+    if (f->body_case != MCEFA__PEER_FRAME__BODY_AUTH) {
+        snprintf(txt, sizeof(txt),
+                 "host %s requires peer authentication (peer_auth=psk): give both daemons the same "
+                 "peer_secret_file",
+                 ident_hostname());
+        refuse(c, f->seq, -EACCES, txt,
+               "the peer did not authenticate (peer_auth=none there, or not an mcefad): give both daemons the same "
+               "peer_secret_file");
+        return;
+    }
+    const Mcefa__PeerAuth *a = f->auth;
+    peer_session *x = c->sess;
+    switch (c->stage) {
+    case ST_WAIT_AUTH1:
+        if (!auth_identity_ok(c, a, 1)) {
+            refuse(c, 0, -EPROTO, "malformed peer authentication (step 1)", "malformed peer authentication (step 1)");
+            return;
+        }
+        peer_auth_new_nonce(x);
+        peer_auth_derive(x, false, a->hostname, a->epoch, a->nonce.data, ident_hostname(), ident_epoch(),
+                         x->my_nonce);
+        send_auth(c, 2);
+        c->stage = ST_WAIT_AUTH3;
+        return;
+    case ST_WAIT_AUTH2:
+        if (!auth_identity_ok(c, a, 2)) {
+            refuse(c, 0, -EPROTO, "malformed peer authentication (step 2)", "malformed peer authentication (step 2)");
+            return;
+        }
+        peer_auth_derive(x, true, ident_hostname(), ident_epoch(), x->my_nonce, a->hostname, a->epoch,
+                         a->nonce.data);
+        if (!peer_auth_proof_ok(x, a->proof.data, a->proof.len)) {
+            snprintf(txt, sizeof(txt), "host %s could not verify your peer authentication: %s", ident_hostname(),
+                     wrong_secret);
+            char why[400];
+            snprintf(why, sizeof(why), "host %s failed our peer authentication: %s", conn_name(c), wrong_secret);
+            refuse(c, 0, -EACCES, txt, why);
+            return;
+        }
+        send_auth(c, 3);
+        if (c->closing)
+            return;
+        c->stage = ST_OPEN;
+        if (on_connect_fn)
+            on_connect_fn(c);
+        return;
+    case ST_WAIT_AUTH3:
+        if (a->step != 3 || !peer_auth_proof_ok(x, a->proof.data, a->proof.len)) {
+            snprintf(txt, sizeof(txt), "host %s rejected your peer authentication: %s", ident_hostname(),
+                     wrong_secret);
+            char why[400];
+            snprintf(why, sizeof(why), "a peer claiming host %s failed authentication: %s", c->auth_host,
+                     wrong_secret);
+            refuse(c, 0, -EACCES, txt, why);
+            return;
+        }
+        c->stage = ST_OPEN;
+        return;
+    case ST_OPEN:
+        break;
+    }
+}
+
+/* Every frame read: the handshake, then (psk) opening the seal. */
+static void receive_frame(peer_conn *c, const Mcefa__PeerFrame *f)
+{
+    if (c->stage != ST_OPEN) {
+        auth_frame(c, f);
+        return;
+    }
+    if (!c->sess) {
+        if (f->body_case == MCEFA__PEER_FRAME__BODY_AUTH || f->body_case == MCEFA__PEER_FRAME__BODY_SEALED) {
+            char txt[300];
+            snprintf(txt, sizeof(txt),
+                     "host %s runs with peer_auth=none and cannot authenticate: set peer_auth=psk and the same "
+                     "peer_secret_file on both daemons",
+                     ident_hostname());
+            refuse(c, f->seq, -EACCES, txt,
+                   "the peer wants to authenticate (peer_auth=psk) and this daemon has peer_auth=none: set the "
+                   "same peer_auth and peer_secret_file on both");
+            return;
+        }
+        handle_frame(c, f);
+        return;
+    }
+    if (f->body_case != MCEFA__PEER_FRAME__BODY_SEALED) {
+        if (f->reply && f->status < 0) {
+            auth_frame(c, f); /* its refusal, after our proof went out */
+            return;
+        }
+        stats_protocol_error();
+        log_warn("peer connection %s (%s): a frame that is not sealed after authentication; closing", c->remote,
+                 conn_name(c));
+        peer_link_close(c, "the peer sent a frame that is not sealed after authentication");
+        return;
+    }
+    uint8_t *in;
+    size_t len;
+    Mcefa__PeerFrame *g = NULL;
+    if (peer_auth_open(c->sess, f->sealed.data, f->sealed.len, &in, &len) == 0) {
+        g = mcefa__peer_frame__unpack(NULL, len, in);
+        free(in);
+    }
+    if (!g || g->body_case == MCEFA__PEER_FRAME__BODY_AUTH || g->body_case == MCEFA__PEER_FRAME__BODY_SEALED) {
+        if (g)
+            mcefa__peer_frame__free_unpacked(g, NULL);
+        stats_protocol_error();
+        log_warn("peer connection %s (%s): a sealed frame failed to open (tampered, replayed or reordered); "
+                 "closing",
+                 c->remote, conn_name(c));
+        peer_link_close(c, "a sealed frame from the peer failed to open (tampered, replayed or reordered)");
+        return;
+    }
+    handle_frame(c, g);
+    mcefa__peer_frame__free_unpacked(g, NULL);
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
     peer_conn *c = h->data;
@@ -313,6 +588,9 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     int rc;
     while (!c->closing && (rc = wire_reader_next(&c->rd, &payload, &len)) != 0) {
         if (rc < 0) {
+            log_warn("peer connection %s (%s): frame over the limit (%zu bytes before the handshake, "
+                     "max_frame_bytes after); closing",
+                     c->remote, conn_name(c), (size_t)PEER_PREAUTH_MAX_FRAME);
             peer_link_close(c, "peer sent an oversize frame");
             return;
         }
@@ -320,12 +598,20 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         wire_reader_consume(&c->rd);
         if (!f) {
             stats_protocol_error();
+            log_warn("peer connection %s (%s): a frame that does not decode (not an mcefad?); closing", c->remote,
+                     conn_name(c));
             peer_link_close(c, "peer sent a frame that does not decode (not an mcefad?)");
             return;
         }
-        handle_frame(c, f);
+        c->last_rx_ms = clock_now_ms();
+        receive_frame(c, f);
         mcefa__peer_frame__free_unpacked(f, NULL);
     }
+}
+
+static uint64_t handshake_ms(void)
+{
+    return config.request_timeout_ms < PEER_HANDSHAKE_MS ? config.request_timeout_ms : PEER_HANDSHAKE_MS;
 }
 
 /* A peer that accepted TCP but never answers must not hold requests (and
@@ -335,7 +621,20 @@ static void on_conn_timer(uv_timer_t *t)
     peer_conn *c = t->data;
     uint64_t now = clock_now_ms();
     if (c->connect_deadline_ms && now >= c->connect_deadline_ms) {
-        peer_link_close(c, "no handshake within request_timeout_ms");
+        if (!c->outgoing)
+            log_warn("peer connection %s: no handshake within %llu ms; closing", c->remote,
+                     (unsigned long long)handshake_ms());
+        peer_link_close(c, "no handshake within request_timeout_ms (at most 5 s)");
+        return;
+    }
+    /* A second connection of a peer (ours is p->conn), idle: close it if
+     * the operator allows, so authenticated hosts cannot pile them up. Off
+     * by default: the other side may use it as its own, and its open
+     * segments fail while their connection is down. */
+    if (c->peer && c->peer->conn != c && !c->connect_deadline_ms && config.peer_idle_timeout_ms &&
+        LIST_EMPTY(&c->pending) && now - c->last_rx_ms >= config.peer_idle_timeout_ms) {
+        log_info("closing a spare connection of peer %s: idle for peer_idle_timeout_ms", c->peer->host);
+        peer_link_close(c, "spare connection idle for peer_idle_timeout_ms");
         return;
     }
     pending_req *pr;
@@ -346,19 +645,32 @@ static void on_conn_timer(uv_timer_t *t)
         }
 }
 
-static peer_conn *conn_new(void)
+static peer_conn *conn_new(bool outgoing)
 {
     peer_conn *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
-    wire_reader_init(&c->rd, config.max_frame_bytes);
+    if (peer_auth_enabled()) {
+        if (!(c->sess = calloc(1, sizeof(*c->sess)))) {
+            free(c);
+            return NULL;
+        }
+        c->stage = outgoing ? ST_WAIT_AUTH2 : ST_WAIT_AUTH1;
+    } else {
+        c->stage = ST_OPEN;
+    }
+    c->outgoing = outgoing;
+    snprintf(c->remote, sizeof(c->remote), "?");
+    c->last_rx_ms = clock_now_ms();
+    /* Small frames until the other side is admitted (peer_link_bind). */
+    wire_reader_init(&c->rd, PEER_PREAUTH_MAX_FRAME);
     LIST_INIT(&c->pending);
     uv_tcp_init(loop, &c->tcp);
     c->tcp.data = c;
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
     c->open_handles = 2;
-    c->connect_deadline_ms = clock_now_ms() + config.request_timeout_ms;
+    c->connect_deadline_ms = clock_now_ms() + handshake_ms();
     uint64_t tick = config.request_timeout_ms / 4 ? config.request_timeout_ms / 4 : 1;
     if (tick > 1000)
         tick = 1000;
@@ -394,6 +706,17 @@ static void connect_failed(peer *p, peer_conn *c, connect_req *r, int status, co
     free(r);
 }
 
+static void note_remote(peer_conn *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    char ip[48] = "?";
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family == AF_INET) {
+        uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+        snprintf(c->remote, sizeof(c->remote), "%s:%u", ip, ntohs(((struct sockaddr_in *)&ss)->sin_port));
+    }
+}
+
 static void on_connected(uv_connect_t *req, int status)
 {
     connect_req *r = (connect_req *)((char *)req - offsetof(connect_req, req));
@@ -405,9 +728,14 @@ static void on_connected(uv_connect_t *req, int status)
     }
     free(r);
     uv_tcp_nodelay(&c->tcp, 1);
+    note_remote(c);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    if (on_connect_fn)
+    if (c->sess) {
+        peer_auth_new_nonce(c->sess);
+        send_auth(c, 1); /* the hello follows once the listener proved itself */
+    } else if (on_connect_fn) {
         on_connect_fn(c);
+    }
 }
 
 static void on_resolved(resolve_req *res, int status, struct addrinfo *ai)
@@ -418,14 +746,13 @@ static void on_resolved(resolve_req *res, int status, struct addrinfo *ai)
         connect_failed(p, NULL, r, status, "name lookup");
         return;
     }
-    r->c = conn_new();
+    r->c = conn_new(true);
     if (!r->c) {
         uv_freeaddrinfo(ai);
         connect_failed(p, NULL, r, UV_ENOMEM, "connect");
         return;
     }
     r->c->peer = p;
-    r->c->outgoing = true;
     p->attempt = r->c;
     int rc = uv_tcp_connect(&r->req, &r->c->tcp, ai->ai_addr, on_connected);
     uv_freeaddrinfo(ai);
@@ -492,7 +819,7 @@ static void on_peer_connection(uv_stream_t *srv, int status)
 {
     if (status < 0)
         return;
-    peer_conn *c = nconns < max_conns ? conn_new() : NULL;
+    peer_conn *c = nconns < max_conns ? conn_new(false) : NULL;
     if (!c) {
         log_warn("refusing a peer connection: %u open already (or out of memory)", nconns);
         /* Accept and drop it, or libuv would stop watching the listener. */
@@ -510,6 +837,7 @@ static void on_peer_connection(uv_stream_t *srv, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    note_remote(c);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 

@@ -41,6 +41,17 @@ peer *peer_link_peer(const peer_conn *c);
 bool peer_link_closing(const peer_conn *c);
 /* The handshake on c succeeded for p: c serves p from now on. */
 void peer_link_bind(peer_conn *c, peer *p);
+/* Open connections that belong to p (its handshake done or under way). */
+unsigned peer_link_count(const peer *p);
+/* Closes every connection of p whose handshake is done, but keep (p
+ * restarted: they are dead). */
+void peer_link_close_others(peer *p, const peer_conn *keep, const char *why);
+/* At most this many connections per peer: a host that opens more (a bug,
+ * or someone holding the secret) cannot fill the connection cap. */
+#define PEER_CONNS_PER_PEER 4
+/* With peer_auth=psk: the host name and epoch the other side proved with
+ * the secret (a hello must match them); NULL with peer_auth=none. */
+const char *peer_link_auth_host(const peer_conn *c, uint64_t *epoch);
 /* Ends p's outgoing attempt c (NULL: still resolving) and answers its
  * waiters; a stale attempt changes nothing. */
 void peer_link_attempt_done(peer *p, peer_conn *c, int status, const char *why);

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,43 @@ static inline int raw_connect(const char *path)
     return fd;
 }
 
+static char test_secret_dir[64];
+
+static inline void test_secret_remove(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", test_secret_dir);
+    if (system(cmd)) {
+    }
+}
+
+/* The cluster secret of this test run: run-all.sh exports one; a suite
+ * started by hand makes its own, shared by every daemon it starts. */
+static inline const char *test_secret_file(void)
+{
+    const char *env = getenv("MCEFAD_PEER_SECRET_FILE");
+    if (env && *env)
+        return env;
+    static char path[96];
+    if (!path[0]) {
+        snprintf(test_secret_dir, sizeof(test_secret_dir), "/tmp/mcefa-test-secret-XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(test_secret_dir));
+        snprintf(path, sizeof(path), "%s/peer.secret", test_secret_dir);
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+        ck_assert_int_ge(fd, 0);
+        uint8_t key[32];
+        int ufd = open("/dev/urandom", O_RDONLY);
+        ck_assert_int_eq(read(ufd, key, sizeof(key)), (ssize_t)sizeof(key));
+        close(ufd);
+        for (size_t i = 0; i < sizeof(key); i++)
+            dprintf(fd, "%02x", key[i]);
+        close(fd);
+        atexit(test_secret_remove);
+    }
+    setenv("MCEFAD_PEER_SECRET_FILE", path, 1); /* for the daemons this process forks */
+    return path;
+}
+
 /* Starts mcefad with extra flags (NULL-terminated) and waits until it serves;
  * inside network namespace netns when that is not NULL. */
 static inline void daemon_start_in(test_daemon *d, const char *netns, const char *const *extra)
@@ -99,6 +137,7 @@ static inline void daemon_start_in(test_daemon *d, const char *netns, const char
     for (; extra && *extra && n < 39; extra++)
         argv[n++] = *extra;
     argv[n] = NULL;
+    test_secret_file();
     d->pid = fork();
     ck_assert_int_ge(d->pid, 0);
     if (d->pid == 0) {

@@ -5,6 +5,13 @@ set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 export MCEFA_SRCDIR="$here"
 export CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-120}
+# Every daemon of this run authenticates its peers with one secret made
+# here (tests about peer_auth itself name their own settings).
+secret_dir=$(mktemp -d /tmp/mcefa-test-secret-XXXXXX)
+trap 'rm -rf "$secret_dir"' EXIT
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$secret_dir/peer.secret"
+chmod 600 "$secret_dir/peer.secret"
+export MCEFAD_PEER_SECRET_FILE="$secret_dir/peer.secret"
 failed_suites=0
 total_pass=0
 total_fail=0

@@ -27,6 +27,10 @@ cleanup() {
     rm -rf "$dir"
 }
 trap cleanup EXIT
+# With NICs the daemon authenticates peers (peer_auth=psk): give it a secret.
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/peer.secret"
+chmod 600 "$dir/peer.secret"
+export MCEFAD_PEER_SECRET_FILE="$dir/peer.secret"
 
 throughput() { sed -n 's/.*"throughput":\([0-9.]*\).*/\1/p'; }
 

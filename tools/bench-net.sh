@@ -30,6 +30,10 @@ cleanup() {
     rm -rf "$dir"
 }
 trap cleanup EXIT
+# Both daemons authenticate each other with one secret, as in production.
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/peer.secret"
+chmod 600 "$dir/peer.secret"
+export MCEFAD_PEER_SECRET_FILE="$dir/peer.secret"
 
 num() { sed -n 's/.*"'"$1"'":\([0-9.]*\).*/\1/p'; }
 

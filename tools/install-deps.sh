@@ -3,13 +3,14 @@
 # Runs apt only when something is missing; uses sudo when not root.
 # (libefa, the EFA verbs provider, ships in ibverbs-providers; the sanitizer
 # runtimes come with gcc; python3-venv for the offline pip-install test,
-# util-linux for setpriv, systemd for systemd-analyze verify.)
+# util-linux for setpriv, libsodium for peer authentication, systemd for systemd-analyze verify.)
 set -euo pipefail
 
 packages=(
     build-essential pkg-config
     libfabric-dev libfabric-bin ibverbs-providers
     libuv1-dev
+    libsodium-dev
     libprotobuf-c-dev protobuf-c-compiler
     libnuma-dev
     check

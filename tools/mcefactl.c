@@ -4,16 +4,20 @@
  *     status | nics | peers | clients | segments
  *     stats [--interval=S] [--watch] [--count=N]
  *     warmup HOST | loglevel LEVEL
+ *     gen-secret PATH   (no daemon needed)
  *
  * Exit codes scripts can rely on: 0 success; 1 the daemon refused or failed
  * the request; 2 bad usage; 3 no daemon to talk to; 4 permission denied. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -268,6 +272,42 @@ static int cmd_stats(mcefa_client *c, double interval, bool watch, long count)
     return EXIT_OK;
 }
 
+/* Writes a new cluster secret for peer_auth=psk: 32 random bytes from the
+ * kernel, as hex text, into a file only its owner may read. Refuses to
+ * overwrite, so a running cluster's secret is not replaced by accident. */
+static int cmd_gen_secret(const char *path)
+{
+    uint8_t key[32];
+    if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key)) {
+        fprintf(stderr, "mcefactl: gen-secret: no random bytes from the kernel: %s\n", strerror(errno));
+        return EXIT_FAILED;
+    }
+    char hex[2 * sizeof(key) + 2];
+    for (size_t i = 0; i < sizeof(key); i++)
+        snprintf(hex + 2 * i, 3, "%02x", key[i]);
+    hex[2 * sizeof(key)] = '\n';
+    hex[2 * sizeof(key) + 1] = 0;
+    memset(key, 0, sizeof(key));
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        fprintf(stderr, "mcefactl: gen-secret: cannot create %s: %s%s\n", path, strerror(errno),
+                errno == EEXIST ? " (remove it first to make a new secret; every host needs the same one)" : "");
+        return EXIT_FAILED;
+    }
+    size_t len = strlen(hex);
+    int ok = fchmod(fd, 0600) == 0 && write(fd, hex, len) == (ssize_t)len && fsync(fd) == 0;
+    memset(hex, 0, sizeof(hex));
+    if (close(fd) < 0 || !ok) {
+        fprintf(stderr, "mcefactl: gen-secret: writing %s failed: %s\n", path, strerror(errno));
+        unlink(path);
+        return EXIT_FAILED;
+    }
+    printf("wrote a new peer secret to %s (mode 0600): copy it to every host of the cluster and set "
+           "peer_secret_file=%s; the file must belong to the daemon's user\n",
+           path, path);
+    return EXIT_OK;
+}
+
 static void usage(FILE *o)
 {
     fprintf(o, "usage: mcefactl [--socket=PATH] [--json] COMMAND\n"
@@ -279,6 +319,7 @@ static void usage(FILE *o)
                "  stats [--interval=S] [--watch] [--count=N]   rates\n"
                "  warmup HOST         connect every NIC pair to HOST now\n"
                "  loglevel LEVEL      error|warn|info|debug\n"
+               "  gen-secret PATH     write a new peer secret (peer_secret_file) with mode 0600\n"
                "exit: 0 ok, 1 request failed, 2 usage, 3 no daemon, 4 permission denied\n");
 }
 
@@ -324,7 +365,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "mcefactl: --interval must be between 0 and 3600 seconds\n");
         return EXIT_USAGE;
     }
-    static const char *const known[] = {"status", "nics", "peers", "clients", "segments", "stats", "warmup", "loglevel"};
+    static const char *const known[] = {"status", "nics",   "peers",    "clients",   "segments",
+                                        "stats",  "warmup", "loglevel", "gen-secret"};
     bool ok = false;
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
         ok |= !strcmp(cmd, known[i]);
@@ -333,11 +375,13 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
-    bool takes_arg = !strcmp(cmd, "warmup") || !strcmp(cmd, "loglevel");
+    bool takes_arg = !strcmp(cmd, "warmup") || !strcmp(cmd, "loglevel") || !strcmp(cmd, "gen-secret");
     if (takes_arg && !arg) {
         fprintf(stderr, "mcefactl: %s needs an argument (see --help)\n", cmd);
         return EXIT_USAGE;
     }
+    if (!strcmp(cmd, "gen-secret"))
+        return cmd_gen_secret(arg);
     if (!takes_arg && arg) {
         fprintf(stderr, "mcefactl: %s takes no argument ('%s')\n", cmd, arg);
         return EXIT_USAGE;

@@ -1,4 +1,5 @@
 """Fixtures that start real mcefad daemons for the Python suites."""
+import atexit
 import os
 import random
 import shutil
@@ -69,6 +70,25 @@ def daemon():
     d.stop()
 
 
+_secret = None
+
+
+def peer_secret():
+    """The run's cluster secret: run-all.sh exports one; a run by hand makes its own."""
+    global _secret
+    path = os.environ.get("MCEFAD_PEER_SECRET_FILE")
+    if path:
+        return path
+    if _secret is None:
+        d = tempfile.mkdtemp(prefix="mcefa-py-secret-")
+        atexit.register(shutil.rmtree, d, True)
+        _secret = os.path.join(d, "peer.secret")
+        fd = os.open(_secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, os.urandom(32).hex().encode())
+        os.close(fd)
+    return _secret
+
+
 @pytest.fixture
 def daemon_pair():
     """Two daemons reaching each other through libfabric (tcp;ofi_rxm on lo)."""
@@ -76,7 +96,8 @@ def daemon_pair():
         pytest.skip("libfabric's tcp;ofi_rxm provider is not available here")
     pa = free_ports(2)
     pb = pa + 1
-    common = ["--provider=tcp;ofi_rxm", "--nics=lo", "--request_timeout_ms=5000"]
+    common = ["--provider=tcp;ofi_rxm", "--nics=lo", "--request_timeout_ms=5000",
+              "--peer_secret_file=" + peer_secret()]
     a = Daemon(*common, "--hostname=hosta", "--peer_port=%d" % pa, "--peer_hosts=hostb=127.0.0.1:%d" % pb)
     b = Daemon(*common, "--hostname=hostb", "--peer_port=%d" % pb, "--peer_hosts=hosta=127.0.0.1:%d" % pa)
     yield a, b
