@@ -1,4 +1,7 @@
-#include "peer_link.h"
+/* Peer links: connections, sending, framing, deadlines, the listener.
+ * The handshake's frames are in peer_link_auth.c, connecting and waiting
+ * for a connection in peer_connect.c (they share peer_link_internal.h). */
+#include "peer_link_internal.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -17,43 +20,6 @@
 #include "stats.h"
 #include "wire.h"
 
-typedef struct pending_req {
-    LIST_ENTRY(pending_req) link;
-    uint64_t seq;
-    uint64_t deadline_ms;
-    peer_reply_fn fn;
-    void *arg;
-} pending_req;
-
-/* Where a connection stands. With peer_auth=psk nothing but PeerAuth
- * frames is read or sent before ST_OPEN; with none it starts open. */
-enum conn_stage {
-    ST_WAIT_AUTH1, /* incoming: the connector's nonce */
-    ST_WAIT_AUTH2, /* outgoing: the listener's nonce and proof */
-    ST_WAIT_AUTH3, /* incoming: the connector's proof */
-    ST_OPEN,
-};
-
-struct peer_conn {
-    uv_tcp_t tcp;
-    uv_timer_t timer;             /* request and handshake deadlines */
-    uint64_t connect_deadline_ms; /* 0 once the handshake is done */
-    unsigned open_handles;
-    LIST_ENTRY(peer_conn) link;   /* every connection, for shutdown */
-    peer *peer; /* NULL on an incoming connection until its hello */
-    bool outgoing;
-    bool closing;
-    wire_reader rd;
-    enum conn_stage stage;
-    peer_session *sess;  /* psk: this connection's keys; NULL with peer_auth=none */
-    char auth_host[256]; /* the host name the other side proved (psk) */
-    uint64_t auth_epoch;
-    char remote[64];     /* "ip:port", for log lines before a hello */
-    uint64_t last_rx_ms;
-    uint64_t next_seq;
-    LIST_HEAD(, pending_req) pending;
-};
-
 #define SERVE_MAX 8
 typedef struct serve_entry {
     int body_case;
@@ -62,12 +28,17 @@ typedef struct serve_entry {
 } serve_entry;
 static serve_entry serve_table[SERVE_MAX];
 static unsigned nserve;
-static void (*on_connect_fn)(peer_conn *c);
+void (*peer_link_on_connect_fn)(peer_conn *c);
 
 static uv_loop_t *loop;
 static uv_tcp_t listener;
 static bool listening;
 static bool stopping;
+
+bool peer_link_stopping(void)
+{
+    return stopping;
+}
 static LIST_HEAD(, peer_conn) conns = LIST_HEAD_INITIALIZER(conns);
 static unsigned nconns, max_conns;
 
@@ -79,7 +50,7 @@ void peer_link_serve(int body_case, peer_serve_fn fn, bool before_hello)
 
 void peer_link_on_connect(void (*fn)(peer_conn *c))
 {
-    on_connect_fn = fn;
+    peer_link_on_connect_fn = fn;
 }
 
 peer *peer_link_peer(const peer_conn *c)
@@ -108,13 +79,13 @@ static void on_written(uv_write_t *w, int status)
 }
 
 /* Who is at the other end, for log lines: the peer once known. */
-static const char *conn_name(const peer_conn *c)
+const char *peer_link_conn_name(const peer_conn *c)
 {
     return c->peer ? c->peer->host : c->auth_host[0] ? c->auth_host : c->remote;
 }
 
 /* Puts one frame on the wire as it is (no sealing). */
-static int send_plain(peer_conn *c, const Mcefa__PeerFrame *f)
+int peer_link_send_plain(peer_conn *c, const Mcefa__PeerFrame *f)
 {
     if (c->closing)
         return -ENOTCONN;
@@ -132,7 +103,7 @@ static int send_plain(peer_conn *c, const Mcefa__PeerFrame *f)
         char why[200];
         snprintf(why, sizeof(why), "more than peer_max_outbound_bytes (%llu) queued unread for it",
                  (unsigned long long)config.peer_max_outbound_bytes);
-        log_warn("closing the peer connection of %s: %s", conn_name(c), why);
+        log_warn("closing the peer connection of %s: %s", peer_link_conn_name(c), why);
         peer_link_close(c, why);
         return -ENOBUFS;
     }
@@ -151,7 +122,7 @@ int peer_link_send(peer_conn *c, Mcefa__PeerFrame *f)
     if (c->closing)
         return -ENOTCONN;
     if (!c->sess)
-        return c->stage == ST_OPEN ? send_plain(c, f) : -ENOTCONN;
+        return c->stage == ST_OPEN ? peer_link_send_plain(c, f) : -ENOTCONN;
     if (c->stage != ST_OPEN)
         return -ENOTCONN; /* nothing leaves before the other side proved itself */
     size_t len = protobuf_c_message_get_packed_size(&f->base);
@@ -168,7 +139,7 @@ int peer_link_send(peer_conn *c, Mcefa__PeerFrame *f)
     w.body_case = MCEFA__PEER_FRAME__BODY_SEALED;
     w.sealed.data = box;
     w.sealed.len = boxlen;
-    rc = send_plain(c, &w);
+    rc = peer_link_send_plain(c, &w);
     free(box);
     return rc;
 }
@@ -207,59 +178,6 @@ void peer_link_reply_error(peer_conn *c, uint64_t seq, int status, const char *f
     f.status = status;
     f.error = clean;
     peer_link_send(c, &f);
-}
-
-/* ---- Waiting for a connection ------------------------------------------- */
-
-typedef struct waiter_call {
-    defer_item item; /* first */
-    void (*fn)(void *arg, int status, const char *why);
-    void *arg;
-    int status;
-    char why[300];
-} waiter_call;
-
-static void run_deferred_waiter(defer_item *it)
-{
-    waiter_call *w = (waiter_call *)it;
-    w->fn(w->arg, w->status, w->status < 0 ? w->why : NULL);
-    free(w);
-}
-
-/* fn's answer on the loop's next turn: callers never see it run early. */
-static void answer_later(void (*fn)(void *, int, const char *), void *arg, int status, const char *why)
-{
-    waiter_call *w = calloc(1, sizeof(*w));
-    if (!w) {
-        log_error("out of memory deferring a peer callback; exiting");
-        abort();
-    }
-    w->fn = fn;
-    w->arg = arg;
-    w->status = status;
-    snprintf(w->why, sizeof(w->why), "%s", why ? why : "");
-    defer_call(&w->item, run_deferred_waiter);
-}
-
-void peer_link_run_waiters(peer *p, int status, const char *why)
-{
-    STAILQ_HEAD(, peer_waiter) now = STAILQ_HEAD_INITIALIZER(now);
-    STAILQ_CONCAT(&now, &p->waiters);
-    while (!STAILQ_EMPTY(&now)) {
-        peer_waiter *w = STAILQ_FIRST(&now);
-        STAILQ_REMOVE_HEAD(&now, link);
-        w->fn(w->arg, status, why);
-        free(w);
-    }
-}
-
-void peer_link_attempt_done(peer *p, peer_conn *c, int status, const char *why)
-{
-    if (!p->connecting || p->attempt != c)
-        return;
-    p->connecting = false;
-    p->attempt = NULL;
-    peer_link_run_waiters(p, status, why);
 }
 
 void peer_link_bind(peer_conn *c, peer *p)
@@ -354,7 +272,7 @@ void peer_link_close(peer_conn *c, const char *why)
     conn_close_handles(c);
 }
 
-static void handle_frame(peer_conn *c, const Mcefa__PeerFrame *f)
+void peer_link_deliver(peer_conn *c, const Mcefa__PeerFrame *f)
 {
     if (f->reply) {
         pending_req *pr;
@@ -387,184 +305,6 @@ static void handle_frame(peer_conn *c, const Mcefa__PeerFrame *f)
     peer_link_reply_error(c, f->seq, -EOPNOTSUPP, "unknown peer request (daemon %s)", MCEFA_VERSION);
 }
 
-/* ---- Authentication (peer_auth=psk) ----------------------------------- */
-
-/* Tells the other side in one plaintext frame why we refuse it (its log
- * and its clients then say so), then closes. */
-static void refuse(peer_conn *c, uint64_t seq, int status, const char *to_them, const char *why)
-{
-    Mcefa__PeerFrame f = MCEFA__PEER_FRAME__INIT;
-    f.seq = seq; /* answers the request refused, so its sender reports why */
-    f.reply = true;
-    f.status = status;
-    f.error = (char *)to_them;
-    send_plain(c, &f);
-    log_warn("peer connection %s (%s): %s", c->remote, conn_name(c), why);
-    peer_link_close(c, why);
-}
-
-static void send_auth(peer_conn *c, uint32_t step)
-{
-    Mcefa__PeerAuth a = MCEFA__PEER_AUTH__INIT;
-    a.step = step;
-    if (step < 3) {
-        a.hostname = (char *)ident_hostname();
-        a.epoch = ident_epoch();
-        a.nonce.data = c->sess->my_nonce;
-        a.nonce.len = PEER_AUTH_NONCE_LEN;
-    }
-    if (step > 1) {
-        a.proof.data = c->sess->my_proof;
-        a.proof.len = PEER_AUTH_PROOF_LEN;
-    }
-    Mcefa__PeerFrame f = MCEFA__PEER_FRAME__INIT;
-    f.body_case = MCEFA__PEER_FRAME__BODY_AUTH;
-    f.auth = &a;
-    if (send_plain(c, &f) < 0 && !c->closing)
-        peer_link_close(c, "cannot send the peer authentication");
-}
-
-static bool auth_identity_ok(peer_conn *c, const Mcefa__PeerAuth *a, uint32_t step)
-{
-    if (a->step != step || !peer_name_ok(a->hostname, sizeof(c->auth_host) - 1) ||
-        a->nonce.len != PEER_AUTH_NONCE_LEN || !a->epoch)
-        return false;
-    snprintf(c->auth_host, sizeof(c->auth_host), "%s", a->hostname);
-    c->auth_epoch = a->epoch;
-    return true;
-}
-
-static const char wrong_secret[] = "check both daemons use the same peer_secret_file (mcefactl gen-secret makes one)";
-
-/* One frame before ST_OPEN: the three steps of the handshake. */
-static void auth_frame(peer_conn *c, const Mcefa__PeerFrame *f)
-{
-    char txt[500];
-    if (f->reply && f->status < 0) {
-        char theirs[300];
-        peer_text_clean(theirs, sizeof(theirs), f->error);
-        snprintf(txt, sizeof(txt), "host %s rejected our peer authentication: %s", conn_name(c), theirs);
-        log_warn("%s", txt);
-        peer_link_close(c, txt);
-        return;
-    }
-    if (f->body_case != MCEFA__PEER_FRAME__BODY_AUTH) {
-        snprintf(txt, sizeof(txt),
-                 "host %s requires peer authentication (peer_auth=psk): give both daemons the same "
-                 "peer_secret_file",
-                 ident_hostname());
-        refuse(c, f->seq, -EACCES, txt,
-               "the peer did not authenticate (peer_auth=none there, or not an mcefad): give both daemons the same "
-               "peer_secret_file");
-        return;
-    }
-    const Mcefa__PeerAuth *a = f->auth;
-    peer_session *x = c->sess;
-    switch (c->stage) {
-    case ST_WAIT_AUTH1:
-        if (!auth_identity_ok(c, a, 1)) {
-            refuse(c, 0, -EPROTO, "malformed peer authentication (step 1)", "malformed peer authentication (step 1)");
-            return;
-        }
-        peer_auth_new_nonce(x);
-        peer_auth_derive(x, false, a->hostname, a->epoch, a->nonce.data, ident_hostname(), ident_epoch(),
-                         x->my_nonce);
-        send_auth(c, 2);
-        c->stage = ST_WAIT_AUTH3;
-        return;
-    case ST_WAIT_AUTH2:
-        if (!auth_identity_ok(c, a, 2)) {
-            refuse(c, 0, -EPROTO, "malformed peer authentication (step 2)", "malformed peer authentication (step 2)");
-            return;
-        }
-        peer_auth_derive(x, true, ident_hostname(), ident_epoch(), x->my_nonce, a->hostname, a->epoch,
-                         a->nonce.data);
-        if (!peer_auth_proof_ok(x, a->proof.data, a->proof.len)) {
-            snprintf(txt, sizeof(txt), "host %s could not verify your peer authentication: %s", ident_hostname(),
-                     wrong_secret);
-            char why[400];
-            snprintf(why, sizeof(why), "host %s failed our peer authentication: %s", conn_name(c), wrong_secret);
-            refuse(c, 0, -EACCES, txt, why);
-            return;
-        }
-        send_auth(c, 3);
-        if (c->closing)
-            return;
-        c->stage = ST_OPEN;
-        if (on_connect_fn)
-            on_connect_fn(c);
-        return;
-    case ST_WAIT_AUTH3:
-        if (a->step != 3 || !peer_auth_proof_ok(x, a->proof.data, a->proof.len)) {
-            snprintf(txt, sizeof(txt), "host %s rejected your peer authentication: %s", ident_hostname(),
-                     wrong_secret);
-            char why[400];
-            snprintf(why, sizeof(why), "a peer claiming host %s failed authentication: %s", c->auth_host,
-                     wrong_secret);
-            refuse(c, 0, -EACCES, txt, why);
-            return;
-        }
-        c->stage = ST_OPEN;
-        return;
-    case ST_OPEN:
-        break;
-    }
-}
-
-/* Every frame read: the handshake, then (psk) opening the seal. */
-static void receive_frame(peer_conn *c, const Mcefa__PeerFrame *f)
-{
-    if (c->stage != ST_OPEN) {
-        auth_frame(c, f);
-        return;
-    }
-    if (!c->sess) {
-        if (f->body_case == MCEFA__PEER_FRAME__BODY_AUTH || f->body_case == MCEFA__PEER_FRAME__BODY_SEALED) {
-            char txt[300];
-            snprintf(txt, sizeof(txt),
-                     "host %s runs with peer_auth=none and cannot authenticate: set peer_auth=psk and the same "
-                     "peer_secret_file on both daemons",
-                     ident_hostname());
-            refuse(c, f->seq, -EACCES, txt,
-                   "the peer wants to authenticate (peer_auth=psk) and this daemon has peer_auth=none: set the "
-                   "same peer_auth and peer_secret_file on both");
-            return;
-        }
-        handle_frame(c, f);
-        return;
-    }
-    if (f->body_case != MCEFA__PEER_FRAME__BODY_SEALED) {
-        if (f->reply && f->status < 0) {
-            auth_frame(c, f); /* its refusal, after our proof went out */
-            return;
-        }
-        stats_protocol_error();
-        log_warn("peer connection %s (%s): a frame that is not sealed after authentication; closing", c->remote,
-                 conn_name(c));
-        peer_link_close(c, "the peer sent a frame that is not sealed after authentication");
-        return;
-    }
-    uint8_t *in;
-    size_t len;
-    Mcefa__PeerFrame *g = NULL;
-    if (peer_auth_open(c->sess, f->sealed.data, f->sealed.len, &in, &len) == 0) {
-        g = mcefa__peer_frame__unpack(NULL, len, in);
-        free(in);
-    }
-    if (!g || g->body_case == MCEFA__PEER_FRAME__BODY_AUTH || g->body_case == MCEFA__PEER_FRAME__BODY_SEALED) {
-        if (g)
-            mcefa__peer_frame__free_unpacked(g, NULL);
-        stats_protocol_error();
-        log_warn("peer connection %s (%s): a sealed frame failed to open (tampered, replayed or reordered); "
-                 "closing",
-                 c->remote, conn_name(c));
-        peer_link_close(c, "a sealed frame from the peer failed to open (tampered, replayed or reordered)");
-        return;
-    }
-    handle_frame(c, g);
-    mcefa__peer_frame__free_unpacked(g, NULL);
-}
-
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
     peer_conn *c = h->data;
@@ -590,7 +330,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         if (rc < 0) {
             log_warn("peer connection %s (%s): frame over the limit (%zu bytes before the handshake, "
                      "max_frame_bytes after); closing",
-                     c->remote, conn_name(c), (size_t)PEER_PREAUTH_MAX_FRAME);
+                     c->remote, peer_link_conn_name(c), (size_t)PEER_PREAUTH_MAX_FRAME);
             peer_link_close(c, "peer sent an oversize frame");
             return;
         }
@@ -599,12 +339,12 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         if (!f) {
             stats_protocol_error();
             log_warn("peer connection %s (%s): a frame that does not decode (not an mcefad?); closing", c->remote,
-                     conn_name(c));
+                     peer_link_conn_name(c));
             peer_link_close(c, "peer sent a frame that does not decode (not an mcefad?)");
             return;
         }
         c->last_rx_ms = clock_now_ms();
-        receive_frame(c, f);
+        peer_link_receive(c, f);
         mcefa__peer_frame__free_unpacked(f, NULL);
     }
 }
@@ -645,7 +385,7 @@ static void on_conn_timer(uv_timer_t *t)
         }
 }
 
-static peer_conn *conn_new(bool outgoing)
+peer_conn *peer_link_conn_new(bool outgoing)
 {
     peer_conn *c = calloc(1, sizeof(*c));
     if (!c)
@@ -680,33 +420,7 @@ static peer_conn *conn_new(bool outgoing)
     return c;
 }
 
-/* ---- Connecting --------------------------------------------------------- */
-
-typedef struct connect_req {
-    resolve_req res; /* first */
-    uv_connect_t req;
-    peer_conn *c;
-    peer *p;
-} connect_req;
-
-static void connect_failed(peer *p, peer_conn *c, connect_req *r, int status, const char *what)
-{
-    if (c && c->closing) {
-        free(r); /* closed already (its timer): the attempt is over */
-        return;
-    }
-    char why[400];
-    snprintf(why, sizeof(why),
-             "cannot reach the mcefad of host %s at %s (%s: %s); is it running, and is its peer_port reachable?",
-             p->host, p->address, what, uv_strerror(status));
-    snprintf(p->last_error, sizeof(p->last_error), "%s", why);
-    peer_link_attempt_done(p, c, -EHOSTUNREACH, why);
-    if (c)
-        peer_link_close(c, why);
-    free(r);
-}
-
-static void note_remote(peer_conn *c)
+void peer_link_note_remote(peer_conn *c)
 {
     struct sockaddr_storage ss;
     int len = sizeof(ss);
@@ -717,95 +431,11 @@ static void note_remote(peer_conn *c)
     }
 }
 
-static void on_connected(uv_connect_t *req, int status)
+void peer_link_start_reading(peer_conn *c)
 {
-    connect_req *r = (connect_req *)((char *)req - offsetof(connect_req, req));
-    peer_conn *c = r->c;
-    peer *p = r->p;
-    if (status < 0) {
-        connect_failed(p, c, r, status, "connect");
-        return;
-    }
-    free(r);
     uv_tcp_nodelay(&c->tcp, 1);
-    note_remote(c);
+    peer_link_note_remote(c);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    if (c->sess) {
-        peer_auth_new_nonce(c->sess);
-        send_auth(c, 1); /* the hello follows once the listener proved itself */
-    } else if (on_connect_fn) {
-        on_connect_fn(c);
-    }
-}
-
-static void on_resolved(resolve_req *res, int status, struct addrinfo *ai)
-{
-    connect_req *r = (connect_req *)res;
-    peer *p = r->p;
-    if (status < 0) {
-        connect_failed(p, NULL, r, status, "name lookup");
-        return;
-    }
-    r->c = conn_new(true);
-    if (!r->c) {
-        uv_freeaddrinfo(ai);
-        connect_failed(p, NULL, r, UV_ENOMEM, "connect");
-        return;
-    }
-    r->c->peer = p;
-    p->attempt = r->c;
-    int rc = uv_tcp_connect(&r->req, &r->c->tcp, ai->ai_addr, on_connected);
-    uv_freeaddrinfo(ai);
-    if (rc < 0)
-        connect_failed(p, r->c, r, rc, "connect");
-}
-
-void peer_when_up(peer *p, void (*fn)(void *, int, const char *), void *arg)
-{
-    if (stopping) {
-        answer_later(fn, arg, -ESHUTDOWN, "the daemon is shutting down");
-        return;
-    }
-    if (p->conn && !p->conn->closing) {
-        answer_later(fn, arg, 0, NULL);
-        return;
-    }
-    peer_waiter *w = calloc(1, sizeof(*w));
-    if (!w) {
-        answer_later(fn, arg, -ENOMEM, "out of memory");
-        return;
-    }
-    w->fn = fn;
-    w->arg = arg;
-    STAILQ_INSERT_TAIL(&p->waiters, w, link);
-    if (p->connecting)
-        return;
-    connect_req *r = calloc(1, sizeof(*r));
-    if (!r) {
-        STAILQ_REMOVE(&p->waiters, w, peer_waiter, link);
-        free(w);
-        answer_later(fn, arg, -ENOMEM, "out of memory");
-        return;
-    }
-    p->connecting = true;
-    p->attempt = NULL; /* resolving */
-    r->p = p;
-    int rc = resolve_start(&r->res, p->address, on_resolved);
-    if (rc < 0) {
-        /* Our waiter must not run inside this call: take it back. */
-        STAILQ_REMOVE(&p->waiters, w, peer_waiter, link);
-        free(w);
-        p->connecting = false;
-        char why[400];
-        snprintf(why, sizeof(why),
-                 "cannot reach the mcefad of host %s at %s (name lookup: %s); is it running, and is its peer_port "
-                 "reachable?",
-                 p->host, p->address, uv_strerror(rc));
-        snprintf(p->last_error, sizeof(p->last_error), "%s", why);
-        free(r);
-        answer_later(fn, arg, -EHOSTUNREACH, why);
-        peer_link_run_waiters(p, -EHOSTUNREACH, why);
-    }
 }
 
 /* ---- Listener ----------------------------------------------------------- */
@@ -819,7 +449,7 @@ static void on_peer_connection(uv_stream_t *srv, int status)
 {
     if (status < 0)
         return;
-    peer_conn *c = nconns < max_conns ? conn_new(false) : NULL;
+    peer_conn *c = nconns < max_conns ? peer_link_conn_new(false) : NULL;
     if (!c) {
         log_warn("refusing a peer connection: %u open already (or out of memory)", nconns);
         /* Accept and drop it, or libuv would stop watching the listener. */
@@ -836,9 +466,7 @@ static void on_peer_connection(uv_stream_t *srv, int status)
         conn_close_handles(c);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
-    note_remote(c);
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    peer_link_start_reading(c);
 }
 
 int peer_link_start(uv_loop_t *l, const char *listen_addr, unsigned port, unsigned maxc)

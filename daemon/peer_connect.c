@@ -1,0 +1,180 @@
+/* Connecting to a peer on demand and answering those waiting for it:
+ * name resolution, TCP connect, then the handshake (peer_link_auth.c or,
+ * without auth, the hello). Answers never run inside peer_when_up. */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "defer.h"
+#include "log.h"
+#include "peer_link_internal.h"
+#include "resolve.h"
+
+/* ---- Waiting for a connection ------------------------------------------- */
+
+typedef struct waiter_call {
+    defer_item item; /* first */
+    void (*fn)(void *arg, int status, const char *why);
+    void *arg;
+    int status;
+    char why[300];
+} waiter_call;
+
+static void run_deferred_waiter(defer_item *it)
+{
+    waiter_call *w = (waiter_call *)it;
+    w->fn(w->arg, w->status, w->status < 0 ? w->why : NULL);
+    free(w);
+}
+
+/* fn's answer on the loop's next turn: callers never see it run early. */
+static void answer_later(void (*fn)(void *, int, const char *), void *arg, int status, const char *why)
+{
+    waiter_call *w = calloc(1, sizeof(*w));
+    if (!w) {
+        log_error("out of memory deferring a peer callback; exiting");
+        abort();
+    }
+    w->fn = fn;
+    w->arg = arg;
+    w->status = status;
+    snprintf(w->why, sizeof(w->why), "%s", why ? why : "");
+    defer_call(&w->item, run_deferred_waiter);
+}
+
+void peer_link_run_waiters(peer *p, int status, const char *why)
+{
+    STAILQ_HEAD(, peer_waiter) now = STAILQ_HEAD_INITIALIZER(now);
+    STAILQ_CONCAT(&now, &p->waiters);
+    while (!STAILQ_EMPTY(&now)) {
+        peer_waiter *w = STAILQ_FIRST(&now);
+        STAILQ_REMOVE_HEAD(&now, link);
+        w->fn(w->arg, status, why);
+        free(w);
+    }
+}
+
+void peer_link_attempt_done(peer *p, peer_conn *c, int status, const char *why)
+{
+    if (!p->connecting || p->attempt != c)
+        return;
+    p->connecting = false;
+    p->attempt = NULL;
+    peer_link_run_waiters(p, status, why);
+}
+
+/* ---- Connecting --------------------------------------------------------- */
+
+typedef struct connect_req {
+    resolve_req res; /* first */
+    uv_connect_t req;
+    peer_conn *c;
+    peer *p;
+} connect_req;
+
+static void connect_failed(peer *p, peer_conn *c, connect_req *r, int status, const char *what)
+{
+    if (c && c->closing) {
+        free(r); /* closed already (its timer): the attempt is over */
+        return;
+    }
+    char why[400];
+    snprintf(why, sizeof(why),
+             "cannot reach the mcefad of host %s at %s (%s: %s); is it running, and is its peer_port reachable?",
+             p->host, p->address, what, uv_strerror(status));
+    snprintf(p->last_error, sizeof(p->last_error), "%s", why);
+    peer_link_attempt_done(p, c, -EHOSTUNREACH, why);
+    if (c)
+        peer_link_close(c, why);
+    free(r);
+}
+
+static void on_connected(uv_connect_t *req, int status)
+{
+    connect_req *r = (connect_req *)((char *)req - offsetof(connect_req, req));
+    peer_conn *c = r->c;
+    peer *p = r->p;
+    if (status < 0) {
+        connect_failed(p, c, r, status, "connect");
+        return;
+    }
+    free(r);
+    peer_link_start_reading(c);
+    if (c->sess)
+        peer_link_auth_start(c);
+    else if (peer_link_on_connect_fn)
+        peer_link_on_connect_fn(c);
+}
+
+static void on_resolved(resolve_req *res, int status, struct addrinfo *ai)
+{
+    connect_req *r = (connect_req *)res;
+    peer *p = r->p;
+    if (status < 0) {
+        connect_failed(p, NULL, r, status, "name lookup");
+        return;
+    }
+    r->c = peer_link_conn_new(true);
+    if (!r->c) {
+        uv_freeaddrinfo(ai);
+        connect_failed(p, NULL, r, UV_ENOMEM, "connect");
+        return;
+    }
+    r->c->peer = p;
+    p->attempt = r->c;
+    int rc = uv_tcp_connect(&r->req, &r->c->tcp, ai->ai_addr, on_connected);
+    uv_freeaddrinfo(ai);
+    if (rc < 0)
+        connect_failed(p, r->c, r, rc, "connect");
+}
+
+void peer_when_up(peer *p, void (*fn)(void *, int, const char *), void *arg)
+{
+    if (peer_link_stopping()) {
+        answer_later(fn, arg, -ESHUTDOWN, "the daemon is shutting down");
+        return;
+    }
+    if (p->conn && !p->conn->closing) {
+        answer_later(fn, arg, 0, NULL);
+        return;
+    }
+    peer_waiter *w = calloc(1, sizeof(*w));
+    if (!w) {
+        answer_later(fn, arg, -ENOMEM, "out of memory");
+        return;
+    }
+    w->fn = fn;
+    w->arg = arg;
+    STAILQ_INSERT_TAIL(&p->waiters, w, link);
+    if (p->connecting)
+        return;
+    connect_req *r = calloc(1, sizeof(*r));
+    if (!r) {
+        STAILQ_REMOVE(&p->waiters, w, peer_waiter, link);
+        free(w);
+        answer_later(fn, arg, -ENOMEM, "out of memory");
+        return;
+    }
+    p->connecting = true;
+    p->attempt = NULL; /* resolving */
+    r->p = p;
+    int rc = resolve_start(&r->res, p->address, on_resolved);
+    if (rc < 0) {
+        /* Our waiter must not run inside this call: take it back. */
+        STAILQ_REMOVE(&p->waiters, w, peer_waiter, link);
+        free(w);
+        p->connecting = false;
+        char why[400];
+        snprintf(why, sizeof(why),
+                 "cannot reach the mcefad of host %s at %s (name lookup: %s); is it running, and is its peer_port "
+                 "reachable?",
+                 p->host, p->address, uv_strerror(rc));
+        snprintf(p->last_error, sizeof(p->last_error), "%s", why);
+        free(r);
+        answer_later(fn, arg, -EHOSTUNREACH, why);
+        peer_link_run_waiters(p, -EHOSTUNREACH, why);
+    }
+}
+
