@@ -1,5 +1,7 @@
 #include "session.h"
 
+#include "copypool.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,6 +119,11 @@ void session_teardown(session *s)
     log_info("client %s (session %llu, pid %d) disconnected: releasing %zu regions (%llu bytes)%s", s->name,
              (unsigned long long)s->id, (int)s->pid, s->regions.n, (unsigned long long)s->regions.bytes,
              inflight ? ", waiting for transfers in flight" : "");
+    /* Copies it queued and that have not started are dropped (they fail
+     * with -ECANCELED): nobody is left to wait for them. */
+    size_t cancelled = copypool_cancel(s);
+    if (cancelled)
+        log_info("client %s: %zu queued copies cancelled", s->name, cancelled);
     segment_unexport(s->exported);
     s->exported = NULL;
     segment_close_all(&s->opens);

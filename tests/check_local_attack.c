@@ -1,0 +1,258 @@
+/* What a local process that may use the client socket can do to the
+ * daemon and to other clients (docs/security.md, "Local clients"): each
+ * test reproduces an attack that worked once and checks that it no longer
+ * does. A real mcefad, same host only. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+
+#include "harness.h"
+#include "suite.h"
+
+static test_daemon D;
+
+static const char *const no_nics[] = {"--provider=none", NULL};
+
+static void setup(void)
+{
+    daemon_start(&D, no_nics);
+}
+
+static void teardown(void)
+{
+    daemon_stop(&D);
+}
+
+static void fill(uint8_t *p, size_t len, unsigned seed)
+{
+    for (size_t i = 0; i < len; i++)
+        p[i] = (uint8_t)(i * 7 + seed + (i >> 12));
+}
+
+static mcefa_client *connect_ok(const char *name)
+{
+    mcefa_client *c = NULL;
+    int rc = mcefa_connect(D.sock, name, &c);
+    ck_assert_msg(rc == 0, "connect: %s", mcefa_last_error());
+    return c;
+}
+
+/* A client with one registered buffer of size bytes that exports it as
+ * name and has its own segment open (so it can copy inside it). */
+typedef struct self_seg {
+    mcefa_client *c;
+    uint8_t *buf;
+    size_t size;
+    mcefa_segment seg;
+} self_seg;
+
+static void self_seg_open(self_seg *x, const char *name, size_t size)
+{
+    x->c = connect_ok(name);
+    x->size = size;
+    ck_assert_int_eq(mcefa_alloc(x->c, size, -1, 0, (void **)&x->buf), 0);
+    ck_assert_msg(mcefa_register(x->c, x->buf, size) == 0, "register: %s", mcefa_last_error());
+    ck_assert_msg(mcefa_segment_export(x->c, name, NULL, 0) == 0, "export: %s", mcefa_last_error());
+    ck_assert_int_eq(mcefa_segment_open(x->c, name, &x->seg), 0);
+}
+
+static uint64_t bytes_copied(mcefa_client *c)
+{
+    mcefa_daemon_status st = MCEFA_DAEMON_STATUS_INIT;
+    ck_assert_int_eq(mcefa_status(c, &st), 0);
+    return st.bytes_copied;
+}
+
+/* Item 14: a move inside one region (source and destination overlap) is a
+ * memmove, also when it is larger than copy_chunk_bytes (pieces on two
+ * threads would read bytes another piece already wrote). */
+START_TEST(overlapping_copy_is_a_move)
+{
+    self_seg x;
+    self_seg_open(&x, "ovl", 16 << 20);
+    size_t len = 12 << 20, shift = 4096;
+    fill(x.buf, x.size, 3);
+    uint8_t *want = malloc(x.size);
+    memcpy(want, x.buf, x.size);
+    memmove(want + shift, want, len);
+    mcefa_transfer t = {MCEFA_WRITE, x.buf, x.seg, (uint64_t)(uintptr_t)x.buf + shift, len};
+    ck_assert_int_eq(mcefa_transfer_sync(x.c, &t, 1, 10000), 0);
+    ck_assert_msg(memcmp(x.buf, want, x.size) == 0, "the overlapping copy is not a memmove");
+    /* And backwards. */
+    memmove(want, want + shift, len);
+    mcefa_transfer back = {MCEFA_READ, x.buf, x.seg, (uint64_t)(uintptr_t)x.buf + shift, len};
+    ck_assert_int_eq(mcefa_transfer_sync(x.c, &back, 1, 10000), 0);
+    ck_assert_msg(memcmp(x.buf, want, x.size) == 0, "the overlapping read is not a memmove");
+    free(want);
+    mcefa_disconnect(x.c);
+}
+END_TEST
+
+enum { BIG_COPIES = 400, BIG_LEN = 32 << 20 };
+
+/* Submits BIG_COPIES copies of BIG_LEN inside x (about 13 GB of memcpy). */
+static mcefa_batch *submit_huge(self_seg *x)
+{
+    mcefa_batch *b;
+    ck_assert_int_eq(mcefa_batch_alloc(x->c, BIG_COPIES, &b), 0);
+    mcefa_transfer *t = calloc(BIG_COPIES, sizeof(*t));
+    for (int i = 0; i < BIG_COPIES; i++)
+        t[i] = (mcefa_transfer){MCEFA_WRITE, x->buf, x->seg, (uint64_t)(uintptr_t)x->buf + BIG_LEN, BIG_LEN};
+    ck_assert_msg(mcefa_batch_submit(b, t, BIG_COPIES) == 0, "submit: %s", mcefa_last_error());
+    free(t);
+    return b;
+}
+
+/* Item 11: one client's huge batch does not hold up another client's small
+ * copy: the copy threads serve the clients in turn. */
+START_TEST(huge_batch_does_not_starve_others)
+{
+    self_seg big, small;
+    self_seg_open(&big, "hog", (size_t)2 * BIG_LEN);
+    self_seg_open(&small, "mouse", 1 << 20);
+    mcefa_batch *b = submit_huge(&big);
+    mcefa_transfer t = {MCEFA_WRITE, small.buf, small.seg, (uint64_t)(uintptr_t)small.buf + 65536, 4096};
+    ck_assert_int_eq(mcefa_transfer_sync(small.c, &t, 1, 60000), 0);
+    uint32_t sub, fin, failed;
+    mcefa_batch_progress(b, &sub, &fin, &failed);
+    ck_assert_msg(fin < BIG_COPIES / 2, "the small copy finished only after %u of %u huge copies", fin, BIG_COPIES);
+    mcefa_disconnect(small.c);
+    mcefa_disconnect(big.c); /* its queued copies are dropped */
+}
+END_TEST
+
+/* Item 11: kill -9 of a client drops its queued copies at once; only the
+ * pieces already running finish. */
+START_TEST(killed_clients_copies_stop)
+{
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        self_seg big;
+        self_seg_open(&big, "doomed", (size_t)2 * BIG_LEN);
+        submit_huge(&big);
+        char c = 1;
+        if (write(p[1], &c, 1) != 1)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    char c;
+    ck_assert_int_eq(read(p[0], &c, 1), 1);
+    mcefa_client *obs = connect_ok("observer");
+    usleep(50 * 1000);
+    kill(pid, SIGKILL);
+    ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+    usleep(300 * 1000); /* the daemon notices the hang-up */
+    uint64_t b1 = bytes_copied(obs);
+    usleep(700 * 1000);
+    uint64_t b2 = bytes_copied(obs);
+    /* At most the pieces that were running (copy_chunk_bytes each) may
+     * still land after b1. */
+    ck_assert_msg(b2 - b1 <= (64u << 20), "copies of the killed client went on: %llu bytes in 0.7 s",
+                  (unsigned long long)(b2 - b1));
+    ck_assert_msg(b2 < (uint64_t)BIG_COPIES * BIG_LEN / 2, "most of the killed client's copies ran (%llu bytes)",
+                  (unsigned long long)b2);
+    mcefa_disconnect(obs);
+    close(p[0]);
+    close(p[1]);
+}
+END_TEST
+
+static long read_long(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    long n = -1;
+    if (f) {
+        if (fscanf(f, "%ld", &n) != 1)
+            n = -1;
+        fclose(f);
+    }
+    return n;
+}
+
+static int write_long(const char *path, long v)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -errno;
+    int rc = fprintf(f, "%ld\n", v) < 0 ? -EIO : 0;
+    if (fclose(f) != 0)
+        rc = -errno;
+    return rc;
+}
+
+#define NR_HUGE "/proc/sys/vm/nr_hugepages"
+
+/* Item 9: a client punches a hole into its hugetlb memfd and the pool has
+ * no free page left: the daemon's next copy into it faults (SIGBUS). That
+ * fails the transfer with -EFAULT naming the region, the region is refused
+ * afterwards, and the daemon goes on serving. */
+START_TEST(sigbus_in_client_memory_fails_the_transfer)
+{
+    long saved = read_long(NR_HUGE);
+    if (saved < 0 || write_long(NR_HUGE, saved + 2) < 0 || read_long(NR_HUGE) < saved + 2) {
+        if (saved >= 0)
+            write_long(NR_HUGE, saved);
+        printf("sigbus_in_client_memory_fails_the_transfer: skipped: cannot reserve 2 huge pages in %s "
+               "(not root, or no memory for them); nothing else here provokes a SIGBUS in a sealed memfd\n",
+               NR_HUGE);
+        return;
+    }
+    size_t huge = 2 << 20, len = 2 * huge;
+    int fd = memfd_create("hb", MFD_HUGETLB | MFD_ALLOW_SEALING | MFD_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(ftruncate(fd, (off_t)len), 0);
+    ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+    uint8_t *hp = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ck_assert_ptr_ne(hp, MAP_FAILED);
+    memset(hp, 1, len);
+    mcefa_client *c = connect_ok("puncher");
+    ck_assert_msg(mcefa_register_fd(c, hp, len, fd, 0, -1) == 0, "register: %s", mcefa_last_error());
+    ck_assert_int_eq(mcefa_segment_export(c, "punched", NULL, 0), 0);
+    mcefa_segment seg;
+    ck_assert_int_eq(mcefa_segment_open(c, "punched", &seg), 0);
+    uint8_t *src;
+    ck_assert_int_eq(mcefa_alloc(c, 1 << 20, -1, 0, (void **)&src), 0);
+    ck_assert_int_eq(mcefa_register(c, src, 1 << 20), 0);
+    /* The second huge page goes back to the pool, and the pool is shrunk
+     * to what is in use: the daemon's next touch of that page has no page
+     * to fault in. */
+    ck_assert_int_eq(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)huge, (off_t)huge), 0);
+    write_long(NR_HUGE, 0);
+    mcefa_transfer t = {MCEFA_WRITE, src, seg, (uint64_t)(uintptr_t)hp + huge + 4096, 4096};
+    int rc = mcefa_transfer_sync(c, &t, 1, 10000);
+    write_long(NR_HUGE, saved);
+    ck_assert_msg(daemon_alive(&D), "mcefad died of the SIGBUS; see %s", D.log);
+    ck_assert_int_eq(rc, -EFAULT);
+    /* The region is marked: a later transfer on it is refused up front. */
+    mcefa_transfer again = {MCEFA_WRITE, src, seg, (uint64_t)(uintptr_t)hp, 4096};
+    ck_assert_int_eq(mcefa_transfer_sync(c, &again, 1, 10000), -EFAULT);
+    ck_assert_msg(strstr(mcefa_last_error(), "faulted"), "error does not say why: %s", mcefa_last_error());
+    mcefa_disconnect(c);
+    munmap(hp, len);
+    close(fd);
+    /* Others are still served. */
+    self_seg x;
+    self_seg_open(&x, "after", 1 << 20);
+    mcefa_transfer ok = {MCEFA_WRITE, x.buf, x.seg, (uint64_t)(uintptr_t)x.buf + 4096, 4096};
+    ck_assert_int_eq(mcefa_transfer_sync(x.c, &ok, 1, 10000), 0);
+    mcefa_disconnect(x.c);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("local_attack");
+    TCase *tc = tcase_create("copies");
+    tcase_set_timeout(tc, 90);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, overlapping_copy_is_a_move);
+    tcase_add_test(tc, huge_batch_does_not_starve_others);
+    tcase_add_test(tc, killed_clients_copies_stop);
+    tcase_add_test(tc, sigbus_in_client_memory_fails_the_transfer);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
