@@ -92,5 +92,7 @@ region *region_table_find_addr(const region_table *t, uint64_t addr);
 /* Any region overlapping [addr, addr+len), or NULL. */
 region *region_table_overlap(const region_table *t, uint64_t addr, uint64_t len);
 void region_table_clear(region_table *t);
+/* Bytes registered in all tables together (max_registered_bytes). */
+uint64_t region_tables_bytes(void);
 
 #endif

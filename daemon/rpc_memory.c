@@ -15,10 +15,19 @@
 #include "rpc.h"
 
 static uv_loop_t *loop;
+/* Caps on registered bytes (resolved defaults), and what all pending
+ * registrations add up to. */
+static uint64_t cap_total, cap_client, pending_total;
 
 void rpc_memory_init(uv_loop_t *l)
 {
     loop = l;
+    cap_total = config.max_registered_bytes;
+    if (!cap_total) {
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        cap_total = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : UINT64_MAX;
+    }
+    cap_client = config.max_registered_bytes_per_client ? config.max_registered_bytes_per_client : cap_total;
 }
 
 typedef struct reg_job {
@@ -54,6 +63,8 @@ static void reg_done(uv_work_t *w, int status)
     LIST_REMOVE(j->range, link);
     free(j->range);
     s->nregistering--;
+    s->registering_bytes -= j->length;
+    pending_total -= j->length;
     if (status < 0 && !j->e.code)
         err_set(&j->e, -ECANCELED, "registration of 0x%" PRIx64 " cancelled: the daemon is stopping", j->addr);
     if (!j->region) {
@@ -100,6 +111,26 @@ void rpc_register(reply *r, const Mcefa__Request *req)
                    s->regions.n + s->nregistering);
         goto out;
     }
+    /* Checked before any work is queued, counting registrations under way:
+     * each mapped and pre-faulted byte is charged to the daemon. */
+    uint64_t mine = s->regions.bytes + s->registering_bytes;
+    if (m->length > cap_client || mine > cap_client - m->length) {
+        reply_fail(r, -ENOSPC,
+                   "cannot register 0x%" PRIx64 " + %" PRIu64 ": this client already has %" PRIu64
+                   " bytes registered or being registered and may have at most %" PRIu64
+                   " (max_registered_bytes_per_client); unregister some first",
+                   m->addr, m->length, mine, cap_client);
+        goto out;
+    }
+    uint64_t all = region_tables_bytes() + pending_total;
+    if (m->length > cap_total || all > cap_total - m->length) {
+        reply_fail(r, -ENOSPC,
+                   "cannot register 0x%" PRIx64 " + %" PRIu64 ": clients of this daemon together have %" PRIu64
+                   " bytes registered and the daemon takes at most %" PRIu64
+                   " (max_registered_bytes); unregister memory or ask the operator to raise it",
+                   m->addr, m->length, all, cap_total);
+        goto out;
+    }
     region *clash = region_table_overlap(&s->regions, m->addr, m->length);
     if (clash) {
         reply_fail(r, -EEXIST,
@@ -130,6 +161,8 @@ void rpc_register(reply *r, const Mcefa__Request *req)
     pr->len = m->length;
     LIST_INSERT_HEAD(&s->registering, pr, link);
     s->nregistering++;
+    s->registering_bytes += m->length;
+    pending_total += m->length;
     j->r = d;
     j->range = pr;
     j->fd = fd;

@@ -4,6 +4,8 @@
  * does. A real mcefad, same host only. */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <arpa/inet.h>
+#include <grp.h>
 #include <sys/mman.h>
 
 #include "harness.h"
@@ -243,6 +245,229 @@ START_TEST(sigbus_in_client_memory_fails_the_transfer)
 }
 END_TEST
 
+
+/* ---- Tests that start their own daemon ----------------------------------- */
+
+/* Item 12: a local client cannot export a name of another host (it would
+ * catch the writes of every local client that means that host). */
+START_TEST(export_of_another_hosts_name_is_refused)
+{
+    daemon_start(&D, no_nics);
+    mcefa_client *a = connect_ok("impostor");
+    ck_assert_int_eq(mcefa_segment_export(a, "hostb:15000", NULL, 0), -EPERM);
+    ck_assert_msg(strstr(mcefa_last_error(), "another host"), "error: %s", mcefa_last_error());
+    /* This host's names and names without a host part are fine. */
+    char mine[300];
+    snprintf(mine, sizeof(mine), "%s:15000", mcefa_daemon_hostname(a));
+    ck_assert_int_eq(mcefa_segment_export(a, mine, NULL, 0), 0);
+    mcefa_client *b = connect_ok("b"), *c = connect_ok("c");
+    ck_assert_int_eq(mcefa_segment_export(b, "15001", NULL, 0), 0);
+    ck_assert_int_eq(mcefa_segment_export(c, "localhost:15002", NULL, 0), 0);
+    mcefa_segment h;
+    ck_assert_int_eq(mcefa_segment_open(c, "15001", &h), 0);
+    mcefa_disconnect(a);
+    mcefa_disconnect(b);
+    mcefa_disconnect(c);
+    daemon_stop(&D);
+}
+END_TEST
+
+/* In a child: become uid/gid 65534 with no groups (what setpriv --reuid
+ * --regid --clear-groups does). */
+static void become_nobody(void)
+{
+    if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0)
+        _exit(90);
+}
+
+/* A second user opens name; returns its exit code: 0 opened, 1 -EACCES
+ * with a text naming the setting, 2 anything else. */
+static int nobody_opens(const char *name)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        become_nobody();
+        mcefa_client *c;
+        if (mcefa_connect(D.sock, "nobody", &c) < 0)
+            _exit(3);
+        mcefa_segment h;
+        int rc = mcefa_segment_open(c, name, &h);
+        int code = rc == 0 ? 0 : rc == -EACCES && strstr(mcefa_last_error(), "segment_group_access") ? 1 : 2;
+        mcefa_disconnect(c);
+        _exit(code);
+    }
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert(WIFEXITED(st));
+    return WEXITSTATUS(st);
+}
+
+static void start_shared_socket(const char *extra)
+{
+    const char *const args[] = {"--provider=none", "--socket_mode=0666", extra, NULL};
+    daemon_start(&D, args);
+    ck_assert_int_eq(chmod(D.dir, 0755), 0); /* mkdtemp made it 0700 */
+}
+
+/* Item 13: another user who may use the socket cannot open someone else's
+ * segment unless the operator allows it (segment_group_access). */
+START_TEST(other_users_segment_cannot_be_opened)
+{
+    start_shared_socket(NULL);
+    self_seg x;
+    self_seg_open(&x, "roots", 1 << 20);
+    ck_assert_int_eq(nobody_opens("roots"), 1);
+    mcefa_disconnect(x.c);
+    daemon_stop(&D);
+
+    start_shared_socket("--segment_group_access=true");
+    self_seg_open(&x, "roots", 1 << 20);
+    ck_assert_int_eq(nobody_opens("roots"), 0);
+    mcefa_disconnect(x.c);
+    daemon_stop(&D);
+}
+END_TEST
+
+/* Item 10: registered bytes are capped per client and in total, counted
+ * before the work is queued. */
+START_TEST(registered_bytes_are_capped)
+{
+    const char *const args[] = {"--provider=none", "--max_registered_bytes_per_client=8388608",
+                                "--max_registered_bytes=12582912", NULL};
+    daemon_start(&D, args);
+    mcefa_client *a = connect_ok("a"), *b = connect_ok("b");
+    void *pa[3], *pb[2];
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(mcefa_alloc(a, 4 << 20, -1, 0, &pa[i]), 0);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(mcefa_alloc(b, 4 << 20, -1, 0, &pb[i]), 0);
+    ck_assert_int_eq(mcefa_register(a, pa[0], 4 << 20), 0);
+    ck_assert_int_eq(mcefa_register(a, pa[1], 4 << 20), 0);
+    ck_assert_int_eq(mcefa_register(a, pa[2], 4 << 20), -ENOSPC);
+    ck_assert_msg(strstr(mcefa_last_error(), "max_registered_bytes_per_client"), "%s", mcefa_last_error());
+    ck_assert_int_eq(mcefa_register(b, pb[0], 4 << 20), 0);
+    ck_assert_int_eq(mcefa_register(b, pb[1], 4 << 20), -ENOSPC);
+    ck_assert_msg(strstr(mcefa_last_error(), "(max_registered_bytes)"), "%s", mcefa_last_error());
+    ck_assert_int_eq(mcefa_unregister(a, pa[1]), 0);
+    ck_assert_int_eq(mcefa_register(b, pb[1], 4 << 20), 0);
+    mcefa_disconnect(a);
+    mcefa_disconnect(b);
+    daemon_stop(&D);
+}
+END_TEST
+
+static int log_has(const char *what)
+{
+    FILE *f = fopen(D.log, "r");
+    char line[1024];
+    int found = 0;
+    while (f && !found && fgets(line, sizeof(line), f))
+        found = strstr(line, what) != NULL;
+    if (f)
+        fclose(f);
+    return found;
+}
+
+/* Many clients that never read their replies, each under
+ * max_outbound_bytes: together they hit max_outbound_bytes_total and the
+ * worst one is disconnected. */
+START_TEST(unread_replies_are_capped_in_total)
+{
+    const char *const args[] = {"--provider=none", "--max_outbound_bytes_total=1048576", NULL};
+    daemon_start(&D, args);
+    enum { CLIENTS = 4, REQS = 20000 };
+    Mcefa__StatusQuery q = MCEFA__STATUS_QUERY__INIT;
+    Mcefa__Request req = MCEFA__REQUEST__INIT;
+    req.seq = 2;
+    req.body_case = MCEFA__REQUEST__BODY_STATUS;
+    req.status = &q;
+    uint8_t *one;
+    size_t n;
+    ck_assert_int_eq(wire_pack(&req.base, &one, &n), 0);
+    uint8_t *many = malloc(n * REQS);
+    for (int i = 0; i < REQS; i++)
+        memcpy(many + i * n, one, n);
+    int fds[CLIENTS];
+    for (int k = 0; k < CLIENTS; k++) {
+        fds[k] = raw_connect(D.sock);
+        ck_assert_int_ge(fds[k], 0);
+        raw_hello(fds[k], MCEFA_PROTOCOL_VERSION);
+        raw_send(fds[k], many, n * REQS);
+    }
+    int seen = 0;
+    for (int i = 0; i < 300 && !(seen = log_has("max_outbound_bytes_total")); i++)
+        usleep(10000);
+    ck_assert_msg(seen, "no client was disconnected for the total of queued replies; see %s", D.log);
+    ck_assert_msg(daemon_alive(&D), "mcefad died; see %s", D.log);
+    for (int k = 0; k < CLIENTS; k++)
+        close(fds[k]);
+    free(one);
+    free(many);
+    mcefa_client *c = connect_ok("after");
+    mcefa_disconnect(c);
+    daemon_stop(&D);
+}
+END_TEST
+
+static int tcp_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+/* Reads until the peer closes or ms pass; returns what came, 0-terminated. */
+static size_t read_for(int fd, char *buf, size_t len, int ms)
+{
+    size_t got = 0;
+    for (int waited = 0; waited < ms && got + 1 < len; waited += 10) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 10) <= 0)
+            continue;
+        ssize_t n = read(fd, buf + got, len - 1 - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    buf[got] = 0;
+    return got;
+}
+
+/* Item 14: a request with a NUL byte is answered at once (400), and
+ * connections that never finish a request cannot keep a scrape out. */
+START_TEST(metrics_survive_garbage_and_slowloris)
+{
+    char flag[64], buf[65536];
+    snprintf(flag, sizeof(flag), "--metrics_listen=127.0.0.1:%d", free_ports(1));
+    int port = atoi(strrchr(flag, ':') + 1);
+    const char *const args[] = {"--provider=none", flag, NULL};
+    daemon_start(&D, args);
+    int fd = tcp_connect(port);
+    raw_send(fd, "GET /\0metrics HTTP/1.0\r\n\r\n", 26);
+    read_for(fd, buf, sizeof(buf), 1000);
+    ck_assert_msg(strstr(buf, " 400 "), "no 400 within 1 s for a NUL byte: '%s'", buf);
+    close(fd);
+    enum { SLOW = 80 };
+    int slow[SLOW];
+    for (int i = 0; i < SLOW; i++) {
+        slow[i] = tcp_connect(port);
+        raw_send(slow[i], "GET /metr", 9);
+    }
+    usleep(100 * 1000);
+    fd = tcp_connect(port);
+    raw_send(fd, "GET /metrics HTTP/1.0\r\n\r\n", 25);
+    read_for(fd, buf, sizeof(buf), 2000);
+    ck_assert_msg(strstr(buf, "200 OK") && strstr(buf, "mcefad_info"), "scrape kept out: '%.200s'", buf);
+    close(fd);
+    for (int i = 0; i < SLOW; i++)
+        close(slow[i]);
+    daemon_stop(&D);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("local_attack");
@@ -254,5 +479,13 @@ int main(void)
     tcase_add_test(tc, killed_clients_copies_stop);
     tcase_add_test(tc, sigbus_in_client_memory_fails_the_transfer);
     suite_add_tcase(s, tc);
+    TCase *own = tcase_create("own daemon");
+    tcase_set_timeout(own, 60);
+    tcase_add_test(own, export_of_another_hosts_name_is_refused);
+    tcase_add_test(own, other_users_segment_cannot_be_opened);
+    tcase_add_test(own, registered_bytes_are_capped);
+    tcase_add_test(own, unread_replies_are_capped_in_total);
+    tcase_add_test(own, metrics_survive_garbage_and_slowloris);
+    suite_add_tcase(s, own);
     return run_suite(s);
 }
