@@ -62,8 +62,9 @@
       "Largest protocol message accepted from a client; larger ones close its connection.")                    \
     X(UINT, max_clients, "1024", 1, CFG_UNBOUNDED, "MCEFAD_MAX_CLIENTS", "",                                     \
       "Most client connections served at once.")                                                                \
-    X(UINT, max_regions_per_client, "65536", 1, CFG_UNBOUNDED, "MCEFAD_MAX_REGIONS", "",                         \
-      "Most registered regions per client.")                                                                    \
+    X(UINT, max_regions_per_client, "16384", 1, CFG_UNBOUNDED, "MCEFAD_MAX_REGIONS", "",                         \
+      "Most registered regions per client. Regions of one memfd share a mapping; all clients' mappings "       \
+      "together stay below vm.max_map_count, read at start.")                                                  \
     X(UINT, max_outbound_bytes, "67108864", 0, CFG_UNBOUNDED, "MCEFAD_MAX_OUTBOUND", "",                         \
       "Replies queued for a client that does not read them before it is disconnected.")                        \
     X(UINT, max_outbound_bytes_total, "268435456", 0, CFG_UNBOUNDED, "MCEFAD_MAX_OUTBOUND_TOTAL", "",           \

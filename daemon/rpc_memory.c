@@ -4,6 +4,7 @@
  * the reply goes out when the work is done. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,6 +19,22 @@ static uv_loop_t *loop;
 /* Caps on registered bytes (resolved defaults), and what all pending
  * registrations add up to. */
 static uint64_t cap_total, cap_client, pending_total;
+/* Registrations under way (each may add a mapping), and how many mappings
+ * of client memory the daemon may hold: vm.max_map_count less room for
+ * everything else (completion areas, threads, libraries). */
+static size_t pending_count, map_limit;
+
+static size_t read_max_map_count(void)
+{
+    FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+    unsigned long long n = 0;
+    if (f) {
+        if (fscanf(f, "%llu", &n) != 1)
+            n = 0;
+        fclose(f);
+    }
+    return n ? (size_t)n : 65530; /* the kernel's default */
+}
 
 void rpc_memory_init(uv_loop_t *l)
 {
@@ -28,11 +45,16 @@ void rpc_memory_init(uv_loop_t *l)
         cap_total = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : UINT64_MAX;
     }
     cap_client = config.max_registered_bytes_per_client ? config.max_registered_bytes_per_client : cap_total;
+    memfd_import_init(cap_client);
+    size_t max_maps = read_max_map_count(), reserve = (size_t)config.max_clients * 2 + 4096;
+    map_limit = max_maps > reserve + 1024 ? max_maps - reserve : 1024;
+    log_info("client memory may use %zu mappings (vm.max_map_count %zu)", map_limit, max_maps);
 }
 
 typedef struct reg_job {
     uv_work_t work;
     reply *r;
+    memfd_maps *maps; /* a reference: the session may go meanwhile */
     pending_range *range;
     int fd;
     uint64_t offset, addr, length;
@@ -46,7 +68,7 @@ typedef struct reg_job {
 static void reg_work(uv_work_t *w)
 {
     reg_job *j = w->data;
-    if (memfd_import(j->fd, j->offset, j->addr, j->length, j->numa_node, j->populate, &j->region, &j->e) == 0 &&
+    if (memfd_import(j->maps, j->fd, j->offset, j->addr, j->length, j->numa_node, j->populate, &j->region, &j->e) == 0 &&
         nic_register_region(j->region, &j->e) < 0) {
         err_prefix(&j->e, "cannot register 0x%" PRIx64 " + %" PRIu64, j->addr, j->length);
         region_unref(j->region);
@@ -65,6 +87,8 @@ static void reg_done(uv_work_t *w, int status)
     s->nregistering--;
     s->registering_bytes -= j->length;
     pending_total -= j->length;
+    pending_count--;
+    memfd_maps_unref(j->maps);
     if (status < 0 && !j->e.code)
         err_set(&j->e, -ECANCELED, "registration of 0x%" PRIx64 " cancelled: the daemon is stopping", j->addr);
     if (!j->region) {
@@ -131,6 +155,17 @@ void rpc_register(reply *r, const Mcefa__Request *req)
                    m->addr, m->length, all, cap_total);
         goto out;
     }
+    if (memfd_mappings() + pending_count >= map_limit) {
+        reply_fail(r, -ENOSPC,
+                   "cannot register 0x%" PRIx64 " + %" PRIu64 ": the daemon holds %zu mappings of client memory, "
+                   "its share of vm.max_map_count; register larger buffers (regions of one memfd share a mapping)",
+                   m->addr, m->length, memfd_mappings());
+        goto out;
+    }
+    if (!s->maps && !(s->maps = memfd_maps_new())) {
+        reply_fail(r, -ENOMEM, "out of memory registering a region");
+        goto out;
+    }
     region *clash = region_table_overlap(&s->regions, m->addr, m->length);
     if (clash) {
         reply_fail(r, -EEXIST,
@@ -163,6 +198,9 @@ void rpc_register(reply *r, const Mcefa__Request *req)
     s->nregistering++;
     s->registering_bytes += m->length;
     pending_total += m->length;
+    pending_count++;
+    memfd_maps_ref(s->maps);
+    j->maps = s->maps;
     j->r = d;
     j->range = pr;
     j->fd = fd;

@@ -1,6 +1,7 @@
 #include "session.h"
 
 #include "copypool.h"
+#include "memfd_import.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -139,6 +140,8 @@ void session_teardown(session *s)
     s->exported = NULL;
     segment_close_all(&s->opens);
     region_table_clear(&s->regions);
+    memfd_maps_unref(s->maps); /* mappings stay while regions in flight use them */
+    s->maps = NULL;
     wire_reader_free(&s->rd);
     drop_output(s);
 }

@@ -70,6 +70,7 @@ typedef struct session {
     LIST_HEAD(, pending_range) registering;
     unsigned nregistering;
     uint64_t registering_bytes; /* sum of the pending ranges */
+    struct memfd_maps *maps;    /* its memfds' mappings, shared by their regions */
 
     void *cq; /* completion area mapping */
     size_t cq_len;

@@ -246,6 +246,56 @@ START_TEST(sigbus_in_client_memory_fails_the_transfer)
 END_TEST
 
 
+static size_t count_maps(pid_t pid)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = 0;
+    while (fgets(line, sizeof(line), f))
+        n++;
+    fclose(f);
+    return n;
+}
+
+/* Item 8: 65,408 regions of 4 KiB from one memfd used to take a mapping
+ * each, exhausting vm.max_map_count: new clients could not be served. The
+ * regions of one memfd share a mapping now, and the per-client region
+ * limit stays well below the kernel's map count. */
+START_TEST(many_small_regions_share_one_mapping)
+{
+    enum { PIECES = 65408 };
+    mcefa_client *c = connect_ok("mapper");
+    uint8_t *buf;
+    ck_assert_int_eq(mcefa_alloc(c, (size_t)PIECES * 4096, -1, 0, (void **)&buf), 0);
+    size_t before = count_maps(D.pid), ok = 0;
+    int rc = 0;
+    while (ok < PIECES && (rc = mcefa_register(c, buf + ok * 4096, 4096)) == 0)
+        ok++;
+    ck_assert_msg(rc == 0 || (rc == -ENOSPC && strstr(mcefa_last_error(), "max_regions_per_client")),
+                  "region %zu: %d %s", ok, rc, mcefa_last_error());
+    ck_assert_uint_ge(ok, 1024);
+    size_t after = count_maps(D.pid);
+    ck_assert_msg(after < before + 64, "%zu regions of one memfd took %zu mappings", ok, after - before);
+    mcefa_client *late = NULL;
+    ck_assert_msg(mcefa_connect(D.sock, "late", &late) == 0, "a new client is refused: %s", mcefa_last_error());
+    /* The shared mapping moves the right bytes. */
+    self_seg x;
+    self_seg_open(&x, "reader", 1 << 20);
+    ck_assert_int_eq(mcefa_segment_export(c, "pieces", NULL, 0), 0);
+    mcefa_segment seg;
+    ck_assert_int_eq(mcefa_segment_open(x.c, "pieces", &seg), 0);
+    fill(buf + 5 * 4096, 4096, 9);
+    mcefa_transfer t = {MCEFA_READ, x.buf, seg, (uint64_t)(uintptr_t)buf + 5 * 4096, 4096};
+    ck_assert_int_eq(mcefa_transfer_sync(x.c, &t, 1, 10000), 0);
+    ck_assert(memcmp(x.buf, buf + 5 * 4096, 4096) == 0);
+    mcefa_disconnect(x.c);
+    mcefa_disconnect(late);
+    mcefa_disconnect(c);
+}
+END_TEST
+
 /* ---- Tests that start their own daemon ----------------------------------- */
 
 /* Item 12: a local client cannot export a name of another host (it would
@@ -478,6 +528,7 @@ int main(void)
     tcase_add_test(tc, huge_batch_does_not_starve_others);
     tcase_add_test(tc, killed_clients_copies_stop);
     tcase_add_test(tc, sigbus_in_client_memory_fails_the_transfer);
+    tcase_add_test(tc, many_small_regions_share_one_mapping);
     suite_add_tcase(s, tc);
     TCase *own = tcase_create("own daemon");
     tcase_set_timeout(own, 60);
