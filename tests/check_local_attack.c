@@ -118,6 +118,7 @@ START_TEST(huge_batch_does_not_starve_others)
     uint32_t sub, fin, failed;
     mcefa_batch_progress(b, &sub, &fin, &failed);
     ck_assert_msg(fin < BIG_COPIES / 2, "the small copy finished only after %u of %u huge copies", fin, BIG_COPIES);
+    mcefa_batch_free_when_done(b);
     mcefa_disconnect(small.c);
     mcefa_disconnect(big.c); /* its queued copies are dropped */
 }
