@@ -29,6 +29,13 @@ typedef struct xfer_chunk {
     uint32_t idx;
     bool write;
     region *lr, *rr;
+    /* A move (source and destination overlap): one piece at a time, each
+     * queueing the next, in the order that never reads a byte an earlier
+     * piece wrote (from the end when moving up). */
+    char *move_dst;
+    const char *move_src;
+    uint64_t move_off, move_left;
+    bool move_up;
 } xfer_chunk;
 
 static void chunk_done(copy_job *job, int err)
@@ -38,6 +45,20 @@ static void chunk_done(copy_job *job, int err)
     batch *b = c->b;
     uint32_t idx = c->idx;
     char why[200] = "";
+    if (!err && c->move_left) {
+        /* Back into the owner's queue, behind other clients' jobs. A piece
+         * finishing after its client died still queues the next one: at
+         * most the rest of this one transfer. */
+        stats_copied(job->len);
+        uint64_t l = c->move_left < copy_chunk ? c->move_left : copy_chunk;
+        c->move_off = c->move_up ? c->move_off - l : c->move_off + job->len;
+        c->move_left -= l;
+        job->dst = c->move_dst + c->move_off;
+        job->src = c->move_src + c->move_off;
+        job->len = l;
+        copypool_submit(job, job, 1);
+        return;
+    }
     if (!err) {
         stats_copied(job->len);
     } else if (err == -EFAULT) {
@@ -261,11 +282,12 @@ static void plan_local(session *s, batch *b, uint32_t idx, const Mcefa__Transfer
 {
     char *local = region_translate(pl->lr, t->local_addr);
     char *remote = region_translate(pl->rr, t->remote_addr);
-    /* Overlapping ranges (a move inside one region) stay one job, which
-     * copypool does with memmove: pieces on several threads would read
-     * bytes another piece already overwrote. */
+    /* Overlapping ranges (a move inside one region) are one chain of pieces
+     * run one after another (chunk_done), each a memmove: pieces on several
+     * threads at once would read bytes another piece already overwrote. */
     uint64_t chunk = copy_chunk;
-    if ((uintptr_t)local < (uintptr_t)remote + t->length && (uintptr_t)remote < (uintptr_t)local + t->length)
+    bool move = (uintptr_t)local < (uintptr_t)remote + t->length && (uintptr_t)remote < (uintptr_t)local + t->length;
+    if (move)
         chunk = t->length;
     uint32_t pieces = (uint32_t)((t->length + chunk - 1) / chunk);
     atomic_store(&b->reqs[idx].remaining, pieces);
@@ -301,6 +323,16 @@ static void plan_local(session *s, batch *b, uint32_t idx, const Mcefa__Transfer
         }
         c->job.len = len;
         c->job.done = chunk_done;
+        if (move && t->length > copy_chunk) {
+            c->move_dst = c->job.dst;
+            c->move_src = c->job.src;
+            c->move_up = (uintptr_t)c->job.dst > (uintptr_t)c->job.src;
+            c->job.len = copy_chunk;
+            c->move_left = t->length - copy_chunk;
+            c->move_off = c->move_up ? t->length - copy_chunk : 0;
+            c->job.dst = c->move_dst + c->move_off;
+            c->job.src = c->move_src + c->move_off;
+        }
         if (jl->tail)
             jl->tail->job.next = &c->job;
         else

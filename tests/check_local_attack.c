@@ -72,19 +72,24 @@ START_TEST(overlapping_copy_is_a_move)
 {
     self_seg x;
     self_seg_open(&x, "ovl", 16 << 20);
-    size_t len = 12 << 20, shift = 4096;
-    fill(x.buf, x.size, 3);
     uint8_t *want = malloc(x.size);
-    memcpy(want, x.buf, x.size);
-    memmove(want + shift, want, len);
-    mcefa_transfer t = {MCEFA_WRITE, x.buf, x.seg, (uint64_t)(uintptr_t)x.buf + shift, len};
-    ck_assert_int_eq(mcefa_transfer_sync(x.c, &t, 1, 10000), 0);
-    ck_assert_msg(memcmp(x.buf, want, x.size) == 0, "the overlapping copy is not a memmove");
-    /* And backwards. */
-    memmove(want, want + shift, len);
-    mcefa_transfer back = {MCEFA_READ, x.buf, x.seg, (uint64_t)(uintptr_t)x.buf + shift, len};
-    ck_assert_int_eq(mcefa_transfer_sync(x.c, &back, 1, 10000), 0);
-    ck_assert_msg(memcmp(x.buf, want, x.size) == 0, "the overlapping read is not a memmove");
+    /* Shifts below and above copy_chunk_bytes (4 MiB), a length that is
+     * not a whole number of pieces. */
+    const size_t len = (10 << 20) + 12345, shifts[] = {4096, (5 << 20) + 7};
+    for (unsigned k = 0; k < 2; k++) {
+        size_t shift = shifts[k];
+        fill(x.buf, x.size, 3 + k);
+        memcpy(want, x.buf, x.size);
+        memmove(want + shift, want, len);
+        mcefa_transfer t = {MCEFA_WRITE, x.buf, x.seg, (uint64_t)(uintptr_t)x.buf + shift, len};
+        ck_assert_int_eq(mcefa_transfer_sync(x.c, &t, 1, 10000), 0);
+        ck_assert_msg(memcmp(x.buf, want, x.size) == 0, "the overlapping write (shift %zu) is not a memmove", shift);
+        /* And backwards. */
+        memmove(want, want + shift, len);
+        mcefa_transfer back = {MCEFA_READ, x.buf, x.seg, (uint64_t)(uintptr_t)x.buf + shift, len};
+        ck_assert_int_eq(mcefa_transfer_sync(x.c, &back, 1, 10000), 0);
+        ck_assert_msg(memcmp(x.buf, want, x.size) == 0, "the overlapping read (shift %zu) is not a memmove", shift);
+    }
     free(want);
     mcefa_disconnect(x.c);
 }
