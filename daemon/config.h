@@ -62,10 +62,25 @@
       "Largest protocol message accepted from a client; larger ones close its connection.")                    \
     X(UINT, max_clients, "1024", 1, CFG_UNBOUNDED, "MCEFAD_MAX_CLIENTS", "",                                     \
       "Most client connections served at once.")                                                                \
-    X(UINT, max_regions_per_client, "65536", 1, CFG_UNBOUNDED, "MCEFAD_MAX_REGIONS", "",                         \
-      "Most registered regions per client.")                                                                    \
+    X(UINT, max_regions_per_client, "16384", 1, CFG_UNBOUNDED, "MCEFAD_MAX_REGIONS", "",                         \
+      "Most registered regions per client. Regions of one memfd share a mapping; all clients' mappings "       \
+      "together stay below vm.max_map_count, read at start.")                                                  \
     X(UINT, max_outbound_bytes, "67108864", 0, CFG_UNBOUNDED, "MCEFAD_MAX_OUTBOUND", "",                         \
       "Replies queued for a client that does not read them before it is disconnected.")                        \
+    X(UINT, max_outbound_bytes_total, "268435456", 0, CFG_UNBOUNDED, "MCEFAD_MAX_OUTBOUND_TOTAL", "",           \
+      "Replies queued for all clients together; past it the client with the most queued is disconnected "      \
+      "(many clients that do not read could otherwise hold max_clients x max_outbound_bytes).")                \
+    X(UINT, max_registered_bytes, "0", 0, CFG_UNBOUNDED, "MCEFAD_MAX_REGISTERED", "",                            \
+      "Bytes all clients together may register (counting registrations under way); 0 means the machine's "     \
+      "physical memory, a bound no working setup exceeds: the daemon maps and pre-faults what is registered, " \
+      "so more could only end in the OOM killer choosing the daemon.")                                          \
+    X(UINT, max_registered_bytes_per_client, "0", 0, CFG_UNBOUNDED, "MCEFAD_MAX_REGISTERED_PER_CLIENT", "",      \
+      "Bytes one client may register; 0 means max_registered_bytes (one process, such as an inference "        \
+      "server's cache, may legitimately register most of the memory). Set it lower where users do not trust "  \
+      "each other.")                                                                                            \
+    X(BOOL, segment_group_access, "false", 0, 0, "MCEFAD_SEGMENT_GROUP_ACCESS", "",                              \
+      "Let every client that may connect to the socket open every segment; by default a segment opens only "   \
+      "for its owner's user, root and admin_group.")                                                          \
     X(BOOL, populate, "true", 0, 0, "MCEFAD_POPULATE", "",                                                       \
       "Pre-fault registered memory when it is registered, so first transfers do not pay page faults.")          \
     X(STR, provider, "efa", 0, CFG_UNBOUNDED, "MCEFAD_PROVIDER", "",                                             \

@@ -230,8 +230,16 @@ static void on_http_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
             http_close(c);
         return;
     }
+    size_t was = c->len;
     c->len += (size_t)n;
     c->req[c->len] = 0;
+    /* A NUL byte, or a first byte that cannot start a method, is not
+     * HTTP: answer now rather than hold a slot until the deadline. */
+    if (memchr(c->req + was, 0, (size_t)n) || c->req[0] < 'A' || c->req[0] > 'Z') {
+        const char *m = "not an HTTP request; mcefad serves Prometheus metrics at GET /metrics\n";
+        respond(c, "400 Bad Request", "text/plain", m, strlen(m));
+        return;
+    }
     if (!strstr(c->req, "\r\n\r\n") && !strstr(c->req, "\n\n")) {
         if (c->len >= sizeof(c->req) - 1) {
             const char *m = "request too large\n";
@@ -262,7 +270,22 @@ static void on_http_connection(uv_stream_t *srv, int status)
 {
     if (status < 0)
         return;
-    http_conn *c = nconns < HTTP_MAX_CONNS ? calloc(1, sizeof(*c)) : NULL;
+    bool room = nconns < HTTP_MAX_CONNS;
+    if (!room) {
+        /* Full of connections that have not finished a request (a slowloris
+         * reconnecting as each times out): the oldest of them makes room,
+         * so a real scrape, which completes at once, still gets through. */
+        http_conn *old = NULL;
+        for (http_conn *i = conns; i; i = i->next)
+            if (!i->answered && !uv_is_closing((uv_handle_t *)&i->tcp))
+                old = i; /* conns is newest first */
+        if (old) {
+            log_debug("metrics: %u connections open; closing the oldest unfinished one", nconns);
+            http_close(old); /* counted until its handles closed: the new one may pass the cap meanwhile */
+            room = true;
+        }
+    }
+    http_conn *c = room ? calloc(1, sizeof(*c)) : NULL;
     if (!c) {
         /* Accept and drop it, or libuv would stop watching the listener. */
         uv_tcp_t *t = malloc(sizeof(*t));

@@ -43,6 +43,14 @@ void region_unref(region *r)
     free(r);
 }
 
+/* Bytes in every table (loop thread only, like the tables). */
+static uint64_t all_tables_bytes;
+
+uint64_t region_tables_bytes(void)
+{
+    return all_tables_bytes;
+}
+
 /* Index of the first region whose addr is > addr. */
 static size_t upper_bound(const region_table *t, uint64_t addr)
 {
@@ -81,6 +89,7 @@ int region_table_insert(region_table *t, region *r)
     t->v[i] = r;
     t->n++;
     t->bytes += r->length;
+    all_tables_bytes += r->length;
     return 0;
 }
 
@@ -126,6 +135,7 @@ region *region_table_remove(region_table *t, uint64_t addr)
         t->v[j] = t->v[j + 1];
     t->n--;
     t->bytes -= r->length;
+    all_tables_bytes -= r->length;
     return r;
 }
 
@@ -136,5 +146,6 @@ void region_table_clear(region_table *t)
     free(t->v);
     t->v = NULL;
     t->n = t->cap = 0;
+    all_tables_bytes -= t->bytes;
     t->bytes = 0;
 }

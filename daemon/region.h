@@ -7,6 +7,7 @@
 #define MCEFAD_REGION_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,6 +47,9 @@ typedef struct region {
     void *map_base;  /* the kind's own bookkeeping (memfd: what to munmap) */
     size_t map_len;
     int numa_node;   /* -1 unknown */
+    /* Set when a copy faulted in this memory (SIGBUS: the backing pages
+     * went away); later transfers on it are refused. Any thread. */
+    _Atomic bool faulted;
     /* Per NIC index; NULL when the daemon has no NIC. The NIC layer sets
      * unregister, which closes them before the memory is released. */
     nic_mr *mrs;
@@ -88,5 +92,7 @@ region *region_table_find_addr(const region_table *t, uint64_t addr);
 /* Any region overlapping [addr, addr+len), or NULL. */
 region *region_table_overlap(const region_table *t, uint64_t addr, uint64_t len);
 void region_table_clear(region_table *t);
+/* Bytes registered in all tables together (max_registered_bytes). */
+uint64_t region_tables_bytes(void);
 
 #endif

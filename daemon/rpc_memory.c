@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,16 +19,46 @@
 #include "shm/memfd.h"
 
 static uv_loop_t *loop;
+/* Caps on registered bytes (resolved defaults), and what all pending
+ * registrations add up to. */
+static uint64_t cap_total, cap_client, pending_total;
+/* Registrations under way (each may add a mapping), and how many mappings
+ * of client memory the daemon may hold: vm.max_map_count less room for
+ * everything else (completion areas, threads, libraries). */
+static size_t pending_count, map_limit;
+
+static size_t read_max_map_count(void)
+{
+    FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+    unsigned long long n = 0;
+    if (f) {
+        if (fscanf(f, "%llu", &n) != 1)
+            n = 0;
+        fclose(f);
+    }
+    return n ? (size_t)n : 65530; /* the kernel's default */
+}
 
 void rpc_memory_init(uv_loop_t *l)
 {
     loop = l;
+    cap_total = config.max_registered_bytes;
+    if (!cap_total) {
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        cap_total = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : UINT64_MAX;
+    }
+    cap_client = config.max_registered_bytes_per_client ? config.max_registered_bytes_per_client : cap_total;
+    memfd_import_init(cap_client);
+    size_t max_maps = read_max_map_count(), reserve = (size_t)config.max_clients * 2 + 4096;
+    map_limit = max_maps > reserve + 1024 ? max_maps - reserve : 1024;
+    log_info("client memory may use %zu mappings (vm.max_map_count %zu)", map_limit, max_maps);
 }
 
 typedef struct reg_job {
     uv_work_t work;
     defer_item later; /* answers a job that could not be queued */
     reply *r;
+    memfd_maps *maps; /* a reference: the session may go meanwhile */
     pending_range *range;
     int fd;
     uint64_t offset, addr, length;
@@ -41,7 +72,7 @@ typedef struct reg_job {
 static void reg_work(uv_work_t *w)
 {
     reg_job *j = w->data;
-    if (memfd_import(j->fd, j->offset, j->addr, j->length, j->numa_node, j->populate, &j->region, &j->e) == 0 &&
+    if (memfd_import(j->maps, j->fd, j->offset, j->addr, j->length, j->numa_node, j->populate, &j->region, &j->e) == 0 &&
         nic_register_region(j->region, &j->e) < 0) {
         err_prefix(&j->e, "cannot register 0x%" PRIx64 " + %" PRIu64, j->addr, j->length);
         region_unref(j->region);
@@ -58,6 +89,10 @@ static void reg_done(uv_work_t *w, int status)
     LIST_REMOVE(j->range, link);
     free(j->range);
     s->nregistering--;
+    s->registering_bytes -= j->length;
+    pending_total -= j->length;
+    pending_count--;
+    memfd_maps_unref(j->maps);
     if (status < 0) {
         /* Cancelled before it ran: the work did not close the memfd. */
         close(j->fd);
@@ -128,6 +163,37 @@ void rpc_register(reply *r, const Mcefa__Request *req)
                    s->regions.n + s->nregistering);
         goto out;
     }
+    /* Checked before any work is queued, counting registrations under way:
+     * each mapped and pre-faulted byte is charged to the daemon. */
+    uint64_t mine = s->regions.bytes + s->registering_bytes;
+    if (m->length > cap_client || mine > cap_client - m->length) {
+        reply_fail(r, -ENOSPC,
+                   "cannot register 0x%" PRIx64 " + %" PRIu64 ": this client already has %" PRIu64
+                   " bytes registered or being registered and may have at most %" PRIu64
+                   " (max_registered_bytes_per_client); unregister some first",
+                   m->addr, m->length, mine, cap_client);
+        goto out;
+    }
+    uint64_t all = region_tables_bytes() + pending_total;
+    if (m->length > cap_total || all > cap_total - m->length) {
+        reply_fail(r, -ENOSPC,
+                   "cannot register 0x%" PRIx64 " + %" PRIu64 ": clients of this daemon together have %" PRIu64
+                   " bytes registered and the daemon takes at most %" PRIu64
+                   " (max_registered_bytes); unregister memory or ask the operator to raise it",
+                   m->addr, m->length, all, cap_total);
+        goto out;
+    }
+    if (memfd_mappings() + pending_count >= map_limit) {
+        reply_fail(r, -ENOSPC,
+                   "cannot register 0x%" PRIx64 " + %" PRIu64 ": the daemon holds %zu mappings of client memory, "
+                   "its share of vm.max_map_count; register larger buffers (regions of one memfd share a mapping)",
+                   m->addr, m->length, memfd_mappings());
+        goto out;
+    }
+    if (!s->maps && !(s->maps = memfd_maps_new())) {
+        reply_fail(r, -ENOMEM, "out of memory registering a region");
+        goto out;
+    }
     region *clash = region_table_overlap(&s->regions, m->addr, m->length);
     if (clash) {
         reply_fail(r, -EEXIST,
@@ -158,6 +224,11 @@ void rpc_register(reply *r, const Mcefa__Request *req)
     pr->len = m->length;
     LIST_INSERT_HEAD(&s->registering, pr, link);
     s->nregistering++;
+    s->registering_bytes += m->length;
+    pending_total += m->length;
+    pending_count++;
+    memfd_maps_ref(s->maps);
+    j->maps = s->maps;
     j->r = d;
     j->range = pr;
     j->fd = fd;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "config.h"
 #include "ident.h"
 #include "log.h"
 #include "peer_desc.h"
@@ -53,10 +54,27 @@ static void remote_info(reply *r, uint64_t handle, const remote_segment *rs)
     }
 }
 
+/* A name whose host part names another host would shadow that host's
+ * segment for every local client that opens it: only this host's names
+ * (and names without a host part) may be exported here. */
+static bool exportable_here(const char *name)
+{
+    return !name || !strchr(name, ':') || ident_is_local_name(name);
+}
+
 void rpc_export(reply *r, const Mcefa__Request *req)
 {
     session *s = r->s;
     err e;
+    const char *name = req->export_segment->name;
+    if (name && *name && !exportable_here(name)) {
+        size_t hl = ident_host_len(name);
+        reply_fail(r, -EPERM,
+                   "cannot export segment '%s': its host part '%.*s' names another host, and clients opening it "
+                   "expect that host; export '%s:%s', a name without a host part, or let the daemon choose",
+                   name, (int)hl, name, ident_hostname(), name + hl + 1);
+        return;
+    }
     if (segment_export(s, &s->regions, req->export_segment->name, &s->exported, &e) < 0) {
         reply_err(r, &e);
         return;
@@ -76,7 +94,8 @@ static bool resolve_local(const char *name, segment_entry **e)
     *e = segment_lookup(name);
     if (*e)
         return true;
-    if (!ident_is_local_name(name))
+    /* A name without a host part is this host's by definition. */
+    if (strchr(name, ':') && !ident_is_local_name(name))
         return false;
     *e = segment_find(name);
     return true;
@@ -133,6 +152,15 @@ void rpc_open(reply *r, const Mcefa__Request *req)
                    "segment '%s' not found: no client on this host exports it; check the name the target printed "
                    "and that it is still running",
                    name);
+        return;
+    }
+    const session *owner = e->owner, *s = r->s;
+    if (owner && owner->uid != s->uid && !s->admin && !config.segment_group_access) {
+        reply_fail(r, -EACCES,
+                   "cannot open segment '%s': it belongs to another user (uid %u) and segments open only for their "
+                   "owner's user, root and admin_group; the operator can allow the whole socket group with "
+                   "segment_group_access",
+                   name, (unsigned)owner->uid);
         return;
     }
     uint64_t h;

@@ -86,7 +86,7 @@ static int flush(session *s)
             close(o->fds[i]);
         o->nfds = 0;
         o->off += (size_t)n;
-        s->out_bytes -= (size_t)n;
+        session_sent(s, (size_t)n);
         if (o->off < o->len)
             continue;
         STAILQ_REMOVE_HEAD(&s->out, link);

@@ -1,6 +1,10 @@
 #include "session.h"
 
+#include "copypool.h"
+#include "memfd_import.h"
+
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -70,6 +74,15 @@ void session_ref(session *s)
     atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
 }
 
+/* Reply bytes queued for all sessions (max_outbound_bytes_total). */
+static size_t all_out_bytes;
+
+void session_sent(session *s, size_t n)
+{
+    s->out_bytes -= n;
+    all_out_bytes -= n;
+}
+
 static void drop_output(session *s)
 {
     while (!STAILQ_EMPTY(&s->out)) {
@@ -80,6 +93,7 @@ static void drop_output(session *s)
         free(o->data);
         free(o);
     }
+    all_out_bytes -= s->out_bytes;
     s->out_bytes = 0;
 }
 
@@ -117,12 +131,47 @@ void session_teardown(session *s)
     log_info("client %s (session %llu, pid %d) disconnected: releasing %zu regions (%llu bytes)%s", s->name,
              (unsigned long long)s->id, (int)s->pid, s->regions.n, (unsigned long long)s->regions.bytes,
              inflight ? ", waiting for transfers in flight" : "");
+    /* Copies it queued and that have not started are dropped (they fail
+     * with -ECANCELED): nobody is left to wait for them. */
+    size_t cancelled = copypool_cancel(s);
+    if (cancelled)
+        log_info("client %s: %zu queued copies cancelled", s->name, cancelled);
     segment_unexport(s->exported);
     s->exported = NULL;
     segment_close_all(&s->opens);
     region_table_clear(&s->regions);
+    memfd_maps_unref(s->maps); /* mappings stay while regions in flight use them */
+    s->maps = NULL;
     wire_reader_free(&s->rd);
     drop_output(s);
+}
+
+static void on_evict(defer_item *it)
+{
+    session *s = (session *)((char *)it - offsetof(session, evict));
+    s->evict_queued = false;
+    if (s->on_output)
+        s->on_output(s); /* broken: the server closes it */
+    session_unref(s);
+}
+
+/* Many clients that each stay under max_outbound_bytes can still hold a
+ * lot together: the one holding the most goes. */
+static void evict_worst(void)
+{
+    session *w = NULL, *i;
+    TAILQ_FOREACH(i, &sessions, link)
+        if (!i->broken && !i->closing && (!w || i->out_bytes > w->out_bytes))
+            w = i;
+    if (!w || w->evict_queued)
+        return;
+    log_warn("clients have %zu bytes of replies queued together (max_outbound_bytes_total %llu); disconnecting "
+             "client %s, which does not read its %zu",
+             all_out_bytes, (unsigned long long)config.max_outbound_bytes_total, w->name, w->out_bytes);
+    w->broken = true;
+    w->evict_queued = true;
+    session_ref(w);
+    defer_call(&w->evict, on_evict);
 }
 
 int session_queue_response(session *s, const Mcefa__Response *resp, int *fds, unsigned nfds)
@@ -143,9 +192,12 @@ int session_queue_response(session *s, const Mcefa__Response *resp, int *fds, un
     o->nfds = nfds;
     STAILQ_INSERT_TAIL(&s->out, o, link);
     s->out_bytes += o->len;
+    all_out_bytes += o->len;
     if (s->out_bytes > config.max_outbound_bytes) {
         log_warn("client %s does not read its replies (%zu bytes queued); disconnecting it", s->name, s->out_bytes);
         s->broken = true;
+    } else if (all_out_bytes > config.max_outbound_bytes_total) {
+        evict_worst();
     }
     if (s->on_output)
         s->on_output(s);

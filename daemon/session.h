@@ -61,10 +61,16 @@ typedef struct session {
     /* Frames already buffered wait for this when reading paused. */
     defer_item resume;
     bool resume_queued;
+    /* Closing it because all clients' queued replies passed
+     * max_outbound_bytes_total (on the loop's next turn). */
+    defer_item evict;
+    bool evict_queued;
 
     region_table regions;
     LIST_HEAD(, pending_range) registering;
     unsigned nregistering;
+    uint64_t registering_bytes; /* sum of the pending ranges */
+    struct memfd_maps *maps;    /* its memfds' mappings, shared by their regions */
 
     void *cq; /* completion area mapping */
     size_t cq_len;
@@ -95,5 +101,7 @@ uint64_t session_inflight(const session *s);
  * Out of memory, or over max_outbound_bytes (the client does not read its
  * replies), marks the session broken: on_output closes it. */
 int session_queue_response(session *s, const Mcefa__Response *resp, int *fds, unsigned nfds);
+/* n bytes of s's queued replies were written to its socket. */
+void session_sent(session *s, size_t n);
 
 #endif

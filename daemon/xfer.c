@@ -27,7 +27,15 @@ typedef struct xfer_chunk {
     session *s;
     batch *b;
     uint32_t idx;
+    bool write;
     region *lr, *rr;
+    /* A move (source and destination overlap): one piece at a time, each
+     * queueing the next, in the order that never reads a byte an earlier
+     * piece wrote (from the end when moving up). */
+    char *move_dst;
+    const char *move_src;
+    uint64_t move_off, move_left;
+    bool move_up;
 } xfer_chunk;
 
 static void chunk_done(copy_job *job, int err)
@@ -36,12 +44,38 @@ static void chunk_done(copy_job *job, int err)
     session *s = c->s;
     batch *b = c->b;
     uint32_t idx = c->idx;
-    if (!err)
+    char why[200] = "";
+    if (!err && c->move_left) {
+        /* Back into the owner's queue, behind other clients' jobs. A piece
+         * finishing after its client died still queues the next one: at
+         * most the rest of this one transfer. */
         stats_copied(job->len);
+        uint64_t l = c->move_left < copy_chunk ? c->move_left : copy_chunk;
+        c->move_off = c->move_up ? c->move_off - l : c->move_off + job->len;
+        c->move_left -= l;
+        job->dst = c->move_dst + c->move_off;
+        job->src = c->move_src + c->move_off;
+        job->len = l;
+        copypool_submit(job, job, 1);
+        return;
+    }
+    if (!err) {
+        stats_copied(job->len);
+    } else if (err == -EFAULT) {
+        /* A write copies from the local region, a read into it. */
+        region *bad = job->fault_src == c->write ? c->lr : c->rr;
+        atomic_store(&bad->faulted, true);
+        snprintf(why, sizeof(why),
+                 "the memory of region 0x%" PRIx64 " + %" PRIu64 " faulted during the copy (its pages went away: "
+                 "a hugetlb pool ran out or the memfd was punched); unregister it and register new memory",
+                 bad->addr, bad->length);
+    } else if (err == -ECANCELED) {
+        snprintf(why, sizeof(why), "cancelled: the client that submitted it disconnected");
+    }
     region_unref(c->lr);
     region_unref(c->rr);
     free(c);
-    batch_piece_done(b, idx, err, NULL);
+    batch_piece_done(b, idx, err, why[0] ? why : NULL);
     session_unref(s);
 }
 
@@ -228,6 +262,12 @@ static int check_one(session *s, const Mcefa__Transfer *t, size_t i, planned *pl
         return e->code;
     if (!(pl->rr = check_range(o->seg->regions, t->remote_addr, t->length, o->seg->name, i, e)))
         return e->code;
+    region *bad = atomic_load(&pl->lr->faulted) ? pl->lr : atomic_load(&pl->rr->faulted) ? pl->rr : NULL;
+    if (bad)
+        return err_set(e, -EFAULT,
+                       "transfer %zu: %s region 0x%" PRIx64 " + %" PRIu64 " faulted in an earlier copy (its memory "
+                       "went away); unregister it and register new memory",
+                       i, bad == pl->lr ? "local" : "the segment's", bad->addr, bad->length);
     return 0;
 }
 
@@ -240,24 +280,33 @@ typedef struct job_list {
 
 static void plan_local(session *s, batch *b, uint32_t idx, const Mcefa__Transfer *t, const planned *pl, job_list *jl)
 {
-    uint32_t pieces = (uint32_t)((t->length + copy_chunk - 1) / copy_chunk);
-    atomic_store(&b->reqs[idx].remaining, pieces);
     char *local = region_translate(pl->lr, t->local_addr);
     char *remote = region_translate(pl->rr, t->remote_addr);
-    for (uint64_t off = 0; off < t->length; off += copy_chunk) {
+    /* Overlapping ranges (a move inside one region) are one chain of pieces
+     * run one after another (chunk_done), each a memmove: pieces on several
+     * threads at once would read bytes another piece already overwrote. */
+    uint64_t chunk = copy_chunk;
+    bool move = (uintptr_t)local < (uintptr_t)remote + t->length && (uintptr_t)remote < (uintptr_t)local + t->length;
+    if (move)
+        chunk = t->length;
+    uint32_t pieces = (uint32_t)((t->length + chunk - 1) / chunk);
+    atomic_store(&b->reqs[idx].remaining, pieces);
+    for (uint64_t off = 0; off < t->length; off += chunk) {
         xfer_chunk *c = calloc(1, sizeof(*c));
         if (!c) {
             /* Count the pieces we will never queue as failed so the
              * transfer still completes (with ENOMEM). */
-            uint32_t left = (uint32_t)((t->length - off + copy_chunk - 1) / copy_chunk);
+            uint32_t left = (uint32_t)((t->length - off + chunk - 1) / chunk);
             int32_t zero = 0;
             atomic_compare_exchange_strong(&b->reqs[idx].err, &zero, -ENOMEM);
             if (atomic_fetch_sub(&b->reqs[idx].remaining, left) == left)
                 batch_finish(b, idx, -ENOMEM, NULL);
             return;
         }
-        uint64_t len = t->length - off < copy_chunk ? t->length - off : copy_chunk;
+        uint64_t len = t->length - off < chunk ? t->length - off : chunk;
         c->s = s;
+        c->write = t->opcode == MCEFA__OPCODE__OP_WRITE;
+        c->job.owner = s;
         c->b = b;
         c->idx = idx;
         c->lr = pl->lr;
@@ -274,6 +323,16 @@ static void plan_local(session *s, batch *b, uint32_t idx, const Mcefa__Transfer
         }
         c->job.len = len;
         c->job.done = chunk_done;
+        if (move && t->length > copy_chunk) {
+            c->move_dst = c->job.dst;
+            c->move_src = c->job.src;
+            c->move_up = (uintptr_t)c->job.dst > (uintptr_t)c->job.src;
+            c->job.len = copy_chunk;
+            c->move_left = t->length - copy_chunk;
+            c->move_off = c->move_up ? t->length - copy_chunk : 0;
+            c->job.dst = c->move_dst + c->move_off;
+            c->job.src = c->move_src + c->move_off;
+        }
         if (jl->tail)
             jl->tail->job.next = &c->job;
         else

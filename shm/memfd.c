@@ -78,7 +78,7 @@ int shm_memfd_check(int fd, uint64_t offset, uint64_t len, const char **why)
  * under one hold of the process's mmap lock: for gigabytes that stalls
  * every other thread that maps memory or takes a first-touch fault (the
  * daemon's event loop among them) for seconds. */
-static void populate_range(char *p, size_t len, size_t ps)
+void shm_populate(char *p, size_t len, size_t ps)
 {
     const size_t slice = (size_t)32 << 20;
     for (size_t off = 0; off < len; off += slice) {
@@ -108,7 +108,7 @@ void *shm_map(int fd, uint64_t offset, uint64_t len, int populate, void **base, 
     if (p == MAP_FAILED)
         return NULL;
     if (populate)
-        populate_range(p, (size_t)(end - start), ps);
+        shm_populate(p, (size_t)(end - start), ps);
     *base = p;
     *base_len = (size_t)(end - start);
     return (char *)p + (offset - start);

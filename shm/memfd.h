@@ -23,6 +23,10 @@ int shm_memfd_check(int fd, uint64_t offset, uint64_t len, const char **why);
  * the return value points at offset. NULL with errno set on failure. */
 void *shm_map(int fd, uint64_t offset, uint64_t len, int populate, void **base, size_t *base_len);
 
+/* Faults in [p, p+len) of a shared mapping (ps: its page size) 32 MiB at a
+ * time, so the mmap lock is never held for long. */
+void shm_populate(char *p, size_t len, size_t ps);
+
 /* Page size of the filesystem backing fd (huge page size on hugetlbfs). */
 size_t shm_fd_page_size(int fd);
 

@@ -139,9 +139,9 @@ static void assert_serving(void)
 {
     ck_assert_msg(daemon_alive(&D), "mcefad died; see %s", D.log);
     target t;
-    target_start(&t, "probe:1", 1 << 20);
+    target_start(&t, "probe-1", 1 << 20);
     mcefa_client *c = connect_ok("prober");
-    int rc = read_then_write(c, "probe:1", t.addr, 1 << 20);
+    int rc = read_then_write(c, "probe-1", t.addr, 1 << 20);
     ck_assert_msg(rc == 0, "transfer after bad input failed: %d %s", rc, mcefa_last_error());
     mcefa_disconnect(c);
     ck_assert_int_eq(target_finish(&t, 'v'), 0);
@@ -151,9 +151,9 @@ START_TEST(two_processes_read_and_write)
 {
     target t;
     size_t size = 8 << 20;
-    target_start(&t, "host-a:12345", size);
+    target_start(&t, "localhost:12345", size);
     mcefa_client *c = connect_ok("initiator");
-    int rc = read_then_write(c, "host-a:12345", t.addr, size);
+    int rc = read_then_write(c, "localhost:12345", t.addr, size);
     ck_assert_msg(rc == 0, "read_then_write: %d %s", rc, mcefa_last_error());
     mcefa_daemon_status st = MCEFA_DAEMON_STATUS_INIT;
     ck_assert_int_eq(mcefa_status(c, &st), 0);
@@ -169,13 +169,13 @@ START_TEST(async_batch_with_many_requests_and_large_split)
 {
     target t;
     size_t size = 32 << 20;
-    target_start(&t, "big:1", size);
+    target_start(&t, "big-1", size);
     mcefa_client *c = connect_ok("async");
     uint8_t *buf;
     ck_assert_int_eq(mcefa_alloc(c, size, -1, 0, (void **)&buf), 0);
     ck_assert_int_eq(mcefa_register(c, buf, size), 0);
     mcefa_segment seg;
-    ck_assert_int_eq(mcefa_segment_open(c, "big:1", &seg), 0);
+    ck_assert_int_eq(mcefa_segment_open(c, "big-1", &seg), 0);
     /* 64 reads of 4 KiB, then one 16 MiB read that the daemon splits. */
     mcefa_batch *b;
     ck_assert_int_eq(mcefa_batch_alloc(c, 65, &b), 0);
@@ -210,7 +210,7 @@ START_TEST(many_clients_at_once)
 {
     target t;
     size_t size = 16 << 20;
-    target_start(&t, "shared:1", size);
+    target_start(&t, "shared-1", size);
     enum { N = 6 };
     pid_t kids[N];
     for (int k = 0; k < N; k++) {
@@ -223,7 +223,7 @@ START_TEST(many_clients_at_once)
             if (mcefa_alloc(c, size / 2, -1, 0, (void **)&buf) < 0 || mcefa_register(c, buf, size / 2) < 0)
                 _exit(21);
             mcefa_segment seg;
-            if (mcefa_segment_open(c, "shared:1", &seg) < 0)
+            if (mcefa_segment_open(c, "shared-1", &seg) < 0)
                 _exit(22);
             for (int round = 0; round < 20; round++) {
                 memset(buf, 0, size / 2);
@@ -415,13 +415,13 @@ START_TEST(bad_addresses_are_rejected_before_moving)
 {
     target t;
     size_t size = 1 << 20;
-    target_start(&t, "bounds:1", size);
+    target_start(&t, "bounds-1", size);
     mcefa_client *c = connect_ok("bounds");
     uint8_t *buf;
     ck_assert_int_eq(mcefa_alloc(c, size, -1, 0, (void **)&buf), 0);
     ck_assert_int_eq(mcefa_register(c, buf, size / 2), 0);
     mcefa_segment seg;
-    ck_assert_int_eq(mcefa_segment_open(c, "bounds:1", &seg), 0);
+    ck_assert_int_eq(mcefa_segment_open(c, "bounds-1", &seg), 0);
     memset(buf, 0xee, size);
 
     /* Local memory that is not registered. */
@@ -435,7 +435,7 @@ START_TEST(bad_addresses_are_rejected_before_moving)
     /* Remote range outside the segment. */
     x = (mcefa_transfer){MCEFA_WRITE, buf, seg, t.addr + size - 10, 4096};
     ck_assert_int_eq(mcefa_transfer_sync(c, &x, 1, 5000), -EFAULT);
-    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "segment 'bounds:1'"));
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "segment 'bounds-1'"));
     x = (mcefa_transfer){MCEFA_WRITE, buf, seg, 0x1000, 4096};
     ck_assert_int_eq(mcefa_transfer_sync(c, &x, 1, 5000), -EFAULT);
     /* A wrapping range. */
@@ -496,9 +496,9 @@ START_TEST(segment_names)
 {
     mcefa_client *a = connect_ok("a"), *b = connect_ok("b");
     char name[300];
-    ck_assert_int_eq(mcefa_segment_export(a, "dup:1", name, sizeof(name)), 0);
-    ck_assert_str_eq(name, "dup:1");
-    ck_assert_int_eq(mcefa_segment_export(b, "dup:1", NULL, 0), -EEXIST);
+    ck_assert_int_eq(mcefa_segment_export(a, "dup-1", name, sizeof(name)), 0);
+    ck_assert_str_eq(name, "dup-1");
+    ck_assert_int_eq(mcefa_segment_export(b, "dup-1", NULL, 0), -EEXIST);
     ck_assert_int_eq(mcefa_segment_export(b, "has space", NULL, 0), -EINVAL);
     /* The daemon picks a host:port style name when asked. */
     ck_assert_int_eq(mcefa_segment_export(b, NULL, name, sizeof(name)), 0);
@@ -506,8 +506,8 @@ START_TEST(segment_names)
     ck_assert(strncmp(name, mcefa_daemon_hostname(b), strlen(mcefa_daemon_hostname(b))) == 0);
     /* Repeated open returns the same handle. */
     mcefa_segment s1, s2;
-    ck_assert_int_eq(mcefa_segment_open(b, "dup:1", &s1), 0);
-    ck_assert_int_eq(mcefa_segment_open(b, "dup:1", &s2), 0);
+    ck_assert_int_eq(mcefa_segment_open(b, "dup-1", &s1), 0);
+    ck_assert_int_eq(mcefa_segment_open(b, "dup-1", &s2), 0);
     ck_assert_uint_eq(s1, s2);
     /* When the owner goes, the handle reports it and the name is free. */
     mcefa_disconnect(a);
@@ -520,7 +520,7 @@ START_TEST(segment_names)
         usleep(10000);
     ck_assert_int_eq(rc, -ENOTCONN);
     mcefa_client *a2 = connect_ok("a2");
-    ck_assert_int_eq(mcefa_segment_export(a2, "dup:1", NULL, 0), 0);
+    ck_assert_int_eq(mcefa_segment_export(a2, "dup-1", NULL, 0), 0);
     mcefa_disconnect(a2);
     mcefa_disconnect(b);
 }
@@ -676,7 +676,7 @@ START_TEST(client_killed_mid_batch)
 {
     size_t size = 256 << 20;
     target t;
-    target_start(&t, "victim:1", size);
+    target_start(&t, "victim-1", size);
     int sync[2];
     ck_assert_int_eq(pipe(sync), 0);
     pid_t kid = fork();
@@ -686,7 +686,7 @@ START_TEST(client_killed_mid_batch)
         mcefa_segment seg;
         mcefa_batch *b;
         if (mcefa_connect(D.sock, "doomed", &c) < 0 || mcefa_alloc(c, size, -1, 0, (void **)&buf) < 0 ||
-            mcefa_register(c, buf, size) < 0 || mcefa_segment_open(c, "victim:1", &seg) < 0 ||
+            mcefa_register(c, buf, size) < 0 || mcefa_segment_open(c, "victim-1", &seg) < 0 ||
             mcefa_batch_alloc(c, 128, &b) < 0)
             _exit(1);
         /* Into the target's second half: the first keeps its pattern. */
@@ -720,14 +720,14 @@ START_TEST(client_killed_mid_batch)
         usleep(10000);
     }
     ck_assert_uint_eq(st.clients, 2);
-    ck_assert_int_eq(read_then_write(c, "victim:1", t.addr, 8 << 20), 0);
+    ck_assert_int_eq(read_then_write(c, "victim-1", t.addr, 8 << 20), 0);
 
     /* Now kill the target while we write into it. */
     uint8_t *buf;
     ck_assert_int_eq(mcefa_alloc(c, size, -1, 0, (void **)&buf), 0);
     ck_assert_int_eq(mcefa_register(c, buf, size), 0);
     mcefa_segment seg;
-    ck_assert_int_eq(mcefa_segment_open(c, "victim:1", &seg), 0);
+    ck_assert_int_eq(mcefa_segment_open(c, "victim-1", &seg), 0);
     mcefa_batch *b;
     ck_assert_int_eq(mcefa_batch_alloc(c, 256, &b), 0);
     mcefa_transfer x[256];
@@ -791,7 +791,7 @@ static void *mt_worker(void *arg)
     if ((rc = mcefa_alloc(c, len, -1, 0, (void **)&buf)) < 0 || (rc = mcefa_register(c, buf, len)) < 0)
         return mt_fail(x, "buffer: %d %s", rc, mcefa_last_error());
     char name[64];
-    snprintf(name, sizeof(name), "mt:%d", x->k);
+    snprintf(name, sizeof(name), "mt-%d", x->k);
     mcefa_segment seg;
     if ((rc = mcefa_segment_open(c, name, &seg)) < 0)
         return mt_fail(x, "open %s: %d %s", name, rc, mcefa_last_error());
@@ -838,7 +838,7 @@ START_TEST(threads_share_one_client)
     target t[MT_THREADS];
     for (int k = 0; k < MT_THREADS; k++) {
         char name[32];
-        snprintf(name, sizeof(name), "mt:%d", k);
+        snprintf(name, sizeof(name), "mt-%d", k);
         target_start(&t[k], name, (size_t)(k + 1) << 20);
     }
     mcefa_client *c = connect_ok("threads");
@@ -871,13 +871,13 @@ START_TEST(batch_freed_when_done)
 {
     target t;
     size_t size = 64 << 20;
-    target_start(&t, "late:1", size);
+    target_start(&t, "late-1", size);
     mcefa_client *c = connect_ok("impatient");
     uint8_t *buf;
     ck_assert_int_eq(mcefa_alloc(c, size / 2, -1, 0, (void **)&buf), 0);
     ck_assert_int_eq(mcefa_register(c, buf, size / 2), 0);
     mcefa_segment seg;
-    ck_assert_int_eq(mcefa_segment_open(c, "late:1", &seg), 0);
+    ck_assert_int_eq(mcefa_segment_open(c, "late-1", &seg), 0);
     /* 8191 transfers + a header: 8 such batches fill the 65536 slots, so
      * 24 rounds run out of slots unless the released ones come back. */
     enum { N = 8191 };
@@ -924,7 +924,7 @@ END_TEST
 START_TEST(struct_size_is_honoured)
 {
     target t;
-    target_start(&t, "sizes:1", 1 << 20);
+    target_start(&t, "sizes-1", 1 << 20);
     mcefa_client *c = connect_ok("sizes");
     typedef struct {
         mcefa_daemon_status st;
@@ -944,7 +944,7 @@ START_TEST(struct_size_is_honoured)
     ck_assert_int_eq(mcefa_status(c, &unset), -EINVAL);
 
     mcefa_segment seg;
-    ck_assert_int_eq(mcefa_segment_open(c, "sizes:1", &seg), 0);
+    ck_assert_int_eq(mcefa_segment_open(c, "sizes-1", &seg), 0);
     typedef struct {
         mcefa_region_info ri;
         uint64_t later_field;
@@ -1273,9 +1273,9 @@ START_TEST(large_registration_does_not_stall_others)
     uint8_t *buf;
     ck_assert_int_eq(mcefa_alloc(c, 1 << 20, -1, 0, (void **)&buf), 0);
     ck_assert_int_eq(mcefa_register(c, buf, 1 << 20), 0);
-    ck_assert_int_eq(mcefa_segment_export(c, "quick:1", NULL, 0), 0);
+    ck_assert_int_eq(mcefa_segment_export(c, "quick-1", NULL, 0), 0);
     mcefa_segment seg;
-    ck_assert_int_eq(mcefa_segment_open(c, "quick:1", &seg), 0);
+    ck_assert_int_eq(mcefa_segment_open(c, "quick-1", &seg), 0);
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, register_big, &g), 0);
     usleep(20 * 1000); /* the registration is under way */

@@ -90,7 +90,7 @@ START_TEST(ctl_text_and_json)
     void *buf;
     ck_assert_int_eq(mcefa_alloc(c, 1 << 20, -1, 0, &buf), 0);
     ck_assert_int_eq(mcefa_register(c, buf, 1 << 20), 0);
-    ck_assert_int_eq(mcefa_segment_export(c, "ops-seg:1", NULL, 0), 0);
+    ck_assert_int_eq(mcefa_segment_export(c, "ops-seg-1", NULL, 0), 0);
 
     ck_assert_int_eq(run(out, sizeof(out), CTL "status", b, D.sock), 0);
     ck_assert_ptr_nonnull(strstr(out, "mcefad 0.1.0"));
@@ -106,9 +106,9 @@ START_TEST(ctl_text_and_json)
     ck_assert_ptr_nonnull(strstr(out, "\"bytes_registered\":1048576"));
 
     ck_assert_int_eq(run(out, sizeof(out), CTL "segments", b, D.sock), 0);
-    ck_assert_ptr_nonnull(strstr(out, "ops-seg:1"));
+    ck_assert_ptr_nonnull(strstr(out, "ops-seg-1"));
     ck_assert_int_eq(run(out, sizeof(out), CTL "--json segments", b, D.sock), 0);
-    ck_assert_ptr_nonnull(strstr(out, "\"name\":\"ops-seg:1\""));
+    ck_assert_ptr_nonnull(strstr(out, "\"name\":\"ops-seg-1\""));
 
     ck_assert_int_eq(run(out, sizeof(out), CTL "nics", b, D.sock), 0);
     ck_assert_ptr_nonnull(strstr(out, "no NICs"));
