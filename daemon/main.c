@@ -153,7 +153,7 @@ int main(int argc, char **argv)
         return 1;
     }
     /* NICs first: READY (socket listening) means every NIC context is up. */
-    if ((rc = nic_init(&config, ident_epoch())) < 0) {
+    if ((rc = nic_init(&config)) < 0) {
         nic_worker_stop();
         nic_shutdown();
         copypool_shutdown();

@@ -11,12 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+
+#include "clock.h"
 
 #include "log.h"
 
 static nic *nics[NIC_MAX];
 static unsigned nnics;
-static uint64_t key_base;
 
 unsigned nic_count(void)
 {
@@ -104,12 +106,12 @@ static int nic_open(nic *n, struct fi_info *fi, uint64_t max_wr)
         n->max_wr = fi->tx_attr->size;
     if (n->max_wr == 0)
         n->max_wr = 1;
-    /* Keys we choose start at a value unique to this incarnation, so a
-     * stale key from a peer that knew our previous run matches nothing. */
-    uint64_t base = key_base & ~0xffffull;
-    if (fi->domain_attr->mr_key_size && fi->domain_attr->mr_key_size < 8)
-        base &= (1ull << (8 * fi->domain_attr->mr_key_size)) - 1;
-    atomic_init(&n->next_key, base | 1);
+    /* Keys we choose are random within the provider's key size: nothing
+     * sent to anyone lets a peer derive the key of memory it was not given,
+     * and a stale key from an earlier run matches nothing. */
+    n->key_mask = fi->domain_attr->mr_key_size && fi->domain_attr->mr_key_size < 8
+                      ? (1ull << (8 * fi->domain_attr->mr_key_size)) - 1
+                      : UINT64_MAX;
 
     CHECK(fi_fabric(fi->fabric_attr, &n->fabric_fid, NULL), "fi_fabric");
     CHECK(fi_domain(n->fabric_fid, n->info, &n->domain, NULL), "fi_domain");
@@ -180,11 +182,31 @@ static struct fi_info *get_info(const char *prov, bool delivery, int *rc)
 
 /* ---- Registration ------------------------------------------------------- */
 
+static uint64_t random_key(const nic *n)
+{
+    uint64_t k = 0;
+    while (k == 0) {
+        if (getrandom(&k, sizeof(k), 0) != sizeof(k)) {
+            /* getrandom only fails before the kernel's pool is seeded or
+             * on a signal; the clock is a poor but unique stand-in. */
+            k = clock_now_us() * 0x9e3779b97f4a7c15ull;
+        }
+        k &= n->key_mask;
+    }
+    return k;
+}
+
 int nic_mr_reg(nic *n, const nic_mem *m, uint64_t access, nic_mr *out, err *e)
 {
     struct fid_mr *mr = NULL;
-    uint64_t key = (n->mr_mode & FI_MR_PROV_KEY) ? 0 : atomic_fetch_add(&n->next_key, 1);
-    int rc = fi_mr_reg(n->domain, m->addr, m->len, access, 0, key, 0, &mr, NULL);
+    int rc;
+    /* A random key can collide with one in use (-FI_ENOKEY): draw again. */
+    for (int tries = 0;; tries++) {
+        uint64_t key = (n->mr_mode & FI_MR_PROV_KEY) ? 0 : random_key(n);
+        rc = fi_mr_reg(n->domain, m->addr, m->len, access, 0, key, 0, &mr, NULL);
+        if (rc != -FI_ENOKEY || (n->mr_mode & FI_MR_PROV_KEY) || tries >= 8)
+            break;
+    }
     if (!rc && (n->mr_mode & FI_MR_ENDPOINT)) {
         rc = fi_mr_bind(mr, &n->ep->fid, 0);
         if (!rc)
@@ -243,10 +265,9 @@ int nic_register_region(region *r, err *e)
 
 /* ---- Start and stop ----------------------------------------------------- */
 
-int nic_init(const mcefad_config *cfg, uint64_t kb)
+int nic_init(const mcefad_config *cfg)
 {
     const char *prov = cfg->provider;
-    key_base = kb;
     if (!*prov || !strcmp(prov, "none")) {
         log_info("provider 'none': serving same-host transfers only");
         return 0;

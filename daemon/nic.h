@@ -38,7 +38,7 @@ typedef struct nic {
     uint64_t max_wr;
     uint8_t addr[NIC_ADDR_MAX];
     size_t addrlen;
-    _Atomic uint64_t next_key;
+    uint64_t key_mask; /* keys we choose fit the provider's key size */
     /* An 8-byte region peers read to warm a NIC pair up. */
     uint64_t warmup_word;
     nic_mr warmup;
@@ -54,9 +54,8 @@ typedef struct nic_mem {
 } nic_mem;
 
 /* Opens every NIC the settings allow. With no NIC found it logs why and
- * returns 0: the daemon then serves same host only. key_base seeds the
- * keys the daemon chooses (an incarnation-unique value). */
-int nic_init(const mcefad_config *cfg, uint64_t key_base);
+ * returns 0: the daemon then serves same host only. */
+int nic_init(const mcefad_config *cfg);
 void nic_shutdown(void);
 
 unsigned nic_count(void);

@@ -454,6 +454,52 @@ START_TEST(unread_replies_capped)
 }
 END_TEST
 
+/* Keys: the daemon chose them as base | n (base from the epoch) and sent
+ * the base to anyone as the warmup key, so memory never exported could be
+ * read with a guessed key. Keys are random now: a region's key shares
+ * nothing with the warmup key, and two regions' keys are not neighbours. */
+START_TEST(keys_not_derivable)
+{
+    int fd = peer_dial(port_b);
+    wire_reader rd;
+    wire_reader_init(&rd, 0);
+    fake_hello x;
+    fake_hello_init(&x, "keyprobe", 500, "nofabric", 16);
+    send_hello(fd, 1, &x.h);
+    Mcefa__PeerFrame *f = recv_frame(fd, &rd, 5000);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(f->body_case, MCEFA__PEER_FRAME__BODY_HELLO);
+    ck_assert_uint_ge(f->hello->n_nics, 1);
+    uint64_t warm = f->hello->nics[0]->warmup_key;
+    mcefa__peer_frame__free_unpacked(f, NULL);
+    /* A target with two regions on B. */
+    mcefa_client *c;
+    ck_assert_int_eq(mcefa_connect(B.sock, "keys", &c), 0);
+    uint8_t *buf;
+    ck_assert_int_eq(mcefa_alloc(c, 1 << 20, -1, 0, (void **)&buf), 0);
+    ck_assert_int_eq(mcefa_register(c, buf, 1 << 19), 0);
+    ck_assert_int_eq(mcefa_register(c, buf + (1 << 19), 1 << 19), 0);
+    char name[128];
+    ck_assert_int_eq(mcefa_segment_export(c, NULL, name, sizeof(name)), 0);
+    send_get_segment(fd, 2, name);
+    f = recv_frame(fd, &rd, 5000);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_msg(f->body_case == MCEFA__PEER_FRAME__BODY_SEGMENT, "no descriptor: %s", f->error ? f->error : "");
+    ck_assert_uint_eq(f->segment->n_regions, 2);
+    uint64_t k0 = f->segment->regions[0]->rma_key[0], k1 = f->segment->regions[1]->rma_key[0];
+    mcefa__peer_frame__free_unpacked(f, NULL);
+    ck_assert_msg((k0 ^ warm) >> 16 != 0 && (k1 ^ warm) >> 16 != 0,
+                  "region keys %#llx %#llx share their high bits with the warmup key %#llx", (unsigned long long)k0,
+                  (unsigned long long)k1, (unsigned long long)warm);
+    uint64_t d = k0 > k1 ? k0 - k1 : k1 - k0;
+    ck_assert_msg(d > 0xffff, "region keys %#llx and %#llx are neighbours", (unsigned long long)k0,
+                  (unsigned long long)k1);
+    mcefa_disconnect(c);
+    wire_reader_free(&rd);
+    close(fd);
+}
+END_TEST
+
 /* 5: one host cannot hold more than a few connections (the cap of 1024
  * is for all hosts together); a new epoch closes the old ones. */
 START_TEST(connections_per_peer_capped)
@@ -642,6 +688,7 @@ int main(void)
     tcase_add_test(none, unread_replies_capped);
     tcase_add_test(none, connections_per_peer_capped);
     tcase_add_test(none, none_works_with_warning);
+    tcase_add_test(none, keys_not_derivable);
     suite_add_tcase(s, none);
     TCase *cfg = tcase_create("settings");
     tcase_set_timeout(cfg, 90);
