@@ -101,6 +101,9 @@
       "(mcefactl gen-secret PATH makes one).")                                                                  \
     X(UINT, peer_max_outbound_bytes, "67108864", 65536, CFG_UNBOUNDED, "MCEFAD_PEER_MAX_OUTBOUND", "",           \
       "Bytes queued for one peer connection that does not read them before it is closed.")                     \
+    X(UINT, max_peers, "4096", 1, 1048576, "MCEFAD_MAX_PEERS", "",                                                \
+      "Most other hosts known at once. When full, a host that never completed a handshake and that no request "\
+      "uses makes room (names opened by mistake cannot fill the table for good).")                             \
     X(UINT, peer_idle_timeout_ms, "0", 0, CFG_UNBOUNDED, "MCEFAD_PEER_IDLE_TIMEOUT_MS", "",                      \
       "A spare connection of a peer (not the one this side uses) idle this long is closed; 0 keeps them "      \
       "(the other side may be using it for open segments).")                                                   \

@@ -34,8 +34,6 @@
 /* Connections that have not said hello hold up to two frames of buffer:
  * bound how many anyone can open. */
 #define PEER_CONNS_MAX 1024
-/* Anyone who reaches peer_port can announce a host: bound the table. */
-#define PEERS_MAX 4096
 
 /* --print-topology: each GPU and the NICs that will serve its memory. */
 static int print_topology(const char *xml)
@@ -104,7 +102,7 @@ static int start_loop_layers(uv_loop_t *loop)
     segment_init(ident_hostname(), config.segment_port_base);
     xfer_init(config.copy_chunk_bytes, config.stripe_threshold, config.request_timeout_ms);
     rpc_memory_init(loop);
-    peer_table_init(nic_count(), PEERS_MAX);
+    peer_table_init(nic_count(), (unsigned)config.max_peers);
     resolve_init(loop, config.peer_hosts, (unsigned)config.peer_port);
     peer_table_set_resolver(resolve_address);
     peer_hello_init(config.provider);

@@ -91,6 +91,7 @@ static void segment_when_up(void *arg, int status, const char *why)
     seg_req *r = arg;
     if (status < 0) {
         r->cb(r->arg, r->p, status, why, NULL);
+        peer_release(r->p);
         free(r);
         return;
     }
@@ -106,6 +107,7 @@ static void segment_when_up(void *arg, int status, const char *why)
     }
     if (!r->p->conn || peer_link_request(r->p->conn, &f, on_segment_reply, r) < 0) {
         r->cb(r->arg, r->p, -ECONNRESET, "the connection to the peer broke", NULL);
+        peer_release(r->p);
         free(r);
     }
 }
@@ -121,6 +123,7 @@ void peer_get_segment(peer *p, const char *name, peer_segment_cb cb, void *arg)
     r->cb = cb;
     r->arg = arg;
     snprintf(r->name, sizeof(r->name), "%s", name);
+    peer_hold(p);
     peer_when_up(p, segment_when_up, r);
 }
 

@@ -40,6 +40,7 @@ struct peer {
     fi_addr_t *fiaddr;   /* [local * nrnics + remote] */
     bool *warm;
     unsigned rr;         /* round robin over remote NICs */
+    unsigned users;      /* requests under way that hold this pointer */
     STAILQ_HEAD(, peer_waiter) waiters;
     char last_error[256];
     _Atomic uint64_t bytes, ops, errors;
@@ -55,6 +56,16 @@ static inline fi_addr_t *peer_pair_slot(peer *p, unsigned i, unsigned j)
 static inline bool *peer_warm_slot(peer *p, unsigned i, unsigned j)
 {
     return &p->warm[i * p->nrnics + j];
+}
+/* A request starts or stops holding p (a never-connected peer nobody holds
+ * may be evicted to make room in the table). */
+static inline void peer_hold(peer *p)
+{
+    p->users++;
+}
+static inline void peer_release(peer *p)
+{
+    p->users--;
 }
 /* Every pair unusable, the generation moved: queued work fails. */
 void peer_forget_av(peer *p);

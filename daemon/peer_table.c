@@ -77,6 +77,23 @@ void peer_forget_av(peer *p)
     }
 }
 
+/* A peer that never completed a handshake (no AV entries, no remote
+ * segment refers to it), is not connected or connecting, and that no
+ * request holds: dropping it loses nothing. The oldest such goes. */
+static bool evict_one(void)
+{
+    peer *p, *victim = NULL;
+    LIST_FOREACH(p, &peers, link)
+        if (!p->layout_gen && !p->conn && !p->connecting && !p->users && STAILQ_EMPTY(&p->waiters))
+            victim = p; /* the list is newest first: the last match is the oldest */
+    if (!victim)
+        return false;
+    LIST_REMOVE(victim, link);
+    npeers--;
+    peer_destroy(victim);
+    return true;
+}
+
 int peer_for_name(const char *name, peer **out, err *e)
 {
     size_t hl = ident_host_len(name);
@@ -100,8 +117,11 @@ int peer_for_name(const char *name, peer **out, err *e)
                        "segment '%s' is on host %s, but this daemon has no NIC (provider setting 'none', or no NIC "
                        "found); configure a provider to reach other hosts",
                        name, host);
-    if (npeers >= max_peers)
-        return err_set(e, -ENOSPC, "too many peer hosts (%u) known to this daemon", max_peers);
+    if (npeers >= max_peers && !evict_one())
+        return err_set(e, -ENOSPC,
+                       "too many peer hosts (%u, max_peers) known to this daemon, each connected or in use; raise "
+                       "max_peers",
+                       max_peers);
     p = calloc(1, sizeof(*p));
     if (!p)
         return err_set(e, -ENOMEM, "out of memory adding peer host %s", host);

@@ -90,6 +90,7 @@ static void warm_finish(warm_req *w)
         }
     }
     w->cb(w->arg, w->err, w->err ? w->why : NULL, peer_pairs_warm(p));
+    peer_release(p);
     uv_close((uv_handle_t *)&w->async, warm_closed);
 }
 
@@ -222,6 +223,7 @@ void peer_warmup(peer *p, peer_warmup_cb cb, void *arg)
     w->p = p;
     w->cb = cb;
     w->arg = arg;
+    peer_hold(p);
     uv_async_init(loop, &w->async, warm_async);
     w->async.data = w;
     peer_when_up(p, warmup_when_up, w);

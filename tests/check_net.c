@@ -529,6 +529,33 @@ START_TEST(pipelined_waiting_requests_resume)
 }
 END_TEST
 
+/* Names a local client opens by mistake (hosts that do not answer) must
+ * not fill the peer table for good: with max_peers=2, a third and fourth
+ * host get their real error ("cannot reach"), not "too many peer hosts". */
+START_TEST(unreachable_hosts_do_not_fill_the_peer_table)
+{
+    int closed = free_ports(2); /* nothing listens there; the daemon gets the next */
+    char map[256], port[64];
+    snprintf(map, sizeof(map), "--peer_hosts=j1=127.0.0.1:%d,j2=127.0.0.1:%d,j3=127.0.0.1:%d,j4=127.0.0.1:%d", closed,
+             closed, closed, closed);
+    snprintf(port, sizeof(port), "--peer_port=%d", closed + 1);
+    const char *args[] = {"--provider=tcp;ofi_rxm", "--nics=lo", "--hostname=hostc", port, map, "--max_peers=2",
+                          "--request_timeout_ms=3000", NULL};
+    test_daemon C;
+    daemon_start(&C, args);
+    mcefa_client *c;
+    ck_assert_int_eq(mcefa_connect(C.sock, "typo", &c), 0);
+    const char *names[] = {"j1:1", "j2:1", "j3:1", "j4:1", "j1:1"};
+    for (int i = 0; i < 5; i++) {
+        mcefa_segment seg;
+        ck_assert_int_lt(mcefa_segment_open(c, names[i], &seg), 0);
+        ck_assert_msg(strstr(mcefa_last_error(), "cannot reach") != NULL, "%s: %s", names[i], mcefa_last_error());
+    }
+    mcefa_disconnect(c);
+    daemon_stop(&C);
+}
+END_TEST
+
 static void send_peer_frame(int fd, Mcefa__PeerFrame *f)
 {
     uint8_t *b;
@@ -621,6 +648,7 @@ int main(void)
     tcase_add_test(tc, silent_peer_times_out);
     tcase_add_test(tc, slow_open_does_not_block_other_threads);
     tcase_add_test(tc, pipelined_waiting_requests_resume);
+    tcase_add_test(tc, unreachable_hosts_do_not_fill_the_peer_table);
     tcase_add_test(tc, misbehaving_peer_connections);
     suite_add_tcase(s, tc);
     return run_suite(s);

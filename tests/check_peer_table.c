@@ -59,15 +59,29 @@ END_TEST
 
 START_TEST(bounded)
 {
-    peer *p;
+    peer *a, *b, *c, *p;
     err e;
-    ck_assert_int_eq(peer_for_name("a:1", &p, &e), 0);
-    ck_assert_int_eq(peer_for_name("b:1", &p, &e), 0);
-    ck_assert_int_eq(peer_for_name("c:1", &p, &e), 0);
-    ck_assert_int_eq(peer_for_name("d:1", &p, &e), -ENOSPC);
+    ck_assert_int_eq(peer_for_name("a:1", &a, &e), 0);
+    ck_assert_int_eq(peer_for_name("b:1", &b, &e), 0);
+    ck_assert_int_eq(peer_for_name("c:1", &c, &e), 0);
+    /* Full, but none ever completed a handshake or is in use: the oldest
+     * makes room. */
+    ck_assert_int_eq(peer_for_name("d:1", &p, &e), 0);
+    ck_assert_uint_eq(peer_nrnics(p), 0);
+    for (peer *q = peer_first(); q; q = peer_next(q))
+        ck_assert_str_ne(peer_host(q), "a");
+    /* Peers in use, or that a handshake reached, stay. */
+    peer_hold(b);
+    c->layout_gen = 1;
+    peer_hold(p);
+    ck_assert_int_eq(peer_for_name("e:1", &p, &e), -ENOSPC);
     ck_assert_ptr_nonnull(strstr(e.text, "too many peer hosts"));
+    ck_assert_ptr_nonnull(strstr(e.text, "max_peers"));
     /* Known ones are still found. */
     ck_assert_int_eq(peer_for_name("b:7", &p, &e), 0);
+    ck_assert_ptr_eq(p, b);
+    peer_release(b);
+    ck_assert_int_eq(peer_for_name("e:1", &p, &e), 0);
 }
 END_TEST
 
