@@ -4,6 +4,8 @@
 #   make check SAN=1     the same with ASan+UBSan, into build-san/
 #   make install         honours PREFIX and DESTDIR
 #   make CUDA=0          build without CUDA even where it is installed
+#   make fuzz            build the libFuzzer targets (clang) and run each
+#                        for FUZZ_SECONDS
 
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
@@ -75,7 +77,7 @@ TOOLS := $(B)/mcefa-bench $(B)/fi-rma-bench $(B)/mcefactl $(B)/mcefa-reg-stall
 TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/check_*.c))
 
 
-.PHONY: all check install clean bench docs-config python
+.PHONY: all check install clean bench docs-config python fuzz fuzz-build fuzz-seeds
 # Keep objects make considers intermediate (test objects built by patterns).
 .SECONDARY:
 all: $(B)/mcefad $(LIBMCEFA_A) $(LIBMCEFA_SO) $(TOOLS) $(TESTS) python
@@ -168,8 +170,68 @@ $(B)/tests/check_%: $(B)/obj/tests/check_%.o $(LIBMCEFA_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(CLIENT_LINK) $(CHECK_LIBS)
 
+# ---- Fuzzing (libFuzzer: Debian's clang and libclang-rt-14-dev) --------
+# The code under test is compiled again with clang into $(B)/fuzz/obj (the
+# gcc objects have no coverage instrumentation). make check runs each
+# target briefly when clang can link -fsanitize=fuzzer.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_CHECK_SECONDS ?= 3
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS := -O1 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter $(FUZZ_SAN) \
+               -fsanitize=fuzzer-no-link
+FUZZ_TARGETS := wire peer auth
+FUZZ_BINS := $(patsubst %,$(B)/fuzz/fuzz_%,$(FUZZ_TARGETS))
+fobj = $(patsubst %.c,$(B)/fuzz/obj/%.o,$(patsubst $(B)/%,%,$(1)))
+# Deferred: only the recipes that need it pay for the probe.
+FUZZ_OK = $(shell printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }\n' | \
+            $(FUZZ_CC) -fsanitize=fuzzer -x c - -o /dev/null >/dev/null 2>&1 && echo 1)
+
+$(B)/fuzz/obj/%.o: %.c $(PROTO_GEN)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) -Idaemon $(FUZZ_CFLAGS) -MMD -c -o $@ $<
+
+$(B)/fuzz/obj/proto/mcefa.pb-c.o: $(B)/proto/mcefa.pb-c.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -MMD -c -o $@ $<
+
+FUZZ_PB := $(call fobj,$(B)/proto/mcefa.pb-c.c)
+$(B)/fuzz/fuzz_wire: $(call fobj,tests/fuzz/fuzz_wire.c proto/wire.c) $(FUZZ_PB)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(PB_LIBS)
+
+$(B)/fuzz/fuzz_peer: $(call fobj,tests/fuzz/fuzz_peer.c daemon/peer_hello_check.c daemon/peer_auth.c \
+                        daemon/remote.c daemon/err.c daemon/log.c) $(FUZZ_PB)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(PB_LIBS) $(SODIUM_LIBS)
+
+$(B)/fuzz/fuzz_auth: $(call fobj,tests/fuzz/fuzz_auth.c daemon/peer_auth.c daemon/err.c daemon/log.c) $(FUZZ_PB)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(PB_LIBS) $(SODIUM_LIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+# New inputs go to $(B)/fuzz/corpus; the committed seeds are only read.
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(B)/fuzz/corpus/$$t && \
+	    echo "=== fuzz $$t ($(FUZZ_SECONDS) s)" && \
+	    $(B)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+	        -artifact_prefix=$(B)/fuzz/crash-$$t- $(B)/fuzz/corpus/$$t tests/fuzz/corpus/$$t || exit 1; \
+	done
+
+$(B)/fuzz/gen_seeds: $(call obj,tests/fuzz/gen_seeds.c) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PB_LIBS)
+
+fuzz-seeds: $(B)/fuzz/gen_seeds
+	mkdir -p $(patsubst %,tests/fuzz/corpus/%,$(FUZZ_TARGETS))
+	$< tests/fuzz/corpus
+
 check: all
-	@MCEFA_BUILD=$(B) PYTHON=$(PYTHON) SAN=$(SAN) ./tests/run-all.sh $(TESTS)
+	@if [ "$(FUZZ_OK)" = 1 ]; then $(MAKE) --no-print-directory fuzz-build; fi
+	@MCEFA_BUILD=$(B) PYTHON=$(PYTHON) SAN=$(SAN) FUZZ_TARGETS="$(if $(FUZZ_OK),$(FUZZ_TARGETS))" \
+	    FUZZ_CHECK_SECONDS=$(FUZZ_CHECK_SECONDS) ./tests/run-all.sh $(TESTS)
 
 bench: all
 	./tools/bench-local.sh $(B)
@@ -206,4 +268,4 @@ install: all
 clean:
 	rm -rf build build-san
 
--include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(B)/obj $(B)/fuzz/obj -name '*.d' 2>/dev/null)

@@ -201,6 +201,11 @@ void peer_auth_wipe(peer_session *s)
     sodium_memzero(s, sizeof(*s));
 }
 
+bool peer_auth_step_ok(const Mcefa__PeerAuth *a, uint32_t step, size_t host_max)
+{
+    return a->step == step && peer_name_ok(a->hostname, host_max) && a->nonce.len == PEER_AUTH_NONCE_LEN && a->epoch;
+}
+
 bool peer_name_ok(const char *s, size_t max)
 {
     if (!s)

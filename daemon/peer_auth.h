@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "mcefa.pb-c.h"
 
 #define PEER_AUTH_NONCE_LEN 32
 #define PEER_AUTH_PROOF_LEN 32
@@ -60,6 +61,11 @@ int peer_auth_seal(peer_session *s, const uint8_t *in, size_t len, uint8_t **out
  * -EBADMSG when it was not sealed by the other side for this position. */
 int peer_auth_open(peer_session *s, const uint8_t *in, size_t len, uint8_t **out, size_t *outlen);
 void peer_auth_wipe(peer_session *s);
+
+/* Whether a is a well-formed step 1 or 2 of the handshake (the step
+ * expected, a host name of at most host_max bytes, a nonce, an epoch):
+ * before anything of it is kept. */
+bool peer_auth_step_ok(const Mcefa__PeerAuth *a, uint32_t step, size_t host_max);
 
 /* Whether s is a host name a peer may use: 1..max bytes of printable ASCII
  * without spaces (nothing that forges log lines). */

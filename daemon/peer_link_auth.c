@@ -51,8 +51,7 @@ static void send_auth(peer_conn *c, uint32_t step)
 
 static bool auth_identity_ok(peer_conn *c, const Mcefa__PeerAuth *a, uint32_t step)
 {
-    if (a->step != step || !peer_name_ok(a->hostname, sizeof(c->auth_host) - 1) ||
-        a->nonce.len != PEER_AUTH_NONCE_LEN || !a->epoch)
+    if (!peer_auth_step_ok(a, step, sizeof(c->auth_host) - 1))
         return false;
     snprintf(c->auth_host, sizeof(c->auth_host), "%s", a->hostname);
     c->auth_epoch = a->epoch;

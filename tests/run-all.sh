@@ -64,5 +64,32 @@ else
     fi
 fi
 
+# The libFuzzer targets (make fuzz-build), a few seconds each on the
+# committed seeds: one pass per target that found nothing.
+echo "=== fuzz"
+if [ -z "${FUZZ_TARGETS:-}" ]; then
+    echo "fuzz: skipped (clang with libFuzzer not found; tools/install-deps.sh installs it)"
+else
+    fuzz_tmp=$(mktemp -d /tmp/mcefa-fuzz-XXXXXX)
+    for t in $FUZZ_TARGETS; do
+        mkdir -p "$fuzz_tmp/$t"
+        # New inputs go to the scratch directory; a crash leaves its input
+        # beside the build for tests/fuzz/corpus.
+        out=$(cd "$here" && "$B/fuzz/fuzz_$t" -max_total_time="${FUZZ_CHECK_SECONDS:-3}" -timeout=10 \
+              -artifact_prefix="$B/fuzz/crash-$t-" "$fuzz_tmp/$t" "tests/fuzz/corpus/$t" 2>&1)
+        rc=$?
+        if [ $rc -eq 0 ]; then
+            echo "fuzz $t: passed ($(grep -E 'DONE' <<<"$out" | tail -1))"
+            total_pass=$((total_pass + 1))
+        else
+            echo "$out" | tail -40
+            echo "fuzz $t: FAILED (rc $rc; the input is under $B/fuzz/crash-$t-*)"
+            total_fail=$((total_fail + 1))
+            failed_suites=$((failed_suites + 1))
+        fi
+    done
+    rm -rf "$fuzz_tmp"
+fi
+
 echo "$total_pass passed, $total_fail failed"
 [ $failed_suites -eq 0 ]

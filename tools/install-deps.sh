@@ -3,7 +3,9 @@
 # Runs apt only when something is missing; uses sudo when not root.
 # (libefa, the EFA verbs provider, ships in ibverbs-providers; the sanitizer
 # runtimes come with gcc; python3-venv for the offline pip-install test,
-# util-linux for setpriv, libsodium for peer authentication, systemd for systemd-analyze verify.)
+# util-linux for setpriv, libsodium for peer authentication, systemd for systemd-analyze verify;
+# clang for the fuzz targets, whose libFuzzer and sanitizer runtimes are in
+# libclang-rt-14-dev, only recommended by clang and so named here.)
 set -euo pipefail
 
 packages=(
@@ -14,6 +16,7 @@ packages=(
     libprotobuf-c-dev protobuf-c-compiler
     libnuma-dev
     check
+    clang libclang-rt-14-dev
     python3 python3-dev python3-pytest python3-setuptools python3-venv
     iproute2 procps util-linux systemd
 )
