@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -96,10 +97,11 @@ def test_two_engines_in_separate_processes(daemon):
         assert te.get_batch_transfer_status([bid]) == 0
         bid = te.transfer_submit_write(peer.target, local, peer.addr + MiB, MiB)
         assert bid > 0
-        for _ in range(10000):
-            st = te.transfer_check_status(bid)
-            if st != 0:
-                break
+        # Poll as a caller would, bounded in time rather than in tries: a busy
+        # machine can outrun 10000 tries.
+        deadline = time.monotonic() + 10
+        while (st := te.transfer_check_status(bid)) == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
         assert st == 1
         bid = te.batch_transfer_async_read(peer.target, [local, local + MiB], [peer.addr, peer.addr + MiB],
                                            [MiB, MiB])
