@@ -163,11 +163,22 @@ static void nic_close(nic *n)
     free(n);
 }
 
+/* The API version asked of fi_getinfo: the newest these headers know
+ * first, stepping down while the library answers -FI_ENOSYS (older than
+ * the headers). Below 1.18 the efa provider turns device RDMA off on p4d,
+ * p5 and p5e (every RMA emulated), so 1.9 is only a last resort. */
+static const uint32_t api_versions[] = {FI_VERSION(FI_MAJOR_VERSION, FI_MINOR_VERSION), FI_VERSION(1, 18),
+                                        FI_VERSION(1, 9)};
+static uint32_t api_version;
+
 static struct fi_info *get_info(const char *prov, bool delivery, int *rc)
 {
     struct fi_info *hints = fi_allocinfo(), *list = NULL;
     hints->ep_attr->type = FI_EP_RDM;
-    hints->caps = FI_RMA | FI_READ | FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE;
+    /* Remote only: same-host traffic never goes through a NIC, and with
+     * local communication efa would open an shm sub-provider per NIC
+     * (no CQ wait fd, extra progress work). */
+    hints->caps = FI_RMA | FI_READ | FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE | FI_REMOTE_COMM;
     hints->mode = FI_CONTEXT | FI_CONTEXT2;
     /* Every mr_mode bit we know how to honour; the provider keeps those it needs. */
     hints->domain_attr->mr_mode = FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY | FI_MR_ENDPOINT;
@@ -175,7 +186,14 @@ static struct fi_info *get_info(const char *prov, bool delivery, int *rc)
     hints->fabric_attr->prov_name = strdup(prov);
     if (delivery)
         hints->tx_attr->op_flags = FI_DELIVERY_COMPLETE;
-    *rc = fi_getinfo(FI_VERSION(1, 9), NULL, NULL, 0, hints, &list);
+    *rc = -FI_ENOSYS;
+    for (size_t i = 0; i < sizeof(api_versions) / sizeof(api_versions[0]) && *rc == -FI_ENOSYS; i++) {
+        if (i && api_versions[i] >= api_versions[i - 1])
+            continue; /* the headers are that old already */
+        *rc = fi_getinfo(api_versions[i], NULL, NULL, 0, hints, &list);
+        if (*rc == 0)
+            api_version = api_versions[i];
+    }
     fi_freeinfo(hints);
     return *rc ? NULL : list;
 }
@@ -332,7 +350,9 @@ int nic_init(const mcefad_config *cfg)
         log_warn("provider %s: no NIC left after the nics/nics_exclude settings: serving same-host only", prov);
         return 0;
     }
-    log_info("%u NIC(s) with provider %s", nnics, prov);
+    uint32_t lib = fi_version();
+    log_info("%u NIC(s) with provider %s; libfabric %u.%u, API %u.%u", nnics, prov, FI_MAJOR(lib), FI_MINOR(lib),
+             FI_MAJOR(api_version), FI_MINOR(api_version));
     return 0;
 }
 
