@@ -156,10 +156,7 @@ static memfd_map *new_map(int fd, const struct stat *st, uint64_t offset, uint64
 int memfd_import(memfd_maps *set, int fd, uint64_t offset, uint64_t addr, uint64_t length, int numa_node,
                  bool populate, region **out, err *e)
 {
-    const char *why;
-    int rc = shm_memfd_check(fd, offset, length, &why);
-    if (rc < 0)
-        return err_set(e, rc, "cannot register 0x%" PRIx64 " + %" PRIu64 ": %s", addr, length, why);
+    int rc;
     struct stat st;
     if (fstat(fd, &st) < 0) {
         rc = -errno;

@@ -32,7 +32,8 @@ void memfd_maps_unref(memfd_maps *m);
 size_t memfd_mappings(void);
 
 /* A region for the client range [addr, addr+length) backed by fd at
- * offset, mapped through maps. The fd stays the caller's. */
+ * offset, mapped through maps. The fd stays the caller's, who has checked
+ * it with shm_memfd_check (on the loop, before queuing this). */
 int memfd_import(memfd_maps *maps, int fd, uint64_t offset, uint64_t addr, uint64_t length, int numa_node,
                  bool populate, region **out, err *e);
 

@@ -27,26 +27,9 @@ static void teardown(void)
     daemon_stop(&D);
 }
 
-static void fill(uint8_t *p, size_t len, unsigned seed)
-{
-    for (size_t i = 0; i < len; i++)
-        p[i] = (uint8_t)(i * 7 + seed + (i >> 12));
-}
-
-static int same(const uint8_t *p, size_t len, unsigned seed)
-{
-    for (size_t i = 0; i < len; i++)
-        if (p[i] != (uint8_t)(i * 7 + seed + (i >> 12)))
-            return 0;
-    return 1;
-}
-
 static mcefa_client *connect_ok(const char *name)
 {
-    mcefa_client *c = NULL;
-    int rc = mcefa_connect(D.sock, name, &c);
-    ck_assert_msg(rc == 0, "connect: %s", mcefa_last_error());
-    return c;
+    return client_ok(D.sock, name);
 }
 
 /* A target process: exports `name` over a buffer of `size` bytes whose
@@ -350,10 +333,8 @@ START_TEST(unknown_message_type)
     int fd = raw_connect(D.sock);
     wire_reader rd;
     wire_reader_init(&rd, WIRE_MAX_FRAME_DEFAULT);
-    raw_hello(fd, MCEFA_PROTOCOL_VERSION);
-    Mcefa__Response *r = raw_recv(fd, &rd);
-    ck_assert_int_eq(r->status, 0);
-    mcefa__response__free_unpacked(r, NULL);
+    raw_hello_ok(fd, &rd);
+    Mcefa__Response *r;
     int cq = wire_reader_take_fd(&rd);
     ck_assert_int_ge(cq, 0);
     close(cq);
@@ -573,10 +554,8 @@ START_TEST(refused_descriptors_are_not_reused)
     int fd = raw_connect(D.sock);
     wire_reader rd;
     wire_reader_init(&rd, 0);
-    raw_hello(fd, MCEFA_PROTOCOL_VERSION);
-    Mcefa__Response *r = raw_recv(fd, &rd);
-    ck_assert_int_eq(r->status, 0);
-    mcefa__response__free_unpacked(r, NULL);
+    raw_hello_ok(fd, &rd);
+    Mcefa__Response *r;
     int completion = wire_reader_take_fd(&rd);
     ck_assert_int_ge(completion, 0);
     close(completion);

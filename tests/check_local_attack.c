@@ -25,18 +25,9 @@ static void teardown(void)
     daemon_stop(&D);
 }
 
-static void fill(uint8_t *p, size_t len, unsigned seed)
-{
-    for (size_t i = 0; i < len; i++)
-        p[i] = (uint8_t)(i * 7 + seed + (i >> 12));
-}
-
 static mcefa_client *connect_ok(const char *name)
 {
-    mcefa_client *c = NULL;
-    int rc = mcefa_connect(D.sock, name, &c);
-    ck_assert_msg(rc == 0, "connect: %s", mcefa_last_error());
-    return c;
+    return client_ok(D.sock, name);
 }
 
 /* A client with one registered buffer of size bytes that exports it as

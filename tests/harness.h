@@ -250,6 +250,41 @@ static inline Mcefa__Response *raw_recv(int fd, wire_reader *rd)
     return NULL;
 }
 
+/* Hello on a raw connection, its welcome read and checked; the completion
+ * area's descriptor stays queued in rd. */
+static inline void raw_hello_ok(int fd, wire_reader *rd)
+{
+    raw_hello(fd, MCEFA_PROTOCOL_VERSION);
+    Mcefa__Response *r = raw_recv(fd, rd);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->status, 0);
+    mcefa__response__free_unpacked(r, NULL);
+}
+
+/* A byte pattern by seed, and whether a buffer holds it. */
+static inline void fill(uint8_t *p, size_t len, unsigned seed)
+{
+    for (size_t i = 0; i < len; i++)
+        p[i] = (uint8_t)(i * 7 + seed + (i >> 12));
+}
+
+static inline int same(const uint8_t *p, size_t len, unsigned seed)
+{
+    for (size_t i = 0; i < len; i++)
+        if (p[i] != (uint8_t)(i * 7 + seed + (i >> 12)))
+            return 0;
+    return 1;
+}
+
+/* A library connection to the daemon at sock, or the test fails. */
+static inline mcefa_client *client_ok(const char *sock, const char *name)
+{
+    mcefa_client *c = NULL;
+    int rc = mcefa_connect(sock, name, &c);
+    ck_assert_msg(rc == 0, "connect: %s", mcefa_last_error());
+    return c;
+}
+
 /* True once the peer closed the connection (within 5 seconds). */
 static inline int raw_closed(int fd, wire_reader *rd)
 {
