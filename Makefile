@@ -2,6 +2,7 @@
 #   make                 build everything into build/
 #   make check           build and run the test suites
 #   make check SAN=1     the same with ASan+UBSan, into build-san/
+#   make check-gpu       the GPU suite on a real GPU, then GPU benchmarks
 #   make install         honours PREFIX and DESTDIR
 #   make CUDA=0          build without CUDA even where it is installed
 #   make fuzz            build the libFuzzer targets (clang) and run each
@@ -31,11 +32,13 @@ SANFLAGS :=
 OPT := -O2
 endif
 
-# CUDA is optional; nothing in the tree requires it yet, the GPU path
-# (daemon/gpu.c) is compiled only when it is found.
+# CUDA is optional. With its headers (CUDA=1, found by default) the GPU
+# code is compiled and libcuda is loaded at run time (dlopen): nothing links
+# it, so the same binaries run on hosts without a GPU. CUDA=0 builds without
+# the headers; GPU registration then says the build has no CUDA.
 CUDA_HOME ?= /usr/local/cuda
 ifeq ($(origin CUDA),undefined)
-CUDA := $(shell test -f $(CUDA_HOME)/include/cuda_runtime.h && echo 1 || echo 0)
+CUDA := $(shell test -f $(CUDA_HOME)/include/cuda.h && echo 1 || echo 0)
 endif
 
 CFLAGS ?= $(OPT) -g
@@ -63,6 +66,13 @@ PY_FILES := $(patsubst client/python/%,$(B)/python/%,$(wildcard client/python/mc
 
 PROTO_GEN := $(B)/proto/mcefa.pb-c.c $(B)/proto/mcefa.pb-c.h
 COMMON_SRC := $(B)/proto/mcefa.pb-c.c proto/wire.c shm/memfd.c shm/completion.c
+ifeq ($(CUDA),1)
+CPPFLAGS += -DMCEFA_CUDA -I$(CUDA_HOME)/include
+COMMON_SRC += shm/cuda_drv.c
+# The CUDA driver stand-in the GPU suite loads instead of libcuda (tests
+# only, never installed).
+CUDA_STANDIN := $(B)/tests/libcuda-standin.so
+endif
 DAEMON_SRC := $(wildcard daemon/*.c)
 CLIENT_SRC := $(wildcard client/*.c)
 
@@ -77,10 +87,10 @@ TOOLS := $(B)/mcefa-bench $(B)/fi-rma-bench $(B)/mcefactl $(B)/mcefa-reg-stall
 TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/check_*.c))
 
 
-.PHONY: all check install clean bench docs-config python fuzz fuzz-build fuzz-seeds
+.PHONY: all check check-gpu install clean bench docs-config python fuzz fuzz-build fuzz-seeds
 # Keep objects make considers intermediate (test objects built by patterns).
 .SECONDARY:
-all: $(B)/mcefad $(LIBMCEFA_A) $(LIBMCEFA_SO) $(TOOLS) $(TESTS) python
+all: $(B)/mcefad $(LIBMCEFA_A) $(LIBMCEFA_SO) $(TOOLS) $(TESTS) $(CUDA_STANDIN) python
 
 $(B)/proto/mcefa.pb-c.c $(B)/proto/mcefa.pb-c.h: proto/mcefa.proto
 	@mkdir -p $(B)/proto
@@ -95,20 +105,20 @@ $(B)/obj/%.o: %.c $(PROTO_GEN)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -c -o $@ $<
 
 $(B)/mcefad: $(DAEMON_OBJ) $(COMMON_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(UV_LIBS) $(PB_LIBS) $(FABRIC_LIBS) $(SODIUM_LIBS) -lpthread
+	$(CC) $(LDFLAGS) -o $@ $^ $(UV_LIBS) $(PB_LIBS) $(FABRIC_LIBS) $(SODIUM_LIBS) -lpthread -ldl
 
 $(LIBMCEFA_A): $(CLIENT_OBJ) $(COMMON_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
 $(LIBMCEFA_SO): $(CLIENT_OBJ) $(COMMON_OBJ)
-	$(CC) $(LDFLAGS) -shared -Wl,-soname,libmcefa.so.0 -o $@ $^ $(PB_LIBS) -lnuma -lpthread
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libmcefa.so.0 -o $@ $^ $(PB_LIBS) -lnuma -lpthread -ldl
 	ln -sf libmcefa.so.0 $(B)/libmcefa.so
 
-CLIENT_LINK := $(LIBMCEFA_A) $(PB_LIBS) -lnuma -lpthread
+CLIENT_LINK := $(LIBMCEFA_A) $(PB_LIBS) -lnuma -lpthread -ldl
 
-$(B)/mcefa-bench: $(call obj,tools/mcefa-bench.c) $(LIBMCEFA_A)
-	$(CC) $(LDFLAGS) -o $@ $< $(CLIENT_LINK) -lm
+$(B)/mcefa-bench: $(call obj,tools/mcefa-bench.c tools/bench_gpu.c) $(LIBMCEFA_A)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(CLIENT_LINK) -lm
 
 $(B)/obj/tests/%.o: tests/%.c $(PROTO_GEN)
 	@mkdir -p $(dir $@)
@@ -133,6 +143,10 @@ $(B)/mcefactl: $(call obj,tools/mcefactl.c) $(LIBMCEFA_A)
 
 $(B)/fi-rma-bench: $(call obj,tools/fi-rma-bench.c)
 	$(CC) $(LDFLAGS) -o $@ $< $(FABRIC_LIBS)
+
+$(B)/tests/libcuda-standin.so: tests/cuda_standin/standin.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -shared -o $@ $< $(LDFLAGS) -lpthread
 
 $(B)/tests/check_region: $(call obj,tests/check_region.c daemon/region.c)
 	@mkdir -p $(dir $@)
@@ -232,6 +246,11 @@ check: all
 	@if [ "$(FUZZ_OK)" = 1 ]; then $(MAKE) --no-print-directory fuzz-build; fi
 	@MCEFA_BUILD=$(B) PYTHON=$(PYTHON) SAN=$(SAN) FUZZ_TARGETS="$(if $(FUZZ_OK),$(FUZZ_TARGETS))" \
 	    FUZZ_CHECK_SECONDS=$(FUZZ_CHECK_SECONDS) ./tests/run-all.sh $(TESTS)
+
+# On a machine with a GPU (docs/gpu.md): the GPU suite against the real
+# driver, then the GPU benchmarks.
+check-gpu: all
+	./tools/check-gpu.sh $(B)
 
 bench: all
 	./tools/bench-local.sh $(B)

@@ -110,10 +110,15 @@ int mcefa_register(mcefa_client *c, void *addr, size_t len)
      * descriptor before it is sent. */
     if (fd < 0) {
         pthread_mutex_unlock(&c->alloc_lock);
+        int is_gpu;
+        char why[512] = "";
+        int rc = client_gpu_register(c, addr, len, &is_gpu, why, sizeof(why));
+        if (is_gpu)
+            return rc;
         return client_error(-EINVAL,
-                            "mcefa_register: %p + %zu is not inside one buffer from mcefa_alloc; only shareable "
-                            "memory can be registered (allocate it with mcefa_alloc)",
-                            addr, len);
+                            "mcefa_register: %p + %zu is neither inside one buffer from mcefa_alloc nor GPU memory "
+                            "(%s); register host memory from mcefa_alloc, or a GPU buffer",
+                            addr, len, why);
     }
     int dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (dupfd < 0)

@@ -78,6 +78,12 @@ int client_call(mcefa_client *c, Mcefa__Request *req, const int *fds, unsigned n
 int client_call_fd(mcefa_client *c, Mcefa__Request *req, const int *fds, unsigned nfds, Mcefa__Response **resp,
                    int *rfd);
 
+/* Registers [addr, addr+len) if the CUDA driver says it is GPU memory
+ * (*is_gpu = 1; returns 0 or the error). Not GPU memory: *is_gpu = 0,
+ * returns 0, and why says what was found (no driver, not device memory,
+ * built without CUDA). gpu.c. */
+int client_gpu_register(mcefa_client *c, void *addr, size_t len, int *is_gpu, char *why, size_t whylen);
+
 /* Like client_call for requests whose reply carries nothing. */
 int client_call_simple(mcefa_client *c, Mcefa__Request *req);
 

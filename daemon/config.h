@@ -81,6 +81,9 @@
     X(BOOL, segment_group_access, "false", 0, 0, "MCEFAD_SEGMENT_GROUP_ACCESS", "",                              \
       "Let every client that may connect to the socket open every segment; by default a segment opens only "   \
       "for its owner's user, root and admin_group.")                                                          \
+    X(STR, cuda_library, "", 0, 4095, "MCEFAD_CUDA_LIBRARY", "",                                                 \
+      "CUDA driver library loaded (dlopen) at the first GPU registration; empty means libcuda.so.1 as the "     \
+      "dynamic linker finds it. Tests point it at their driver stand-in.")                                     \
     X(BOOL, populate, "true", 0, 0, "MCEFAD_POPULATE", "",                                                       \
       "Pre-fault registered memory when it is registered, so first transfers do not pay page faults.")          \
     X(STR, provider, "efa", 0, CFG_UNBOUNDED, "MCEFAD_PROVIDER", "",                                             \

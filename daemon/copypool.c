@@ -1,9 +1,10 @@
 #include "copypool.h"
 
+#include "gpu_copy.h"
+#include "guard.h"
+
 #include <errno.h>
 #include <pthread.h>
-#include <setjmp.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -27,68 +28,13 @@ static struct {
     unsigned nthreads;
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
-/* ---- Surviving a fault in a client mapping ------------------------------ */
-
-/* What this thread is copying: the SIGBUS handler jumps back only for a
- * fault inside these ranges; any other SIGBUS is a real bug and kills us
- * as it would have without the handler. */
-static __thread sigjmp_buf fault_jmp;
-static __thread volatile sig_atomic_t copying;
-static __thread const char *volatile copy_src, *volatile copy_dst;
-static __thread volatile size_t copy_len;
-static __thread volatile int fault_src;
-
-static bool inside(const char *a, const char *base, size_t len)
+/* One job: host memory by memcpy under the fault guard, anything with a GPU
+ * side through the driver (gpu_copy.c). */
+static int copy_one(copy_job *j)
 {
-    return (uintptr_t)a >= (uintptr_t)base && (uintptr_t)a - (uintptr_t)base < len;
-}
-
-static void on_sigbus(int sig, siginfo_t *si, void *uc)
-{
-    (void)uc;
-    const char *a = si->si_addr;
-    if (copying && si->si_code > 0 /* raised by the kernel for a fault, not kill() */) {
-        bool s = inside(a, copy_src, copy_len), d = inside(a, copy_dst, copy_len);
-        if (s || d) {
-            copying = 0;
-            fault_src = s;
-            siglongjmp(fault_jmp, 1);
-        }
-    }
-    /* Not ours: restore the default action; the signal is blocked while we
-     * run, so it is delivered (and kills with a core) when we return. */
-    struct sigaction dfl = {.sa_handler = SIG_DFL};
-    sigemptyset(&dfl.sa_mask);
-    sigaction(sig, &dfl, NULL);
-    raise(sig);
-}
-
-static int install_sigbus(void)
-{
-    struct sigaction sa = {.sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO};
-    sigemptyset(&sa.sa_mask);
-    return sigaction(SIGBUS, &sa, NULL) < 0 ? -errno : 0;
-}
-
-/* Copies one job; -EFAULT if either side faulted (j->fault_src says
- * which). Overlapping ranges (a move inside one region) use memmove. */
-static int copy_guarded(copy_job *j)
-{
-    copy_src = j->src;
-    copy_dst = j->dst;
-    copy_len = j->len;
-    /* Saving the mask makes the jump unblock SIGBUS again. */
-    if (sigsetjmp(fault_jmp, 1)) {
-        j->fault_src = fault_src;
-        return -EFAULT;
-    }
-    copying = 1;
-    if (inside(j->dst, j->src, j->len) || inside(j->src, j->dst, j->len))
-        memmove(j->dst, j->src, j->len);
-    else
-        memcpy(j->dst, j->src, j->len);
-    copying = 0;
-    return 0;
+    if (j->src_gpu >= 0 || j->dst_gpu >= 0)
+        return gpu_copy(j->dst, j->dst_gpu, j->src, j->src_gpu, j->len, &j->fault_src, &j->why);
+    return guard_copy(j->dst, j->src, j->len, &j->fault_src);
 }
 
 /* ---- Queues -------------------------------------------------------------- */
@@ -136,9 +82,11 @@ static void *copy_thread(void *arg)
             pthread_cond_wait(&pool.cond, &pool.lock);
         copy_job *j = take();
         pthread_mutex_unlock(&pool.lock);
-        if (!j)
+        if (!j) {
+            gpu_copy_thread_exit();
             return NULL;
-        j->done(j, copy_guarded(j));
+        }
+        j->done(j, copy_one(j));
     }
 }
 
@@ -146,7 +94,7 @@ int copypool_init(unsigned nthreads)
 {
     if (nthreads == 0)
         return -EINVAL;
-    int rc = install_sigbus();
+    int rc = guard_init();
     if (rc < 0)
         return rc;
     pool.threads = calloc(nthreads, sizeof(pthread_t));

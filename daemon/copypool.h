@@ -1,5 +1,6 @@
 /* The copy pool: same-host data movement by threads that memcpy between the
- * daemon's own mappings. Nothing here touches libfabric.
+ * daemon's own mappings, or hand GPU copies to the driver (gpu_copy.h).
+ * Nothing here touches libfabric.
  *
  * Jobs are queued per owner (a client session) and the threads serve the
  * owners round robin, one job at a time, so one client's huge batch cannot
@@ -13,8 +14,9 @@
 #include <stddef.h>
 
 typedef struct copy_job copy_job;
-/* err: 0, -ECANCELED (the owner's queue was dropped) or -EFAULT (the
- * memory faulted; fault_src tells which side). */
+/* err: 0, -ECANCELED (the owner's queue was dropped), -EFAULT (the
+ * memory faulted; fault_src tells which side) or -EIO (a GPU copy failed;
+ * why says how). */
 typedef void (*copy_done_fn)(copy_job *job, int err);
 
 struct copy_job {
@@ -22,8 +24,10 @@ struct copy_job {
     void *dst;
     const void *src;
     size_t len;
+    int dst_gpu, src_gpu; /* -1: host memory; else the daemon's GPU index (gpu.h) */
     const void *owner; /* whose queue: jobs of one owner run in order of submission */
     int fault_src;     /* set with -EFAULT: 1 the source faulted, 0 the destination */
+    const char *why;   /* set with -EIO from a GPU copy: the driver's error (static text) */
     copy_done_fn done; /* called on a copy thread after the copy, or by copypool_cancel */
 };
 

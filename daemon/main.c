@@ -11,6 +11,7 @@
 #include "config.h"
 #include "copypool.h"
 #include "defer.h"
+#include "gpu.h"
 #include "ident.h"
 #include "log.h"
 #include "metrics.h"
@@ -100,6 +101,7 @@ static int start_loop_layers(uv_loop_t *loop)
     defer_init(loop);
     session_init(g ? (int)g->gr_gid : -1);
     segment_init(ident_hostname(), config.segment_port_base);
+    gpu_init(config.cuda_library);
     xfer_init(config.copy_chunk_bytes, config.stripe_threshold, config.request_timeout_ms);
     rpc_memory_init(loop);
     peer_table_init(nic_count(), (unsigned)config.max_peers);

@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "copypool.h"
+#include "gpu.h"
 #include "ident.h"
 #include "log.h"
 #include "nic.h"
@@ -73,6 +74,39 @@ static void peer_family(FILE *o, const char *name, const char *help, uint64_t (*
     }
 }
 
+/* GPU memory per device: what clients registered, and the allocations the
+ * daemon mapped for it (one per allocation, shared by its ranges). */
+static void gpu_family(FILE *o)
+{
+    unsigned ng = gpu_count();
+    if (!ng)
+        return;
+    uint64_t bytes[GPU_MAX] = {0};
+    unsigned regions[GPU_MAX] = {0};
+    session *s;
+    TAILQ_FOREACH(s, session_all(), link)
+        for (size_t i = 0; i < s->regions.n; i++) {
+            int g = s->regions.v[i]->gpu;
+            if (g >= 0 && g < GPU_MAX) {
+                regions[g]++;
+                bytes[g] += s->regions.v[i]->length;
+            }
+        }
+    HELP("mcefad_gpu_registered_regions", "gauge", "Registered regions of GPU memory per GPU.");
+    for (unsigned g = 0; g < ng; g++)
+        fprintf(o, "mcefad_gpu_registered_regions{gpu=\"%s\"} %u\n", gpu_bus_id((int)g), regions[g]);
+    HELP("mcefad_gpu_registered_bytes", "gauge", "Registered bytes of GPU memory per GPU.");
+    for (unsigned g = 0; g < ng; g++)
+        fprintf(o, "mcefad_gpu_registered_bytes{gpu=\"%s\"} %llu\n", gpu_bus_id((int)g),
+                (unsigned long long)bytes[g]);
+    HELP("mcefad_gpu_imports", "gauge", "Client GPU allocations mapped into the daemon per GPU.");
+    for (unsigned g = 0; g < ng; g++) {
+        gpu_info info;
+        if (gpu_get_info(g, &info) == 0)
+            fprintf(o, "mcefad_gpu_imports{gpu=\"%s\"} %u\n", info.bus_id, info.imports);
+    }
+}
+
 void metrics_render(FILE *o)
 {
     HELP("mcefad_info", "gauge", "Daemon identity (value 1).");
@@ -135,6 +169,8 @@ void metrics_render(FILE *o)
     peer_family(o, "mcefad_peer_bytes_total", "Bytes moved to and from each peer host.", peer_bytes);
     peer_family(o, "mcefad_peer_ops_total", "RMA operations finished per peer host.", peer_ops);
     peer_family(o, "mcefad_peer_errors_total", "Failed RMA operations per peer host.", peer_errors);
+
+    gpu_family(o);
 
     HELP("mcefad_transfer_latency_seconds", "histogram", "Time from submission to completion of a transfer.");
     uint64_t cum = 0;

@@ -24,7 +24,6 @@ static void serve_get_segment(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame
     unsigned nn = nic_count();
     Mcefa__SegmentDescriptor d = MCEFA__SEGMENT_DESCRIPTOR__INIT;
     d.name = e->name;
-    d.n_regions = t->n;
     d.regions = calloc(t->n + 1, sizeof(*d.regions));
     Mcefa__RemoteRegion *rv = calloc(t->n + 1, sizeof(*rv));
     uint64_t *vals = calloc(2 * (t->n + 1) * (nn + 1), sizeof(uint64_t));
@@ -36,8 +35,13 @@ static void serve_get_segment(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame
                               g->name);
         return;
     }
-    for (size_t i = 0; i < t->n; i++) {
-        region *r = t->v[i];
+    /* GPU memory is left out: no NIC registers it yet, so other hosts
+     * cannot reach it (a transfer there reads "not registered"). */
+    size_t i = 0;
+    for (size_t k = 0; k < t->n; k++) {
+        region *r = t->v[k];
+        if (r->gpu >= 0)
+            continue;
         mcefa__remote_region__init(&rv[i]);
         rv[i].addr = r->addr;
         rv[i].length = r->length;
@@ -50,7 +54,9 @@ static void serve_get_segment(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame
             rv[i].rma_key[k] = r->mrs[k].key;
         }
         d.regions[i] = &rv[i];
+        i++;
     }
+    d.n_regions = i;
     Mcefa__PeerFrame f = MCEFA__PEER_FRAME__INIT;
     f.seq = seq;
     f.reply = true;

@@ -8,6 +8,10 @@ const char *region_kind_name(region_kind k)
     switch (k) {
     case REGION_HOST_MEMFD:
         return "host memfd";
+    case REGION_CUDA_IPC:
+        return "GPU (CUDA IPC)";
+    case REGION_CUDA_VMM:
+        return "GPU (CUDA VMM)";
     }
     return "unknown";
 }
@@ -23,6 +27,7 @@ region *region_create(const region_ops *ops, uint64_t addr, uint64_t length, voi
     r->length = length;
     r->ptr = ptr;
     r->numa_node = numa_node;
+    r->gpu = -1;
     return r;
 }
 
@@ -88,8 +93,12 @@ int region_table_insert(region_table *t, region *r)
         t->v[j] = t->v[j - 1];
     t->v[i] = r;
     t->n++;
-    t->bytes += r->length;
-    all_tables_bytes += r->length;
+    if (r->gpu >= 0) {
+        t->gpu_bytes += r->length;
+    } else {
+        t->bytes += r->length;
+        all_tables_bytes += r->length;
+    }
     return 0;
 }
 
@@ -134,8 +143,12 @@ region *region_table_remove(region_table *t, uint64_t addr)
     for (size_t j = i - 1; j + 1 < t->n; j++)
         t->v[j] = t->v[j + 1];
     t->n--;
-    t->bytes -= r->length;
-    all_tables_bytes -= r->length;
+    if (r->gpu >= 0) {
+        t->gpu_bytes -= r->length;
+    } else {
+        t->bytes -= r->length;
+        all_tables_bytes -= r->length;
+    }
     return r;
 }
 
@@ -147,5 +160,5 @@ void region_table_clear(region_table *t)
     t->v = NULL;
     t->n = t->cap = 0;
     all_tables_bytes -= t->bytes;
-    t->bytes = 0;
+    t->bytes = t->gpu_bytes = 0;
 }

@@ -11,11 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* How the daemon reaches a region's bytes. Host memfd is the only kind
- * today; plain host memory (copied), CUDA IPC, CUDA VMM and dmabuf come
- * next, each with its own import file and release operation. */
+/* How the daemon reaches a region's bytes, each kind with its own import
+ * file and release operation. */
 typedef enum region_kind {
-    REGION_HOST_MEMFD = 1, /* a sealed memfd the daemon maps */
+    REGION_HOST_MEMFD = 1, /* a sealed memfd the daemon maps (memfd_import.c) */
+    REGION_CUDA_IPC = 2,   /* GPU memory by legacy CUDA IPC handle (gpu.c) */
+    REGION_CUDA_VMM = 3,   /* GPU memory by VMM file descriptors (gpu.c) */
 } region_kind;
 
 const char *region_kind_name(region_kind k);
@@ -43,7 +44,8 @@ typedef struct region {
     const region_ops *ops;
     uint64_t addr;   /* client virtual address */
     uint64_t length;
-    char *ptr;       /* daemon's mapping of addr (host kinds) */
+    char *ptr;       /* daemon's mapping of addr (host kinds), or its device address (GPU kinds) */
+    int gpu;         /* -1 host memory, else the daemon's GPU index (gpu.h) */
     void *map_base;  /* the kind's own bookkeeping (memfd: what to munmap) */
     size_t map_len;
     int numa_node;   /* -1 unknown */
@@ -76,7 +78,8 @@ static inline void *region_translate(const region *r, uint64_t addr)
 typedef struct region_table {
     region **v;
     size_t n, cap;
-    uint64_t bytes;
+    uint64_t bytes;     /* host memory: charged against the registration caps */
+    uint64_t gpu_bytes; /* GPU memory: the client's own, not the daemon's */
 } region_table;
 
 /* Holds one reference. -EEXIST if it overlaps a region in the table,
@@ -92,7 +95,7 @@ region *region_table_find_addr(const region_table *t, uint64_t addr);
 /* Any region overlapping [addr, addr+len), or NULL. */
 region *region_table_overlap(const region_table *t, uint64_t addr, uint64_t len);
 void region_table_clear(region_table *t);
-/* Bytes registered in all tables together (max_registered_bytes). */
+/* Host bytes registered in all tables together (max_registered_bytes). */
 uint64_t region_tables_bytes(void);
 
 #endif

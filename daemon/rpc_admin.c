@@ -4,12 +4,65 @@
 #include <string.h>
 
 #include "config.h"
+#include "gpu.h"
 #include "peer_table.h"
 #include "ident.h"
 #include "log.h"
 #include "nic.h"
 #include "rpc.h"
 #include "stats.h"
+
+/* A client's GPU regions, per device. */
+static void gpu_uses(reply *r, Mcefa__ClientInfo *ci, const region_table *t)
+{
+    if (!t->gpu_bytes)
+        return;
+    uint32_t n[GPU_MAX] = {0};
+    uint64_t bytes[GPU_MAX] = {0};
+    unsigned ndev = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        int g = t->v[i]->gpu;
+        if (g < 0 || g >= GPU_MAX)
+            continue;
+        ndev += !n[g];
+        n[g]++;
+        bytes[g] += t->v[i]->length;
+    }
+    ci->gpus = reply_alloc(r, ndev * sizeof(*ci->gpus));
+    for (int g = 0; g < GPU_MAX; g++) {
+        if (!n[g])
+            continue;
+        Mcefa__GpuUse *u = reply_alloc(r, sizeof(*u));
+        mcefa__gpu_use__init(u);
+        u->bus_id = (char *)gpu_bus_id(g);
+        u->regions = n[g];
+        u->bytes = bytes[g];
+        ci->gpus[ci->n_gpus++] = u;
+    }
+}
+
+static void gpus(reply *r, Mcefa__DaemonStatus *st)
+{
+    st->gpu_state = (char *)gpu_state();
+    unsigned ng = gpu_count();
+    st->gpus = reply_alloc(r, ng * sizeof(*st->gpus));
+    for (unsigned i = 0; i < ng; i++) {
+        gpu_info info;
+        if (gpu_get_info(i, &info) < 0)
+            continue;
+        Mcefa__GpuInfo *gi = reply_alloc(r, sizeof(*gi));
+        mcefa__gpu_info__init(gi);
+        gi->bus_id = reply_alloc(r, sizeof(info.bus_id));
+        memcpy(gi->bus_id, info.bus_id, sizeof(info.bus_id));
+        gi->name = reply_alloc(r, sizeof(info.name));
+        memcpy(gi->name, info.name, sizeof(info.name));
+        gi->uuid = reply_alloc(r, sizeof(info.uuid));
+        memcpy(gi->uuid, info.uuid, sizeof(info.uuid));
+        gi->imports = info.imports;
+        gi->import_bytes = info.import_bytes;
+        st->gpus[st->n_gpus++] = gi;
+    }
+}
 
 static void clients(reply *r, Mcefa__DaemonStatus *st, const session *self)
 {
@@ -30,6 +83,7 @@ static void clients(reply *r, Mcefa__DaemonStatus *st, const session *self)
         ci->batches = batch_count(&c->batches);
         ci->transfers_in_flight = session_inflight(c);
         ci->segment = c->exported ? c->exported->name : "";
+        gpu_uses(r, ci, &c->regions);
         st->clients[st->n_clients++] = ci;
     }
 }
@@ -125,6 +179,7 @@ void rpc_status(reply *r, const Mcefa__Request *req)
     nics(r, st);
     peers(r, st);
     segments(r, st, self);
+    gpus(r, st);
     r->resp.body_case = MCEFA__RESPONSE__BODY_DAEMON_STATUS;
     r->resp.daemon_status = st;
 }

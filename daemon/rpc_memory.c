@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "defer.h"
+#include "gpu.h"
 #include "log.h"
 #include "memfd_import.h"
 #include "nic.h"
@@ -58,10 +59,12 @@ typedef struct reg_job {
     uv_work_t work;
     defer_item later; /* answers a job that could not be queued */
     reply *r;
-    memfd_maps *maps; /* a reference: the session may go meanwhile */
+    memfd_maps *maps; /* host memory: a reference, the session may go meanwhile */
+    gpu_desc *gpu;    /* GPU memory: what the client sent (its fds are the job's) */
     pending_range *range;
     int fd;
     uint64_t offset, addr, length;
+    uint64_t charged; /* bytes counted against the host memory caps meanwhile */
     int numa_node;
     bool populate;
     region *region;
@@ -72,6 +75,12 @@ typedef struct reg_job {
 static void reg_work(uv_work_t *w)
 {
     reg_job *j = w->data;
+    if (j->gpu) {
+        /* NICs do not register GPU memory yet: it moves between local
+         * processes only. */
+        gpu_import(j->gpu, j->addr, j->length, &j->region, &j->e);
+        return;
+    }
     if (memfd_import(j->maps, j->fd, j->offset, j->addr, j->length, j->numa_node, j->populate, &j->region, &j->e) == 0 &&
         nic_register_region(j->region, &j->e) < 0) {
         err_prefix(&j->e, "cannot register 0x%" PRIx64 " + %" PRIu64, j->addr, j->length);
@@ -79,6 +88,7 @@ static void reg_work(uv_work_t *w)
         j->region = NULL;
     }
     close(j->fd);
+    j->fd = -1;
 }
 
 static void reg_done(uv_work_t *w, int status)
@@ -89,16 +99,21 @@ static void reg_done(uv_work_t *w, int status)
     LIST_REMOVE(j->range, link);
     free(j->range);
     s->nregistering--;
-    s->registering_bytes -= j->length;
-    pending_total -= j->length;
-    pending_count--;
+    s->registering_bytes -= j->charged;
+    pending_total -= j->charged;
+    if (j->maps)
+        pending_count--;
     memfd_maps_unref(j->maps);
     if (status < 0) {
-        /* Cancelled before it ran: the work did not close the memfd. */
-        close(j->fd);
+        /* Cancelled before it ran: the work closed nothing. */
+        if (j->fd >= 0)
+            close(j->fd);
+        if (j->gpu)
+            gpu_desc_close(j->gpu);
         if (!j->e.code)
             err_set(&j->e, -ECANCELED, "registration of 0x%" PRIx64 " cancelled: the daemon is stopping", j->addr);
     }
+    free(j->gpu);
     if (!j->region) {
         reply_err(r, &j->e);
     } else if (s->closing) {
@@ -109,7 +124,8 @@ static void reg_done(uv_work_t *w, int status)
             region_unref(j->region);
             reply_fail(r, rc, "cannot register 0x%" PRIx64 " + %" PRIu64 ": %s", j->addr, j->length, strerror(-rc));
         } else {
-            log_debug("client %s registered 0x%" PRIx64 " + %" PRIu64, s->name, j->addr, j->length);
+            log_debug("client %s registered 0x%" PRIx64 " + %" PRIu64 " (%s)", s->name, j->addr, j->length,
+                      region_kind_name(j->region->ops->kind));
         }
     }
     free(j);
@@ -122,17 +138,202 @@ static void reg_not_queued(defer_item *it)
     reg_done(&j->work, 0);
 }
 
+/* Closes the descriptors that came with a refused request, so the next
+ * request does not take them. */
+static void drop_fds(session *s, uint32_t n)
+{
+    for (uint32_t i = 0; i < n && i < WIRE_MAX_FDS; i++) {
+        int extra = wire_reader_take_fd(&s->rd);
+        if (extra >= 0)
+            close(extra);
+    }
+}
+
+/* The checks every registration passes before work is queued; 0, or -1
+ * when r was answered. host: the bytes are charged to the daemon (mapped,
+ * pre-faulted), so the byte and mapping caps apply. */
+static int admit(reply *r, session *s, uint64_t addr, uint64_t length, bool host)
+{
+    if (s->regions.n + s->nregistering >= config.max_regions_per_client) {
+        reply_fail(r, -ENOSPC,
+                   "client already has %zu regions registered (max_regions_per_client); unregister some or "
+                   "register larger buffers",
+                   s->regions.n + s->nregistering);
+        return -1;
+    }
+    if (host) {
+        /* Counting registrations under way: each mapped and pre-faulted
+         * byte is charged to the daemon. */
+        uint64_t mine = s->regions.bytes + s->registering_bytes;
+        if (length > cap_client || mine > cap_client - length) {
+            reply_fail(r, -ENOSPC,
+                       "cannot register 0x%" PRIx64 " + %" PRIu64 ": this client already has %" PRIu64
+                       " bytes registered or being registered and may have at most %" PRIu64
+                       " (max_registered_bytes_per_client); unregister some first",
+                       addr, length, mine, cap_client);
+            return -1;
+        }
+        uint64_t all = region_tables_bytes() + pending_total;
+        if (length > cap_total || all > cap_total - length) {
+            reply_fail(r, -ENOSPC,
+                       "cannot register 0x%" PRIx64 " + %" PRIu64 ": clients of this daemon together have %" PRIu64
+                       " bytes registered and the daemon takes at most %" PRIu64
+                       " (max_registered_bytes); unregister memory or ask the operator to raise it",
+                       addr, length, all, cap_total);
+            return -1;
+        }
+        if (memfd_mappings() + pending_count >= map_limit) {
+            reply_fail(r, -ENOSPC,
+                       "cannot register 0x%" PRIx64 " + %" PRIu64 ": the daemon holds %zu mappings of client memory, "
+                       "its share of vm.max_map_count; register larger buffers (regions of one memfd share a mapping)",
+                       addr, length, memfd_mappings());
+            return -1;
+        }
+    }
+    region *clash = region_table_overlap(&s->regions, addr, length);
+    if (clash) {
+        reply_fail(r, -EEXIST,
+                   "cannot register 0x%" PRIx64 " + %" PRIu64 ": it overlaps the registered region 0x%" PRIx64
+                   " + %" PRIu64 "; unregister that first",
+                   addr, length, clash->addr, clash->length);
+        return -1;
+    }
+    pending_range *pr;
+    LIST_FOREACH(pr, &s->registering, link)
+        if (addr < pr->addr + pr->len && pr->addr < addr + length) {
+            reply_fail(r, -EEXIST,
+                       "cannot register 0x%" PRIx64 " + %" PRIu64 ": it overlaps 0x%" PRIx64 " + %" PRIu64
+                       ", whose registration is still under way",
+                       addr, length, pr->addr, pr->len);
+            return -1;
+        }
+    return 0;
+}
+
+/* Queues j (its fields set) on a worker thread, answering r when done.
+ * On failure j's resources are the caller's. */
+static int queue(reply *r, session *s, reg_job *j)
+{
+    pending_range *pr = calloc(1, sizeof(*pr));
+    reply *d = pr ? reply_defer(r) : NULL;
+    if (!d) {
+        free(pr);
+        reply_fail(r, -ENOMEM, "out of memory registering a region");
+        return -1;
+    }
+    pr->addr = j->addr;
+    pr->len = j->length;
+    LIST_INSERT_HEAD(&s->registering, pr, link);
+    s->nregistering++;
+    s->registering_bytes += j->charged;
+    pending_total += j->charged;
+    if (j->maps)
+        pending_count++;
+    j->r = d;
+    j->range = pr;
+    j->work.data = j;
+    int rc = uv_queue_work(loop, &j->work, reg_work, reg_done);
+    if (rc < 0) {
+        /* Not queued: answered on the next turn like any deferred reply. */
+        err_set(&j->e, -EAGAIN, "cannot queue the registration: %s", uv_strerror(rc));
+        if (j->fd >= 0)
+            close(j->fd);
+        j->fd = -1;
+        if (j->gpu)
+            gpu_desc_close(j->gpu);
+        defer_call(&j->later, reg_not_queued);
+    }
+    return 0;
+}
+
+/* GPU memory: one descriptor per VMM chunk, then the dmabuf if any. */
+static void register_gpu(reply *r, session *s, const Mcefa__RegisterMemory *m)
+{
+    const Mcefa__GpuMemory *g = m->gpu;
+    uint32_t want = (g->share == MCEFA__GPU_SHARE__GPU_SHARE_VMM ? (uint32_t)g->n_chunks : 0) + (g->dmabuf ? 1 : 0);
+    if (m->fd_count != want || want > WIRE_MAX_FDS || g->n_chunks > GPU_MAX_CHUNKS) {
+        drop_fds(s, m->fd_count);
+        reply_fail(r, -EINVAL,
+                   "register_memory of GPU memory 0x%" PRIx64 " needs one descriptor per VMM chunk (at most %d) and "
+                   "one for the dmabuf: %u expected, %u came",
+                   m->addr, GPU_MAX_CHUNKS, want, m->fd_count);
+        return;
+    }
+    reg_job *j = calloc(1, sizeof(*j));
+    gpu_desc *d = calloc(1, sizeof(*d));
+    if (!j || !d) {
+        free(j);
+        free(d);
+        drop_fds(s, m->fd_count);
+        reply_fail(r, -ENOMEM, "out of memory registering a region");
+        return;
+    }
+    d->dmabuf_fd = -1;
+    d->share = g->share;
+    d->pid = (uint32_t)s->pid;
+    d->nchunks = (unsigned)g->n_chunks;
+    int missing = 0;
+    for (unsigned i = 0; i < d->nchunks; i++) {
+        d->chunk_base[i] = g->chunks[i]->addr;
+        d->chunk_size[i] = g->chunks[i]->size;
+        if ((d->chunk_fd[i] = wire_reader_take_fd(&s->rd)) < 0)
+            missing = 1;
+    }
+    if (g->dmabuf && (d->dmabuf_fd = wire_reader_take_fd(&s->rd)) < 0)
+        missing = 1;
+    err e = {0};
+    if (missing)
+        err_set(&e, -EBADF, "register_memory of GPU memory 0x%" PRIx64 " arrived without its descriptors; send them "
+                            "with SCM_RIGHTS", m->addr);
+    else if (!g->bus_id || strlen(g->bus_id) >= sizeof(d->bus_id))
+        err_set(&e, -EINVAL, "register_memory of GPU memory 0x%" PRIx64 ": bus_id missing or too long", m->addr);
+    else if (g->uuid.len != 0 && g->uuid.len != 16)
+        err_set(&e, -EINVAL, "register_memory of GPU memory 0x%" PRIx64 ": uuid must be 16 bytes (got %zu)", m->addr,
+                g->uuid.len);
+    else if (g->share == MCEFA__GPU_SHARE__GPU_SHARE_IPC && g->ipc_handle.len != sizeof(d->ipc))
+        err_set(&e, -EINVAL, "register_memory of GPU memory 0x%" PRIx64 ": the IPC handle must be %zu bytes (got %zu)",
+                m->addr, sizeof(d->ipc), g->ipc_handle.len);
+    else if (m->length == 0 || m->addr + m->length < m->addr)
+        err_set(&e, -EINVAL, "cannot register 0x%" PRIx64 " + %" PRIu64 ": empty or wrapping range", m->addr,
+                m->length);
+    if (!e.code) {
+        snprintf(d->bus_id, sizeof(d->bus_id), "%s", g->bus_id);
+        if ((d->has_uuid = g->uuid.len == 16))
+            memcpy(d->uuid, g->uuid.data, 16);
+        if (g->ipc_handle.len == sizeof(d->ipc))
+            memcpy(d->ipc, g->ipc_handle.data, sizeof(d->ipc));
+        d->alloc_base = g->alloc_base;
+        d->alloc_size = g->alloc_size;
+        gpu_desc_check(d, m->addr, m->length, &e);
+    }
+    if (e.code) {
+        reply_err(r, &e);
+        goto fail;
+    }
+    if (admit(r, s, m->addr, m->length, false) < 0)
+        goto fail;
+    j->gpu = d;
+    j->fd = -1;
+    j->addr = m->addr;
+    j->length = m->length;
+    if (queue(r, s, j) == 0)
+        return;
+fail:
+    gpu_desc_close(d);
+    free(d);
+    free(j);
+}
+
 void rpc_register(reply *r, const Mcefa__Request *req)
 {
     const Mcefa__RegisterMemory *m = req->register_memory;
     session *s = r->s;
+    if (m->gpu) {
+        register_gpu(r, s, m);
+        return;
+    }
     if (m->fd_count != 1) {
-        /* Whatever came with it must not be taken by the next request. */
-        for (uint32_t i = 0; i < m->fd_count && i < WIRE_MAX_FDS; i++) {
-            int extra = wire_reader_take_fd(&s->rd);
-            if (extra >= 0)
-                close(extra);
-        }
+        drop_fds(s, m->fd_count);
         reply_fail(r, -EINVAL, "register_memory needs exactly one memfd (fd_count %u)", m->fd_count);
         return;
     }
@@ -156,96 +357,30 @@ void rpc_register(reply *r, const Mcefa__Request *req)
         reply_fail(r, rc, "cannot register 0x%" PRIx64 " + %" PRIu64 ": %s", m->addr, m->length, why);
         goto out;
     }
-    if (s->regions.n + s->nregistering >= config.max_regions_per_client) {
-        reply_fail(r, -ENOSPC,
-                   "client already has %zu regions registered (max_regions_per_client); unregister some or "
-                   "register larger buffers",
-                   s->regions.n + s->nregistering);
+    if (admit(r, s, m->addr, m->length, true) < 0)
         goto out;
-    }
-    /* Checked before any work is queued, counting registrations under way:
-     * each mapped and pre-faulted byte is charged to the daemon. */
-    uint64_t mine = s->regions.bytes + s->registering_bytes;
-    if (m->length > cap_client || mine > cap_client - m->length) {
-        reply_fail(r, -ENOSPC,
-                   "cannot register 0x%" PRIx64 " + %" PRIu64 ": this client already has %" PRIu64
-                   " bytes registered or being registered and may have at most %" PRIu64
-                   " (max_registered_bytes_per_client); unregister some first",
-                   m->addr, m->length, mine, cap_client);
-        goto out;
-    }
-    uint64_t all = region_tables_bytes() + pending_total;
-    if (m->length > cap_total || all > cap_total - m->length) {
-        reply_fail(r, -ENOSPC,
-                   "cannot register 0x%" PRIx64 " + %" PRIu64 ": clients of this daemon together have %" PRIu64
-                   " bytes registered and the daemon takes at most %" PRIu64
-                   " (max_registered_bytes); unregister memory or ask the operator to raise it",
-                   m->addr, m->length, all, cap_total);
-        goto out;
-    }
-    if (memfd_mappings() + pending_count >= map_limit) {
-        reply_fail(r, -ENOSPC,
-                   "cannot register 0x%" PRIx64 " + %" PRIu64 ": the daemon holds %zu mappings of client memory, "
-                   "its share of vm.max_map_count; register larger buffers (regions of one memfd share a mapping)",
-                   m->addr, m->length, memfd_mappings());
-        goto out;
-    }
     if (!s->maps && !(s->maps = memfd_maps_new())) {
         reply_fail(r, -ENOMEM, "out of memory registering a region");
         goto out;
     }
-    region *clash = region_table_overlap(&s->regions, m->addr, m->length);
-    if (clash) {
-        reply_fail(r, -EEXIST,
-                   "cannot register 0x%" PRIx64 " + %" PRIu64 ": it overlaps the registered region 0x%" PRIx64
-                   " + %" PRIu64 "; unregister that first",
-                   m->addr, m->length, clash->addr, clash->length);
-        goto out;
-    }
-    pending_range *pr;
-    LIST_FOREACH(pr, &s->registering, link)
-        if (m->addr < pr->addr + pr->len && pr->addr < m->addr + m->length) {
-            reply_fail(r, -EEXIST,
-                       "cannot register 0x%" PRIx64 " + %" PRIu64 ": it overlaps 0x%" PRIx64 " + %" PRIu64
-                       ", whose registration is still under way",
-                       m->addr, m->length, pr->addr, pr->len);
-            goto out;
-        }
     reg_job *j = calloc(1, sizeof(*j));
-    pr = calloc(1, sizeof(*pr));
-    reply *d = j && pr ? reply_defer(r) : NULL;
-    if (!d) {
-        free(j);
-        free(pr);
+    if (!j) {
         reply_fail(r, -ENOMEM, "out of memory registering a region");
         goto out;
     }
-    pr->addr = m->addr;
-    pr->len = m->length;
-    LIST_INSERT_HEAD(&s->registering, pr, link);
-    s->nregistering++;
-    s->registering_bytes += m->length;
-    pending_total += m->length;
-    pending_count++;
     memfd_maps_ref(s->maps);
     j->maps = s->maps;
-    j->r = d;
-    j->range = pr;
     j->fd = fd;
     j->offset = m->fd_offset;
     j->addr = m->addr;
     j->length = m->length;
+    j->charged = m->length;
     j->numa_node = m->numa_node;
     j->populate = config.populate;
-    j->work.data = j;
-    rc = uv_queue_work(loop, &j->work, reg_work, reg_done);
-    if (rc < 0) {
-        /* Not queued: answered on the next turn like any deferred reply. */
-        err_set(&j->e, -EAGAIN, "cannot queue the registration: %s", uv_strerror(rc));
-        close(fd);
-        defer_call(&j->later, reg_not_queued);
-    }
-    return;
+    if (queue(r, s, j) == 0)
+        return;
+    memfd_maps_unref(j->maps);
+    free(j);
 out:
     close(fd);
 }

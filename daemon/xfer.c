@@ -7,6 +7,7 @@
 
 #include "clock.h"
 #include "copypool.h"
+#include "gpu.h"
 #include "nic.h"
 #include "nic_worker.h"
 #include "remote.h"
@@ -71,6 +72,8 @@ static void chunk_done(copy_job *job, int err)
                  bad->addr, bad->length);
     } else if (err == -ECANCELED) {
         snprintf(why, sizeof(why), "cancelled: the client that submitted it disconnected");
+    } else if (err == -EIO && job->why) {
+        snprintf(why, sizeof(why), "the GPU copy failed: %s", job->why);
     }
     region_unref(c->lr);
     region_unref(c->rr);
@@ -250,6 +253,11 @@ static int check_one(session *s, const Mcefa__Transfer *t, size_t i, planned *pl
                            "transfer %zu: remote range 0x%" PRIx64 " + %" PRIu64
                            " is not inside a registered region of segment '%s' on host %s",
                            i, t->remote_addr, t->length, rs->name, peer_host(p));
+        if (pl->lr->gpu >= 0)
+            return err_set(e, -EOPNOTSUPP,
+                           "transfer %zu: local range 0x%" PRIx64 " is GPU memory (GPU %s), and transfers of GPU "
+                           "memory to other hosts are not supported yet; stage it through registered host memory",
+                           i, t->local_addr, gpu_bus_id(pl->lr->gpu));
         if (!pl->lr->mrs)
             return err_set(e, -EIO, "transfer %zu: the local region is not registered with the NICs", i);
         return 0;
@@ -262,6 +270,16 @@ static int check_one(session *s, const Mcefa__Transfer *t, size_t i, planned *pl
         return e->code;
     if (!(pl->rr = check_range(o->seg->regions, t->remote_addr, t->length, o->seg->name, i, e)))
         return e->code;
+    if (pl->lr->gpu >= 0 && pl->rr->gpu >= 0) {
+        /* The driver's copies do not move overlapping ranges. */
+        uintptr_t a = (uintptr_t)region_translate(pl->lr, t->local_addr);
+        uintptr_t b = (uintptr_t)region_translate(pl->rr, t->remote_addr);
+        if (a < b + t->length && b < a + t->length)
+            return err_set(e, -EINVAL,
+                           "transfer %zu: source and destination overlap in the same GPU memory; overlapping GPU "
+                           "copies are not supported",
+                           i);
+    }
     region *bad = atomic_load(&pl->lr->faulted) ? pl->lr : atomic_load(&pl->rr->faulted) ? pl->rr : NULL;
     if (bad)
         return err_set(e, -EFAULT,
@@ -287,7 +305,9 @@ static void plan_local(session *s, batch *b, uint32_t idx, const Mcefa__Transfer
      * threads at once would read bytes another piece already overwrote. */
     uint64_t chunk = copy_chunk;
     bool move = (uintptr_t)local < (uintptr_t)remote + t->length && (uintptr_t)remote < (uintptr_t)local + t->length;
-    if (move)
+    /* GPU to GPU is one driver call: the copy engines split it better than
+     * threads could, and each piece would pay a wait on its event. */
+    if (move || (pl->lr->gpu >= 0 && pl->rr->gpu >= 0))
         chunk = t->length;
     uint32_t pieces = (uint32_t)((t->length + chunk - 1) / chunk);
     atomic_store(&b->reqs[idx].remaining, pieces);
@@ -317,9 +337,13 @@ static void plan_local(session *s, batch *b, uint32_t idx, const Mcefa__Transfer
         if (t->opcode == MCEFA__OPCODE__OP_WRITE) {
             c->job.dst = remote + off;
             c->job.src = local + off;
+            c->job.dst_gpu = pl->rr->gpu;
+            c->job.src_gpu = pl->lr->gpu;
         } else {
             c->job.dst = local + off;
             c->job.src = remote + off;
+            c->job.dst_gpu = pl->lr->gpu;
+            c->job.src_gpu = pl->rr->gpu;
         }
         c->job.len = len;
         c->job.done = chunk_done;

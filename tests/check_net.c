@@ -7,12 +7,20 @@
 #include <stdatomic.h>
 #include <sys/mman.h>
 
+#include <limits.h>
+
 #include "net_harness.h"
 #include "suite.h"
+#ifdef MCEFA_CUDA
+#include "shm/cuda_drv.h"
+#endif
 
 static test_daemon A, B;
 static int port_a, port_b, port_z;
 static char sock_b_copy[96];
+/* --cuda_library=... for daemon A where the build has CUDA: A's clients
+ * may register (stand-in) GPU memory; empty otherwise. */
+static char cuda_flag[600] = "--log_level=debug";
 
 static void start_b(void)
 {
@@ -35,7 +43,7 @@ static void setup(void)
     /* A small work-request cap: every batch below overflows it, and must
      * still succeed (the excess waits in the daemon). */
     const char *args[] = {"--provider=tcp;ofi_rxm", "--nics=lo", "--hostname=hosta", port, map,
-                          "--request_timeout_ms=3000", "--max_wr=8", NULL};
+                          "--request_timeout_ms=3000", "--max_wr=8", cuda_flag, NULL};
     daemon_start(&A, args);
     start_b();
     snprintf(sock_b_copy, sizeof(sock_b_copy), "%s", B.sock);
@@ -618,6 +626,48 @@ START_TEST(misbehaving_peer_connections)
 }
 END_TEST
 
+#ifdef MCEFA_CUDA
+/* GPU memory does not cross hosts yet: a transfer of it to another host is
+ * refused before anything moves, with the reason; the daemon of a GPU
+ * region leaves it out of the descriptors other hosts get. (CUDA driver
+ * stand-in: this checks the refusal, not a GPU.) */
+START_TEST(gpu_memory_to_another_host_is_refused)
+{
+    net_target t;
+    net_target_start(&t, B.sock, 1 << 20);
+    char why[512];
+    ck_assert_msg(cuda_drv_load(getenv("MCEFA_CUDA_LIBRARY"), why, sizeof(why)) == 0, "%s", why);
+    CUdevice d;
+    CUcontext ctx;
+    CUdeviceptr p;
+    ck_assert_int_eq(cuda_drv.cuDeviceGet(&d, 0), CUDA_SUCCESS);
+    ck_assert_int_eq(cuda_drv.cuDevicePrimaryCtxRetain(&ctx, d), CUDA_SUCCESS);
+    ck_assert_int_eq(cuda_drv.cuCtxSetCurrent(ctx), CUDA_SUCCESS);
+    ck_assert_int_eq(cuda_drv.cuMemAlloc(&p, 1 << 20), CUDA_SUCCESS);
+    mcefa_client *c;
+    ck_assert_int_eq(mcefa_connect(A.sock, "gpu-net", &c), 0);
+    ck_assert_msg(mcefa_register(c, (void *)(uintptr_t)p, 1 << 20) == 0, "%s", mcefa_last_error());
+    mcefa_segment seg;
+    ck_assert_int_eq(mcefa_segment_open(c, t.name, &seg), 0);
+    mcefa_transfer x = {MCEFA_WRITE, (void *)(uintptr_t)p, seg, t.addr, 4096};
+    ck_assert_int_eq(mcefa_transfer_sync(c, &x, 1, 5000), -EOPNOTSUPP);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "not supported yet"));
+    /* Exported on A, its GPU region is not in what hostb sees. */
+    char name[300];
+    ck_assert_int_eq(mcefa_segment_export(c, NULL, name, sizeof(name)), 0);
+    mcefa_client *cb;
+    ck_assert_int_eq(mcefa_connect(B.sock, "gpu-net-b", &cb), 0);
+    mcefa_segment sa;
+    ck_assert_msg(mcefa_segment_open(cb, name, &sa) == 0, "open %s: %s", name, mcefa_last_error());
+    mcefa_region_info ri = MCEFA_REGION_INFO_INIT;
+    ck_assert_int_eq(mcefa_segment_regions(cb, sa, &ri, 1), 0);
+    mcefa_disconnect(cb);
+    mcefa_disconnect(c);
+    net_target_stop(&t);
+}
+END_TEST
+#endif
+
 int main(void)
 {
     if (system("fi_info -p 'tcp;ofi_rxm' -t FI_EP_RDM >/dev/null 2>&1") != 0) {
@@ -631,6 +681,15 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, install);
     tcase_add_test(tc, loopback_write);
+#ifdef MCEFA_CUDA
+    char lib[512], abs[PATH_MAX];
+    snprintf(lib, sizeof(lib), "%s/tests/libcuda-standin.so", build_dir());
+    if (realpath(lib, abs)) {
+        snprintf(cuda_flag, sizeof(cuda_flag), "--cuda_library=%s", abs);
+        setenv("MCEFA_CUDA_LIBRARY", abs, 1);
+        tcase_add_test(tc, gpu_memory_to_another_host_is_refused);
+    }
+#endif
     tcase_add_test(tc, write_then_read);
     tcase_add_test(tc, multi_write_batch);
     tcase_add_test(tc, stress_multiple_batches);

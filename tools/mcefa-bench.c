@@ -7,6 +7,11 @@
  *              --batch_size from --threads threads for --duration seconds.
  *   memcpy:    single-thread memcpy of the same blocks between two local
  *              buffers: the yardstick for same-host transfers.
+ *   gpu_local: same-host GPU to GPU: cuMemcpyDtoD between two buffers of
+ *              one GPU, then the daemon writing from this process's GPU
+ *              buffer into a forked target's, printed side by side.
+ * --use_vram puts the buffers in GPU memory (--gpu_id; -1 spreads the
+ * initiator's threads over every GPU).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -22,6 +27,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/wait.h>
+
+#include "bench_gpu.h"
 #include "mcefa.h"
 
 static struct {
@@ -41,6 +49,8 @@ static struct {
     bool init_mem;
     bool progress;
     bool warmup;
+    bool use_vram;
+    int gpu_id;
     int numa_node;
 } opt = {
     .mode = "initiator",
@@ -62,7 +72,7 @@ static struct {
 static void usage(FILE *o)
 {
     fprintf(o,
-            "usage: mcefa-bench --mode=target|initiator|memcpy|probe [flags]\n"
+            "usage: mcefa-bench --mode=target|initiator|memcpy|probe|gpu_local [flags]\n"
             "  --operation=read|write   (read)      transfer direction (initiator)\n"
             "  --segment_id=NAME                    segment to open (initiator)\n"
             "  --segment_name=NAME      (auto)      name to export (target)\n"
@@ -78,7 +88,8 @@ static void usage(FILE *o)
             "  --init_mem=BOOL          (true)      fill buffers before the run\n"
             "  --numa_node=N            (-1)        bind buffers to a NUMA node\n"
             "  --warmup=BOOL            (false)     probe: warm every NIC pair up before submit #0\n"
-            "  --use_vram=false                     GPU memory is not supported yet\n"
+            "  --use_vram=BOOL          (false)     buffers in GPU memory (cuMemAlloc)\n"
+            "  --gpu_id=N               (0)         GPU of the buffers; -1: initiator threads use every GPU\n"
             "  --socket=PATH            ($MCEFAD_SOCKET or " MCEFA_DEFAULT_SOCKET ")\n"
             "  --metadata_server=P2PHANDSHAKE, --protocol=...: accepted for Mooncake compatibility\n");
 }
@@ -168,16 +179,13 @@ static void parse_args(int argc, char **argv)
             ok = parse_bool(v, &opt.progress) == 0;
         else if (IS("warmup"))
             ok = parse_bool(v, &opt.warmup) == 0;
-        else if (IS("use_vram")) {
-            bool vram = false;
-            ok = parse_bool(v, &vram) == 0;
-            if (ok && vram) {
-                fprintf(stderr, "mcefa-bench: GPU memory is not supported by this build yet; pass --use_vram=false\n");
-                exit(2);
-            }
-        }
-        else if (IS("metadata_server") || IS("protocol") || IS("gpu_id") ||
-                 IS("auto_discovery")) {
+        else if (IS("use_vram"))
+            ok = parse_bool(v, &opt.use_vram) == 0;
+        else if (IS("gpu_id")) {
+            char *end;
+            opt.gpu_id = v ? (int)strtol(v, &end, 10) : -2;
+            ok = v && !*end && opt.gpu_id >= -1;
+        } else if (IS("metadata_server") || IS("protocol") || IS("auto_discovery")) {
             /* Mooncake flags: the daemon handshakes peers itself. */
         } else
             ok = false;
@@ -245,28 +253,59 @@ static void fail(const char *what, int rc)
     exit(1);
 }
 
-/* Connects and allocates, zero-fills (--init_mem) and registers the
- * --buffer_size buffer; exits with the reason on failure. */
-static mcefa_client *connect_with_buffer(const char *name, void **buf)
+/* Allocates, zero-fills (--init_mem) and registers a --buffer_size buffer,
+ * in GPU memory of gpu when gpu >= 0; exits with the reason on failure. */
+static void add_buffer(mcefa_client *c, int gpu, void **buf)
+{
+    int rc;
+    if (gpu >= 0) {
+        char why[512];
+        if ((rc = bench_gpu_alloc(gpu, opt.buffer_size, buf, why, sizeof(why))) < 0) {
+            fprintf(stderr, "mcefa-bench: GPU buffer: %s\n", why);
+            exit(1);
+        }
+        if (opt.init_mem && bench_gpu_zero(gpu, *buf, opt.buffer_size) < 0)
+            fail("GPU memset", -EIO);
+    } else {
+        if ((rc = mcefa_alloc(c, opt.buffer_size, opt.numa_node, 0, buf)) < 0)
+            fail("alloc", rc);
+        if (opt.init_mem)
+            memset(*buf, 0, opt.buffer_size);
+    }
+    if ((rc = mcefa_register(c, *buf, opt.buffer_size)) < 0)
+        fail("register", rc);
+}
+
+static void drop_buffer(mcefa_client *c, int gpu, void *buf)
+{
+    mcefa_unregister(c, buf);
+    if (gpu >= 0)
+        bench_gpu_free(gpu, buf);
+    else
+        mcefa_free(c, buf);
+}
+
+static mcefa_client *connect_or_die(const char *name)
 {
     mcefa_client *c;
     int rc;
     if ((rc = mcefa_connect(opt.socket, name, &c)) < 0)
         fail("connect", rc);
-    if ((rc = mcefa_alloc(c, opt.buffer_size, opt.numa_node, 0, buf)) < 0)
-        fail("alloc", rc);
-    if (opt.init_mem)
-        memset(*buf, 0, opt.buffer_size);
-    if ((rc = mcefa_register(c, *buf, opt.buffer_size)) < 0)
-        fail("register", rc);
     return c;
+}
+
+/* The GPU of the target's (or a single) buffer: -1 for host memory. */
+static int one_gpu(void)
+{
+    return opt.use_vram ? (opt.gpu_id < 0 ? 0 : opt.gpu_id) : -1;
 }
 
 static int run_target(void)
 {
     void *buf;
-    int rc;
-    mcefa_client *c = connect_with_buffer("mcefa-bench-target", &buf);
+    int rc, gpu = one_gpu();
+    mcefa_client *c = connect_or_die("mcefa-bench-target");
+    add_buffer(c, gpu, &buf);
     char name[300];
     if ((rc = mcefa_segment_export(c, opt.segment_name, name, sizeof(name))) < 0)
         fail("export segment", rc);
@@ -277,8 +316,7 @@ static int run_target(void)
     signal(SIGTERM, on_stop);
     while (!stop_flag)
         pause();
-    mcefa_unregister(c, buf);
-    mcefa_free(c, buf);
+    drop_buffer(c, gpu, buf);
     mcefa_disconnect(c);
     return 0;
 }
@@ -289,6 +327,7 @@ typedef struct thread_ctx {
     mcefa_client *c;
     mcefa_segment seg;
     char *local;
+    int gpu; /* of local; -1 host memory */
     uint64_t remote;
     uint64_t span; /* bytes of the buffers this thread uses */
     uint64_t off;  /* where its span starts */
@@ -377,19 +416,53 @@ static double percentile(double *v, size_t n, double p)
  * must bring exactly that; a no-op in either direction fails the check. */
 static uint64_t check_salt;
 
+/* --check on a thread's local buffer, in host or GPU memory. */
+static void local_fill(thread_ctx *x, uint64_t len)
+{
+    if (x->gpu < 0) {
+        fill_pattern(x->local + x->off, x->off, len, check_salt);
+        return;
+    }
+    char *h = malloc(len);
+    fill_pattern(h, x->off, len, check_salt);
+    if (!h || bench_gpu_upload(x->gpu, x->local + x->off, h, len) < 0)
+        fail("GPU upload", -EIO);
+    free(h);
+}
+
+static void local_zero(thread_ctx *x, uint64_t len)
+{
+    if (x->gpu < 0)
+        memset(x->local + x->off, 0, len);
+    else if (bench_gpu_zero(x->gpu, x->local + x->off, len) < 0)
+        fail("GPU memset", -EIO);
+}
+
+static int local_check(thread_ctx *x, uint64_t len)
+{
+    if (x->gpu < 0)
+        return check_pattern(x->local + x->off, x->off, len, check_salt);
+    char *h = malloc(len);
+    if (!h || bench_gpu_download(x->gpu, h, x->local + x->off, len) < 0)
+        fail("GPU download", -EIO);
+    int bad = check_pattern(h, x->off, len, check_salt);
+    free(h);
+    return bad;
+}
+
 static void prepare_check(thread_ctx *t, uint64_t nthreads)
 {
     check_salt = ((uint64_t)getpid() << 32) ^ (uint64_t)(now_s() * 1e6);
     for (uint64_t k = 0; k < nthreads; k++) {
         thread_ctx *x = &t[k];
         uint64_t len = x->span / opt.block_size * opt.block_size;
-        fill_pattern(x->local + x->off, x->off, len, check_salt);
+        local_fill(x, len);
         if (strcmp(opt.operation, "read") == 0) {
             mcefa_transfer w = {MCEFA_WRITE, x->local + x->off, x->seg, x->remote + x->off, len};
             int rc = mcefa_transfer_sync(x->c, &w, 1, 60000);
             if (rc < 0)
                 fail("check preparation write", rc);
-            memset(x->local + x->off, 0, len);
+            local_zero(x, len);
         }
     }
 }
@@ -401,16 +474,19 @@ static int verify(thread_ctx *t, uint64_t nthreads)
         thread_ctx *x = &t[k];
         uint64_t len = x->span / opt.block_size * opt.block_size;
         if (strcmp(opt.operation, "write") == 0) {
-            memset(x->local + x->off, 0, len);
+            local_zero(x, len);
             mcefa_transfer r = {MCEFA_READ, x->local + x->off, x->seg, x->remote + x->off, len};
             int rc = mcefa_transfer_sync(x->c, &r, 1, 60000);
             if (rc < 0)
                 fail("check read-back", rc);
         }
-        bad += check_pattern(x->local + x->off, x->off, len, check_salt) != 0;
+        bad += local_check(x, len) != 0;
     }
     return bad;
 }
+
+/* Bytes per second of the last initiator run (-1 failed), for gpu_local. */
+static double last_rate;
 
 static int run_initiator(void)
 {
@@ -424,9 +500,24 @@ static int run_initiator(void)
                 opt.buffer_size, need);
         opt.buffer_size = need;
     }
-    void *buf;
-    int rc;
-    mcefa_client *c = connect_with_buffer("mcefa-bench-initiator", &buf);
+    /* Buffers: one, or with --use_vram --gpu_id=-1 one per GPU, the
+     * threads taking turns. */
+    void *bufs[64];
+    int gpus[64], nbuf = 1, rc;
+    gpus[0] = one_gpu();
+    if (opt.use_vram && opt.gpu_id < 0) {
+        char why[512];
+        if ((nbuf = bench_gpu_count(why, sizeof(why))) < 0) {
+            fprintf(stderr, "mcefa-bench: --use_vram: %s\n", why);
+            return 1;
+        }
+        nbuf = nbuf > 64 ? 64 : nbuf;
+        for (int g = 0; g < nbuf; g++)
+            gpus[g] = g;
+    }
+    mcefa_client *c = connect_or_die("mcefa-bench-initiator");
+    for (int g = 0; g < nbuf; g++)
+        add_buffer(c, gpus[g], &bufs[g]);
     mcefa_segment seg;
     if ((rc = mcefa_segment_open(c, opt.segment_id, &seg)) < 0)
         fail("open segment", rc);
@@ -448,7 +539,8 @@ static int run_initiator(void)
         t[i].idx = (unsigned)i;
         t[i].c = c;
         t[i].seg = seg;
-        t[i].local = buf;
+        t[i].local = bufs[i % (uint64_t)nbuf];
+        t[i].gpu = gpus[i % (uint64_t)nbuf];
         t[i].remote = ri.addr;
         t[i].span = span;
         t[i].off = i * span;
@@ -506,6 +598,7 @@ static int run_initiator(void)
     qsort(lat, nlat, sizeof(double), cmp_double);
     int bad = opt.check && !err ? verify(t, opt.threads) : 0;
     double rate = (double)bytes / elapsed / scale;
+    last_rate = err ? -1 : (double)bytes / elapsed;
     double ops = (double)(batches * opt.batch_size) / elapsed;
     if (opt.json)
         printf("{\"mode\":\"initiator\",\"operation\":\"%s\",\"block_size\":%" PRIu64 ",\"batch_size\":%" PRIu64
@@ -527,8 +620,8 @@ static int run_initiator(void)
     free(lat);
     free(t);
     mcefa_segment_close(c, seg);
-    mcefa_unregister(c, buf);
-    mcefa_free(c, buf);
+    for (int g = 0; g < nbuf; g++)
+        drop_buffer(c, gpus[g], bufs[g]);
     mcefa_disconnect(c);
     return err ? 1 : bad ? 3 : 0;
 }
@@ -628,6 +721,76 @@ static int run_probe(void)
     return 0;
 }
 
+/* Same-host GPU to GPU: the driver's own device copy first, then the
+ * daemon between two processes, with the same blocks and batches. The
+ * target is forked before this process touches CUDA. */
+static int run_gpu_local(void)
+{
+    int gpu = one_gpu() < 0 ? 0 : one_gpu();
+    opt.use_vram = true;
+    char seg[64];
+    snprintf(seg, sizeof(seg), "mcefa-bench-gpu-%d", (int)getpid());
+    int ready[2];
+    if (pipe(ready) < 0) {
+        perror("mcefa-bench: pipe");
+        return 1;
+    }
+    pid_t child = fork();
+    if (child < 0) {
+        perror("mcefa-bench: fork");
+        return 1;
+    }
+    if (child == 0) {
+        close(ready[0]);
+        mcefa_client *c = connect_or_die("mcefa-bench-gpu-target");
+        void *buf;
+        add_buffer(c, gpu, &buf);
+        int rc = mcefa_segment_export(c, seg, NULL, 0);
+        if (rc < 0)
+            fail("export segment", rc);
+        signal(SIGTERM, on_stop);
+        if (write(ready[1], "r", 1) != 1)
+            _exit(1);
+        while (!stop_flag)
+            pause();
+        drop_buffer(c, gpu, buf);
+        mcefa_disconnect(c);
+        _exit(0);
+    }
+    close(ready[1]);
+    char ch;
+    if (read(ready[0], &ch, 1) != 1) {
+        fprintf(stderr, "mcefa-bench: the GPU target process did not start\n");
+        waitpid(child, NULL, 0);
+        return 1;
+    }
+    close(ready[0]);
+    char why[512];
+    const char *ul;
+    double scale = unit_scale(opt.report_unit, &ul);
+    double base = bench_gpu_d2d(gpu, opt.block_size, opt.batch_size, opt.buffer_size, opt.duration, why, sizeof(why));
+    if (base < 0)
+        fprintf(stderr, "mcefa-bench: baseline: %s\n", why);
+    else if (!opt.json)
+        printf("cuMemcpyDtoD (GPU %d, 1 stream)  block %" PRIu64 "  throughput: %.3f %s/s\n", gpu, opt.block_size,
+               base / scale, ul);
+    opt.segment_id = seg;
+    opt.operation = "write";
+    int rc = run_initiator();
+    kill(child, SIGTERM);
+    waitpid(child, NULL, 0);
+    if (base > 0 && last_rate > 0) {
+        if (opt.json)
+            printf("{\"mode\":\"gpu_local\",\"gpu\":%d,\"block_size\":%" PRIu64 ",\"cumemcpy_d2d\":%.4f,"
+                   "\"daemon_gpu_to_gpu\":%.4f,\"unit\":\"%s/s\",\"ratio\":%.3f}\n",
+                   gpu, opt.block_size, base / scale, last_rate / scale, ul, last_rate / base);
+        else
+            printf("GPU to GPU between two processes through mcefad: %.3f %s/s = %.2fx cuMemcpyDtoD\n",
+                   last_rate / scale, ul, last_rate / base);
+    }
+    return base < 0 ? 1 : rc;
+}
+
 int main(int argc, char **argv)
 {
     parse_args(argc, argv);
@@ -640,6 +803,9 @@ int main(int argc, char **argv)
         return run_memcpy();
     if (!strcmp(opt.mode, "probe"))
         return run_probe();
-    fprintf(stderr, "mcefa-bench: --mode must be target, initiator or memcpy, not '%s'\n", opt.mode);
+    if (!strcmp(opt.mode, "gpu_local"))
+        return run_gpu_local();
+    fprintf(stderr, "mcefa-bench: --mode must be target, initiator, memcpy, probe or gpu_local, not '%s'\n",
+            opt.mode);
     return 2;
 }

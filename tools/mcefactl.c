@@ -1,7 +1,7 @@
 /* mcefactl: the admin CLI of mcefad.
  *
  *   mcefactl [--socket=PATH] [--json] COMMAND [ARGS]
- *     status | nics | peers | clients | segments
+ *     status | nics | peers | clients | segments | gpus
  *     stats [--interval=S] [--watch] [--count=N]
  *     warmup HOST | loglevel LEVEL
  *     gen-secret PATH   (no daemon needed)
@@ -96,6 +96,37 @@ static void print_status(const Mcefa__DaemonStatus *d)
     printf("  transfers   %" PRIu64 " completed, %" PRIu64 " failed\n  bytes       %" PRIu64 " same-host, %" PRIu64
            " over NICs\n",
            d->transfers_completed, d->transfers_failed, d->bytes_copied, d->bytes_sent);
+    printf("  GPUs        %zu (%s)\n", d->n_gpus, d->gpu_state);
+}
+
+static void print_gpus(const Mcefa__DaemonStatus *d)
+{
+    if (json) {
+        printf("{\"state\":");
+        jstr(d->gpu_state);
+        printf(",\"gpus\":[");
+        for (size_t i = 0; i < d->n_gpus; i++) {
+            const Mcefa__GpuInfo *g = d->gpus[i];
+            printf("%s{\"bus_id\":", i ? "," : "");
+            jstr(g->bus_id);
+            printf(",\"name\":");
+            jstr(g->name);
+            printf(",\"uuid\":");
+            jstr(g->uuid);
+            printf(",\"imports\":%u,\"import_bytes\":%" PRIu64 "}", g->imports, g->import_bytes);
+        }
+        printf("]}\n");
+        return;
+    }
+    if (!d->n_gpus) {
+        printf("no GPUs in use (%s); the driver loads at the first GPU registration\n", d->gpu_state);
+        return;
+    }
+    printf("%-14s %-32s %-42s %8s %14s\n", "bus id", "name", "uuid", "imports", "bytes mapped");
+    for (size_t i = 0; i < d->n_gpus; i++) {
+        const Mcefa__GpuInfo *g = d->gpus[i];
+        printf("%-14s %-32s %-42s %8u %14" PRIu64 "\n", g->bus_id, g->name, g->uuid, g->imports, g->import_bytes);
+    }
 }
 
 static void print_nics(const Mcefa__DaemonStatus *d)
@@ -180,7 +211,13 @@ static void print_clients(const Mcefa__DaemonStatus *d)
                    ",\"segment\":",
                    c->regions, c->bytes_registered, c->batches, c->transfers_in_flight);
             jstr(c->segment);
-            printf("}");
+            printf(",\"gpus\":[");
+            for (size_t k = 0; k < c->n_gpus; k++) {
+                printf("%s{\"bus_id\":", k ? "," : "");
+                jstr(c->gpus[k]->bus_id);
+                printf(",\"regions\":%u,\"bytes\":%" PRIu64 "}", c->gpus[k]->regions, c->gpus[k]->bytes);
+            }
+            printf("]}");
         }
         printf("]\n");
         return;
@@ -191,6 +228,10 @@ static void print_clients(const Mcefa__DaemonStatus *d)
         const Mcefa__ClientInfo *c = d->clients[i];
         printf("%-8" PRIu64 " %-8u %-6u %-24s %7u %14" PRIu64 " %7u %9" PRIu64 "  %s\n", c->session_id, c->pid, c->uid,
                c->name, c->regions, c->bytes_registered, c->batches, c->transfers_in_flight, c->segment);
+        /* Host bytes above; GPU memory on lines of its own, per GPU. */
+        for (size_t k = 0; k < c->n_gpus; k++)
+            printf("%-8s   GPU %-14s %7u regions %14" PRIu64 " bytes\n", "", c->gpus[k]->bus_id, c->gpus[k]->regions,
+                   c->gpus[k]->bytes);
     }
 }
 
@@ -316,6 +357,7 @@ static void usage(FILE *o)
                "  peers               peer hosts: epoch, NIC pairs connected, bytes, last error\n"
                "  clients             clients: pid, uid, name, regions, bytes registered, batches in flight\n"
                "  segments            exported segments\n"
+               "  gpus                GPUs the daemon maps client memory on, per GPU\n"
                "  stats [--interval=S] [--watch] [--count=N]   rates\n"
                "  warmup HOST         connect every NIC pair to HOST now\n"
                "  loglevel LEVEL      error|warn|info|debug\n"
@@ -365,8 +407,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "mcefactl: --interval must be between 0 and 3600 seconds\n");
         return EXIT_USAGE;
     }
-    static const char *const known[] = {"status", "nics",   "peers",    "clients",   "segments",
-                                        "stats",  "warmup", "loglevel", "gen-secret"};
+    static const char *const known[] = {"status", "nics",     "peers",     "clients", "segments",
+                                        "gpus",   "stats",    "warmup",    "loglevel", "gen-secret"};
     bool ok = false;
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
         ok |= !strcmp(cmd, known[i]);
@@ -444,7 +486,9 @@ int main(int argc, char **argv)
                 if (!d->admin && !json)
                     fprintf(stderr, "mcefactl: not an admin: only this connection is listed\n");
                 print_clients(d);
-            } else
+            } else if (!strcmp(cmd, "gpus"))
+                print_gpus(d);
+            else
                 print_segments(d);
             mcefa__response__free_unpacked(resp, NULL);
         }

@@ -1,0 +1,183 @@
+#include "gpu_copy.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "gpu.h"
+#include "guard.h"
+
+#ifdef MCEFA_CUDA
+#include "shm/cuda_drv.h"
+
+/* Each staging buffer; two per thread, so the host side of one piece is
+ * copied while the driver moves the other. */
+#define STAGE_BYTES ((size_t)4 << 20)
+
+typedef struct thread_gpu {
+    CUstream stream[GPU_MAX];
+    CUevent ev[GPU_MAX][2];
+    void *stage[2];
+    int stage_dev; /* whose context allocated the staging (pinned, portable) */
+} thread_gpu;
+
+static __thread thread_gpu *tg;
+
+#define FAIL_IF(call)                                                                                              \
+    do {                                                                                                           \
+        CUresult rc_ = (call);                                                                                     \
+        if (rc_ != CUDA_SUCCESS) {                                                                                 \
+            *why = cuda_drv_error(rc_);                                                                            \
+            return -EIO;                                                                                           \
+        }                                                                                                          \
+    } while (0)
+
+/* Makes dev's context current and its stream, events and the staging
+ * exist on this thread. */
+static int ready(int dev, const char **why)
+{
+    if (!tg && !(tg = calloc(1, sizeof(*tg)))) {
+        *why = "out of memory";
+        return -EIO;
+    }
+    CUcontext ctx = gpu_context(dev);
+    if (!ctx) {
+        *why = "the GPU's context is gone";
+        return -EIO;
+    }
+    FAIL_IF(cuda_drv.cuCtxSetCurrent(ctx));
+    if (!tg->stream[dev]) {
+        FAIL_IF(cuda_drv.cuStreamCreate(&tg->stream[dev], CU_STREAM_NON_BLOCKING));
+        for (int i = 0; i < 2; i++)
+            FAIL_IF(cuda_drv.cuEventCreate(&tg->ev[dev][i], CU_EVENT_DISABLE_TIMING | CU_EVENT_BLOCKING_SYNC));
+    }
+    if (!tg->stage[0]) {
+        for (int i = 0; i < 2; i++)
+            FAIL_IF(cuda_drv.cuMemHostAlloc(&tg->stage[i], STAGE_BYTES, CU_MEMHOSTALLOC_PORTABLE));
+        tg->stage_dev = dev;
+    }
+    return 0;
+}
+
+/* Host to GPU: pieces copied into staging (guarded), then by the driver;
+ * a staging buffer is refilled only after its previous piece landed. */
+static int h2d(CUdeviceptr dst, int dev, const char *src, size_t len, int *fault_src, const char **why)
+{
+    CUstream st = tg->stream[dev];
+    int rc = 0;
+    size_t off = 0;
+    for (unsigned i = 0; off < len; i++) {
+        unsigned b = i & 1;
+        size_t n = len - off < STAGE_BYTES ? len - off : STAGE_BYTES;
+        if (i >= 2)
+            FAIL_IF(cuda_drv.cuEventSynchronize(tg->ev[dev][b]));
+        int fs = 0;
+        if ((rc = guard_copy(tg->stage[b], src + off, n, &fs)) < 0) {
+            *fault_src = 1;
+            break;
+        }
+        FAIL_IF(cuda_drv.cuMemcpyHtoDAsync(dst + off, tg->stage[b], n, st));
+        FAIL_IF(cuda_drv.cuEventRecord(tg->ev[dev][b], st));
+        off += n;
+    }
+    FAIL_IF(cuda_drv.cuStreamSynchronize(st));
+    return rc;
+}
+
+/* GPU to host: the driver fills one staging buffer while the previous
+ * piece is copied out of the other. */
+static int d2h(char *dst, CUdeviceptr src, int dev, size_t len, int *fault_src, const char **why)
+{
+    CUstream st = tg->stream[dev];
+    int rc = 0;
+    size_t off = 0, prev_off = 0, prev_n = 0;
+    for (unsigned i = 0;; i++) {
+        unsigned b = i & 1;
+        size_t n = len - off < STAGE_BYTES ? len - off : STAGE_BYTES;
+        if (n) {
+            FAIL_IF(cuda_drv.cuMemcpyDtoHAsync(tg->stage[b], src + off, n, st));
+            FAIL_IF(cuda_drv.cuEventRecord(tg->ev[dev][b], st));
+        }
+        if (prev_n) {
+            FAIL_IF(cuda_drv.cuEventSynchronize(tg->ev[dev][b ^ 1]));
+            int fs = 0;
+            if ((rc = guard_copy(dst + prev_off, tg->stage[b ^ 1], prev_n, &fs)) < 0) {
+                *fault_src = 0;
+                break;
+            }
+        }
+        if (!n)
+            break;
+        prev_off = off;
+        prev_n = n;
+        off += n;
+    }
+    FAIL_IF(cuda_drv.cuStreamSynchronize(st));
+    return rc;
+}
+
+static int d2d(CUdeviceptr dst, int ddev, CUdeviceptr src, int sdev, size_t len, const char **why)
+{
+    CUstream st = tg->stream[ddev];
+    if (ddev == sdev)
+        FAIL_IF(cuda_drv.cuMemcpyDtoDAsync(dst, src, len, st));
+    else
+        FAIL_IF(cuda_drv.cuMemcpyPeerAsync(dst, gpu_context(ddev), src, gpu_context(sdev), len, st));
+    FAIL_IF(cuda_drv.cuEventRecord(tg->ev[ddev][0], st));
+    FAIL_IF(cuda_drv.cuEventSynchronize(tg->ev[ddev][0]));
+    return 0;
+}
+
+int gpu_copy(void *dst, int dst_gpu, const void *src, int src_gpu, size_t len, int *fault_src, const char **why)
+{
+    int dev = dst_gpu >= 0 ? dst_gpu : src_gpu;
+    int rc = ready(dev, why);
+    if (rc < 0)
+        return rc;
+    if (dst_gpu >= 0 && src_gpu >= 0)
+        return d2d((CUdeviceptr)(uintptr_t)dst, dst_gpu, (CUdeviceptr)(uintptr_t)src, src_gpu, len, why);
+    if (dst_gpu >= 0)
+        return h2d((CUdeviceptr)(uintptr_t)dst, dst_gpu, src, len, fault_src, why);
+    return d2h(dst, (CUdeviceptr)(uintptr_t)src, src_gpu, len, fault_src, why);
+}
+
+void gpu_copy_thread_exit(void)
+{
+    if (!tg)
+        return;
+    for (int d = 0; d < GPU_MAX; d++) {
+        if (!tg->stream[d])
+            continue;
+        if (cuda_drv.cuCtxSetCurrent(gpu_context(d)) != CUDA_SUCCESS)
+            continue;
+        cuda_drv.cuStreamDestroy(tg->stream[d]);
+        for (int i = 0; i < 2; i++)
+            cuda_drv.cuEventDestroy(tg->ev[d][i]);
+    }
+    if (tg->stage[0] && cuda_drv.cuCtxSetCurrent(gpu_context(tg->stage_dev)) == CUDA_SUCCESS)
+        for (int i = 0; i < 2; i++)
+            if (tg->stage[i])
+                cuda_drv.cuMemFreeHost(tg->stage[i]);
+    free(tg);
+    tg = NULL;
+}
+
+#else /* built without the CUDA headers: no region is ever GPU memory */
+
+int gpu_copy(void *dst, int dst_gpu, const void *src, int src_gpu, size_t len, int *fault_src, const char **why)
+{
+    (void)dst;
+    (void)dst_gpu;
+    (void)src;
+    (void)src_gpu;
+    (void)len;
+    (void)fault_src;
+    *why = "this mcefad was built without CUDA";
+    return -EIO;
+}
+
+void gpu_copy_thread_exit(void)
+{
+}
+
+#endif

@@ -1,0 +1,678 @@
+/* GPU memory end to end: a real mcefad and real client processes sharing
+ * GPU buffers (legacy CUDA IPC handles and VMM file descriptors) and moving
+ * bytes in every same-host direction.
+ *
+ * Two modes. By default the CUDA driver is the test stand-in
+ * (tests/cuda_standin: device memory emulated over shared host memory), so
+ * CI runs these paths without a GPU; what passes then is mcefa's own
+ * bookkeeping (which allocation, which GPU, which context, refcounts,
+ * release after the last copy, error paths), not anything about a GPU.
+ * MCEFA_TEST_GPU=real runs the same tests against the real libcuda and
+ * skips, saying why, where there is no GPU (make check-gpu).
+ *
+ * A target process owns GPU memory, registers it and exports it as a
+ * segment; the test process is the initiator with its own GPU and host
+ * buffers. Processes that use CUDA are forked before this one touches the
+ * driver (a CUDA process must not fork and go on using CUDA). */
+#include "harness.h"
+#include "suite.h"
+
+#ifdef MCEFA_CUDA
+#include <limits.h>
+#include <sys/mman.h>
+
+#include "shm/cuda_drv.h"
+
+static test_daemon D;
+static int real_gpu;
+static char standin[512];
+static char lib_flag[560];
+
+#define MiB ((size_t)1 << 20)
+
+static void drv_or_die(void)
+{
+    char why[512];
+    ck_assert_msg(cuda_drv_load(getenv("MCEFA_CUDA_LIBRARY"), why, sizeof(why)) == 0, "CUDA driver: %s", why);
+}
+
+#define CU_OK(call)                                                                                                \
+    do {                                                                                                           \
+        CUresult rc_ = (call);                                                                                     \
+        ck_assert_msg(rc_ == CUDA_SUCCESS, "%s: %s", #call, cuda_drv_error(rc_));                                  \
+    } while (0)
+
+/* Makes ordinal dev's primary context current on this thread. */
+static void use_gpu(int dev)
+{
+    drv_or_die();
+    CUdevice d;
+    CUcontext ctx;
+    CU_OK(cuda_drv.cuDeviceGet(&d, dev));
+    CU_OK(cuda_drv.cuDevicePrimaryCtxRetain(&ctx, d));
+    CU_OK(cuda_drv.cuCtxSetCurrent(ctx));
+}
+
+static void gfill(CUdeviceptr p, size_t len, unsigned seed)
+{
+    uint8_t *h = malloc(len);
+    fill(h, len, seed);
+    CU_OK(cuda_drv.cuMemcpyHtoD(p, h, len));
+    free(h);
+}
+
+static int gsame(CUdeviceptr p, size_t len, unsigned seed)
+{
+    uint8_t *h = malloc(len);
+    int ok = cuda_drv.cuMemcpyDtoH(h, p, len) == CUDA_SUCCESS && same(h, len, seed);
+    free(h);
+    return ok;
+}
+
+/* VMM memory: nchunks physical allocations of chunk bytes mapped side by
+ * side, shareable as POSIX fds when fd_ok. */
+static CUdeviceptr vmm_alloc(int dev, unsigned nchunks, size_t chunk, int fd_ok)
+{
+    CUmemAllocationProp prop;
+    memset(&prop, 0, sizeof(prop));
+    prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+    prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    prop.location.id = dev;
+    prop.requestedHandleTypes = fd_ok ? CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR : CU_MEM_HANDLE_TYPE_NONE;
+    size_t gran = 0;
+    CU_OK(cuda_drv.cuMemGetAllocationGranularity(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_RECOMMENDED));
+    ck_assert_uint_eq(chunk % gran, 0);
+    CUdeviceptr va;
+    CU_OK(cuda_drv.cuMemAddressReserve(&va, nchunks * chunk, 0, 0, 0));
+    for (unsigned i = 0; i < nchunks; i++) {
+        CUmemGenericAllocationHandle h;
+        CU_OK(cuda_drv.cuMemCreate(&h, chunk, &prop, 0));
+        CU_OK(cuda_drv.cuMemMap(va + i * chunk, chunk, 0, h, 0));
+        CU_OK(cuda_drv.cuMemRelease(h)); /* the mapping keeps it */
+    }
+    CUmemAccessDesc acc = {.location = {.type = CU_MEM_LOCATION_TYPE_DEVICE, .id = dev},
+                           .flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE};
+    CU_OK(cuda_drv.cuMemSetAccess(va, nchunks * chunk, &acc, 1));
+    return va;
+}
+
+/* ---- The target process ------------------------------------------------- */
+
+enum { KIND_IPC = 1, KIND_VMM = 2 };
+
+typedef struct target {
+    pid_t pid;
+    int ready, go;
+    uint64_t addr; /* the registered (and exported) range's client address */
+} target;
+
+typedef struct target_spec {
+    const char *segment;
+    int kind;
+    size_t alloc;      /* allocation size (VMM: per chunk) */
+    unsigned nchunks;  /* VMM */
+    size_t offset, len; /* registered range inside the allocation */
+    const char *visible; /* CUDA_VISIBLE_DEVICES of the target, NULL: inherit */
+} target_spec;
+
+/* Child: fills the allocation with pattern 1, registers and exports the
+ * range, then obeys commands: 'v' + seed: does the range hold that
+ * pattern ('y'/'n'); 'u': unregister ('y'/'n'); 's': sleep until killed;
+ * 'q': exit. */
+static void target_main(const target_spec *sp, int rfd, int gfd)
+{
+    if (sp->visible)
+        setenv("CUDA_VISIBLE_DEVICES", sp->visible, 1);
+    char why[512];
+    if (cuda_drv_load(getenv("MCEFA_CUDA_LIBRARY"), why, sizeof(why)) < 0)
+        _exit(20);
+    CUdevice d;
+    CUcontext ctx;
+    if (cuda_drv.cuDeviceGet(&d, 0) || cuda_drv.cuDevicePrimaryCtxRetain(&ctx, d) || cuda_drv.cuCtxSetCurrent(ctx))
+        _exit(21);
+    CUdeviceptr base;
+    size_t total = sp->kind == KIND_VMM ? sp->alloc * sp->nchunks : sp->alloc;
+    if (sp->kind == KIND_IPC) {
+        if (cuda_drv.cuMemAlloc(&base, total))
+            _exit(22);
+    } else {
+        base = vmm_alloc(0, sp->nchunks, sp->alloc, 1);
+    }
+    gfill(base + sp->offset, sp->len, 1);
+    mcefa_client *c;
+    if (mcefa_connect(D.sock, "gpu-target", &c) < 0)
+        _exit(23);
+    void *reg = (void *)(uintptr_t)(base + sp->offset);
+    if (mcefa_register(c, reg, sp->len) < 0) {
+        fprintf(stderr, "target register: %s\n", mcefa_last_error());
+        _exit(24);
+    }
+    if (mcefa_segment_export(c, sp->segment, NULL, 0) < 0)
+        _exit(25);
+    uint64_t a = (uint64_t)(uintptr_t)reg;
+    if (write(rfd, &a, sizeof(a)) != sizeof(a))
+        _exit(26);
+    for (;;) {
+        char cmd = 'q';
+        if (read(gfd, &cmd, 1) != 1 || cmd == 'q')
+            break;
+        char ans = 'n';
+        if (cmd == 'v') {
+            unsigned char seed = 0;
+            if (read(gfd, &seed, 1) != 1)
+                break;
+            ans = gsame(base + sp->offset, sp->len, seed) ? 'y' : 'n';
+        } else if (cmd == 'u') {
+            ans = mcefa_unregister(c, reg) == 0 ? 'y' : 'n';
+        } else if (cmd == 's') {
+            for (;;)
+                pause();
+        }
+        if (write(rfd, &ans, 1) != 1)
+            break;
+    }
+    mcefa_disconnect(c);
+    _exit(0);
+}
+
+static void target_start(target *t, const target_spec *sp)
+{
+    int r[2], g[2];
+    ck_assert_int_eq(pipe(r), 0);
+    ck_assert_int_eq(pipe(g), 0);
+    t->pid = fork();
+    ck_assert_int_ge(t->pid, 0);
+    if (t->pid == 0) {
+        close(r[0]);
+        close(g[1]);
+        target_main(sp, r[1], g[0]);
+    }
+    close(r[1]);
+    close(g[0]);
+    t->ready = r[0];
+    t->go = g[1];
+    ck_assert_msg(read(t->ready, &t->addr, sizeof(t->addr)) == (ssize_t)sizeof(t->addr),
+                  "the GPU target did not start (see the output above)");
+}
+
+static char target_ask(target *t, char cmd, int seed)
+{
+    char buf[2] = {cmd, (char)seed};
+    ck_assert_int_eq(write(t->go, buf, seed >= 0 ? 2 : 1), seed >= 0 ? 2 : 1);
+    char ans = 0;
+    ck_assert_int_eq(read(t->ready, &ans, 1), 1);
+    return ans;
+}
+
+static int target_stop(target *t)
+{
+    char q = 'q';
+    if (write(t->go, &q, 1)) {
+    }
+    int st = 0;
+    waitpid(t->pid, &st, 0);
+    close(t->go);
+    close(t->ready);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* ---- Daemon status through a raw connection ----------------------------- */
+
+/* GPU imports the daemon holds (all GPUs), or -1 when it lists none. */
+static int daemon_imports(void)
+{
+    int fd = raw_connect(D.sock);
+    ck_assert_int_ge(fd, 0);
+    wire_reader rd;
+    wire_reader_init(&rd, WIRE_MAX_FRAME_DEFAULT);
+    raw_hello_ok(fd, &rd);
+    Mcefa__StatusQuery q = MCEFA__STATUS_QUERY__INIT;
+    Mcefa__Request req = MCEFA__REQUEST__INIT;
+    req.seq = 2;
+    req.body_case = MCEFA__REQUEST__BODY_STATUS;
+    req.status = &q;
+    raw_send_request(fd, &req);
+    Mcefa__Response *r = raw_recv(fd, &rd);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->status, 0);
+    int n = r->daemon_status->n_gpus ? 0 : -1;
+    for (size_t i = 0; i < r->daemon_status->n_gpus; i++)
+        n += (int)r->daemon_status->gpus[i]->imports;
+    mcefa__response__free_unpacked(r, NULL);
+    wire_reader_free(&rd);
+    close(fd);
+    return n;
+}
+
+/* Imports settle once the daemon has seen the client go (a few loop turns). */
+static int imports_become(int want)
+{
+    for (int i = 0; i < 500; i++) {
+        if (daemon_imports() == want)
+            return 1;
+        usleep(10000);
+    }
+    return 0;
+}
+
+/* ---- Fixtures ----------------------------------------------------------- */
+
+static void start_daemon(void)
+{
+    const char *extra[] = {"--provider=none", "--copy_threads=4", "--copy_chunk_bytes=1048576",
+                           real_gpu ? NULL : lib_flag, NULL};
+    daemon_start(&D, extra);
+}
+
+static void setup(void)
+{
+    start_daemon();
+}
+
+static void teardown(void)
+{
+    daemon_stop(&D);
+}
+
+/* ---- Tests -------------------------------------------------------------- */
+
+/* Every direction between this process's host and GPU buffers and a
+ * target's GPU segment; offsets inside the allocation are honoured. */
+static void every_direction(const target_spec *sp)
+{
+    target t;
+    target_start(&t, sp);
+    use_gpu(0);
+    mcefa_client *c = client_ok(D.sock, "gpu-initiator");
+    size_t n = sp->len;
+    CUdeviceptr mine;
+    CU_OK(cuda_drv.cuMemAlloc(&mine, n + 4096));
+    CUdeviceptr gbuf = mine + 4096; /* registered at an offset of its allocation */
+    void *hbuf;
+    ck_assert_int_eq(mcefa_alloc(c, n, -1, 0, &hbuf), 0);
+    ck_assert_msg(mcefa_register(c, (void *)(uintptr_t)gbuf, n) == 0, "register: %s", mcefa_last_error());
+    ck_assert_int_eq(mcefa_register(c, hbuf, n), 0);
+    mcefa_segment seg;
+    ck_assert_int_eq(mcefa_segment_open(c, sp->segment, &seg), 0);
+
+    /* GPU segment -> host (D2H), then -> GPU (D2D). */
+    mcefa_transfer x = {.opcode = MCEFA_READ, .local = hbuf, .segment = seg, .remote = t.addr, .length = n};
+    ck_assert_msg(mcefa_transfer_sync(c, &x, 1, 20000) == 0, "D2H: %s", mcefa_last_error());
+    ck_assert(same(hbuf, n, 1));
+    x.local = (void *)(uintptr_t)gbuf;
+    ck_assert_msg(mcefa_transfer_sync(c, &x, 1, 20000) == 0, "D2D read: %s", mcefa_last_error());
+    ck_assert(gsame(gbuf, n, 1));
+    /* host -> GPU segment (H2D). */
+    fill(hbuf, n, 2);
+    x.opcode = MCEFA_WRITE;
+    x.local = hbuf;
+    ck_assert_msg(mcefa_transfer_sync(c, &x, 1, 20000) == 0, "H2D: %s", mcefa_last_error());
+    ck_assert_int_eq(target_ask(&t, 'v', 2), 'y');
+    /* GPU -> GPU segment (D2D write), in pieces at odd offsets. */
+    gfill(gbuf, n, 3);
+    mcefa_transfer xs[3];
+    size_t cut1 = n / 3 + 1, cut2 = 2 * n / 3 + 5;
+    size_t at[4] = {0, cut1, cut2, n};
+    for (int i = 0; i < 3; i++)
+        xs[i] = (mcefa_transfer){.opcode = MCEFA_WRITE,
+                                 .local = (void *)(uintptr_t)(gbuf + at[i]),
+                                 .segment = seg,
+                                 .remote = t.addr + at[i],
+                                 .length = at[i + 1] - at[i]};
+    ck_assert_msg(mcefa_transfer_sync(c, xs, 3, 20000) == 0, "D2D write: %s", mcefa_last_error());
+    ck_assert_int_eq(target_ask(&t, 'v', 3), 'y');
+    ck_assert_int_eq(mcefa_unregister(c, (void *)(uintptr_t)gbuf), 0);
+    mcefa_disconnect(c);
+    ck_assert_int_eq(target_stop(&t), 0);
+    CU_OK(cuda_drv.cuMemFree(mine));
+    /* Both clients gone: every import is closed. */
+    ck_assert(imports_become(0));
+}
+
+START_TEST(ipc_every_direction)
+{
+    target_spec sp = {.segment = "gpu-ipc", .kind = KIND_IPC, .alloc = 8 * MiB, .offset = 12345, .len = 5 * MiB + 77};
+    every_direction(&sp);
+}
+END_TEST
+
+START_TEST(vmm_every_direction)
+{
+    /* Three 2 MiB allocations; the range starts inside the first and ends
+     * inside the last, so transfers cross both boundaries. */
+    target_spec sp = {
+        .segment = "gpu-vmm", .kind = KIND_VMM, .alloc = 2 * MiB, .nchunks = 3, .offset = 4096 + 3, .len = 5 * MiB};
+    every_direction(&sp);
+}
+END_TEST
+
+/* Ranges of one allocation share one import; a second client registering
+ * the same allocation (by its IPC handle) shares it too. */
+START_TEST(one_import_per_allocation)
+{
+    use_gpu(0);
+    mcefa_client *c = client_ok(D.sock, "gpu-ranges");
+    CUdeviceptr p;
+    CU_OK(cuda_drv.cuMemAlloc(&p, 4 * MiB));
+    for (int i = 0; i < 4; i++)
+        ck_assert_msg(mcefa_register(c, (void *)(uintptr_t)(p + i * MiB), MiB) == 0, "register %d: %s", i,
+                      mcefa_last_error());
+    ck_assert_int_eq(daemon_imports(), 1);
+    CUdeviceptr v = vmm_alloc(0, 2, 2 * MiB, 1);
+    ck_assert_int_eq(mcefa_register(c, (void *)(uintptr_t)v, MiB), 0);
+    ck_assert_int_eq(mcefa_register(c, (void *)(uintptr_t)(v + MiB), 3 * MiB), 0);
+    ck_assert_int_eq(daemon_imports(), 3); /* the IPC allocation and two VMM ones */
+    /* Overlapping a registered range is refused, as for host memory. */
+    ck_assert_int_eq(mcefa_register(c, (void *)(uintptr_t)(p + MiB / 2), MiB), -EEXIST);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(mcefa_unregister(c, (void *)(uintptr_t)(p + i * MiB)), 0);
+    ck_assert_int_eq(daemon_imports(), 2);
+    mcefa_disconnect(c);
+    ck_assert(imports_become(0));
+}
+END_TEST
+
+/* The target sees only physical GPU 1 (as its ordinal 0) and the initiator
+ * uses GPU 0: the daemon must find the target's GPU by bus id and copy
+ * between the two GPUs (peer copies). */
+START_TEST(across_two_gpus)
+{
+    if (real_gpu) {
+        int n = 0;
+        drv_or_die();
+        if (cuda_drv.cuDeviceGetCount(&n) != CUDA_SUCCESS || n < 2) {
+            printf("across_two_gpus: skipped: needs two GPUs\n");
+            return;
+        }
+    }
+    target_spec sp = {.segment = "gpu-peer", .kind = KIND_IPC, .alloc = 4 * MiB, .len = 4 * MiB, .visible = "1"};
+    every_direction(&sp);
+}
+END_TEST
+
+/* A client killed with copies of its GPU memory in flight, and a target
+ * killed while others copy into its memory: the daemon finishes or fails
+ * those copies, releases the imports only after them, and keeps serving. */
+START_TEST(kill_mid_copy)
+{
+    target_spec sp = {.segment = "gpu-kill", .kind = KIND_IPC, .alloc = 32 * MiB, .len = 32 * MiB};
+    if (!real_gpu) {
+        /* Slow the stand-in's streams so the kills land mid-copy. */
+        daemon_stop(&D);
+        char was[32];
+        snprintf(was, sizeof(was), "%s", getenv("MCEFA_STANDIN_DELAY_US") ? getenv("MCEFA_STANDIN_DELAY_US") : "0");
+        setenv("MCEFA_STANDIN_DELAY_US", "20000", 1);
+        start_daemon();
+        setenv("MCEFA_STANDIN_DELAY_US", was, 1);
+    }
+    target t;
+    target_start(&t, &sp);
+    int go[2];
+    ck_assert_int_eq(pipe(go), 0);
+    pid_t victim = fork();
+    ck_assert_int_ge(victim, 0);
+    if (victim == 0) {
+        use_gpu(0);
+        mcefa_client *c;
+        if (mcefa_connect(D.sock, "gpu-victim", &c) < 0)
+            _exit(1);
+        CUdeviceptr p;
+        if (cuda_drv.cuMemAlloc(&p, sp.len) || mcefa_register(c, (void *)(uintptr_t)p, sp.len) < 0)
+            _exit(2);
+        mcefa_segment seg;
+        mcefa_batch *b;
+        if (mcefa_segment_open(c, sp.segment, &seg) < 0 || mcefa_batch_alloc(c, 64, &b) < 0)
+            _exit(3);
+        mcefa_transfer x[64];
+        for (int i = 0; i < 64; i++)
+            x[i] = (mcefa_transfer){.opcode = i & 1 ? MCEFA_WRITE : MCEFA_READ,
+                                    .local = (void *)(uintptr_t)p,
+                                    .segment = seg,
+                                    .remote = t.addr,
+                                    .length = sp.len};
+        if (mcefa_batch_submit(b, x, 64) < 0)
+            _exit(4);
+        if (write(go[1], "x", 1) != 1)
+            _exit(5);
+        for (;;)
+            pause();
+    }
+    char ch;
+    ck_assert_int_eq(read(go[0], &ch, 1), 1);
+    usleep(20000);
+    kill(victim, SIGKILL);
+    waitpid(victim, NULL, 0);
+    ck_assert(daemon_alive(&D));
+    /* The target dies too, with its memory mapped by the daemon. */
+    kill(t.pid, SIGKILL);
+    waitpid(t.pid, NULL, 0);
+    close(t.go);
+    close(t.ready);
+    ck_assert(imports_become(0));
+    ck_assert(daemon_alive(&D));
+    /* Another client is served normally afterwards. */
+    use_gpu(0);
+    mcefa_client *c = client_ok(D.sock, "gpu-after");
+    CUdeviceptr p;
+    CU_OK(cuda_drv.cuMemAlloc(&p, MiB));
+    ck_assert_int_eq(mcefa_register(c, (void *)(uintptr_t)p, MiB), 0);
+    ck_assert_int_eq(mcefa_unregister(c, (void *)(uintptr_t)p), 0);
+    mcefa_disconnect(c);
+    close(go[0]);
+    close(go[1]);
+}
+END_TEST
+
+/* Unregistering while the target's memory is being copied leaves the copy
+ * whole: the import stays until the last copy finished. */
+START_TEST(unregister_during_copies)
+{
+    target_spec sp = {.segment = "gpu-unreg", .kind = KIND_VMM, .alloc = 2 * MiB, .nchunks = 8, .len = 16 * MiB};
+    target t;
+    target_start(&t, &sp);
+    use_gpu(0);
+    mcefa_client *c = client_ok(D.sock, "gpu-reader");
+    void *h;
+    ck_assert_int_eq(mcefa_alloc(c, sp.len, -1, 0, &h), 0);
+    ck_assert_int_eq(mcefa_register(c, h, sp.len), 0);
+    mcefa_segment seg;
+    ck_assert_int_eq(mcefa_segment_open(c, sp.segment, &seg), 0);
+    mcefa_batch *b;
+    ck_assert_int_eq(mcefa_batch_alloc(c, 8, &b), 0);
+    mcefa_transfer x[8];
+    for (int i = 0; i < 8; i++)
+        x[i] = (mcefa_transfer){.opcode = MCEFA_READ, .local = h, .segment = seg, .remote = t.addr, .length = sp.len};
+    ck_assert_int_ge(mcefa_batch_submit(b, x, 8), 0);
+    ck_assert_int_eq(target_ask(&t, 'u', -1), 'y');
+    ck_assert_int_eq(mcefa_batch_wait(b, 30000), 0);
+    ck_assert(same(h, sp.len, 1));
+    ck_assert_int_eq(mcefa_batch_free(b), 0);
+    mcefa_disconnect(c);
+    ck_assert_int_eq(target_stop(&t), 0);
+    ck_assert(imports_become(0));
+}
+END_TEST
+
+/* What cannot be registered says why and what to do. */
+START_TEST(errors_a_user_can_act_on)
+{
+    use_gpu(0);
+    mcefa_client *c = client_ok(D.sock, "gpu-errors");
+    /* Neither mcefa_alloc memory nor GPU memory. */
+    char *plain = malloc(8192);
+    ck_assert_int_eq(mcefa_register(c, plain, 8192), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "nor GPU memory"));
+    free(plain);
+    /* VMM memory made without a shareable handle type. */
+    CUdeviceptr v = vmm_alloc(0, 1, 2 * MiB, 0);
+    ck_assert_int_eq(mcefa_register(c, (void *)(uintptr_t)v, MiB), -EPERM);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR"));
+    /* A range past the end of its cudaMalloc allocation. */
+    CUdeviceptr p;
+    CU_OK(cuda_drv.cuMemAlloc(&p, 2 * MiB));
+    ck_assert_int_eq(mcefa_register(c, (void *)(uintptr_t)(p + MiB), 2 * MiB), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "runs past the end of its GPU allocation"));
+    /* An overlapping GPU copy inside one region. */
+    ck_assert_int_eq(mcefa_register(c, (void *)(uintptr_t)p, 2 * MiB), 0);
+    ck_assert_int_eq(mcefa_segment_export(c, "gpu-self", NULL, 0), 0);
+    mcefa_segment seg;
+    ck_assert_int_eq(mcefa_segment_open(c, "gpu-self", &seg), 0);
+    mcefa_transfer x = {.opcode = MCEFA_WRITE, .local = (void *)(uintptr_t)p, .segment = seg, .remote = p + 4096,
+                        .length = MiB};
+    ck_assert_int_eq(mcefa_transfer_sync(c, &x, 1, 5000), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "overlap"));
+    /* Not overlapping: fine. */
+    x.remote = p + MiB;
+    gfill(p, MiB, 4);
+    ck_assert_int_eq(mcefa_transfer_sync(c, &x, 1, 5000), 0);
+    ck_assert(gsame(p + MiB, MiB, 4));
+    mcefa_disconnect(c);
+    ck_assert(daemon_alive(&D));
+}
+END_TEST
+
+/* A GPU the daemon cannot see: the error names its bus id. (Stand-in: the
+ * daemon is restarted seeing physical GPU 0 only.) */
+START_TEST(gpu_the_daemon_cannot_see)
+{
+    if (real_gpu) {
+        printf("gpu_the_daemon_cannot_see: skipped: needs the stand-in (hiding a GPU from the daemon only)\n");
+        return;
+    }
+    daemon_stop(&D);
+    setenv("CUDA_VISIBLE_DEVICES", "0", 1);
+    start_daemon();
+    unsetenv("CUDA_VISIBLE_DEVICES");
+    use_gpu(1);
+    mcefa_client *c = client_ok(D.sock, "gpu-hidden");
+    CUdeviceptr p;
+    CU_OK(cuda_drv.cuMemAlloc(&p, MiB));
+    ck_assert_int_eq(mcefa_register(c, (void *)(uintptr_t)p, MiB), -ENODEV);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "0000:28:00.0"));
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "not visible to mcefad"));
+    mcefa_disconnect(c);
+}
+END_TEST
+
+/* The daemon may not open IPC handles (stand-in switch), or has no driver:
+ * both are refused with the reason, and the daemon keeps serving. */
+START_TEST(ipc_not_permitted_or_no_driver)
+{
+    if (real_gpu) {
+        printf("ipc_not_permitted_or_no_driver: skipped: needs the stand-in\n");
+        return;
+    }
+    daemon_stop(&D);
+    setenv("MCEFA_STANDIN_IPC_DENY", "1", 1);
+    start_daemon();
+    unsetenv("MCEFA_STANDIN_IPC_DENY");
+    use_gpu(0);
+    mcefa_client *c = client_ok(D.sock, "gpu-denied");
+    CUdeviceptr p;
+    CU_OK(cuda_drv.cuMemAlloc(&p, MiB));
+    ck_assert_int_eq(mcefa_register(c, (void *)(uintptr_t)p, MiB), -EPERM);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "cannot open the CUDA IPC handle"));
+    mcefa_disconnect(c);
+    daemon_stop(&D);
+    const char *extra[] = {"--provider=none", "--cuda_library=/nonexistent/libcuda.so.1", NULL};
+    daemon_start(&D, extra);
+    c = client_ok(D.sock, "gpu-nodriver");
+    ck_assert_int_eq(mcefa_register(c, (void *)(uintptr_t)p, MiB), -ENODEV);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "cannot load the CUDA driver"));
+    void *h;
+    ck_assert_int_eq(mcefa_alloc(c, 4096, -1, 0, &h), 0);
+    ck_assert_int_eq(mcefa_register(c, h, 4096), 0); /* host memory still works */
+    mcefa_disconnect(c);
+}
+END_TEST
+
+/* mcefactl shows a client's GPU regions per GPU and the daemon's imports. */
+START_TEST(status_shows_gpu_regions)
+{
+    use_gpu(0);
+    mcefa_client *c = client_ok(D.sock, "gpu-status");
+    CUdeviceptr p;
+    CU_OK(cuda_drv.cuMemAlloc(&p, 3 * MiB));
+    ck_assert_int_eq(mcefa_register(c, (void *)(uintptr_t)p, MiB), 0);
+    ck_assert_int_eq(mcefa_register(c, (void *)(uintptr_t)(p + MiB), 2 * MiB), 0);
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "%s/mcefactl --socket=%s --json clients | grep -q '\"regions\":2,\"bytes\":3145728'",
+             build_dir(), D.sock);
+    ck_assert_msg(system(cmd) == 0, "mcefactl clients does not show the GPU regions");
+    snprintf(cmd, sizeof(cmd), "%s/mcefactl --socket=%s --json gpus | grep -q '\"imports\":1'", build_dir(), D.sock);
+    ck_assert_msg(system(cmd) == 0, "mcefactl gpus does not show the import");
+    mcefa_disconnect(c);
+}
+END_TEST
+
+int main(void)
+{
+    const char *mode = getenv("MCEFA_TEST_GPU");
+    real_gpu = mode && !strcmp(mode, "real");
+    if (real_gpu) {
+        char why[512];
+        int n = 0;
+        /* Probed in a child: this process must not hold CUDA when the tests
+         * fork their target processes. */
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(cuda_drv_load(NULL, why, sizeof(why)) == 0 && cuda_drv.cuDeviceGetCount(&n) == CUDA_SUCCESS && n > 0
+                      ? 0
+                      : 1);
+        int st = 0;
+        waitpid(pid, &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            cuda_drv_load(NULL, why, sizeof(why));
+            printf("gpu (real driver): skipped: no usable GPU here (%s)\n100%%: Checks: 0, Failures: 0, Errors: 0\n",
+                   why[0] ? why : "the driver lists no GPU");
+            return 0;
+        }
+        unsetenv("MCEFA_CUDA_LIBRARY");
+    } else {
+        snprintf(standin, sizeof(standin), "%s/tests/libcuda-standin.so", build_dir());
+        if (access(standin, R_OK) != 0) {
+            printf("gpu (stand-in): %s is missing (build with make)\n", standin);
+            return 1;
+        }
+        char abs[PATH_MAX];
+        if (!realpath(standin, abs)) {
+            perror("gpu: realpath of the stand-in");
+            return 1;
+        }
+        snprintf(standin, sizeof(standin), "%s", abs);
+        snprintf(lib_flag, sizeof(lib_flag), "--cuda_library=%s", standin);
+        setenv("MCEFA_CUDA_LIBRARY", standin, 1);
+        setenv("MCEFA_STANDIN_GPUS", "2", 1);
+        /* Every stream op waits a little, so a copy that reads staging or
+         * releases memory before its event completed shows up as wrong
+         * bytes instead of passing by luck. */
+        setenv("MCEFA_STANDIN_DELAY_US", "300", 0);
+        printf("gpu: CUDA driver stand-in %s (checks mcefa's bookkeeping, not a GPU)\n", standin);
+    }
+    Suite *s = suite_create(real_gpu ? "gpu-real" : "gpu-standin");
+    TCase *tc = tcase_create("same-host");
+    tcase_set_timeout(tc, 120);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, ipc_every_direction);
+    tcase_add_test(tc, vmm_every_direction);
+    tcase_add_test(tc, one_import_per_allocation);
+    tcase_add_test(tc, across_two_gpus);
+    tcase_add_test(tc, kill_mid_copy);
+    tcase_add_test(tc, unregister_during_copies);
+    tcase_add_test(tc, errors_a_user_can_act_on);
+    tcase_add_test(tc, gpu_the_daemon_cannot_see);
+    tcase_add_test(tc, ipc_not_permitted_or_no_driver);
+    tcase_add_test(tc, status_shows_gpu_regions);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
+
+#else /* built without the CUDA headers */
+
+int main(void)
+{
+    printf("gpu: skipped: built without the CUDA headers (CUDA=0)\n100%%: Checks: 0, Failures: 0, Errors: 0\n");
+    return 0;
+}
+
+#endif

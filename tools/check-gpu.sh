@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# make check-gpu: the GPU suite against the real CUDA driver, then the GPU
+# benchmarks, printing figures. Needs a GPU; fails, saying why, without one.
+# On a machine without the build's libraries, the .deb files packed by
+# tools/gpu-bundle.sh (BUILD_DIR/gpu-bundle) are unpacked into a private
+# prefix first. See docs/gpu.md.
+#
+#   tools/check-gpu.sh [BUILD_DIR]
+#   DURATION=5 BUFFER=1073741824 tools/check-gpu.sh build
+set -uo pipefail
+B=${1:-build}
+DURATION=${DURATION:-5}
+BUFFER=${BUFFER:-1073741824}
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+for f in "$B/mcefad" "$B/mcefa-bench" "$B/tests/check_gpu"; do
+    [ -x "$f" ] || { echo "check-gpu: $f not built; run make first" >&2; exit 1; }
+done
+
+missing() { ldd "$B/mcefad" "$B/mcefa-bench" "$B/tests/check_gpu" 2>&1 | grep 'not found' | sort -u; }
+if [ -n "$(missing)" ]; then
+    bundle=${MCEFA_GPU_BUNDLE:-$B/gpu-bundle}
+    prefix=$(mktemp -d /tmp/mcefa-gpu-prefix-XXXXXX)
+    [ -d "$bundle/debs" ] || { echo "check-gpu: libraries missing and no $bundle/debs (tools/gpu-bundle.sh):"; missing; exit 1; }
+    for d in "$bundle"/debs/*.deb; do
+        if command -v dpkg >/dev/null; then
+            dpkg -x "$d" "$prefix"
+        else # not Debian-like: a .deb is an ar archive around a tarball
+            (cd "$prefix" && ar p "$d" "$(ar t "$d" | grep '^data.tar')" | tar -x -f - 2>/dev/null ||
+                ar p "$d" "$(ar t "$d" | grep '^data.tar')" | unxz | tar -x -f -)
+        fi
+    done
+    export LD_LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu:$prefix/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    if [ -n "$(missing)" ]; then echo "check-gpu: still missing after unpacking $bundle:"; missing; exit 1; fi
+    echo "check-gpu: libraries from $bundle unpacked into $prefix"
+fi
+command -v nvidia-smi >/dev/null && nvidia-smi -L
+
+status=0
+echo "=== GPU suite (real driver)"
+out=$(MCEFA_TEST_GPU=real MCEFA_BUILD="$B" timeout 300 "$B/tests/check_gpu" 2>&1)
+rc=$?
+echo "$out"
+if grep -q 'skipped: no usable GPU' <<<"$out"; then
+    echo "check-gpu: FAILED: no usable GPU here"
+    exit 1
+fi
+[ $rc -eq 0 ] || status=1
+
+echo "=== GPU benchmarks (${DURATION}s each)"
+dir=$(mktemp -d /tmp/mcefa-gpu-bench-XXXXXX)
+daemon_pid= target_pid=
+cleanup() {
+    [ -n "$target_pid" ] && kill "$target_pid" 2>/dev/null
+    [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null
+    wait 2>/dev/null
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+"$B/mcefad" --socket_path="$dir/s.sock" --provider=none --copy_threads=4 --log_level=warn --metrics_listen= \
+    2>>"$dir/mcefad.log" &
+daemon_pid=$!
+for _ in $(seq 100); do [ -S "$dir/s.sock" ] && break; sleep 0.05; done
+bench() { "$B/mcefa-bench" --socket="$dir/s.sock" --duration="$DURATION" --progress=false "$@"; }
+for blk in 67108864 4194304; do
+    echo "--- GPU to GPU, block $blk"
+    bench --mode=gpu_local --gpu_id=0 --block_size=$blk --batch_size=8 --threads=4 --buffer_size="$BUFFER" ||
+        status=1
+done
+# Host <-> GPU: a GPU target, a host-memory initiator.
+bench --mode=target --use_vram=true --gpu_id=0 --buffer_size="$BUFFER" >"$dir/target.out" &
+target_pid=$!
+for _ in $(seq 200); do grep -q '^segment:' "$dir/target.out" 2>/dev/null && break; sleep 0.05; done
+seg=$(awk '/^segment:/{print $2}' "$dir/target.out")
+if [ -z "$seg" ]; then
+    echo "check-gpu: the GPU target did not start"; cat "$dir/mcefad.log"; status=1
+else
+    for op in write read; do
+        echo "--- host to GPU ($op: $([ $op = write ] && echo H2D || echo D2H)), block 16777216"
+        bench --mode=initiator --segment_id="$seg" --operation=$op --block_size=16777216 --batch_size=4 --threads=4 \
+            --buffer_size="$BUFFER" --check=true || status=1
+    done
+fi
+echo "--- host memcpy (yardstick)"
+bench --mode=memcpy --block_size=16777216 --batch_size=4 --buffer_size="$BUFFER"
+[ $status -eq 0 ] && echo "check-gpu: passed" || echo "check-gpu: FAILED (see above; daemon log: $dir/mcefad.log)"
+[ $status -eq 0 ] || cat "$dir/mcefad.log"
+exit $status
