@@ -88,8 +88,7 @@ typedef struct gpu_alloc {
     struct gpu_alloc *next;
     int share, dev;
     unsigned char ipc[64];         /* IPC: the key */
-    uint32_t pid;                  /* VMM: the key, with dev, base and size */
-    uint64_t base, size;
+    uint64_t base, size;           /* the first registering client's address; its size */
     CUdeviceptr dptr;              /* IPC: the daemon's mapping */
     size_t mapped;                 /* IPC: its real size */
     CUmemGenericAllocationHandle h; /* VMM: the imported allocation */
@@ -117,6 +116,23 @@ static char state_text[ERR_TEXT_MAX] = "not loaded";
 static gpu_dev devs[GPU_MAX];
 static unsigned ndevs;
 static gpu_alloc *imports;
+
+typedef struct release_item {
+    struct release_item *next;
+    bool ipc;
+    int dev;
+    void *what; /* gpu_alloc (IPC) or gpu_vmm_map */
+} release_item;
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    release_item *head, **tail;
+    bool started, stopping;
+    pthread_t thread;
+} rel = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .tail = &rel.head};
+
+static void *release_thread(void *arg);
 
 static void normalise_bus_id(const char *in, char *out, size_t n)
 {
@@ -166,6 +182,9 @@ static int load_locked(err *e)
             snprintf(d->name, sizeof(d->name), "GPU %d", i);
         ndevs++;
     }
+    pthread_mutex_lock(&rel.lock);
+    rel.started = !rel.stopping && pthread_create(&rel.thread, NULL, release_thread, NULL) == 0;
+    pthread_mutex_unlock(&rel.lock);
     snprintf(state_text, sizeof(state_text), "ready");
     loaded = 1;
     for (unsigned i = 0; i < ndevs; i++)
@@ -254,7 +273,7 @@ static int find_dev(const gpu_desc *d, err *e)
     size_t off = 0;
     for (unsigned i = 0; i < ndevs && off < sizeof(seen); i++)
         off += (size_t)snprintf(seen + off, sizeof(seen) - off, "%s%s", i ? ", " : "", devs[i].bus_id);
-    char uu[40] = "no UUID";
+    char uu[48] = "no UUID";
     if (d->has_uuid)
         uuid_text(d->uuid, uu, sizeof(uu));
     return err_set(e, -ENODEV,
@@ -270,6 +289,11 @@ static gpu_alloc *import_ipc_locked(int dev, gpu_desc *d, err *e)
 {
     for (gpu_alloc *im = imports; im; im = im->next)
         if (im->share == 1 && !memcmp(im->ipc, d->ipc, sizeof(im->ipc))) {
+            if (im->dev != dev) {
+                err_set(e, -EINVAL, "the CUDA IPC handle of 0x%" PRIx64 " is memory of GPU %s, not of %s", d->alloc_base,
+                        devs[im->dev].bus_id, devs[dev].bus_id);
+                return NULL;
+            }
             if (d->alloc_size > im->mapped) {
                 err_set(e, -EINVAL,
                         "the CUDA IPC handle of 0x%" PRIx64 " maps %zu bytes, not the %" PRIu64
@@ -302,6 +326,15 @@ static gpu_alloc *import_ipc_locked(int dev, gpu_desc *d, err *e)
      * it, and a copy past a mapping poisons the daemon's GPU context. */
     CUdeviceptr b = 0;
     size_t sz = 0;
+    int ordinal = -1;
+    if (cuda_drv.cuPointerGetAttribute(&ordinal, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL, im->dptr) != CUDA_SUCCESS ||
+        ordinal != (int)devs[dev].dev) {
+        cuda_drv.cuIpcCloseMemHandle(im->dptr);
+        free(im);
+        err_set(e, -EINVAL, "the CUDA IPC handle of 0x%" PRIx64 " is not memory of GPU %s, as the registration claims",
+                d->alloc_base, devs[dev].bus_id);
+        return NULL;
+    }
     if (cuda_drv.cuMemGetAddressRange(&b, &sz, im->dptr) != CUDA_SUCCESS || b != im->dptr || sz < d->alloc_size) {
         cuda_drv.cuIpcCloseMemHandle(im->dptr);
         free(im);
@@ -323,14 +356,12 @@ static gpu_alloc *import_ipc_locked(int dev, gpu_desc *d, err *e)
     return im;
 }
 
+/* Every VMM registration imports the fds it brought: nothing tells two
+ * descriptors of one allocation apart from two allocations (an allocator
+ * may unmap and map new memory at the same address), and trusting a pid
+ * and an address would let one client name another's memory. */
 static gpu_alloc *import_vmm_locked(int dev, gpu_desc *d, unsigned i, err *e)
 {
-    for (gpu_alloc *im = imports; im; im = im->next)
-        if (im->share == 2 && im->dev == dev && im->pid == d->pid && im->base == d->chunk_base[i] &&
-            im->size == d->chunk_size[i]) {
-            im->refs++;
-            return im;
-        }
     gpu_alloc *im = calloc(1, sizeof(*im));
     if (!im) {
         err_set(e, -ENOMEM, "out of memory importing GPU memory");
@@ -356,7 +387,6 @@ static gpu_alloc *import_vmm_locked(int dev, gpu_desc *d, unsigned i, err *e)
     }
     im->share = 2;
     im->dev = dev;
-    im->pid = d->pid;
     im->base = d->chunk_base[i];
     im->size = d->chunk_size[i];
     im->dmabuf_fd = -1;
@@ -367,12 +397,13 @@ static gpu_alloc *import_vmm_locked(int dev, gpu_desc *d, unsigned i, err *e)
     return im;
 }
 
-/* Drops a reference; the last one closes the import (lock held, the
- * import's context current). */
+/* Drops a reference; the last one closes the import in its GPU's
+ * context (lock held). */
 static void import_unref_locked(gpu_alloc *im)
 {
     if (--im->refs)
         return;
+    cuda_drv.cuCtxSetCurrent(gpu_context(im->dev));
     for (gpu_alloc **pp = &imports; *pp; pp = &(*pp)->next)
         if (*pp == im) {
             *pp = im->next;
@@ -399,17 +430,71 @@ static void unmap_vmm_locked(gpu_vmm_map *m)
     free(m);
 }
 
-/* The last reference to a GPU region: its imports (and a VMM region's own
- * mappings) go, on whatever thread dropped it. */
-static void release_gpu(region *r)
+/* Releases run on a thread of their own: the last reference to a region
+ * may go on the event loop (unregister, a client's exit), and unmapping
+ * waits for the GPU and for lock, which an import holds across slow driver
+ * calls. */
+static void release_now(release_item *it)
 {
     pthread_mutex_lock(&lock);
-    cuda_drv.cuCtxSetCurrent(gpu_context(r->gpu));
-    if (r->ops->kind == REGION_CUDA_IPC)
-        import_unref_locked(r->map_base);
+    cuda_drv.cuCtxSetCurrent(gpu_context(it->dev));
+    if (it->ipc)
+        import_unref_locked(it->what);
     else
-        unmap_vmm_locked(r->map_base);
+        unmap_vmm_locked(it->what);
     pthread_mutex_unlock(&lock);
+}
+
+static void *release_thread(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&rel.lock);
+    for (;;) {
+        while (!rel.head && !rel.stopping)
+            pthread_cond_wait(&rel.cond, &rel.lock);
+        release_item *it = rel.head;
+        if (!it)
+            break; /* stopping, and nothing left */
+        if (!(rel.head = it->next))
+            rel.tail = &rel.head;
+        pthread_mutex_unlock(&rel.lock);
+        release_now(it);
+        free(it);
+        pthread_mutex_lock(&rel.lock);
+    }
+    pthread_mutex_unlock(&rel.lock);
+    return NULL;
+}
+
+static void release_gpu(region *r)
+{
+    release_item *it = calloc(1, sizeof(*it));
+    release_item local = {.ipc = r->ops->kind == REGION_CUDA_IPC, .dev = r->gpu, .what = r->map_base};
+    pthread_mutex_lock(&rel.lock);
+    bool queued = it && rel.started && !rel.stopping;
+    if (queued) {
+        *it = local;
+        *rel.tail = it;
+        rel.tail = &it->next;
+        pthread_cond_signal(&rel.cond);
+    }
+    pthread_mutex_unlock(&rel.lock);
+    if (!queued) {
+        /* No thread (out of memory, or stopping): here, slowly, but done. */
+        free(it);
+        release_now(&local);
+    }
+}
+
+void gpu_shutdown(void)
+{
+    pthread_mutex_lock(&rel.lock);
+    bool started = rel.started;
+    rel.stopping = true;
+    pthread_cond_signal(&rel.cond);
+    pthread_mutex_unlock(&rel.lock);
+    if (started)
+        pthread_join(rel.thread, NULL); /* after what was queued */
 }
 
 static const region_ops ipc_ops = {.kind = REGION_CUDA_IPC, .release = release_gpu};
@@ -453,9 +538,20 @@ static gpu_vmm_map *map_vmm_locked(int dev, gpu_desc *d, err *e)
             goto fail;
         }
     }
-    CUmemAccessDesc acc = {.location = {.type = CU_MEM_LOCATION_TYPE_DEVICE, .id = devs[dev].dev},
-                           .flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE};
-    if ((rc = cuda_drv.cuMemSetAccess(m->va, m->span, &acc, 1)) != CUDA_SUCCESS) {
+    /* Mapped memory is reachable only from the GPUs granted access: its
+     * own, and every GPU of the daemon that can reach it as a peer (copies
+     * to and from other GPUs run there). */
+    CUmemAccessDesc acc[GPU_MAX];
+    size_t nacc = 0;
+    for (unsigned g = 0; g < ndevs; g++) {
+        int peer = (int)g == dev;
+        if (!peer && cuda_drv.cuDeviceCanAccessPeer(&peer, devs[g].dev, devs[dev].dev) != CUDA_SUCCESS)
+            peer = 0;
+        if (peer)
+            acc[nacc++] = (CUmemAccessDesc){.location = {.type = CU_MEM_LOCATION_TYPE_DEVICE, .id = devs[g].dev},
+                                            .flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE};
+    }
+    if ((rc = cuda_drv.cuMemSetAccess(m->va, m->span, acc, nacc)) != CUDA_SUCCESS) {
         err_set(e, -EINVAL, "cannot enable access to GPU memory mapped at 0x%" PRIx64 ": %s", base,
                 cuda_drv_error(rc));
         goto fail;
@@ -520,6 +616,10 @@ int gpu_import(gpu_desc *d, uint64_t addr, uint64_t length, region **out, err *e
 }
 
 #else /* built without the CUDA headers */
+
+void gpu_shutdown(void)
+{
+}
 
 int gpu_ensure(err *e)
 {

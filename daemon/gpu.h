@@ -1,10 +1,12 @@
 /* GPU memory of clients, mapped into the daemon (CUDA driver loaded at run
- * time, shm/cuda_drv.h). Each allocation a client shares is imported once
- * per host and reference counted across clients and ranges: legacy IPC
- * handles by their bytes, VMM allocations (one fd each) by the client's pid
- * and address. A region of GPU kind points at the daemon's device address
- * of the client range; its release drops the imports, and regions live as
- * long as any copy using them (region.h), so nothing is closed under a copy.
+ * time, shm/cuda_drv.h). An allocation shared by legacy IPC handle is
+ * imported once per host and reference counted across clients and ranges
+ * (keyed by the handle's bytes); VMM allocations (one fd each) are imported
+ * per registration, as nothing identifies one allocation across two
+ * descriptors. A region of GPU kind points at the daemon's device address
+ * of the client range; its release drops the imports (on a thread of its
+ * own), and regions live as long as any copy using them (region.h), so
+ * nothing is closed under a copy.
  *
  * GPUs are named by PCI bus id (and UUID when the client sent one), never
  * by ordinal. Any thread; the slow calls (loading the driver, opening
@@ -26,13 +28,16 @@ void gpu_init(const char *driver_path);
 /* Loads the driver and lists the GPUs, once; 0 or an error saying why GPU
  * memory cannot be used on this daemon. */
 int gpu_ensure(err *e);
+/* Finishes the releases still queued (GPU regions dropped last) and stops
+ * their thread; at exit, after the copy threads. */
+void gpu_shutdown(void);
 /* "not loaded", "ready", or why the driver is unusable. */
 const char *gpu_state(void);
 
 typedef struct gpu_info {
     char bus_id[32];
     char name[96];
-    char uuid[40];
+    char uuid[48];
     unsigned imports;      /* allocations mapped now */
     uint64_t import_bytes;
 } gpu_info;
@@ -57,7 +62,6 @@ typedef struct gpu_desc {
     uint64_t chunk_base[GPU_MAX_CHUNKS], chunk_size[GPU_MAX_CHUNKS];
     int chunk_fd[GPU_MAX_CHUNKS];
     int dmabuf_fd; /* -1: none */
-    uint32_t pid;  /* the client's, from SO_PEERCRED */
 } gpu_desc;
 
 /* Checks a description against the range before anything is imported:

@@ -23,17 +23,9 @@ typedef struct thread_gpu {
 
 static __thread thread_gpu *tg;
 
-#define FAIL_IF(call)                                                                                              \
-    do {                                                                                                           \
-        CUresult rc_ = (call);                                                                                     \
-        if (rc_ != CUDA_SUCCESS) {                                                                                 \
-            *why = cuda_drv_error(rc_);                                                                            \
-            return -EIO;                                                                                           \
-        }                                                                                                          \
-    } while (0)
-
 /* Makes dev's context current and its stream, events and the staging
- * exist on this thread. */
+ * exist on this thread; all or nothing, so a failure leaves no half-made
+ * state behind for the next copy. */
 static int ready(int dev, const char **why)
 {
     if (!tg && !(tg = calloc(1, sizeof(*tg)))) {
@@ -42,21 +34,63 @@ static int ready(int dev, const char **why)
     }
     CUcontext ctx = gpu_context(dev);
     if (!ctx) {
-        *why = "the GPU's context is gone";
+        *why = "the GPU's context could not be created";
         return -EIO;
     }
-    FAIL_IF(cuda_drv.cuCtxSetCurrent(ctx));
-    if (!tg->stream[dev]) {
-        FAIL_IF(cuda_drv.cuStreamCreate(&tg->stream[dev], CU_STREAM_NON_BLOCKING));
-        for (int i = 0; i < 2; i++)
-            FAIL_IF(cuda_drv.cuEventCreate(&tg->ev[dev][i], CU_EVENT_DISABLE_TIMING | CU_EVENT_BLOCKING_SYNC));
+    CUresult rc = cuda_drv.cuCtxSetCurrent(ctx);
+    if (rc == CUDA_SUCCESS && !tg->stream[dev]) {
+        CUstream st = NULL;
+        CUevent ev[2] = {NULL, NULL};
+        unsigned fl = CU_EVENT_DISABLE_TIMING | CU_EVENT_BLOCKING_SYNC;
+        if ((rc = cuda_drv.cuStreamCreate(&st, CU_STREAM_NON_BLOCKING)) == CUDA_SUCCESS &&
+            (rc = cuda_drv.cuEventCreate(&ev[0], fl)) == CUDA_SUCCESS &&
+            (rc = cuda_drv.cuEventCreate(&ev[1], fl)) == CUDA_SUCCESS) {
+            tg->stream[dev] = st;
+            tg->ev[dev][0] = ev[0];
+            tg->ev[dev][1] = ev[1];
+        } else {
+            for (int i = 0; i < 2; i++)
+                if (ev[i])
+                    cuda_drv.cuEventDestroy(ev[i]);
+            if (st)
+                cuda_drv.cuStreamDestroy(st);
+        }
     }
-    if (!tg->stage[0]) {
-        for (int i = 0; i < 2; i++)
-            FAIL_IF(cuda_drv.cuMemHostAlloc(&tg->stage[i], STAGE_BYTES, CU_MEMHOSTALLOC_PORTABLE));
-        tg->stage_dev = dev;
+    if (rc == CUDA_SUCCESS && !tg->stage[0]) {
+        void *p[2] = {NULL, NULL};
+        if ((rc = cuda_drv.cuMemHostAlloc(&p[0], STAGE_BYTES, CU_MEMHOSTALLOC_PORTABLE)) == CUDA_SUCCESS &&
+            (rc = cuda_drv.cuMemHostAlloc(&p[1], STAGE_BYTES, CU_MEMHOSTALLOC_PORTABLE)) == CUDA_SUCCESS) {
+            tg->stage[0] = p[0];
+            tg->stage[1] = p[1];
+            tg->stage_dev = dev;
+        } else if (p[0]) {
+            cuda_drv.cuMemFreeHost(p[0]);
+        }
+    }
+    if (rc != CUDA_SUCCESS) {
+        *why = cuda_drv_error(rc);
+        return -EIO;
     }
     return 0;
+}
+
+/* The end of every copy, failed or not: nothing of it may still be moving
+ * when the caller drops its regions or the next copy refills staging. The
+ * event wait blocks (BLOCKING_SYNC) where a stream sync could spin. */
+static int finish(int dev, CUresult rc, int ret, const char **why)
+{
+    CUresult w = cuda_drv.cuEventRecord(tg->ev[dev][0], tg->stream[dev]);
+    if (w == CUDA_SUCCESS)
+        w = cuda_drv.cuEventSynchronize(tg->ev[dev][0]);
+    if (w != CUDA_SUCCESS)
+        w = cuda_drv.cuStreamSynchronize(tg->stream[dev]);
+    if (rc == CUDA_SUCCESS)
+        rc = w;
+    if (rc != CUDA_SUCCESS) {
+        *why = cuda_drv_error(rc);
+        return -EIO;
+    }
+    return ret;
 }
 
 /* Host to GPU: pieces copied into staging (guarded), then by the driver;
@@ -64,24 +98,24 @@ static int ready(int dev, const char **why)
 static int h2d(CUdeviceptr dst, int dev, const char *src, size_t len, int *fault_src, const char **why)
 {
     CUstream st = tg->stream[dev];
-    int rc = 0;
+    CUresult rc = CUDA_SUCCESS;
+    int ret = 0;
     size_t off = 0;
-    for (unsigned i = 0; off < len; i++) {
+    for (unsigned i = 0; off < len && rc == CUDA_SUCCESS; i++) {
         unsigned b = i & 1;
         size_t n = len - off < STAGE_BYTES ? len - off : STAGE_BYTES;
-        if (i >= 2)
-            FAIL_IF(cuda_drv.cuEventSynchronize(tg->ev[dev][b]));
+        if (i >= 2 && (rc = cuda_drv.cuEventSynchronize(tg->ev[dev][b])) != CUDA_SUCCESS)
+            break;
         int fs = 0;
-        if ((rc = guard_copy(tg->stage[b], src + off, n, &fs)) < 0) {
+        if ((ret = guard_copy(tg->stage[b], src + off, n, &fs)) < 0) {
             *fault_src = 1;
             break;
         }
-        FAIL_IF(cuda_drv.cuMemcpyHtoDAsync(dst + off, tg->stage[b], n, st));
-        FAIL_IF(cuda_drv.cuEventRecord(tg->ev[dev][b], st));
+        if ((rc = cuda_drv.cuMemcpyHtoDAsync(dst + off, tg->stage[b], n, st)) == CUDA_SUCCESS)
+            rc = cuda_drv.cuEventRecord(tg->ev[dev][b], st);
         off += n;
     }
-    FAIL_IF(cuda_drv.cuStreamSynchronize(st));
-    return rc;
+    return finish(dev, rc, ret, why);
 }
 
 /* GPU to host: the driver fills one staging buffer while the previous
@@ -89,19 +123,21 @@ static int h2d(CUdeviceptr dst, int dev, const char *src, size_t len, int *fault
 static int d2h(char *dst, CUdeviceptr src, int dev, size_t len, int *fault_src, const char **why)
 {
     CUstream st = tg->stream[dev];
-    int rc = 0;
+    CUresult rc = CUDA_SUCCESS;
+    int ret = 0;
     size_t off = 0, prev_off = 0, prev_n = 0;
-    for (unsigned i = 0;; i++) {
+    for (unsigned i = 0; rc == CUDA_SUCCESS; i++) {
         unsigned b = i & 1;
         size_t n = len - off < STAGE_BYTES ? len - off : STAGE_BYTES;
-        if (n) {
-            FAIL_IF(cuda_drv.cuMemcpyDtoHAsync(tg->stage[b], src + off, n, st));
-            FAIL_IF(cuda_drv.cuEventRecord(tg->ev[dev][b], st));
-        }
+        if (n && (rc = cuda_drv.cuMemcpyDtoHAsync(tg->stage[b], src + off, n, st)) == CUDA_SUCCESS)
+            rc = cuda_drv.cuEventRecord(tg->ev[dev][b], st);
+        if (rc != CUDA_SUCCESS)
+            break;
         if (prev_n) {
-            FAIL_IF(cuda_drv.cuEventSynchronize(tg->ev[dev][b ^ 1]));
+            if ((rc = cuda_drv.cuEventSynchronize(tg->ev[dev][b ^ 1])) != CUDA_SUCCESS)
+                break;
             int fs = 0;
-            if ((rc = guard_copy(dst + prev_off, tg->stage[b ^ 1], prev_n, &fs)) < 0) {
+            if ((ret = guard_copy(dst + prev_off, tg->stage[b ^ 1], prev_n, &fs)) < 0) {
                 *fault_src = 0;
                 break;
             }
@@ -112,20 +148,15 @@ static int d2h(char *dst, CUdeviceptr src, int dev, size_t len, int *fault_src, 
         prev_n = n;
         off += n;
     }
-    FAIL_IF(cuda_drv.cuStreamSynchronize(st));
-    return rc;
+    return finish(dev, rc, ret, why);
 }
 
 static int d2d(CUdeviceptr dst, int ddev, CUdeviceptr src, int sdev, size_t len, const char **why)
 {
     CUstream st = tg->stream[ddev];
-    if (ddev == sdev)
-        FAIL_IF(cuda_drv.cuMemcpyDtoDAsync(dst, src, len, st));
-    else
-        FAIL_IF(cuda_drv.cuMemcpyPeerAsync(dst, gpu_context(ddev), src, gpu_context(sdev), len, st));
-    FAIL_IF(cuda_drv.cuEventRecord(tg->ev[ddev][0], st));
-    FAIL_IF(cuda_drv.cuEventSynchronize(tg->ev[ddev][0]));
-    return 0;
+    CUresult rc = ddev == sdev ? cuda_drv.cuMemcpyDtoDAsync(dst, src, len, st)
+                               : cuda_drv.cuMemcpyPeerAsync(dst, gpu_context(ddev), src, gpu_context(sdev), len, st);
+    return finish(ddev, rc, 0, why);
 }
 
 int gpu_copy(void *dst, int dst_gpu, const void *src, int src_gpu, size_t len, int *fault_src, const char **why)

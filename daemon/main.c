@@ -194,6 +194,7 @@ int main(int argc, char **argv)
     /* Copies in flight finish before the threads go; sessions are freed as
      * their last transfer completes. */
     copypool_shutdown();
+    gpu_shutdown(); /* GPU regions released meanwhile are unmapped now */
     nic_worker_stop();
     nic_shutdown();
     peer_table_free(); /* after the NIC workers: their ops point into peers */

@@ -250,13 +250,14 @@ static int queue(reply *r, session *s, reg_job *j)
 static void register_gpu(reply *r, session *s, const Mcefa__RegisterMemory *m)
 {
     const Mcefa__GpuMemory *g = m->gpu;
-    uint32_t want = (g->share == MCEFA__GPU_SHARE__GPU_SHARE_VMM ? (uint32_t)g->n_chunks : 0) + (g->dmabuf ? 1 : 0);
-    if (m->fd_count != want || want > WIRE_MAX_FDS || g->n_chunks > GPU_MAX_CHUNKS) {
+    bool vmm = g->share == MCEFA__GPU_SHARE__GPU_SHARE_VMM;
+    uint32_t want = (vmm ? (uint32_t)g->n_chunks : 0) + (g->dmabuf ? 1 : 0);
+    if (m->fd_count != want || want > WIRE_MAX_FDS || g->n_chunks > GPU_MAX_CHUNKS || (!vmm && g->n_chunks)) {
         drop_fds(s, m->fd_count);
         reply_fail(r, -EINVAL,
-                   "register_memory of GPU memory 0x%" PRIx64 " needs one descriptor per VMM chunk (at most %d) and "
-                   "one for the dmabuf: %u expected, %u came",
-                   m->addr, GPU_MAX_CHUNKS, want, m->fd_count);
+                   "register_memory of GPU memory 0x%" PRIx64 " needs one descriptor per VMM chunk (at most %d; "
+                   "none for IPC shares) and one for the dmabuf: %u expected, %u came with %zu chunks",
+                   m->addr, GPU_MAX_CHUNKS, want, m->fd_count, g->n_chunks);
         return;
     }
     reg_job *j = calloc(1, sizeof(*j));
@@ -270,7 +271,6 @@ static void register_gpu(reply *r, session *s, const Mcefa__RegisterMemory *m)
     }
     d->dmabuf_fd = -1;
     d->share = g->share;
-    d->pid = (uint32_t)s->pid;
     d->nchunks = (unsigned)g->n_chunks;
     int missing = 0;
     for (unsigned i = 0; i < d->nchunks; i++) {

@@ -8,6 +8,7 @@
 #include "clock.h"
 #include "copypool.h"
 #include "gpu.h"
+#include "log.h"
 #include "nic.h"
 #include "nic_worker.h"
 #include "remote.h"
@@ -74,6 +75,14 @@ static void chunk_done(copy_job *job, int err)
         snprintf(why, sizeof(why), "cancelled: the client that submitted it disconnected");
     } else if (err == -EIO && job->why) {
         snprintf(why, sizeof(why), "the GPU copy failed: %s", job->why);
+        /* A GPU error can be sticky (the context is then unusable until the
+         * daemon restarts): say so in the log, without flooding it. */
+        static _Atomic unsigned long gpu_failures;
+        unsigned long n = atomic_fetch_add(&gpu_failures, 1) + 1;
+        if (n <= 20 || n % 1000 == 0)
+            log_error("GPU copy failed (%lu so far): %s; if every GPU copy fails, the GPU context is broken: "
+                      "restart mcefad",
+                      n, job->why);
     }
     region_unref(c->lr);
     region_unref(c->rr);

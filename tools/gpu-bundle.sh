@@ -14,8 +14,15 @@ mkdir -p "$out"
 libs=$(ldd "$B/mcefad" "$B/mcefa-bench" "$B/tests/check_gpu" "$B/mcefactl" 2>/dev/null |
        awk '$3 ~ /^\// {print $3}' | sort -u)
 pkgs=
+owner() { dpkg -S "$1" 2>/dev/null | head -1 | cut -d: -f1; }
 for l in $libs; do
-    p=$(dpkg -S "$(readlink -f "$l")" 2>/dev/null | head -1 | cut -d: -f1) || true
+    # dpkg knows each file by one of its names (merged /usr: /lib or
+    # /usr/lib; the soname link or the file it points to).
+    r=$(readlink -f "$l")
+    p=
+    for cand in "$l" "$r" "${l/#\/usr\/lib/\/lib}" "${r/#\/usr\/lib/\/lib}" "${l/#\/lib/\/usr\/lib}"; do
+        p=$(owner "$cand") && [ -n "$p" ] && break
+    done
     case "$p" in "" | libc6 | libgcc-s1) continue ;; esac
     pkgs="$pkgs $p"
 done

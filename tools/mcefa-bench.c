@@ -424,8 +424,10 @@ static void local_fill(thread_ctx *x, uint64_t len)
         return;
     }
     char *h = malloc(len);
+    if (!h)
+        fail("check buffer", -ENOMEM);
     fill_pattern(h, x->off, len, check_salt);
-    if (!h || bench_gpu_upload(x->gpu, x->local + x->off, h, len) < 0)
+    if (bench_gpu_upload(x->gpu, x->local + x->off, h, len) < 0)
         fail("GPU upload", -EIO);
     free(h);
 }

@@ -92,6 +92,7 @@ struct map {                    /* a device range whose bytes exist */
     struct resv *resv;
     unsigned long long id;      /* BUFFER_ID; also how queued ops re-find it */
     int prot;                   /* CU_MEM_ACCESS_FLAGS_PROT_* */
+    unsigned access;            /* physical devices that may touch it (bit per device); VMM: cuMemSetAccess */
     pid_t ipc_pid;              /* K_IPC: exporter identity, for double opens */
     unsigned long long ipc_id;
     struct map *next;
@@ -111,6 +112,7 @@ struct op {                     /* arguments captured at enqueue time */
     enum opkind kind;
     CUdeviceptr dst, src;
     int dphys, sphys;
+    unsigned need;              /* devices that must have access (prep_copy) */
     unsigned long long dst_sig, src_sig;
     void *hdst;
     const void *hsrc;
@@ -395,20 +397,21 @@ static CUresult host_ok(const void *h, size_t n)
     return CUDA_SUCCESS;
 }
 
-/* A device argument must lie, with its length, in accessible memory of
- * physical device phys: inside one mapping, or across VMM mappings side by
+/* A device argument must lie, with its length, in memory of physical
+ * device phys that every device in `need` (a bit per physical device) may
+ * access: inside one mapping, or across VMM mappings side by
  * side in one reservation (the driver copies across those; never across
  * two cuMemAlloc allocations that happen to be adjacent).  *sig combines
  * the ids of the mappings it covers, so a queued op can tell whether they
  * are still the same when it runs.  n > 0. */
-static CUresult dev_span(CUdeviceptr p, size_t n, int write, int phys, unsigned long long *sig)
+static CUresult dev_span(CUdeviceptr p, size_t n, int write, int phys, unsigned need, unsigned long long *sig)
 {
     uintptr_t a = (uintptr_t)p;
     struct map *m = map_at(a);
     struct resv *rv = m ? m->resv : NULL;
     unsigned long long h = 0;
     for (;;) {
-        if (!m || m->resv != rv || m->phys != phys ||
+        if (!m || m->resv != rv || m->phys != phys || (m->access & need) != need ||
             m->prot == CU_MEM_ACCESS_FLAGS_PROT_NONE ||
             (write && m->prot != CU_MEM_ACCESS_FLAGS_PROT_READWRITE))
             return CUDA_ERROR_INVALID_VALUE;
@@ -445,12 +448,16 @@ static CUresult prep_copy(struct op *o, int dphys, int sphys)
     CUresult r;
     o->dphys = dphys;
     o->sphys = sphys;
-    r = o->kind == OP_DTOH ? host_ok(o->hdst, o->n) : dev_span(o->dst, o->n, 1, dphys, &o->dst_sig);
+    /* A copy between two devices may be carried out by either one: both
+     * must have access to both sides (VMM memory is accessible only where
+     * cuMemSetAccess granted it). */
+    unsigned need = o->need = (1u << dphys) | (1u << sphys);
+    r = o->kind == OP_DTOH ? host_ok(o->hdst, o->n) : dev_span(o->dst, o->n, 1, dphys, need, &o->dst_sig);
     if (r != CUDA_SUCCESS)
         return r;
     if (o->kind == OP_HTOD)
         return host_ok(o->hsrc, o->n);
-    if ((r = dev_span(o->src, o->n, 0, sphys, &o->src_sig)) != CUDA_SUCCESS)
+    if ((r = dev_span(o->src, o->n, 0, sphys, need, &o->src_sig)) != CUDA_SUCCESS)
         return r;
     /* stricter: the driver does not promise overlapping copies (mcefa
      * refuses them itself) */
@@ -465,8 +472,8 @@ static CUresult prep_copy(struct op *o, int dphys, int sphys)
 static CUresult exec_copy(const struct op *o)
 {
     unsigned long long sig;
-    if ((o->kind != OP_DTOH && (dev_span(o->dst, o->n, 1, o->dphys, &sig) || sig != o->dst_sig)) ||
-        (o->kind != OP_HTOD && (dev_span(o->src, o->n, 0, o->sphys, &sig) || sig != o->src_sig)))
+    if ((o->kind != OP_DTOH && (dev_span(o->dst, o->n, 1, o->dphys, o->need, &sig) || sig != o->dst_sig)) ||
+        (o->kind != OP_HTOD && (dev_span(o->src, o->n, 0, o->sphys, o->need, &sig) || sig != o->src_sig)))
         return CUDA_ERROR_ILLEGAL_ADDRESS;
     for (size_t off = 0, k, av; off < o->n; off += k) {   /* piece by mapping */
         char *d;
@@ -799,6 +806,19 @@ static int parse_busid(const char *s, unsigned long out[4])
     return 0;
 }
 
+CUresult CUDAAPI cuDeviceCanAccessPeer(int *canAccessPeer, CUdevice dev, CUdevice peerDev)
+{
+    NEED_INIT();
+    if (!canAccessPeer)
+        RET(CUDA_ERROR_INVALID_VALUE);
+    lock();
+    CUresult r = dev_ok(dev) && dev_ok(peerDev) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE;
+    if (r == CUDA_SUCCESS)
+        *canAccessPeer = dev != peerDev; /* every pair of stand-in GPUs is peer capable */
+    unlock();
+    RET(r);
+}
+
 CUresult CUDAAPI cuDeviceGetByPCIBusId(CUdevice *dev, const char *pciBusId)
 {
     unsigned long f[4];
@@ -983,7 +1003,7 @@ static CUresult add_mapping(int fd, size_t size, int phys, enum kind k, unsigned
     g_resv = rv;
     *m = (struct map){ .va = (uintptr_t)va, .size = size, .alias = alias, .phys = phys,
                        .kind = k, .fd = fd, .resv = rv, .id = id,
-                       .prot = CU_MEM_ACCESS_FLAGS_PROT_READWRITE, .next = g_maps };
+                       .prot = CU_MEM_ACCESS_FLAGS_PROT_READWRITE, .access = ~0u, .next = g_maps };
     g_maps = m;
     *out = m;
     return CUDA_SUCCESS;
@@ -1328,6 +1348,7 @@ CUresult CUDAAPI cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessD
 {
     CUresult r = CUDA_SUCCESS;
     int prot = CU_MEM_ACCESS_FLAGS_PROT_NONE;
+    unsigned access = 0;
     NEED_INIT();
     if (!desc || count == 0)
         RET(CUDA_ERROR_INVALID_VALUE);
@@ -1341,14 +1362,18 @@ CUresult CUDAAPI cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessD
         if (f != CU_MEM_ACCESS_FLAGS_PROT_NONE && f != CU_MEM_ACCESS_FLAGS_PROT_READ &&
             f != CU_MEM_ACCESS_FLAGS_PROT_READWRITE)
             FAIL(CUDA_ERROR_INVALID_VALUE);
-        if (f > prot)           /* one access level for all devices: a model */
+        if (f > prot)           /* one access level for the devices granted: a model */
             prot = f;
+        if (f != CU_MEM_ACCESS_FLAGS_PROT_NONE)
+            access |= 1u << g_vis[desc[i].location.id];
     }
     if (!covers_whole_maps((uintptr_t)ptr, size))
         FAIL(CUDA_ERROR_INVALID_VALUE);
     for (struct map *m = g_maps; m; m = m->next)
-        if (m->va >= ptr && m->va - ptr < size)
+        if (m->va >= ptr && m->va - ptr < size) {
             m->prot = prot;
+            m->access = access;
+        }
 out:
     unlock();
     RET(r);
@@ -1557,7 +1582,7 @@ CUresult CUDAAPI cuMemsetD8(CUdeviceptr dstDevice, unsigned char uc, size_t N)
     struct CUctx_st *c = cur_ctx();
     if (!c)
         FAIL(CUDA_ERROR_INVALID_CONTEXT);
-    if (N && (r = dev_span(dstDevice, N, 1, c->phys, &sig)) == CUDA_SUCCESS)
+    if (N && (r = dev_span(dstDevice, N, 1, c->phys, 1u << c->phys, &sig)) == CUDA_SUCCESS)
         for (size_t off = 0, k; off < N; off += k) {
             char *d = alias_of(dstDevice + off, &k);
             if (k > N - off)
