@@ -156,6 +156,11 @@ static int share(gpu_share *g, CUdeviceptr addr, size_t len, CUdevice dev)
     return 0;
 }
 
+int mcefa_have_cuda(void)
+{
+    return 1;
+}
+
 int client_gpu_register(mcefa_client *c, void *addr, size_t len, int *is_gpu, char *why, size_t whylen)
 {
     *is_gpu = 0;
@@ -213,6 +218,11 @@ int client_gpu_register(mcefa_client *c, void *addr, size_t len, int *is_gpu, ch
 }
 
 #else /* built without the CUDA headers */
+
+int mcefa_have_cuda(void)
+{
+    return 0;
+}
 
 int client_gpu_register(mcefa_client *c, void *addr, size_t len, int *is_gpu, char *why, size_t whylen)
 {

@@ -78,13 +78,19 @@ int mcefa_alloc(mcefa_client *c, size_t size, int numa_node, unsigned flags, voi
  * keeps its own mapping of registered memory until they are unregistered. */
 int mcefa_free(mcefa_client *c, void *ptr);
 
-/* Registers [addr, addr+len), which must lie inside one mcefa_alloc buffer.
- * Regions may not overlap. */
+/* Registers [addr, addr+len), which must lie inside one mcefa_alloc buffer
+ * or be GPU memory (a cudaMalloc allocation, shared by CUDA IPC, or VMM
+ * memory made with a POSIX-fd handle type; see docs/gpu.md). Regions may
+ * not overlap. */
 int mcefa_register(mcefa_client *c, void *addr, size_t len);
 
 /* Registers [addr, addr+len), a mapping of memfd fd at offset that the
  * caller made itself. The memfd must be sealed with F_SEAL_SHRINK. */
 int mcefa_register_fd(mcefa_client *c, void *addr, size_t len, int fd, uint64_t offset, int numa_node);
+
+/* 1 if this library can register GPU memory (built with the CUDA headers;
+ * the driver itself is loaded at the first GPU registration), else 0. */
+int mcefa_have_cuda(void);
 
 /* Unregisters the region that starts at addr. */
 int mcefa_unregister(mcefa_client *c, void *addr);

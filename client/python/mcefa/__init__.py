@@ -10,10 +10,13 @@ import os as _os
 __version__ = "0.1.0"
 
 from ._mcefa import Batch, Client, Error, READ, WRITE, PENDING, COMPLETED, FAILED, read_bytes, write_bytes
-from .engine import TransferEngine, TransferNotify, TransferOpcode
+from .engine import (InnerTransferEngine, Read, SUPPORT_CUDA, SUPPORT_EFA, SUPPORT_HIP, SUPPORT_INTRA_NVLINK,
+                     SUPPORT_MNNVL, TransferEngine, TransferNotify, TransferOpcode, Write)
 
 __all__ = ["Batch", "Client", "Error", "READ", "WRITE", "PENDING", "COMPLETED", "FAILED", "read_bytes",
-           "write_bytes", "TransferEngine", "TransferNotify", "TransferOpcode", "shim_path"]
+           "write_bytes", "TransferEngine", "TransferNotify", "TransferOpcode", "InnerTransferEngine", "Read",
+           "Write", "SUPPORT_EFA", "SUPPORT_CUDA", "SUPPORT_HIP", "SUPPORT_MNNVL", "SUPPORT_INTRA_NVLINK",
+           "shim_path"]
 
 
 def shim_path():

@@ -646,7 +646,8 @@ PyMODINIT_FUNC PyInit__mcefa(void)
         PyModule_AddIntConstant(m, "READ", MCEFA_READ) < 0 || PyModule_AddIntConstant(m, "WRITE", MCEFA_WRITE) < 0 ||
         PyModule_AddIntConstant(m, "PENDING", MCEFA_PENDING) < 0 ||
         PyModule_AddIntConstant(m, "COMPLETED", MCEFA_COMPLETED) < 0 ||
-        PyModule_AddIntConstant(m, "FAILED", MCEFA_FAILED) < 0) {
+        PyModule_AddIntConstant(m, "FAILED", MCEFA_FAILED) < 0 ||
+        PyModule_AddIntConstant(m, "HAVE_CUDA", mcefa_have_cuda()) < 0) {
         Py_DECREF(m);
         return NULL;
     }

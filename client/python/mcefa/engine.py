@@ -21,8 +21,38 @@ _DONE, _RUNNING, _FAILED, _TIMEOUT = 1, 0, -1, -2
 
 
 class TransferOpcode(enum.IntEnum):
+    # Mooncake's member names; READ and WRITE stay as aliases.
+    Read = _mcefa.READ
+    Write = _mcefa.WRITE
     READ = _mcefa.READ
     WRITE = _mcefa.WRITE
+
+
+# Mooncake exports the opcode's values at module level too.
+Read = TransferOpcode.Read
+Write = TransferOpcode.Write
+
+# What this build can do, under Mooncake's names. EFA: the daemon drives EFA
+# NICs (provider efa); CUDA: GPU memory can be registered (libmcefa built
+# with the CUDA headers; the driver is loaded at run time). The others are
+# transports mcefa does not have.
+SUPPORT_EFA = True
+SUPPORT_CUDA = bool(getattr(_mcefa, "HAVE_CUDA", 0))
+SUPPORT_HIP = False
+SUPPORT_MNNVL = False
+SUPPORT_INTRA_NVLINK = False
+
+
+class InnerTransferEngine:
+    """What get_engine() returns: Mooncake hands out its C++ engine here; mcefa
+    has none in the process (the daemon moves the bytes), so this names the
+    TransferEngine it came from and nothing else."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def __repr__(self):
+        return "<mcefa InnerTransferEngine of segment %s>" % self.engine._segment_name
 
 
 class TransferNotify:
@@ -49,6 +79,8 @@ def _check_len(n, what="length"):
 
 class TransferEngine:
     """One connection to the local mcefad, one exported segment."""
+
+    TransferOpcode = TransferOpcode
 
     def __init__(self):
         self._client = None
@@ -132,7 +164,7 @@ class TransferEngine:
             log.error("mcefa: unregister_memory(0x%x) failed: %s", buffer_addr, e.strerror)
             return _neg(e)
 
-    def batch_register_memory(self, buffer_addresses, capacities):
+    def batch_register_memory(self, buffer_addresses, capacities, location="*"):
         if len(buffer_addresses) != len(capacities):
             raise ValueError("buffer_addresses and capacities differ in length")
         rc = 0
@@ -149,9 +181,11 @@ class TransferEngine:
         return rc
 
     def allocate_managed_buffer(self, length):
-        """Shareable host memory, registered: returns its address, 0 on failure."""
+        """Shareable host memory, registered: returns its address, 0 on failure.
+        A length of 0 gets a (smallest) buffer, as Mooncake's allocator does."""
         c = self._need()
         _check_len(length)
+        length = length or 1
         try:
             a = c.alloc(length)
         except _mcefa.Error as e:
@@ -176,7 +210,11 @@ class TransferEngine:
                 return -1
             del self._managed[buffer_addr]
         try:
-            c.unregister(buffer_addr)
+            try:
+                c.unregister(buffer_addr)
+            except _mcefa.Error as e:
+                if e.errno != 2:  # ENOENT: unregistered by hand already, as Mooncake allows
+                    raise
             c.free(buffer_addr)
             return 0
         except _mcefa.Error as e:
@@ -187,7 +225,8 @@ class TransferEngine:
         _check_len(length)
         if not dest_address:
             return -1
-        data = bytes(src_ptr)[:length]
+        # Mooncake takes str (as UTF-8) as well as bytes-like sources.
+        data = (src_ptr.encode() if isinstance(src_ptr, str) else bytes(src_ptr))[:length]
         _mcefa.write_bytes(dest_address, data)
         return 0
 
@@ -247,6 +286,15 @@ class TransferEngine:
     def get_local_topology(self, device_name=None):
         st = self._need().status()
         return json.dumps({"hostname": st["hostname"], "segment": self._segment_name, "daemon": st["version"]})
+
+    def get_engine(self):
+        return InnerTransferEngine(self)
+
+    def get_engine_ptr(self):
+        """Mooncake's raw C++ engine pointer: there is none in an mcefa process
+        (the daemon moves the bytes), so 0, which no caller can mistake for one."""
+        log.warning("mcefa: get_engine_ptr: no in-process C++ engine exists; returning 0")
+        return 0
 
     def get_notifies(self):
         """Notifications are not carried by mcefad: nothing is ever received."""
