@@ -9,6 +9,7 @@
  * sentence saying so. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,19 +20,46 @@
 #ifdef MCEFA_CUDA
 #include "shm/cuda_drv.h"
 
-/* Leaves room for the dmabuf fd in one frame's descriptors. */
-#define GPU_MAX_CHUNKS (WIRE_MAX_FDS - 1)
+/* VMM allocations a registration may span (the daemon's bound too), and
+ * how many go in one message: a frame's descriptors less the dmabuf. */
+#define GPU_MAX_CHUNKS 4096
+#define GPU_MSG_CHUNKS (WIRE_MAX_FDS - 1)
 
 typedef struct gpu_share {
     Mcefa__GpuMemory gm;
-    Mcefa__GpuChunk chunk[GPU_MAX_CHUNKS];
-    Mcefa__GpuChunk *chunkp[GPU_MAX_CHUNKS];
+    Mcefa__GpuChunk *chunk; /* VMM: every allocation the range spans, with its fd */
+    Mcefa__GpuChunk **chunkp;
+    int *chunk_fd;
+    size_t nchunks, cap;
+    int dmabuf_fd;
     CUipcMemHandle ipc;
     char bus_id[32];
     unsigned char uuid[16];
-    int fds[WIRE_MAX_FDS];
-    unsigned nfds;
 } gpu_share;
+
+static int add_chunk(gpu_share *g, CUdeviceptr base, size_t size, int fd)
+{
+    if (g->nchunks == g->cap) {
+        size_t ncap = g->cap ? g->cap * 2 : 16;
+        Mcefa__GpuChunk *c = realloc(g->chunk, ncap * sizeof(*c));
+        if (c)
+            g->chunk = c;
+        int *f = c ? realloc(g->chunk_fd, ncap * sizeof(*f)) : NULL;
+        if (f)
+            g->chunk_fd = f;
+        if (!f) {
+            close(fd);
+            return client_error(-ENOMEM, "out of memory");
+        }
+        g->cap = ncap;
+    }
+    Mcefa__GpuChunk *c = &g->chunk[g->nchunks];
+    mcefa__gpu_chunk__init(c);
+    c->addr = base;
+    c->size = size;
+    g->chunk_fd[g->nchunks++] = fd;
+    return 0;
+}
 
 static const char *driver_path(void)
 {
@@ -44,7 +72,7 @@ static int share_vmm(gpu_share *g, CUdeviceptr addr, size_t len)
 {
     CUdeviceptr cur = addr, end = addr + len;
     while (cur < end) {
-        if (g->gm.n_chunks == GPU_MAX_CHUNKS)
+        if (g->nchunks == GPU_MAX_CHUNKS)
             return client_error(-E2BIG,
                                 "mcefa_register: 0x%llx + %zu spans more than %d VMM allocations; register it in "
                                 "parts of at most %d allocations each (or allocate larger ones)",
@@ -70,12 +98,9 @@ static int share_vmm(gpu_share *g, CUdeviceptr addr, size_t len)
                                 "descriptor (%s): create it with CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR in "
                                 "CUmemAllocationProp.requestedHandleTypes",
                                 (unsigned long long)cur, cuda_drv_error(rc));
-        Mcefa__GpuChunk *c = &g->chunk[g->gm.n_chunks];
-        mcefa__gpu_chunk__init(c);
-        c->addr = base;
-        c->size = size;
-        g->chunkp[g->gm.n_chunks++] = c;
-        g->fds[g->nfds++] = fd;
+        int rc2 = add_chunk(g, base, size, fd);
+        if (rc2 < 0)
+            return rc2;
         cur = base + size;
     }
     return 0;
@@ -136,9 +161,8 @@ static int share(gpu_share *g, CUdeviceptr addr, size_t len, CUdevice dev)
         int rc2 = share_vmm(g, addr, len);
         if (rc2 < 0)
             return rc2;
-        g->gm.chunks = g->chunkp;
         base = g->chunk[0].addr;
-        size = (size_t)(g->chunk[g->gm.n_chunks - 1].addr + g->chunk[g->gm.n_chunks - 1].size - base);
+        size = (size_t)(g->chunk[g->nchunks - 1].addr + g->chunk[g->nchunks - 1].size - base);
     }
     /* A dmabuf of the whole allocation, for NICs that register GPU memory
      * through one (EFA); optional: older drivers and kernels have none. */
@@ -148,10 +172,8 @@ static int share(gpu_share *g, CUdeviceptr addr, size_t len, CUdevice dev)
         int fd = -1;
         if (cuda_drv.cuMemGetHandleForAddressRange(&fd, base, size, CU_MEM_RANGE_HANDLE_TYPE_DMA_BUF_FD, 0) ==
                 CUDA_SUCCESS &&
-            fd >= 0) {
-            g->fds[g->nfds++] = fd;
-            g->gm.dmabuf = 1;
-        }
+            fd >= 0)
+            g->dmabuf_fd = fd;
     }
     return 0;
 }
@@ -159,6 +181,64 @@ static int share(gpu_share *g, CUdeviceptr addr, size_t len, CUdevice dev)
 int mcefa_have_cuda(void)
 {
     return 1;
+}
+
+/* The registration's messages: one, or for VMM ranges spanning more than
+ * GPU_MSG_CHUNKS allocations several for the same range, all but the last
+ * marked `more` (the dmabuf rides on the last). Each is answered. */
+static pthread_mutex_t parts_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int send_parts(mcefa_client *c, gpu_share *g, uint64_t addr, size_t len);
+
+static int send_share(mcefa_client *c, gpu_share *g, uint64_t addr, size_t len)
+{
+    if (g->nchunks <= GPU_MSG_CHUNKS)
+        return send_parts(c, g, addr, len);
+    /* The daemon keeps one registration in parts per connection: another
+     * thread's parts must not come in between. */
+    pthread_mutex_lock(&parts_lock);
+    int rc = send_parts(c, g, addr, len);
+    pthread_mutex_unlock(&parts_lock);
+    return rc;
+}
+
+static int send_parts(mcefa_client *c, gpu_share *g, uint64_t addr, size_t len)
+{
+    if (g->nchunks && !(g->chunkp = calloc(g->nchunks, sizeof(*g->chunkp))))
+        return client_error(-ENOMEM, "out of memory");
+    for (size_t i = 0; i < g->nchunks; i++)
+        g->chunkp[i] = &g->chunk[i];
+    size_t at = 0;
+    do {
+        size_t n = g->nchunks - at < GPU_MSG_CHUNKS ? g->nchunks - at : GPU_MSG_CHUNKS;
+        bool last = at + n == g->nchunks;
+        int fds[WIRE_MAX_FDS];
+        unsigned nfds = 0;
+        for (size_t i = 0; i < n; i++)
+            fds[nfds++] = g->chunk_fd[at + i];
+        g->gm.n_chunks = n;
+        g->gm.chunks = n ? &g->chunkp[at] : NULL;
+        g->gm.more = !last;
+        g->gm.dmabuf = last && g->dmabuf_fd >= 0;
+        if (g->gm.dmabuf)
+            fds[nfds++] = g->dmabuf_fd;
+        Mcefa__RegisterMemory m = MCEFA__REGISTER_MEMORY__INIT;
+        m.addr = addr;
+        m.length = len;
+        m.fd_count = nfds;
+        m.numa_node = -1;
+        m.gpu = &g->gm;
+        Mcefa__Request req = MCEFA__REQUEST__INIT;
+        req.body_case = MCEFA__REQUEST__BODY_REGISTER_MEMORY;
+        req.register_memory = &m;
+        Mcefa__Response *resp;
+        int ret = client_call(c, &req, fds, nfds, &resp);
+        if (ret < 0)
+            return ret;
+        mcefa__response__free_unpacked(resp, NULL);
+        at += n;
+    } while (at < g->nchunks);
+    return 0;
 }
 
 int client_gpu_register(mcefa_client *c, void *addr, size_t len, int *is_gpu, char *why, size_t whylen)
@@ -190,29 +270,23 @@ int client_gpu_register(mcefa_client *c, void *addr, size_t len, int *is_gpu, ch
     gpu_share *g = calloc(1, sizeof(*g));
     int ret = g ? 0 : client_error(-ENOMEM, "out of memory");
     if (g) {
+        g->dmabuf_fd = -1;
         mcefa__gpu_memory__init(&g->gm);
         ret = share(g, p, len, dev);
     }
     cuda_drv.cuCtxSetCurrent(prev);
     cuda_drv.cuDevicePrimaryCtxRelease(dev);
-    if (ret == 0) {
-        Mcefa__RegisterMemory m = MCEFA__REGISTER_MEMORY__INIT;
-        m.addr = (uint64_t)(uintptr_t)addr;
-        m.length = len;
-        m.fd_count = g->nfds;
-        m.numa_node = -1;
-        m.gpu = &g->gm;
-        Mcefa__Request req = MCEFA__REQUEST__INIT;
-        req.body_case = MCEFA__REQUEST__BODY_REGISTER_MEMORY;
-        req.register_memory = &m;
-        Mcefa__Response *resp;
-        ret = client_call(c, &req, g->fds, g->nfds, &resp);
-        if (ret == 0)
-            mcefa__response__free_unpacked(resp, NULL);
+    if (ret == 0)
+        ret = send_share(c, g, (uint64_t)(uintptr_t)addr, len);
+    if (g) {
+        for (size_t i = 0; i < g->nchunks; i++)
+            close(g->chunk_fd[i]);
+        if (g->dmabuf_fd >= 0)
+            close(g->dmabuf_fd);
+        free(g->chunk);
+        free(g->chunkp);
+        free(g->chunk_fd);
     }
-    if (g)
-        for (unsigned i = 0; i < g->nfds; i++)
-            close(g->fds[i]);
     free(g);
     return ret;
 }

@@ -19,12 +19,71 @@ void gpu_init(const char *path)
     snprintf(driver_path, sizeof(driver_path), "%s", path ? path : "");
 }
 
+/* VMM descriptors that descriptions hold, all clients together: a client
+ * sending a multi-part registration slowly must not use up the daemon's
+ * descriptors. */
+#define HELD_FDS_MAX 65536
+static _Atomic unsigned held_fds;
+
+gpu_desc *gpu_desc_new(void)
+{
+    gpu_desc *d = calloc(1, sizeof(*d));
+    if (d)
+        d->dmabuf_fd = -1;
+    return d;
+}
+
+int gpu_desc_add_chunk(gpu_desc *d, uint64_t base, uint64_t size, int fd)
+{
+    if (fd >= 0 && atomic_fetch_add(&held_fds, 1) >= HELD_FDS_MAX) {
+        atomic_fetch_sub(&held_fds, 1);
+        close(fd);
+        return -EMFILE;
+    }
+    if (d->nchunks == d->cap) {
+        unsigned ncap = d->cap ? d->cap * 2 : 16;
+        uint64_t *b = d->nchunks < GPU_MAX_CHUNKS ? realloc(d->chunk_base, ncap * sizeof(*b)) : NULL;
+        if (b)
+            d->chunk_base = b;
+        uint64_t *z = b ? realloc(d->chunk_size, ncap * sizeof(*z)) : NULL;
+        if (z)
+            d->chunk_size = z;
+        int *f = z ? realloc(d->chunk_fd, ncap * sizeof(*f)) : NULL;
+        if (f)
+            d->chunk_fd = f;
+        if (!f) {
+            if (fd >= 0) {
+                close(fd);
+                atomic_fetch_sub(&held_fds, 1);
+            }
+            return d->nchunks < GPU_MAX_CHUNKS ? -ENOMEM : -E2BIG;
+        }
+        d->cap = ncap;
+    }
+    d->chunk_base[d->nchunks] = base;
+    d->chunk_size[d->nchunks] = size;
+    d->chunk_fd[d->nchunks++] = fd;
+    return 0;
+}
+
+void gpu_desc_free(gpu_desc *d)
+{
+    if (!d)
+        return;
+    gpu_desc_close(d);
+    free(d->chunk_base);
+    free(d->chunk_size);
+    free(d->chunk_fd);
+    free(d);
+}
+
 void gpu_desc_close(gpu_desc *d)
 {
-    for (unsigned i = 0; i < d->nchunks && i < GPU_MAX_CHUNKS; i++)
+    for (unsigned i = 0; i < d->nchunks; i++)
         if (d->chunk_fd[i] >= 0) {
             close(d->chunk_fd[i]);
             d->chunk_fd[i] = -1;
+            atomic_fetch_sub(&held_fds, 1);
         }
     if (d->dmabuf_fd >= 0) {
         close(d->dmabuf_fd);
@@ -101,7 +160,7 @@ typedef struct gpu_vmm_map {
     CUdeviceptr va;
     size_t span;
     unsigned n;
-    gpu_alloc *chunk[GPU_MAX_CHUNKS];
+    gpu_alloc **chunk; /* as many as the registration spans */
 } gpu_vmm_map;
 
 /* lock: loading, the import list and the CUDA calls on it (held across
@@ -427,6 +486,7 @@ static void unmap_vmm_locked(gpu_vmm_map *m)
     }
     for (unsigned i = 0; i < m->n; i++)
         import_unref_locked(m->chunk[i]);
+    free(m->chunk);
     free(m);
 }
 
@@ -505,6 +565,10 @@ static const region_ops vmm_ops = {.kind = REGION_CUDA_VMM, .release = release_g
 static gpu_vmm_map *map_vmm_locked(int dev, gpu_desc *d, err *e)
 {
     gpu_vmm_map *m = calloc(1, sizeof(*m));
+    if (m && !(m->chunk = calloc(d->nchunks, sizeof(*m->chunk)))) {
+        free(m);
+        m = NULL;
+    }
     if (!m) {
         err_set(e, -ENOMEM, "out of memory importing GPU memory");
         return NULL;

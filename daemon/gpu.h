@@ -21,7 +21,11 @@
 #include "region.h"
 
 #define GPU_MAX 64
-#define GPU_MAX_CHUNKS 15 /* WIRE_MAX_FDS less the dmabuf */
+/* VMM allocations one registration may span: a range of PyTorch's
+ * expandable segments (20 MiB allocations) up to 80 GiB. They come at most
+ * GPU_MSG_CHUNKS to a message (a frame's descriptors less the dmabuf). */
+#define GPU_MAX_CHUNKS 4096
+#define GPU_MSG_CHUNKS 15
 
 /* The driver library to load (cuda_library); nothing is loaded yet. */
 void gpu_init(const char *driver_path);
@@ -58,11 +62,19 @@ typedef struct gpu_desc {
     bool has_uuid;
     unsigned char ipc[64];
     uint64_t alloc_base, alloc_size;
-    unsigned nchunks;
-    uint64_t chunk_base[GPU_MAX_CHUNKS], chunk_size[GPU_MAX_CHUNKS];
-    int chunk_fd[GPU_MAX_CHUNKS];
+    unsigned nchunks, cap;
+    uint64_t *chunk_base, *chunk_size; /* VMM: in address order once complete */
+    int *chunk_fd;
     int dmabuf_fd; /* -1: none */
 } gpu_desc;
+
+/* A description with nothing yet; NULL when out of memory. */
+gpu_desc *gpu_desc_new(void);
+/* Appends a VMM chunk (the fd becomes the description's): 0, -E2BIG past
+ * GPU_MAX_CHUNKS or -ENOMEM (the fd is closed then). */
+int gpu_desc_add_chunk(gpu_desc *d, uint64_t base, uint64_t size, int fd);
+/* Closes its descriptors and frees it. */
+void gpu_desc_free(gpu_desc *d);
 
 /* Checks a description against the range before anything is imported:
  * the request's shape, not the memory (loop thread, cheap). */

@@ -113,7 +113,7 @@ static void reg_done(uv_work_t *w, int status)
         if (!j->e.code)
             err_set(&j->e, -ECANCELED, "registration of 0x%" PRIx64 " cancelled: the daemon is stopping", j->addr);
     }
-    free(j->gpu);
+    gpu_desc_free(j->gpu);
     if (!j->region) {
         reply_err(r, &j->e);
     } else if (s->closing) {
@@ -246,45 +246,70 @@ static int queue(reply *r, session *s, reg_job *j)
     return 0;
 }
 
-/* GPU memory: one descriptor per VMM chunk, then the dmabuf if any. */
+/* GPU memory: one descriptor per VMM chunk, then the dmabuf if any. A VMM
+ * range spanning more than GPU_MSG_CHUNKS allocations comes in several
+ * messages for the same range, all but the last marked `more`; their
+ * chunks wait in the session meanwhile (gpu.c bounds the descriptors all
+ * waiting descriptions hold). */
 static void register_gpu(reply *r, session *s, const Mcefa__RegisterMemory *m)
 {
     const Mcefa__GpuMemory *g = m->gpu;
     bool vmm = g->share == MCEFA__GPU_SHARE__GPU_SHARE_VMM;
     uint32_t want = (vmm ? (uint32_t)g->n_chunks : 0) + (g->dmabuf ? 1 : 0);
-    if (m->fd_count != want || want > WIRE_MAX_FDS || g->n_chunks > GPU_MAX_CHUNKS || (!vmm && g->n_chunks)) {
+    if (m->fd_count != want || want > WIRE_MAX_FDS || g->n_chunks > GPU_MSG_CHUNKS ||
+        (!vmm && (g->n_chunks || g->more)) || (g->more && g->dmabuf)) {
         drop_fds(s, m->fd_count);
         reply_fail(r, -EINVAL,
-                   "register_memory of GPU memory 0x%" PRIx64 " needs one descriptor per VMM chunk (at most %d; "
-                   "none for IPC shares) and one for the dmabuf: %u expected, %u came with %zu chunks",
-                   m->addr, GPU_MAX_CHUNKS, want, m->fd_count, g->n_chunks);
+                   "register_memory of GPU memory 0x%" PRIx64 " needs one descriptor per VMM chunk (at most %d a "
+                   "message; none for IPC shares) and one for the dmabuf (in the last message): %u expected, %u "
+                   "came with %zu chunks",
+                   m->addr, GPU_MSG_CHUNKS, want, m->fd_count, g->n_chunks);
         return;
     }
-    reg_job *j = calloc(1, sizeof(*j));
-    gpu_desc *d = calloc(1, sizeof(*d));
-    if (!j || !d) {
-        free(j);
-        free(d);
+    /* A description left waiting continues only with the same range. */
+    gpu_desc *d = s->vmm_pending;
+    s->vmm_pending = NULL;
+    if (d && (!vmm || s->vmm_pending_addr != m->addr || s->vmm_pending_len != m->length)) {
+        gpu_desc_free(d);
+        d = NULL;
+    }
+    if (!d && !(d = gpu_desc_new())) {
         drop_fds(s, m->fd_count);
         reply_fail(r, -ENOMEM, "out of memory registering a region");
         return;
     }
-    d->dmabuf_fd = -1;
     d->share = g->share;
-    d->nchunks = (unsigned)g->n_chunks;
-    int missing = 0;
-    for (unsigned i = 0; i < d->nchunks; i++) {
-        d->chunk_base[i] = g->chunks[i]->addr;
-        d->chunk_size[i] = g->chunks[i]->size;
-        if ((d->chunk_fd[i] = wire_reader_take_fd(&s->rd)) < 0)
+    int missing = 0, added = 0;
+    for (size_t i = 0; i < g->n_chunks; i++) {
+        int fd = wire_reader_take_fd(&s->rd);
+        if (fd < 0)
             missing = 1;
+        else if (added < 0)
+            close(fd);
+        else
+            added = gpu_desc_add_chunk(d, g->chunks[i]->addr, g->chunks[i]->size, fd);
     }
-    if (g->dmabuf && (d->dmabuf_fd = wire_reader_take_fd(&s->rd)) < 0)
-        missing = 1;
+    if (g->dmabuf) {
+        int fd = wire_reader_take_fd(&s->rd);
+        if (fd < 0)
+            missing = 1;
+        else if (d->dmabuf_fd >= 0)
+            close(fd);
+        else
+            d->dmabuf_fd = fd;
+    }
     err e = {0};
     if (missing)
         err_set(&e, -EBADF, "register_memory of GPU memory 0x%" PRIx64 " arrived without its descriptors; send them "
                             "with SCM_RIGHTS", m->addr);
+    else if (added == -E2BIG)
+        err_set(&e, -E2BIG, "cannot register 0x%" PRIx64 " + %" PRIu64 ": it spans more than %d VMM allocations; "
+                            "register it in parts", m->addr, m->length, GPU_MAX_CHUNKS);
+    else if (added == -EMFILE)
+        err_set(&e, -EMFILE, "cannot register 0x%" PRIx64 ": the daemon holds too many VMM descriptors of "
+                             "registrations under way; retry later", m->addr);
+    else if (added < 0)
+        err_set(&e, added, "out of memory registering a region");
     else if (!g->bus_id || strlen(g->bus_id) >= sizeof(d->bus_id))
         err_set(&e, -EINVAL, "register_memory of GPU memory 0x%" PRIx64 ": bus_id missing or too long", m->addr);
     else if (g->uuid.len != 0 && g->uuid.len != 16)
@@ -296,6 +321,14 @@ static void register_gpu(reply *r, session *s, const Mcefa__RegisterMemory *m)
     else if (m->length == 0 || m->addr + m->length < m->addr)
         err_set(&e, -EINVAL, "cannot register 0x%" PRIx64 " + %" PRIu64 ": empty or wrapping range", m->addr,
                 m->length);
+    if (!e.code && g->more) {
+        /* Answered now; the range is checked once all its chunks came. */
+        s->vmm_pending = d;
+        s->vmm_pending_addr = m->addr;
+        s->vmm_pending_len = m->length;
+        return;
+    }
+    reg_job *j = NULL;
     if (!e.code) {
         snprintf(d->bus_id, sizeof(d->bus_id), "%s", g->bus_id);
         if ((d->has_uuid = g->uuid.len == 16))
@@ -306,6 +339,8 @@ static void register_gpu(reply *r, session *s, const Mcefa__RegisterMemory *m)
         d->alloc_size = g->alloc_size;
         gpu_desc_check(d, m->addr, m->length, &e);
     }
+    if (!e.code && !(j = calloc(1, sizeof(*j))))
+        err_set(&e, -ENOMEM, "out of memory registering a region");
     if (e.code) {
         reply_err(r, &e);
         goto fail;
@@ -319,8 +354,7 @@ static void register_gpu(reply *r, session *s, const Mcefa__RegisterMemory *m)
     if (queue(r, s, j) == 0)
         return;
 fail:
-    gpu_desc_close(d);
-    free(d);
+    gpu_desc_free(d);
     free(j);
 }
 

@@ -1,6 +1,7 @@
 #include "session.h"
 
 #include "copypool.h"
+#include "gpu.h"
 #include "memfd_import.h"
 
 #include <errno.h>
@@ -141,6 +142,8 @@ void session_teardown(session *s)
     segment_close_all(&s->opens);
     region_table_clear(&s->regions);
     memfd_maps_unref(s->maps); /* mappings stay while regions in flight use them */
+    gpu_desc_free(s->vmm_pending);
+    s->vmm_pending = NULL;
     s->maps = NULL;
     wire_reader_free(&s->rd);
     drop_output(s);

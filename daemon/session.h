@@ -71,6 +71,10 @@ typedef struct session {
     unsigned nregistering;
     uint64_t registering_bytes; /* sum of the pending ranges */
     struct memfd_maps *maps;    /* its memfds' mappings, shared by their regions */
+    /* A VMM registration arriving in parts (rpc_memory.c): the chunks so
+     * far, for the range named. */
+    struct gpu_desc *vmm_pending;
+    uint64_t vmm_pending_addr, vmm_pending_len;
 
     void *cq; /* completion area mapping */
     size_t cq_len;

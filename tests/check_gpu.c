@@ -18,6 +18,7 @@
 #include "suite.h"
 
 #ifdef MCEFA_CUDA
+#include <dirent.h>
 #include <limits.h>
 #include <sys/mman.h>
 
@@ -30,6 +31,7 @@ static char standin[512];
 static char lib_flag[560];
 
 #define MiB ((size_t)1 << 20)
+#define GPU_PARTS 15 /* VMM chunks a message carries */
 
 static void drv_or_die(void)
 {
@@ -344,6 +346,113 @@ START_TEST(vmm_every_direction)
     target_spec sp = {
         .segment = "gpu-vmm", .kind = KIND_VMM, .alloc = 2 * MiB, .nchunks = 3, .offset = 4096 + 3, .len = 5 * MiB};
     every_direction(&sp);
+}
+END_TEST
+
+/* A VMM range spanning more allocations than one message's descriptors
+ * (PyTorch's expandable segments map 20 MiB allocations side by side)
+ * arrives in parts; transfers then cross every boundary. */
+START_TEST(vmm_range_of_many_allocations)
+{
+    target_spec sp = {
+        .segment = "gpu-vmm-many", .kind = KIND_VMM, .alloc = 2 * MiB, .nchunks = 40, .offset = 777, .len = 75 * MiB};
+    target t;
+    target_start(&t, &sp);
+    use_gpu(0);
+    mcefa_client *c = client_ok(D.sock, "gpu-many");
+    void *h;
+    ck_assert_int_eq(mcefa_alloc(c, sp.len, -1, 0, &h), 0);
+    ck_assert_int_eq(mcefa_register(c, h, sp.len), 0);
+    mcefa_segment seg;
+    ck_assert_int_eq(mcefa_segment_open(c, sp.segment, &seg), 0);
+    mcefa_transfer x = {.opcode = MCEFA_READ, .local = h, .segment = seg, .remote = t.addr, .length = sp.len};
+    ck_assert_msg(mcefa_transfer_sync(c, &x, 1, 30000) == 0, "read: %s", mcefa_last_error());
+    ck_assert(same(h, sp.len, 1));
+    fill(h, sp.len, 5);
+    x.opcode = MCEFA_WRITE;
+    ck_assert_int_eq(mcefa_transfer_sync(c, &x, 1, 30000), 0);
+    ck_assert_int_eq(target_ask(&t, 'v', 5), 'y');
+    ck_assert_int_eq(daemon_imports(), 38); /* the 38 allocations the range touches */
+    mcefa_disconnect(c);
+    ck_assert_int_eq(target_stop(&t), 0);
+    ck_assert(imports_become(0));
+}
+END_TEST
+
+static int fd_count(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    int n = 0;
+    if (!d)
+        return -1;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* A client that sends parts of a VMM registration and never the last, or
+ * switches ranges half way: the daemon answers, and its descriptors go
+ * with the waiting parts (no descriptor of the daemon's is left behind). */
+START_TEST(vmm_parts_abandoned)
+{
+    int before = fd_count(D.pid);
+    for (int round = 0; round < 2; round++) {
+        int fd = raw_connect(D.sock);
+        ck_assert_int_ge(fd, 0);
+        wire_reader rd;
+        wire_reader_init(&rd, WIRE_MAX_FRAME_DEFAULT);
+        raw_hello_ok(fd, &rd);
+        for (int part = 0; part < 3; part++) {
+            Mcefa__GpuChunk ch[GPU_PARTS];
+            Mcefa__GpuChunk *chp[GPU_PARTS];
+            int fds[GPU_PARTS];
+            for (int i = 0; i < GPU_PARTS; i++) {
+                mcefa__gpu_chunk__init(&ch[i]);
+                ch[i].addr = 0x7f0000000000ull + (uint64_t)(part * GPU_PARTS + i) * (2 * MiB);
+                ch[i].size = 2 * MiB;
+                chp[i] = &ch[i];
+                fds[i] = memfd_create("x", MFD_CLOEXEC);
+            }
+            Mcefa__GpuMemory g = MCEFA__GPU_MEMORY__INIT;
+            g.bus_id = "0000:18:00.0";
+            g.share = MCEFA__GPU_SHARE__GPU_SHARE_VMM;
+            g.n_chunks = GPU_PARTS;
+            g.chunks = chp;
+            g.more = 1;
+            Mcefa__RegisterMemory m = MCEFA__REGISTER_MEMORY__INIT;
+            /* Round 1 changes the range half way: the first parts are dropped. */
+            m.addr = 0x7f0000000000ull + (round && part == 2 ? 4096 : 0);
+            m.length = 64 * MiB;
+            m.fd_count = GPU_PARTS;
+            m.gpu = &g;
+            Mcefa__Request req = MCEFA__REQUEST__INIT;
+            req.seq = 10 + (uint64_t)part;
+            req.body_case = MCEFA__REQUEST__BODY_REGISTER_MEMORY;
+            req.register_memory = &m;
+            uint8_t *buf;
+            size_t len;
+            ck_assert_int_eq(wire_pack(&req.base, &buf, &len), 0);
+            ck_assert_int_eq(wire_send_all(fd, buf, len, fds, GPU_PARTS), 0);
+            free(buf);
+            for (int i = 0; i < GPU_PARTS; i++)
+                close(fds[i]);
+            Mcefa__Response *r = raw_recv(fd, &rd);
+            ck_assert_ptr_nonnull(r);
+            ck_assert_int_eq(r->status, 0); /* a part is answered at once */
+            mcefa__response__free_unpacked(r, NULL);
+        }
+        wire_reader_free(&rd);
+        close(fd);
+    }
+    /* The daemon notices the goodbyes on its next loop turns. */
+    int after = -1;
+    for (int i = 0; i < 300 && (after = fd_count(D.pid)) > before; i++)
+        usleep(10000);
+    ck_assert_msg(after <= before, "daemon fds: %d before, %d after", before, after);
+    ck_assert(daemon_alive(&D));
 }
 END_TEST
 
@@ -670,6 +779,8 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, ipc_every_direction);
     tcase_add_test(tc, vmm_every_direction);
+    tcase_add_test(tc, vmm_range_of_many_allocations);
+    tcase_add_test(tc, vmm_parts_abandoned);
     tcase_add_test(tc, one_import_per_allocation);
     tcase_add_test(tc, across_two_gpus);
     tcase_add_test(tc, across_two_gpus_vmm);
