@@ -16,7 +16,7 @@
 #endif
 
 static test_daemon A, B;
-static int port_a, port_b, port_z;
+static int port_a, port_b, port_z, port_c;
 static char sock_b_copy[96];
 /* --cuda_library=... for daemon A where the build has CUDA: A's clients
  * may register (stand-in) GPU memory; empty otherwise. */
@@ -32,14 +32,27 @@ static void start_b(void)
     daemon_start(&B, args);
 }
 
+/* A third host for the tests that need one; it finds hosta at port. */
+static void start_c(test_daemon *C, int hosta_port)
+{
+    char port[64], map[160];
+    snprintf(port, sizeof(port), "--peer_port=%d", port_c);
+    snprintf(map, sizeof(map), "--peer_hosts=hosta=127.0.0.1:%d", hosta_port);
+    const char *args[] = {"--provider=tcp;ofi_rxm", "--nics=lo", "--hostname=hostc", port, map,
+                          "--request_timeout_ms=3000", NULL};
+    daemon_start(C, args);
+}
+
 static void setup(void)
 {
-    port_a = free_ports(3);
+    port_a = free_ports(4);
     port_b = port_a + 1;
     port_z = port_a + 2; /* "hostz": a listener that never answers */
-    char port[64], map[160];
+    port_c = port_a + 3;
+    char port[64], map[200];
     snprintf(port, sizeof(port), "--peer_port=%d", port_a);
-    snprintf(map, sizeof(map), "--peer_hosts=hostb=127.0.0.1:%d,hostz=127.0.0.1:%d", port_b, port_z);
+    snprintf(map, sizeof(map), "--peer_hosts=hostb=127.0.0.1:%d,hostz=127.0.0.1:%d,hostc=127.0.0.1:%d", port_b,
+             port_z, port_c);
     /* A small work-request cap: every batch below overflows it, and must
      * still succeed (the excess waits in the daemon). */
     const char *args[] = {"--provider=tcp;ofi_rxm", "--nics=lo", "--hostname=hosta", port, map,
@@ -405,6 +418,98 @@ static int silent_listener(void)
     return l;
 }
 
+/* A segment open on a thread of its own. */
+typedef struct bg_open {
+    mcefa_client *c;
+    const char *name;
+    mcefa_segment seg;
+    int rc;
+    _Atomic int done;
+} bg_open;
+
+static void *open_in_background(void *arg)
+{
+    bg_open *o = arg;
+    o->rc = mcefa_segment_open(o->c, o->name, &o->seg);
+    atomic_store(&o->done, 1);
+    return NULL;
+}
+
+/* Reads to a stopped peer that A cannot post (rxm answers -FI_EAGAIN
+ * while it connects) or that stay posted (connected, never completed):
+ * either way they wait on that peer's own list, and writes to a healthy
+ * peer on the same NIC complete meanwhile, each long before the stalled
+ * reads reach their deadline. */
+static void stall_b_and_write_to_c(initiator *in, const mcefa_transfer *reads, uint32_t n, mcefa_segment seg_c,
+                                   net_target *tc, const char *phase)
+{
+    kill(B.pid, SIGSTOP);
+    mcefa_batch *stalled;
+    ck_assert_int_eq(mcefa_batch_alloc(in->c, n, &stalled), 0);
+    ck_assert_int_eq(mcefa_batch_submit(stalled, reads, n), 0);
+    for (unsigned round = 0; round < 8; round++) {
+        pattern(in->buf + (32 << 20), 1 << 20, 40 + round);
+        mcefa_transfer x = {MCEFA_WRITE, in->buf + (32 << 20), seg_c, tc->addr, 1 << 20};
+        int rc = mcefa_transfer_sync(in->c, &x, 1, 10000);
+        ck_assert_msg(rc == 0, "%s: write %u to hostc: %s", phase, round, mcefa_last_error());
+        ck_assert(net_target_check(tc, 0, 1 << 20, (uint8_t)(40 + round)));
+    }
+    uint32_t sub, fin, failed;
+    mcefa_batch_progress(stalled, &sub, &fin, &failed);
+    /* Nothing to hostb has finished: hostc's writes did not wait for its
+     * reads to time out. */
+    ck_assert_msg(fin == 0, "%s: %u of %u reads to the stopped peer finished before hostc's writes", phase, fin, sub);
+    int rc = mcefa_batch_wait(stalled, 20000);
+    ck_assert_int_eq(rc, -ETIMEDOUT);
+    char txt[600] = "";
+    for (uint32_t i = 0; i < sub; i++)
+        if (mcefa_batch_state(stalled, i, NULL) == MCEFA_FAILED) {
+            ck_assert_int_eq(mcefa_batch_error_text(stalled, i, txt, sizeof(txt)), 0);
+            break;
+        }
+    printf("stalled_peer_does_not_hold_up_others (%s): %s\n", phase, txt);
+    ck_assert_ptr_nonnull(strstr(txt, "request_timeout_ms"));
+    kill(B.pid, SIGCONT);
+    ck_assert_int_eq(mcefa_batch_free(stalled), 0);
+}
+
+START_TEST(stalled_peer_does_not_hold_up_others)
+{
+    test_daemon C;
+    start_c(&C, port_a);
+    net_target tb, tc;
+    net_target_start(&tb, B.sock, 64 << 20);
+    net_target_start(&tc, C.sock, 1 << 20);
+    ck_assert_str_eq(tc.name, "hostc:15000");
+    initiator in;
+    initiator_open(&in, A.sock, 64 << 20, tb.name);
+    mcefa_segment seg_c;
+    ck_assert_msg(mcefa_segment_open(in.c, tc.name, &seg_c) == 0, "open hostc: %s", mcefa_last_error());
+    mcefa_transfer x[64];
+    for (int i = 0; i < 64; i++)
+        x[i] = (mcefa_transfer){MCEFA_READ, in.buf + ((size_t)(i % 32) << 20), in.seg, tb.addr + ((uint64_t)i << 20),
+                                1 << 20};
+
+    /* No RMA to hostb yet: its NIC endpoint is not connected, and a stopped
+     * daemon never accepts. */
+    stall_b_and_write_to_c(&in, x, 16, seg_c, &tc, "not connected");
+    /* Connected now, then stopped: its reads stay posted, at most its
+     * share of A's 8 work requests. */
+    int rc = mcefa_transfer_sync(in.c, x, 1, 10000);
+    ck_assert_msg(rc == 0, "read from hostb once it runs again: %s", mcefa_last_error());
+    stall_b_and_write_to_c(&in, x, 64, seg_c, &tc, "connected");
+    /* hostb serves again. */
+    rc = mcefa_transfer_sync(in.c, x, 1, 10000);
+    ck_assert_msg(rc == 0, "read from hostb after it resumed: %s", mcefa_last_error());
+    initiator_close(&in);
+    net_target_stop(&tb);
+    net_target_stop(&tc);
+    daemon_stop(&C);
+}
+END_TEST
+
+
+
 /* A "peer" that accepts TCP and then says nothing: requests to it fail
  * after request_timeout_ms (3 s here) instead of hanging the client. */
 START_TEST(silent_peer_times_out)
@@ -442,21 +547,6 @@ START_TEST(silent_peer_times_out)
 }
 END_TEST
 
-typedef struct slow_open {
-    mcefa_client *c;
-    int rc;
-    _Atomic int done;
-} slow_open;
-
-static void *open_silent(void *arg)
-{
-    slow_open *o = arg;
-    mcefa_segment s;
-    o->rc = mcefa_segment_open(o->c, "hostz:15000", &s);
-    atomic_store(&o->done, 1);
-    return NULL;
-}
-
 /* One thread of a client waits on a host that never answers; another
  * thread's transfers on the same connection go on meanwhile (the daemon
  * keeps reading the session, the library matches replies by seq). */
@@ -467,9 +557,9 @@ START_TEST(slow_open_does_not_block_other_threads)
     net_target_start(&t, B.sock, 1 << 20);
     initiator in;
     initiator_open(&in, A.sock, 1 << 20, t.name);
-    slow_open o = {.c = in.c};
+    bg_open o = {.c = in.c, .name = "hostz:15000"};
     pthread_t th;
-    ck_assert_int_eq(pthread_create(&th, NULL, open_silent, &o), 0);
+    ck_assert_int_eq(pthread_create(&th, NULL, open_in_background, &o), 0);
     /* Give the open time to reach the daemon; it then waits 3 s. */
     usleep(200 * 1000);
     ck_assert(!atomic_load(&o.done));
@@ -702,6 +792,7 @@ int main(void)
     tcase_add_test(tc, stale_key_never_corrupts);
     tcase_add_test(tc, remote_daemon_killed_mid_batch);
     tcase_add_test(tc, stopped_peer_times_out);
+    tcase_add_test(tc, stalled_peer_does_not_hold_up_others);
     tcase_add_test(tc, silent_peer_times_out);
     tcase_add_test(tc, slow_open_does_not_block_other_threads);
     tcase_add_test(tc, pipelined_waiting_requests_resume);
