@@ -178,3 +178,29 @@ void peer_when_up(peer *p, void (*fn)(void *, int, const char *), void *arg)
     }
 }
 
+/* ---- A new handshake on the NICs' word ---------------------------------- */
+
+static void rehandshake_done(void *arg, int status, const char *why)
+{
+    peer *p = arg;
+    if (status < 0)
+        log_warn("peer %s: the new handshake failed: %s", p->host, why);
+    else
+        log_info("peer %s: handshake renewed", p->host);
+}
+
+void peer_link_rehandshake(peer *p, peer_conn *c, int code)
+{
+    char why[300];
+    snprintf(why, sizeof(why),
+             "a NIC reported RMA to it failed (%s: unresponsive, unreachable, or it lost this host's address); "
+             "handshaking again",
+             strerror(-code));
+    log_warn("peer %s: %s", p->host, why);
+    atomic_fetch_add_explicit(&p->rehandshakes, 1, memory_order_relaxed);
+    /* Closing fails what is queued for the old connection (its generation
+     * moves); the new handshake replaces the address entries if the peer
+     * restarted, and transfers on open segments go on if it did not. */
+    peer_link_close(c, why);
+    peer_when_up(p, rehandshake_done, p);
+}

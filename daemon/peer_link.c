@@ -377,6 +377,13 @@ static void on_conn_timer(uv_timer_t *t)
         peer_link_close(c, "spare connection idle for peer_idle_timeout_ms");
         return;
     }
+    /* NIC workers may have asked for a new handshake (peer_ask_rehandshake):
+     * the connection that serves the peer answers for it. */
+    int code = c->peer && c->peer->conn == c && !c->connect_deadline_ms ? peer_take_rehandshake(c->peer) : 0;
+    if (code) {
+        peer_link_rehandshake(c->peer, c, code);
+        return;
+    }
     pending_req *pr;
     LIST_FOREACH(pr, &c->pending, link)
         if (now >= pr->deadline_ms) {

@@ -61,6 +61,11 @@ void peer_link_deliver(peer_conn *c, const Mcefa__PeerFrame *f);
 /* Reading starts on an accepted or connected connection. */
 void peer_link_start_reading(peer_conn *c);
 
+/* peer_connect.c */
+/* The NICs asked for a new handshake with p (peer_take_rehandshake): its
+ * connection c is closed and a new one made. */
+void peer_link_rehandshake(peer *p, peer_conn *c, int code);
+
 /* peer_link_auth.c */
 /* Every frame read: the handshake first, then (psk) the seal opened. */
 void peer_link_receive(peer_conn *c, const Mcefa__PeerFrame *f);

@@ -142,6 +142,26 @@ int peer_for_name(const char *name, peer **out, err *e)
     return 0;
 }
 
+void peer_ask_rehandshake(peer *p, uint64_t gen, int code)
+{
+    /* The generation first: the loop reads the code, then checks it. */
+    atomic_store(&p->rehandshake_gen, gen);
+    atomic_store(&p->rehandshake_code, code ? code : -EIO);
+}
+
+int peer_take_rehandshake(peer *p)
+{
+    int code = atomic_exchange(&p->rehandshake_code, 0);
+    if (!code || atomic_load(&p->rehandshake_gen) != atomic_load(&p->gen))
+        return 0;
+    return code;
+}
+
+uint64_t peer_rehandshakes(const peer *p)
+{
+    return atomic_load_explicit(&p->rehandshakes, memory_order_relaxed);
+}
+
 peer *peer_first(void)
 {
     return LIST_FIRST(&peers);

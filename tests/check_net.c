@@ -16,7 +16,7 @@
 #endif
 
 static test_daemon A, B;
-static int port_a, port_b, port_z, port_c;
+static int port_a, port_b, port_z, port_c, port_m;
 static char sock_b_copy[96];
 /* --cuda_library=... for daemon A where the build has CUDA: A's clients
  * may register (stand-in) GPU memory; empty otherwise. */
@@ -45,18 +45,20 @@ static void start_c(test_daemon *C, int hosta_port)
 
 static void setup(void)
 {
-    port_a = free_ports(4);
+    port_a = free_ports(5);
     port_b = port_a + 1;
     port_z = port_a + 2; /* "hostz": a listener that never answers */
     port_c = port_a + 3;
-    char port[64], map[200];
+    port_m = port_a + 4; /* A's metrics */
+    char port[64], map[200], metrics[64];
     snprintf(port, sizeof(port), "--peer_port=%d", port_a);
     snprintf(map, sizeof(map), "--peer_hosts=hostb=127.0.0.1:%d,hostz=127.0.0.1:%d,hostc=127.0.0.1:%d", port_b,
              port_z, port_c);
+    snprintf(metrics, sizeof(metrics), "--metrics_listen=127.0.0.1:%d", port_m);
     /* A small work-request cap: every batch below overflows it, and must
      * still succeed (the excess waits in the daemon). */
     const char *args[] = {"--provider=tcp;ofi_rxm", "--nics=lo", "--hostname=hosta", port, map,
-                          "--request_timeout_ms=3000", "--max_wr=8", cuda_flag, NULL};
+                          "--request_timeout_ms=3000", "--max_wr=8", metrics, cuda_flag, NULL};
     daemon_start(&A, args);
     start_b();
     snprintf(sock_b_copy, sizeof(sock_b_copy), "%s", B.sock);
@@ -508,6 +510,96 @@ START_TEST(stalled_peer_does_not_hold_up_others)
 }
 END_TEST
 
+/* The TCP port daemon pid listens on for its NIC endpoint (tcp;ofi_rxm):
+ * the one listening port that is not its peer_port. */
+static int nic_listen_port(pid_t pid, int peer_port)
+{
+    FILE *f = popen("ss -tlnpH", "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512], want[32];
+    snprintf(want, sizeof(want), "pid=%d,", (int)pid);
+    int port = -1;
+    while (fgets(line, sizeof(line), f)) {
+        if (!strstr(line, want))
+            continue;
+        char local[128];
+        if (sscanf(line, "%*s %*s %*s %127s", local) != 1)
+            continue;
+        char *colon = strrchr(local, ':');
+        int p = colon ? atoi(colon + 1) : -1;
+        if (p > 0 && p != peer_port)
+            port = p;
+    }
+    pclose(f);
+    return port;
+}
+
+static uint64_t rehandshakes(const char *host)
+{
+    char out[65536], want[100];
+    http_get(port_m, "/metrics", out, sizeof(out));
+    snprintf(want, sizeof(want), "mcefad_peer_rehandshakes_total{peer=\"%s\"} ", host);
+    const char *p = strstr(out, want);
+    return p ? strtoull(p + strlen(want), NULL, 10) : 0;
+}
+
+/* A's NIC connections to B break (ss -K aborts them) while its reads are
+ * in flight and the daemons' link stays up: the reads fail with the
+ * socket provider's reason (not a timeout), A handshakes with B again,
+ * and transfers on the same segment handle go on. */
+START_TEST(broken_nic_connection_rehandshakes)
+{
+    net_target t;
+    net_target_start(&t, B.sock, 8 << 20);
+    initiator in;
+    initiator_open(&in, A.sock, 8 << 20, t.name);
+    mcefa_transfer r = {MCEFA_READ, in.buf, in.seg, t.addr, 1 << 20};
+    ck_assert_int_eq(mcefa_transfer_sync(in.c, &r, 1, 10000), 0);
+    int nic_port = nic_listen_port(B.pid, port_b);
+    ck_assert_int_gt(nic_port, 0);
+    uint64_t before = rehandshakes("hostb");
+    /* Stopped, B cannot complete the reads: they are in flight when the
+     * connection goes. */
+    kill(B.pid, SIGSTOP);
+    mcefa_transfer x[4];
+    for (int i = 0; i < 4; i++)
+        x[i] = (mcefa_transfer){MCEFA_READ, in.buf + ((size_t)i << 20), in.seg, t.addr + ((uint64_t)i << 20), 1 << 20};
+    mcefa_batch *b;
+    ck_assert_int_eq(mcefa_batch_alloc(in.c, 4, &b), 0);
+    ck_assert_int_eq(mcefa_batch_submit(b, x, 4), 0);
+    usleep(200 * 1000);
+    char cmd[200];
+    snprintf(cmd, sizeof(cmd), "ss -K dst 127.0.0.1 dport = :%d >/dev/null 2>&1", nic_port);
+    ck_assert_int_eq(system(cmd), 0);
+    kill(B.pid, SIGCONT);
+    int rc = mcefa_batch_wait(b, 20000);
+    ck_assert_int_lt(rc, 0);
+    char txt[600] = "";
+    int code = 0;
+    for (uint32_t i = 0; i < 4 && !txt[0]; i++)
+        if (mcefa_batch_state(b, i, &code) == MCEFA_FAILED)
+            ck_assert_int_eq(mcefa_batch_error_text(b, i, txt, sizeof(txt)), 0);
+    printf("broken_nic_connection_rehandshakes: %d: %s\n", code, txt);
+    ck_assert_ptr_null(strstr(txt, "request_timeout_ms"));
+    ck_assert_ptr_nonnull(strstr(txt, "handshakes with it again"));
+    ck_assert_int_eq(mcefa_batch_free(b), 0);
+    /* The link is renewed within a timer tick or two. */
+    for (int i = 0; i < 100 && rehandshakes("hostb") == before; i++)
+        usleep(100 * 1000);
+    ck_assert_uint_eq(rehandshakes("hostb"), before + 1);
+    rc = -1;
+    for (int i = 0; i < 50 && rc != 0; i++) {
+        rc = mcefa_transfer_sync(in.c, &r, 1, 10000);
+        if (rc)
+            usleep(100 * 1000); /* until the new handshake is done */
+    }
+    ck_assert_msg(rc == 0, "read after the new handshake: %s", mcefa_last_error());
+    ck_assert(pattern_ok(in.buf, 1 << 20, 1));
+    initiator_close(&in);
+    net_target_stop(&t);
+}
+END_TEST
+
 
 
 /* A "peer" that accepts TCP and then says nothing: requests to it fail
@@ -793,6 +885,7 @@ int main(void)
     tcase_add_test(tc, remote_daemon_killed_mid_batch);
     tcase_add_test(tc, stopped_peer_times_out);
     tcase_add_test(tc, stalled_peer_does_not_hold_up_others);
+    tcase_add_test(tc, broken_nic_connection_rehandshakes);
     tcase_add_test(tc, silent_peer_times_out);
     tcase_add_test(tc, slow_open_does_not_block_other_threads);
     tcase_add_test(tc, pipelined_waiting_requests_resume);
