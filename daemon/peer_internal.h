@@ -4,6 +4,7 @@
 
 #include <sys/queue.h>
 
+#include "defer.h"
 #include "nic.h"
 #include "peer_table.h"
 
@@ -42,6 +43,8 @@ struct peer {
     unsigned rr;         /* round robin over remote NICs */
     unsigned users;      /* requests under way that hold this pointer */
     STAILQ_HEAD(, peer_waiter) waiters;
+    defer_item release_item; /* runs the waiters once the handshake is answered */
+    bool release_queued;
     char last_error[256];
     _Atomic uint64_t bytes, ops, errors;
     /* NIC workers ask for a new handshake here (peer_ask_rehandshake): the

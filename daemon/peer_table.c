@@ -84,7 +84,8 @@ static bool evict_one(void)
 {
     peer *p, *victim = NULL;
     LIST_FOREACH(p, &peers, link)
-        if (!p->layout_gen && !p->conn && !p->connecting && !p->users && STAILQ_EMPTY(&p->waiters))
+        if (!p->layout_gen && !p->conn && !p->connecting && !p->users && STAILQ_EMPTY(&p->waiters) &&
+            !p->release_queued)
             victim = p; /* the list is newest first: the last match is the oldest */
     if (!victim)
         return false;

@@ -601,6 +601,65 @@ START_TEST(broken_nic_connection_rehandshakes)
 END_TEST
 
 
+/* Byte offset of the first line of path holding what, -1 if none. */
+static long log_offset(const char *path, const char *what)
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[1024];
+    long off = -1, at = 0;
+    while (off < 0 && fgets(line, sizeof(line), f)) {
+        if (strstr(line, what))
+            off = at;
+        at += (long)strlen(line);
+    }
+    fclose(f);
+    return off;
+}
+
+/* hostc waits for hosta (its own attempt goes to a listener that never
+ * answers) when hosta's handshake comes in: hostc answers that hello
+ * before it releases the work queued for hosta, so hosta has hostc's
+ * addresses in its AV before any of hostc's RMA can reach it. */
+START_TEST(accepting_side_answers_before_queued_work)
+{
+    int l = silent_listener();
+    test_daemon C;
+    start_c(&C, port_z); /* C's own attempt never gets an answer */
+    net_target ta, tc;
+    net_target_start(&ta, A.sock, 1 << 20);
+    net_target_start(&tc, C.sock, 1 << 20);
+    ck_assert_str_eq(ta.name, "hosta:15000");
+    initiator on_c;
+    initiator_open(&on_c, C.sock, 1 << 20, tc.name); /* a local open on C */
+    bg_open o = {.c = on_c.c, .name = ta.name};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, open_in_background, &o), 0);
+    usleep(300 * 1000);
+    ck_assert(!atomic_load(&o.done)); /* waiting for hosta */
+    /* hosta reaches hostc: the open waiting there goes on that connection. */
+    initiator on_a;
+    initiator_open(&on_a, A.sock, 1 << 20, tc.name);
+    pthread_join(th, NULL);
+    ck_assert_msg(o.rc == 0, "open of hosta's segment on hostc: %s", mcefa_last_error());
+    pattern(on_c.buf, 1 << 20, 61);
+    mcefa_transfer w = {MCEFA_WRITE, on_c.buf, o.seg, ta.addr, 1 << 20};
+    int rc = mcefa_transfer_sync(on_c.c, &w, 1, 10000);
+    ck_assert_msg(rc == 0, "write from hostc to hosta: %s", mcefa_last_error());
+    ck_assert(net_target_check(&ta, 0, 1 << 20, 61));
+    long answered = log_offset(C.log, "peer hosta: answered its hello");
+    long released = log_offset(C.log, "peer hosta: handshake answered; releasing");
+    ck_assert_msg(answered >= 0 && released > answered, "answered at %ld, released at %ld (see %s)", answered,
+                  released, C.log);
+    initiator_close(&on_a);
+    initiator_close(&on_c);
+    net_target_stop(&ta);
+    net_target_stop(&tc);
+    daemon_stop(&C);
+    close(l);
+}
+END_TEST
+
 
 /* A "peer" that accepts TCP and then says nothing: requests to it fail
  * after request_timeout_ms (3 s here) instead of hanging the client. */
@@ -886,6 +945,7 @@ int main(void)
     tcase_add_test(tc, stopped_peer_times_out);
     tcase_add_test(tc, stalled_peer_does_not_hold_up_others);
     tcase_add_test(tc, broken_nic_connection_rehandshakes);
+    tcase_add_test(tc, accepting_side_answers_before_queued_work);
     tcase_add_test(tc, silent_peer_times_out);
     tcase_add_test(tc, slow_open_does_not_block_other_threads);
     tcase_add_test(tc, pipelined_waiting_requests_resume);
