@@ -160,6 +160,14 @@ $(B)/tests/check_route: $(call obj,tests/check_route.c daemon/route.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)
 
+$(B)/tests/check_nic_dest: $(call obj,tests/check_nic_dest.c daemon/nic_dest.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)
+
+$(B)/tests/check_nic_errors: $(call obj,tests/check_nic_errors.c daemon/nic_errors.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)
+
 $(B)/tests/check_batch: $(call obj,tests/check_batch.c daemon/batch.c daemon/err.c daemon/clock.c daemon/stats.c shm/completion.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)

@@ -169,6 +169,9 @@ void metrics_render(FILE *o)
     peer_family(o, "mcefad_peer_bytes_total", "Bytes moved to and from each peer host.", peer_bytes);
     peer_family(o, "mcefad_peer_ops_total", "RMA operations finished per peer host.", peer_ops);
     peer_family(o, "mcefad_peer_errors_total", "Failed RMA operations per peer host.", peer_errors);
+    peer_family(o, "mcefad_peer_rehandshakes_total",
+                "New handshakes because a NIC reported the peer unresponsive, unreachable or without our address.",
+                peer_rehandshakes);
 
     gpu_family(o);
 

@@ -1,11 +1,14 @@
 /* NIC worker threads. Each owns its NICs' endpoints outright: ops reach it
  * through a locked queue, but posting and polling happen on that thread
- * alone. Ops over a NIC's work-request cap wait here, never fail. */
+ * alone. Ops over a NIC's work-request cap wait here, never fail. Ops for
+ * a destination that refuses work (-FI_EAGAIN) or holds its share of the
+ * cap wait on that destination's own list, so the others go on. */
 #ifndef MCEFAD_NIC_WORKER_H
 #define MCEFAD_NIC_WORKER_H
 
 #include <rdma/fabric.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "nic.h"
@@ -31,7 +34,13 @@ struct net_op {
     uint64_t gen;
     net_op_done_fn done;
     void (*release)(net_op *op);
-    net_op *pprev, *pnext; /* worker's list of posted ops */
+    /* Set before done() when the provider says the peer looks gone or no
+     * longer knows this host (nic_errors.h): its owner asks the peer for a
+     * new handshake. */
+    bool rehandshake;
+    /* The worker's own below. */
+    net_op *pprev, *pnext; /* list of posted ops */
+    void *dstate;          /* its destination's state while posted */
 };
 
 /* Starts the workers over every open NIC: nworkers 0 means one per NIC;

@@ -44,7 +44,7 @@ static void answer_later(void (*fn)(void *, int, const char *), void *arg, int s
     defer_call(&w->item, run_deferred_waiter);
 }
 
-void peer_link_run_waiters(peer *p, int status, const char *why)
+static void run_waiters_now(peer *p, int status, const char *why)
 {
     STAILQ_HEAD(, peer_waiter) now = STAILQ_HEAD_INITIALIZER(now);
     STAILQ_CONCAT(&now, &p->waiters);
@@ -54,6 +54,47 @@ void peer_link_run_waiters(peer *p, int status, const char *why)
         w->fn(w->arg, status, why);
         free(w);
     }
+}
+
+/* The loop's next turn after the connection came up: the waiters go once
+ * the other side has our addresses (av_ready). Until then they stay; the
+ * answer to its hello queues this again (peer_link_answered). */
+static void release_waiters(defer_item *it)
+{
+    peer *p = (peer *)((char *)it - offsetof(peer, release_item));
+    p->release_queued = false;
+    peer_conn *c = p->conn;
+    if (STAILQ_EMPTY(&p->waiters) || (c && !c->closing && !c->av_ready))
+        return;
+    if (c && !c->closing) {
+        log_debug("peer %s: handshake answered; releasing the requests waiting for it", p->host);
+        run_waiters_now(p, 0, NULL);
+    } else if (!p->connecting) {
+        /* Lost before they could go (an attempt under way answers them). */
+        run_waiters_now(p, -ECONNRESET,
+                        p->last_error[0] ? p->last_error : "the connection to the peer closed during the handshake");
+    }
+}
+
+void peer_link_run_waiters(peer *p, int status, const char *why)
+{
+    if (status < 0) {
+        run_waiters_now(p, status, why);
+        return;
+    }
+    if (!p->release_queued) {
+        p->release_queued = true;
+        defer_call(&p->release_item, release_waiters);
+    }
+}
+
+void peer_link_answered(peer_conn *c)
+{
+    c->av_ready = true;
+    log_debug("peer %s: answered its hello", peer_link_conn_name(c));
+    if (c->peer == NULL || c->peer->conn != c)
+        return;
+    peer_link_run_waiters(c->peer, 0, NULL);
 }
 
 void peer_link_attempt_done(peer *p, peer_conn *c, int status, const char *why)
@@ -136,7 +177,7 @@ void peer_when_up(peer *p, void (*fn)(void *, int, const char *), void *arg)
         answer_later(fn, arg, -ESHUTDOWN, "the daemon is shutting down");
         return;
     }
-    if (p->conn && !p->conn->closing) {
+    if (p->conn && !p->conn->closing && p->conn->av_ready) {
         answer_later(fn, arg, 0, NULL);
         return;
     }
@@ -148,8 +189,8 @@ void peer_when_up(peer *p, void (*fn)(void *, int, const char *), void *arg)
     w->fn = fn;
     w->arg = arg;
     STAILQ_INSERT_TAIL(&p->waiters, w, link);
-    if (p->connecting)
-        return;
+    if (p->connecting || (p->conn && !p->conn->closing))
+        return; /* that attempt, or the answer to the peer's hello, releases it */
     connect_req *r = calloc(1, sizeof(*r));
     if (!r) {
         STAILQ_REMOVE(&p->waiters, w, peer_waiter, link);
@@ -178,3 +219,29 @@ void peer_when_up(peer *p, void (*fn)(void *, int, const char *), void *arg)
     }
 }
 
+/* ---- A new handshake on the NICs' word ---------------------------------- */
+
+static void rehandshake_done(void *arg, int status, const char *why)
+{
+    peer *p = arg;
+    if (status < 0)
+        log_warn("peer %s: the new handshake failed: %s", p->host, why);
+    else
+        log_info("peer %s: handshake renewed", p->host);
+}
+
+void peer_link_rehandshake(peer *p, peer_conn *c, int code)
+{
+    char why[300];
+    snprintf(why, sizeof(why),
+             "a NIC reported RMA to it failed (%s: unresponsive, unreachable, or it lost this host's address); "
+             "handshaking again",
+             strerror(-code));
+    log_warn("peer %s: %s", p->host, why);
+    atomic_fetch_add_explicit(&p->rehandshakes, 1, memory_order_relaxed);
+    /* Closing fails what is queued for the old connection (its generation
+     * moves); the new handshake replaces the address entries if the peer
+     * restarted, and transfers on open segments go on if it did not. */
+    peer_link_close(c, why);
+    peer_when_up(p, rehandshake_done, p);
+}

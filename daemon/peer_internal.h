@@ -4,6 +4,7 @@
 
 #include <sys/queue.h>
 
+#include "defer.h"
 #include "nic.h"
 #include "peer_table.h"
 
@@ -42,8 +43,15 @@ struct peer {
     unsigned rr;         /* round robin over remote NICs */
     unsigned users;      /* requests under way that hold this pointer */
     STAILQ_HEAD(, peer_waiter) waiters;
+    defer_item release_item; /* runs the waiters once the handshake is answered */
+    bool release_queued;
     char last_error[256];
     _Atomic uint64_t bytes, ops, errors;
+    /* NIC workers ask for a new handshake here (peer_ask_rehandshake): the
+     * errno that prompted it (0: none) and the generation it applies to. */
+    _Atomic int rehandshake_code;
+    _Atomic uint64_t rehandshake_gen;
+    _Atomic uint64_t rehandshakes; /* done, for metrics */
     LIST_ENTRY(peer) link;
 };
 
@@ -69,5 +77,8 @@ static inline void peer_release(peer *p)
 }
 /* Every pair unusable, the generation moved: queued work fails. */
 void peer_forget_av(peer *p);
+/* Loop thread: the request a NIC worker left on p (its errno, 0 if none,
+ * or one for a connection that is gone already), cleared. */
+int peer_take_rehandshake(peer *p);
 
 #endif

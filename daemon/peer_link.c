@@ -117,7 +117,8 @@ int peer_link_send_plain(peer_conn *c, const Mcefa__PeerFrame *f)
     return 0;
 }
 
-int peer_link_send(peer_conn *c, Mcefa__PeerFrame *f)
+/* Sends f as it goes on this connection (sealed with peer_auth=psk). */
+static int send_frame(peer_conn *c, Mcefa__PeerFrame *f)
 {
     if (c->closing)
         return -ENOTCONN;
@@ -141,6 +142,22 @@ int peer_link_send(peer_conn *c, Mcefa__PeerFrame *f)
     w.sealed.len = boxlen;
     rc = peer_link_send_plain(c, &w);
     free(box);
+    return rc;
+}
+
+int peer_link_send(peer_conn *c, Mcefa__PeerFrame *f)
+{
+    int rc = send_frame(c, f);
+    if (!c->outgoing && !c->av_ready && c->peer && f->reply && f->status == 0 &&
+        f->body_case == MCEFA__PEER_FRAME__BODY_HELLO) {
+        /* Our answer to the other side's hello is out: it inserts our
+         * addresses before it reads anything we send after it. Unanswered,
+         * the connection is of no use (and would hold its waiters). */
+        if (rc == 0)
+            peer_link_answered(c);
+        else
+            peer_link_close(c, "cannot send the answer to its hello");
+    }
     return rc;
 }
 
@@ -184,6 +201,9 @@ void peer_link_bind(peer_conn *c, peer *p)
 {
     c->peer = p;
     c->connect_deadline_ms = 0;
+    /* Outgoing: bound once the other side's hello reply came, which it
+     * sent after inserting our addresses. */
+    c->av_ready = c->outgoing;
     /* Admitted: frames as large as the setting allows (plus the seal). */
     c->rd.max_frame = config.max_frame_bytes + 64;
 }
@@ -375,6 +395,13 @@ static void on_conn_timer(uv_timer_t *t)
         LIST_EMPTY(&c->pending) && now - c->last_rx_ms >= config.peer_idle_timeout_ms) {
         log_info("closing a spare connection of peer %s: idle for peer_idle_timeout_ms", c->peer->host);
         peer_link_close(c, "spare connection idle for peer_idle_timeout_ms");
+        return;
+    }
+    /* NIC workers may have asked for a new handshake (peer_ask_rehandshake):
+     * the connection that serves the peer answers for it. */
+    int code = c->peer && c->peer->conn == c && !c->connect_deadline_ms ? peer_take_rehandshake(c->peer) : 0;
+    if (code) {
+        peer_link_rehandshake(c->peer, c, code);
         return;
     }
     pending_req *pr;

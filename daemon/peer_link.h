@@ -55,6 +55,10 @@ const char *peer_link_auth_host(const peer_conn *c, uint64_t *epoch);
 /* Ends p's outgoing attempt c (NULL: still resolving) and answers its
  * waiters; a stale attempt changes nothing. */
 void peer_link_attempt_done(peer *p, peer_conn *c, int status, const char *why);
+/* Answers those waiting for p's connection. A failure at once; success
+ * (status 0) on a later loop turn and only once the connection's handshake
+ * is answered (the hello reply sent, on the accepting side), so the peer
+ * has inserted our NIC addresses before any work of ours reaches it. */
 void peer_link_run_waiters(peer *p, int status, const char *why);
 
 /* Calls fn once the peer's connection is up, connecting if needed; never

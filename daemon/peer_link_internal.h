@@ -36,6 +36,10 @@ struct peer_conn {
     LIST_ENTRY(peer_conn) link;   /* every connection, for shutdown */
     peer *peer; /* NULL on an incoming connection until its hello */
     bool outgoing;
+    /* The other side has our NIC addresses in its AVs: it answered our
+     * hello (outgoing), or we answered its (incoming). No work queued for
+     * the peer is released before: its RMA could reach the peer first. */
+    bool av_ready;
     bool closing;
     wire_reader rd;
     enum conn_stage stage;
@@ -60,6 +64,13 @@ int peer_link_send_plain(peer_conn *c, const Mcefa__PeerFrame *f);
 void peer_link_deliver(peer_conn *c, const Mcefa__PeerFrame *f);
 /* Reading starts on an accepted or connected connection. */
 void peer_link_start_reading(peer_conn *c);
+
+/* peer_connect.c */
+/* The NICs asked for a new handshake with p (peer_take_rehandshake): its
+ * connection c is closed and a new one made. */
+void peer_link_rehandshake(peer *p, peer_conn *c, int code);
+/* c's handshake is answered (av_ready): its peer's waiters may go. */
+void peer_link_answered(peer_conn *c);
 
 /* peer_link_auth.c */
 /* Every frame read: the handshake first, then (psk) the seal opened. */

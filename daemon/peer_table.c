@@ -84,7 +84,8 @@ static bool evict_one(void)
 {
     peer *p, *victim = NULL;
     LIST_FOREACH(p, &peers, link)
-        if (!p->layout_gen && !p->conn && !p->connecting && !p->users && STAILQ_EMPTY(&p->waiters))
+        if (!p->layout_gen && !p->conn && !p->connecting && !p->users && STAILQ_EMPTY(&p->waiters) &&
+            !p->release_queued)
             victim = p; /* the list is newest first: the last match is the oldest */
     if (!victim)
         return false;
@@ -140,6 +141,26 @@ int peer_for_name(const char *name, peer **out, err *e)
     LIST_INSERT_HEAD(&peers, p, link);
     *out = p;
     return 0;
+}
+
+void peer_ask_rehandshake(peer *p, uint64_t gen, int code)
+{
+    /* The generation first: the loop reads the code, then checks it. */
+    atomic_store(&p->rehandshake_gen, gen);
+    atomic_store(&p->rehandshake_code, code ? code : -EIO);
+}
+
+int peer_take_rehandshake(peer *p)
+{
+    int code = atomic_exchange(&p->rehandshake_code, 0);
+    if (!code || atomic_load(&p->rehandshake_gen) != atomic_load(&p->gen))
+        return 0;
+    return code;
+}
+
+uint64_t peer_rehandshakes(const peer *p)
+{
+    return atomic_load_explicit(&p->rehandshakes, memory_order_relaxed);
 }
 
 peer *peer_first(void)

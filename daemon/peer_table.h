@@ -46,6 +46,14 @@ unsigned peer_pairs_warm(const peer *p);
 /* The round-robin cursor over remote NICs (NIC choice owns its meaning). */
 unsigned *peer_rr(peer *p);
 
+/* Any thread (NIC workers): the provider says p is unresponsive or no
+ * longer knows this host (code, a negative errno from nic_errors.h) for an
+ * op of generation gen. The peer links then handshake with it again, once
+ * however many ops failed, and not for a connection that is gone already. */
+void peer_ask_rehandshake(peer *p, uint64_t gen, int code);
+/* New handshakes asked for that way and done, for metrics. */
+uint64_t peer_rehandshakes(const peer *p);
+
 /* Remote transfers to this host, for status and metrics. */
 void peer_count_op(peer *p, uint64_t bytes, bool failed);
 uint64_t peer_bytes(const peer *p);

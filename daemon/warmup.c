@@ -104,6 +104,8 @@ static void warm_done(net_op *op, int err, const char *why)
 {
     warm_op *o = (warm_op *)op;
     warm_req *w = o->req;
+    if (op->rehandshake)
+        peer_ask_rehandshake(w->p, op->gen, err);
     w->res[o->k].err = err;
     if (why)
         snprintf(w->res[o->k].why, sizeof(w->res[o->k].why), "%s", why);

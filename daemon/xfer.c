@@ -106,6 +106,8 @@ static void net_done(net_op *op, int err, const char *why)
 {
     xfer_net *x = (xfer_net *)op;
     peer_count_op(x->p, op->len, err != 0);
+    if (op->rehandshake)
+        peer_ask_rehandshake(x->p, op->gen, err);
     batch_piece_done(x->b, x->idx, err, why);
 }
 

@@ -16,7 +16,7 @@
 #endif
 
 static test_daemon A, B;
-static int port_a, port_b, port_z;
+static int port_a, port_b, port_z, port_c, port_m;
 static char sock_b_copy[96];
 /* --cuda_library=... for daemon A where the build has CUDA: A's clients
  * may register (stand-in) GPU memory; empty otherwise. */
@@ -32,18 +32,33 @@ static void start_b(void)
     daemon_start(&B, args);
 }
 
+/* A third host for the tests that need one; it finds hosta at port. */
+static void start_c(test_daemon *C, int hosta_port)
+{
+    char port[64], map[160];
+    snprintf(port, sizeof(port), "--peer_port=%d", port_c);
+    snprintf(map, sizeof(map), "--peer_hosts=hosta=127.0.0.1:%d", hosta_port);
+    const char *args[] = {"--provider=tcp;ofi_rxm", "--nics=lo", "--hostname=hostc", port, map,
+                          "--request_timeout_ms=3000", NULL};
+    daemon_start(C, args);
+}
+
 static void setup(void)
 {
-    port_a = free_ports(3);
+    port_a = free_ports(5);
     port_b = port_a + 1;
     port_z = port_a + 2; /* "hostz": a listener that never answers */
-    char port[64], map[160];
+    port_c = port_a + 3;
+    port_m = port_a + 4; /* A's metrics */
+    char port[64], map[200], metrics[64];
     snprintf(port, sizeof(port), "--peer_port=%d", port_a);
-    snprintf(map, sizeof(map), "--peer_hosts=hostb=127.0.0.1:%d,hostz=127.0.0.1:%d", port_b, port_z);
+    snprintf(map, sizeof(map), "--peer_hosts=hostb=127.0.0.1:%d,hostz=127.0.0.1:%d,hostc=127.0.0.1:%d", port_b,
+             port_z, port_c);
+    snprintf(metrics, sizeof(metrics), "--metrics_listen=127.0.0.1:%d", port_m);
     /* A small work-request cap: every batch below overflows it, and must
      * still succeed (the excess waits in the daemon). */
     const char *args[] = {"--provider=tcp;ofi_rxm", "--nics=lo", "--hostname=hosta", port, map,
-                          "--request_timeout_ms=3000", "--max_wr=8", cuda_flag, NULL};
+                          "--request_timeout_ms=3000", "--max_wr=8", metrics, cuda_flag, NULL};
     daemon_start(&A, args);
     start_b();
     snprintf(sock_b_copy, sizeof(sock_b_copy), "%s", B.sock);
@@ -405,6 +420,247 @@ static int silent_listener(void)
     return l;
 }
 
+/* A segment open on a thread of its own. */
+typedef struct bg_open {
+    mcefa_client *c;
+    const char *name;
+    mcefa_segment seg;
+    int rc;
+    _Atomic int done;
+} bg_open;
+
+static void *open_in_background(void *arg)
+{
+    bg_open *o = arg;
+    o->rc = mcefa_segment_open(o->c, o->name, &o->seg);
+    atomic_store(&o->done, 1);
+    return NULL;
+}
+
+/* Reads to a stopped peer that A cannot post (rxm answers -FI_EAGAIN
+ * while it connects) or that stay posted (connected, never completed):
+ * either way they wait on that peer's own list, and writes to a healthy
+ * peer on the same NIC complete meanwhile, each long before the stalled
+ * reads reach their deadline. */
+static void stall_b_and_write_to_c(initiator *in, const mcefa_transfer *reads, uint32_t n, mcefa_segment seg_c,
+                                   net_target *tc, const char *phase)
+{
+    kill(B.pid, SIGSTOP);
+    mcefa_batch *stalled;
+    ck_assert_int_eq(mcefa_batch_alloc(in->c, n, &stalled), 0);
+    ck_assert_int_eq(mcefa_batch_submit(stalled, reads, n), 0);
+    for (unsigned round = 0; round < 8; round++) {
+        pattern(in->buf + (32 << 20), 1 << 20, 40 + round);
+        mcefa_transfer x = {MCEFA_WRITE, in->buf + (32 << 20), seg_c, tc->addr, 1 << 20};
+        int rc = mcefa_transfer_sync(in->c, &x, 1, 10000);
+        ck_assert_msg(rc == 0, "%s: write %u to hostc: %s", phase, round, mcefa_last_error());
+        ck_assert(net_target_check(tc, 0, 1 << 20, (uint8_t)(40 + round)));
+    }
+    uint32_t sub, fin, failed;
+    mcefa_batch_progress(stalled, &sub, &fin, &failed);
+    /* Nothing to hostb has finished: hostc's writes did not wait for its
+     * reads to time out. */
+    ck_assert_msg(fin == 0, "%s: %u of %u reads to the stopped peer finished before hostc's writes", phase, fin, sub);
+    int rc = mcefa_batch_wait(stalled, 20000);
+    ck_assert_int_eq(rc, -ETIMEDOUT);
+    char txt[600] = "";
+    for (uint32_t i = 0; i < sub; i++)
+        if (mcefa_batch_state(stalled, i, NULL) == MCEFA_FAILED) {
+            ck_assert_int_eq(mcefa_batch_error_text(stalled, i, txt, sizeof(txt)), 0);
+            break;
+        }
+    printf("stalled_peer_does_not_hold_up_others (%s): %s\n", phase, txt);
+    ck_assert_ptr_nonnull(strstr(txt, "request_timeout_ms"));
+    kill(B.pid, SIGCONT);
+    ck_assert_int_eq(mcefa_batch_free(stalled), 0);
+}
+
+START_TEST(stalled_peer_does_not_hold_up_others)
+{
+    test_daemon C;
+    start_c(&C, port_a);
+    net_target tb, tc;
+    net_target_start(&tb, B.sock, 64 << 20);
+    net_target_start(&tc, C.sock, 1 << 20);
+    ck_assert_str_eq(tc.name, "hostc:15000");
+    initiator in;
+    initiator_open(&in, A.sock, 64 << 20, tb.name);
+    mcefa_segment seg_c;
+    ck_assert_msg(mcefa_segment_open(in.c, tc.name, &seg_c) == 0, "open hostc: %s", mcefa_last_error());
+    mcefa_transfer x[64];
+    for (int i = 0; i < 64; i++)
+        x[i] = (mcefa_transfer){MCEFA_READ, in.buf + ((size_t)(i % 32) << 20), in.seg, tb.addr + ((uint64_t)i << 20),
+                                1 << 20};
+
+    /* No RMA to hostb yet: its NIC endpoint is not connected, and a stopped
+     * daemon never accepts. */
+    stall_b_and_write_to_c(&in, x, 16, seg_c, &tc, "not connected");
+    /* Connected now, then stopped: its reads stay posted, at most its
+     * share of A's 8 work requests. */
+    int rc = mcefa_transfer_sync(in.c, x, 1, 10000);
+    ck_assert_msg(rc == 0, "read from hostb once it runs again: %s", mcefa_last_error());
+    stall_b_and_write_to_c(&in, x, 64, seg_c, &tc, "connected");
+    /* hostb serves again. */
+    rc = mcefa_transfer_sync(in.c, x, 1, 10000);
+    ck_assert_msg(rc == 0, "read from hostb after it resumed: %s", mcefa_last_error());
+    initiator_close(&in);
+    net_target_stop(&tb);
+    net_target_stop(&tc);
+    daemon_stop(&C);
+}
+END_TEST
+
+/* The TCP port daemon pid listens on for its NIC endpoint (tcp;ofi_rxm):
+ * the one listening port that is not its peer_port. */
+static int nic_listen_port(pid_t pid, int peer_port)
+{
+    FILE *f = popen("ss -tlnpH", "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512], want[32];
+    snprintf(want, sizeof(want), "pid=%d,", (int)pid);
+    int port = -1;
+    while (fgets(line, sizeof(line), f)) {
+        if (!strstr(line, want))
+            continue;
+        char local[128];
+        if (sscanf(line, "%*s %*s %*s %127s", local) != 1)
+            continue;
+        char *colon = strrchr(local, ':');
+        int p = colon ? atoi(colon + 1) : -1;
+        if (p > 0 && p != peer_port)
+            port = p;
+    }
+    pclose(f);
+    return port;
+}
+
+static uint64_t rehandshakes(const char *host)
+{
+    char out[65536], want[100];
+    http_get(port_m, "/metrics", out, sizeof(out));
+    snprintf(want, sizeof(want), "mcefad_peer_rehandshakes_total{peer=\"%s\"} ", host);
+    const char *p = strstr(out, want);
+    return p ? strtoull(p + strlen(want), NULL, 10) : 0;
+}
+
+/* A's NIC connections to B break (ss -K aborts them) while its reads are
+ * in flight and the daemons' link stays up: the reads fail with the
+ * socket provider's reason (not a timeout), A handshakes with B again,
+ * and transfers on the same segment handle go on. */
+START_TEST(broken_nic_connection_rehandshakes)
+{
+    net_target t;
+    net_target_start(&t, B.sock, 8 << 20);
+    initiator in;
+    initiator_open(&in, A.sock, 8 << 20, t.name);
+    mcefa_transfer r = {MCEFA_READ, in.buf, in.seg, t.addr, 1 << 20};
+    ck_assert_int_eq(mcefa_transfer_sync(in.c, &r, 1, 10000), 0);
+    int nic_port = nic_listen_port(B.pid, port_b);
+    ck_assert_int_gt(nic_port, 0);
+    uint64_t before = rehandshakes("hostb");
+    /* Stopped, B cannot complete the reads: they are in flight when the
+     * connection goes. */
+    kill(B.pid, SIGSTOP);
+    mcefa_transfer x[4];
+    for (int i = 0; i < 4; i++)
+        x[i] = (mcefa_transfer){MCEFA_READ, in.buf + ((size_t)i << 20), in.seg, t.addr + ((uint64_t)i << 20), 1 << 20};
+    mcefa_batch *b;
+    ck_assert_int_eq(mcefa_batch_alloc(in.c, 4, &b), 0);
+    ck_assert_int_eq(mcefa_batch_submit(b, x, 4), 0);
+    usleep(200 * 1000);
+    char cmd[200];
+    snprintf(cmd, sizeof(cmd), "ss -K dst 127.0.0.1 dport = :%d >/dev/null 2>&1", nic_port);
+    ck_assert_int_eq(system(cmd), 0);
+    kill(B.pid, SIGCONT);
+    int rc = mcefa_batch_wait(b, 20000);
+    ck_assert_int_lt(rc, 0);
+    char txt[600] = "";
+    int code = 0;
+    for (uint32_t i = 0; i < 4 && !txt[0]; i++)
+        if (mcefa_batch_state(b, i, &code) == MCEFA_FAILED)
+            ck_assert_int_eq(mcefa_batch_error_text(b, i, txt, sizeof(txt)), 0);
+    printf("broken_nic_connection_rehandshakes: %d: %s\n", code, txt);
+    ck_assert_ptr_null(strstr(txt, "request_timeout_ms"));
+    ck_assert_ptr_nonnull(strstr(txt, "handshakes with it again"));
+    ck_assert_int_eq(mcefa_batch_free(b), 0);
+    /* The link is renewed within a timer tick or two. */
+    for (int i = 0; i < 100 && rehandshakes("hostb") == before; i++)
+        usleep(100 * 1000);
+    ck_assert_uint_eq(rehandshakes("hostb"), before + 1);
+    rc = -1;
+    for (int i = 0; i < 50 && rc != 0; i++) {
+        rc = mcefa_transfer_sync(in.c, &r, 1, 10000);
+        if (rc)
+            usleep(100 * 1000); /* until the new handshake is done */
+    }
+    ck_assert_msg(rc == 0, "read after the new handshake: %s", mcefa_last_error());
+    ck_assert(pattern_ok(in.buf, 1 << 20, 1));
+    initiator_close(&in);
+    net_target_stop(&t);
+}
+END_TEST
+
+
+/* Byte offset of the first line of path holding what, -1 if none. */
+static long log_offset(const char *path, const char *what)
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[1024];
+    long off = -1, at = 0;
+    while (off < 0 && fgets(line, sizeof(line), f)) {
+        if (strstr(line, what))
+            off = at;
+        at += (long)strlen(line);
+    }
+    fclose(f);
+    return off;
+}
+
+/* hostc waits for hosta (its own attempt goes to a listener that never
+ * answers) when hosta's handshake comes in: hostc answers that hello
+ * before it releases the work queued for hosta, so hosta has hostc's
+ * addresses in its AV before any of hostc's RMA can reach it. */
+START_TEST(accepting_side_answers_before_queued_work)
+{
+    int l = silent_listener();
+    test_daemon C;
+    start_c(&C, port_z); /* C's own attempt never gets an answer */
+    net_target ta, tc;
+    net_target_start(&ta, A.sock, 1 << 20);
+    net_target_start(&tc, C.sock, 1 << 20);
+    ck_assert_str_eq(ta.name, "hosta:15000");
+    initiator on_c;
+    initiator_open(&on_c, C.sock, 1 << 20, tc.name); /* a local open on C */
+    bg_open o = {.c = on_c.c, .name = ta.name};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, open_in_background, &o), 0);
+    usleep(300 * 1000);
+    ck_assert(!atomic_load(&o.done)); /* waiting for hosta */
+    /* hosta reaches hostc: the open waiting there goes on that connection. */
+    initiator on_a;
+    initiator_open(&on_a, A.sock, 1 << 20, tc.name);
+    pthread_join(th, NULL);
+    ck_assert_msg(o.rc == 0, "open of hosta's segment on hostc: %s", mcefa_last_error());
+    pattern(on_c.buf, 1 << 20, 61);
+    mcefa_transfer w = {MCEFA_WRITE, on_c.buf, o.seg, ta.addr, 1 << 20};
+    int rc = mcefa_transfer_sync(on_c.c, &w, 1, 10000);
+    ck_assert_msg(rc == 0, "write from hostc to hosta: %s", mcefa_last_error());
+    ck_assert(net_target_check(&ta, 0, 1 << 20, 61));
+    long answered = log_offset(C.log, "peer hosta: answered its hello");
+    long released = log_offset(C.log, "peer hosta: handshake answered; releasing");
+    ck_assert_msg(answered >= 0 && released > answered, "answered at %ld, released at %ld (see %s)", answered,
+                  released, C.log);
+    initiator_close(&on_a);
+    initiator_close(&on_c);
+    net_target_stop(&ta);
+    net_target_stop(&tc);
+    daemon_stop(&C);
+    close(l);
+}
+END_TEST
+
+
 /* A "peer" that accepts TCP and then says nothing: requests to it fail
  * after request_timeout_ms (3 s here) instead of hanging the client. */
 START_TEST(silent_peer_times_out)
@@ -442,21 +698,6 @@ START_TEST(silent_peer_times_out)
 }
 END_TEST
 
-typedef struct slow_open {
-    mcefa_client *c;
-    int rc;
-    _Atomic int done;
-} slow_open;
-
-static void *open_silent(void *arg)
-{
-    slow_open *o = arg;
-    mcefa_segment s;
-    o->rc = mcefa_segment_open(o->c, "hostz:15000", &s);
-    atomic_store(&o->done, 1);
-    return NULL;
-}
-
 /* One thread of a client waits on a host that never answers; another
  * thread's transfers on the same connection go on meanwhile (the daemon
  * keeps reading the session, the library matches replies by seq). */
@@ -467,9 +708,9 @@ START_TEST(slow_open_does_not_block_other_threads)
     net_target_start(&t, B.sock, 1 << 20);
     initiator in;
     initiator_open(&in, A.sock, 1 << 20, t.name);
-    slow_open o = {.c = in.c};
+    bg_open o = {.c = in.c, .name = "hostz:15000"};
     pthread_t th;
-    ck_assert_int_eq(pthread_create(&th, NULL, open_silent, &o), 0);
+    ck_assert_int_eq(pthread_create(&th, NULL, open_in_background, &o), 0);
     /* Give the open time to reach the daemon; it then waits 3 s. */
     usleep(200 * 1000);
     ck_assert(!atomic_load(&o.done));
@@ -702,6 +943,9 @@ int main(void)
     tcase_add_test(tc, stale_key_never_corrupts);
     tcase_add_test(tc, remote_daemon_killed_mid_batch);
     tcase_add_test(tc, stopped_peer_times_out);
+    tcase_add_test(tc, stalled_peer_does_not_hold_up_others);
+    tcase_add_test(tc, broken_nic_connection_rehandshakes);
+    tcase_add_test(tc, accepting_side_answers_before_queued_work);
     tcase_add_test(tc, silent_peer_times_out);
     tcase_add_test(tc, slow_open_does_not_block_other_threads);
     tcase_add_test(tc, pipelined_waiting_requests_resume);

@@ -169,24 +169,6 @@ START_TEST(ctl_admin_permission)
 }
 END_TEST
 
-static int http_get(const char *path, char *out, size_t outlen)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)metrics_port)};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    char req[256];
-    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n", path);
-    ck_assert_int_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
-    size_t n = 0;
-    ssize_t r;
-    while (n < outlen - 1 && (r = read(fd, out + n, outlen - 1 - n)) > 0)
-        n += (size_t)r;
-    out[n] = 0;
-    close(fd);
-    return (int)n;
-}
-
 START_TEST(metrics_scrape)
 {
     /* Some traffic first, so counters and the histogram move. */
@@ -204,7 +186,7 @@ START_TEST(metrics_scrape)
         ck_assert_int_eq(mcefa_transfer_sync(c, &x, 1, 5000), 0);
 
     static char out[65536];
-    ck_assert_int_gt(http_get("/metrics", out, sizeof(out)), 0);
+    ck_assert_int_gt(http_get(metrics_port, "/metrics", out, sizeof(out)), 0);
     ck_assert_ptr_nonnull(strstr(out, "HTTP/1.1 200 OK"));
     ck_assert_ptr_nonnull(strstr(out, "text/plain; version=0.0.4"));
     char *body = strstr(out, "\r\n\r\n");
@@ -241,7 +223,7 @@ START_TEST(metrics_scrape)
     ck_assert(count >= 10 && inf == count);
     ck_assert(clients >= 1);
     ck_assert(bytes >= 10.0 * (1 << 19));
-    ck_assert_int_gt(http_get("/other", out, sizeof(out)), 0);
+    ck_assert_int_gt(http_get(metrics_port, "/other", out, sizeof(out)), 0);
     ck_assert_ptr_nonnull(strstr(out, "404"));
     /* A scraper that connects and says nothing is dropped (after 5 s). */
     int idle = socket(AF_INET, SOCK_STREAM, 0);

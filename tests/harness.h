@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -50,6 +51,26 @@ static inline int free_ports(int count)
     }
     ck_abort_msg("no free TCP ports for the test daemons");
     return -1;
+}
+
+/* One HTTP GET to 127.0.0.1:port (the metrics endpoint); the reply,
+ * headers included, into out. Returns its length. */
+static inline int http_get(int port, const char *path, char *out, size_t outlen)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    char req[256];
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n", path);
+    ck_assert_int_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+    size_t n = 0;
+    ssize_t r;
+    while (n < outlen - 1 && (r = read(fd, out + n, outlen - 1 - n)) > 0)
+        n += (size_t)r;
+    out[n] = 0;
+    close(fd);
+    return (int)n;
 }
 
 static inline const char *build_dir(void)

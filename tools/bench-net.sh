@@ -7,9 +7,14 @@
 #
 #   tools/bench-net.sh [BUILD_DIR]
 #   PROVIDER='tcp;ofi_rxm' NIC=lo BLOCK=1048576 BATCH=32 THREADS=2 DURATION=5 ROUNDS=2 tools/bench-net.sh
+#
+# LATENCY=1: only the latency of one write at a time (batch 1, 1 thread,
+# BLOCK bytes), ROUNDS rounds on one daemon pair, with daemon A's CPU use.
+# MCEFAD=path runs another mcefad binary (a build before a change).
 set -euo pipefail
 
 B=${1:-build}
+MCEFAD=${MCEFAD:-$B/mcefad}
 PROVIDER=${PROVIDER:-tcp;ofi_rxm}
 NIC=${NIC:-lo}
 BLOCK=${BLOCK:-1048576}
@@ -38,10 +43,10 @@ export MCEFAD_PEER_SECRET_FILE="$dir/peer.secret"
 num() { sed -n 's/.*"'"$1"'":\([0-9.]*\).*/\1/p'; }
 
 start_pair() {
-    "$B/mcefad" --socket_path="$dir/a.sock" --hostname=hosta --provider="$PROVIDER" --nics="$NIC" \
+    "$MCEFAD" --socket_path="$dir/a.sock" --hostname=hosta --provider="$PROVIDER" --nics="$NIC" \
         --peer_port=$PA --peer_hosts="hostb=127.0.0.1:$PB" --log_level=warn --metrics_listen= 2>>"$dir/a.log" &
     pid_a=$!
-    "$B/mcefad" --socket_path="$dir/b.sock" --hostname=hostb --provider="$PROVIDER" --nics="$NIC" \
+    "$MCEFAD" --socket_path="$dir/b.sock" --hostname=hostb --provider="$PROVIDER" --nics="$NIC" \
         --peer_port=$PB --peer_hosts="hosta=127.0.0.1:$PA" --log_level=warn --metrics_listen= 2>>"$dir/b.log" &
     pid_b=$!
     pids+=("$pid_a" "$pid_b")
@@ -76,6 +81,26 @@ base_run() { # op block window; its target busy-polls, so it runs only meanwhile
     wait $ft 2>/dev/null || true
 }
 
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+
+if [ "${LATENCY:-0}" = 1 ]; then
+    echo "mcefa write latency: provider $PROVIDER, NIC $NIC, $BLOCK-byte writes one at a time, ${DURATION}s x $ROUNDS rounds"
+    echo "machine: $(nproc) cores, $(uname -r); daemon: $MCEFAD"
+    start_pair
+    printf '%-6s %10s %10s %10s %10s %10s %14s\n' round "p50 us" "p90 us" "p99 us" "max us" "writes/s" "daemon A CPU"
+    for r in $(seq "$ROUNDS"); do
+        c0=$(cpu_ticks "$pid_a")
+        out=$("$B/mcefa-bench" --mode=initiator --socket="$dir/a.sock" --segment_id="$segment" --operation=write \
+            --block_size="$BLOCK" --batch_size=1 --threads=1 --buffer_size="$BUFFER" --duration="$DURATION" \
+            --progress=false --json)
+        c1=$(cpu_ticks "$pid_a")
+        printf '%-6s %10s %10s %10s %10s %10.0f %13s%%\n' "$r" "$(echo "$out" | num p50)" "$(echo "$out" | num p90)" \
+            "$(echo "$out" | num p99)" "$(echo "$out" | num max)" "$(echo "$out" | num ops_per_s)" \
+            "$(awk -v a="$c0" -v b="$c1" -v hz="$(getconf CLK_TCK)" -v d="$DURATION" 'BEGIN{printf "%.0f", (b-a)/hz/d*100}')"
+    done
+    exit 0
+fi
+
 echo "mcefa network benchmark: provider $PROVIDER, NIC $NIC, ${DURATION}s per figure, $ROUNDS rounds"
 echo "machine: $(nproc) cores, $(uname -r); daemon: $THREADS threads x batch $BATCH; baseline window $WINDOW"
 
@@ -98,9 +123,9 @@ small_b=$(base_run write 4096 $((128 * THREADS)) | num ops_per_s)
 
 # Idle CPU of daemon A: connected to its peer, no traffic.
 sleep 1
-t0=$(awk '{print $14+$15}' /proc/$pid_a/stat)
+t0=$(cpu_ticks "$pid_a")
 sleep 5
-t1=$(awk '{print $14+$15}' /proc/$pid_a/stat)
+t1=$(cpu_ticks "$pid_a")
 idle=$(awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", (b-a)/hz/5*100}')
 
 printf '\n%-44s %12s %12s %8s\n' "1 MiB blocks (mean of $ROUNDS)" "fi-rma-bench" "mcefad" "ratio"
