@@ -148,6 +148,10 @@ $(B)/tests/libcuda-standin.so: tests/cuda_standin/standin.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -shared -o $@ $< $(LDFLAGS) -lpthread
 
+$(B)/tests/check_efa: $(call obj,tests/check_efa.c daemon/efa.c daemon/efa_dev.c daemon/err.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(FABRIC_LIBS) $(CHECK_LIBS) -ldl
+
 $(B)/tests/check_region: $(call obj,tests/check_region.c daemon/region.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)
