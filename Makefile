@@ -148,9 +148,10 @@ $(B)/tests/libcuda-standin.so: tests/cuda_standin/standin.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -shared -o $@ $< $(LDFLAGS) -lpthread
 
-$(B)/tests/check_efa: $(call obj,tests/check_efa.c daemon/efa.c daemon/efa_dev.c daemon/err.c)
+$(B)/tests/check_efa: $(call obj,tests/check_efa.c daemon/efa.c daemon/efa_dev.c daemon/err.c \
+                        daemon/peer_hello_check.c daemon/peer_auth.c daemon/log.c $(B)/proto/mcefa.pb-c.c)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(FABRIC_LIBS) $(CHECK_LIBS) -ldl
+	$(CC) $(LDFLAGS) -o $@ $^ $(FABRIC_LIBS) $(PB_LIBS) $(SODIUM_LIBS) $(CHECK_LIBS) -ldl
 
 $(B)/tests/check_region: $(call obj,tests/check_region.c daemon/region.c)
 	@mkdir -p $(dir $@)

@@ -1,9 +1,9 @@
 /* What mcefad asks of libfabric for EFA (efa.c, proto/fabric_version.h,
- * efa_dev.c), without EFA hardware: the fi_getinfo hints, which
+ * peer_hello_check.c), without EFA hardware: the fi_getinfo hints, which
  * API versions are asked of a library that refuses newer ones, which
  * fabric each setting picks from 2.0- and 2.1-style lists, which endpoint
  * options are set or read at each API version, whether RMA counts as
- * emulated, and what libefa says. */
+ * emulated, and the handshake error between hosts on different fabrics. */
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
@@ -15,6 +15,7 @@
 #include "efa.h"
 #include "efa_dev.h"
 #include "fabric_version.h"
+#include "peer_hello_check.h"
 #include "suite.h"
 
 /* ---- Hints -------------------------------------------------------------- */
@@ -333,6 +334,54 @@ START_TEST(emulated_rma_warns_or_refuses)
 }
 END_TEST
 
+/* ---- Hosts on different fabrics ----------------------------------------- */
+
+START_TEST(hosts_on_different_fabrics_are_told_why)
+{
+    Mcefa__PeerNic nic = MCEFA__PEER_NIC__INIT;
+    nic.name = "rdmap79s0";
+    nic.fabric = "efa";
+    Mcefa__PeerNic *nics[] = {&nic};
+    Mcefa__PeerHello h = MCEFA__PEER_HELLO__INIT;
+    h.hostname = "host-b";
+    h.provider = "efa";
+    h.fabric = "efa";
+    h.libfabric_version = FI_VERSION(2, 0);
+    h.n_nics = 1;
+    h.nics = nics;
+    const char *mine[] = {"efa-direct", "efa-direct"};
+    peer_hello_local me = {"host-a", "efa", "efa-direct", FI_VERSION(2, 4), mine, 2};
+    err e = {0};
+    ck_assert_int_eq(peer_hello_fabric_check(&h, &me, &e), -EPROTO);
+    ck_assert_ptr_nonnull(strstr(e.text, "host host-b uses fabric efa (libfabric 2.0), host host-a uses efa-direct "
+                                         "(libfabric 2.4)"));
+    ck_assert_ptr_nonnull(strstr(e.text, "set fabric=efa on both"));
+    /* The same fabric: fine. */
+    me.fabric = "efa";
+    mine[0] = mine[1] = "efa";
+    ck_assert_int_eq(peer_hello_fabric_check(&h, &me, &e), 0);
+    /* A host on several fabrics (tcp, a subnet per NIC), or an older
+     * daemon that names none: NIC by NIC, as before. */
+    h.fabric = "";
+    me.fabric = "efa-direct";
+    mine[0] = mine[1] = "efa-direct";
+    ck_assert_int_eq(peer_hello_fabric_check(&h, &me, &e), 0);
+    /* Another provider has its own error. */
+    h.fabric = "efa";
+    h.provider = "tcp;ofi_rxm";
+    ck_assert_int_eq(peer_hello_fabric_check(&h, &me, &e), 0);
+    /* tcp on two single-subnet hosts that share nothing. */
+    me.provider = "tcp;ofi_rxm";
+    h.provider = "tcp;ofi_rxm";
+    h.fabric = nic.fabric = "10.0.1.0/24";
+    me.fabric = mine[0] = mine[1] = "10.0.2.0/24";
+    h.libfabric_version = 0;
+    ck_assert_int_eq(peer_hello_fabric_check(&h, &me, &e), -EPROTO);
+    ck_assert_ptr_nonnull(strstr(e.text, "(libfabric unknown)"));
+    ck_assert_ptr_nonnull(strstr(e.text, "set the fabric setting to one name on both"));
+}
+END_TEST
+
 /* ---- libefa ------------------------------------------------------------ */
 
 /* An EFA device of this host (/sys/class/infiniband/rdmap*), or NULL. */
@@ -392,6 +441,7 @@ int main(void)
     tcase_add_test(tc, shm_is_never_asked_for);
     tcase_add_test(tc, emulated_rma_is_resolved);
     tcase_add_test(tc, emulated_rma_warns_or_refuses);
+    tcase_add_test(tc, hosts_on_different_fabrics_are_told_why);
     tcase_add_test(tc, libefa_describes_the_device_or_says_why_not);
     suite_add_tcase(s, tc);
     return run_suite(s);
