@@ -5,6 +5,8 @@
 #   make check-gpu       the GPU suite on a real GPU, then GPU benchmarks
 #   make install         honours PREFIX and DESTDIR
 #   make CUDA=0          build without CUDA even where it is installed
+#   make FABRIC_HOME=DIR libfabric from DIR (default /opt/amazon/efa where it
+#                        is installed; FABRIC_HOME= for the system's)
 #   make fuzz            build the libFuzzer targets (clang) and run each
 #                        for FUZZ_SECONDS
 
@@ -50,9 +52,36 @@ LDFLAGS += $(SANFLAGS)
 
 UV_LIBS := $(shell $(PKG_CONFIG) --libs libuv 2>/dev/null || echo -luv)
 PB_LIBS := $(shell $(PKG_CONFIG) --libs libprotobuf-c 2>/dev/null || echo -lprotobuf-c)
+
+# libfabric: on AWS the EFA installer's own (newer efa provider, API
+# headers that know the EFA options) under /opt/amazon/efa, found the way
+# CUDA is; elsewhere the system's. FABRIC_HOME=DIR names another install,
+# FABRIC_HOME= (empty) forces the system's. An install outside the
+# linker's path is found at run time through an rpath (docs/deployment.md,
+# "EFA setup").
+ifeq ($(origin FABRIC_HOME),undefined)
+FABRIC_HOME := $(shell test -f /opt/amazon/efa/include/rdma/fabric.h && echo /opt/amazon/efa)
+endif
+ifneq ($(FABRIC_HOME),)
+FABRIC_PCDIR := $(firstword $(wildcard $(FABRIC_HOME)/lib64/pkgconfig/libfabric.pc $(FABRIC_HOME)/lib/pkgconfig/libfabric.pc))
+ifneq ($(FABRIC_PCDIR),)
+FABRIC_PCDIR := $(patsubst %/,%,$(dir $(FABRIC_PCDIR)))
+FABRIC_PC = PKG_CONFIG_PATH=$(FABRIC_PCDIR) $(PKG_CONFIG)
+FABRIC_CFLAGS := $(shell $(FABRIC_PC) --cflags libfabric)
+FABRIC_LIBDIR := $(shell $(FABRIC_PC) --variable=libdir libfabric)
+FABRIC_LIBS := $(shell $(FABRIC_PC) --libs libfabric)
+else
+FABRIC_CFLAGS := -I$(FABRIC_HOME)/include
+FABRIC_LIBDIR := $(firstword $(wildcard $(FABRIC_HOME)/lib64 $(FABRIC_HOME)/lib))
+FABRIC_LIBS := -L$(FABRIC_LIBDIR) -lfabric
+endif
+FABRIC_LIBS += -Wl,-rpath,$(FABRIC_LIBDIR)
+else
+FABRIC_CFLAGS := $(shell $(PKG_CONFIG) --cflags libfabric 2>/dev/null)
 FABRIC_LIBS := $(shell $(PKG_CONFIG) --libs libfabric 2>/dev/null || echo -lfabric)
+endif
 SODIUM_LIBS := $(shell $(PKG_CONFIG) --libs libsodium 2>/dev/null || echo -lsodium)
-CPPFLAGS += $(shell $(PKG_CONFIG) --cflags libsodium 2>/dev/null)
+CPPFLAGS += $(shell $(PKG_CONFIG) --cflags libsodium 2>/dev/null) $(FABRIC_CFLAGS)
 CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt)
 
