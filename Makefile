@@ -102,6 +102,8 @@ COMMON_SRC += shm/cuda_drv.c
 # only, never installed).
 CUDA_STANDIN := $(B)/tests/libcuda-standin.so
 endif
+# Records what mcefad asks of libfabric (check_efa_setup; never installed).
+FI_INTERPOSE := $(B)/tests/libfi-interpose.so
 DAEMON_SRC := $(wildcard daemon/*.c)
 CLIENT_SRC := $(wildcard client/*.c)
 
@@ -119,7 +121,7 @@ TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/check_*.c))
 .PHONY: all check check-gpu install clean bench docs-config python fuzz fuzz-build fuzz-seeds
 # Keep objects make considers intermediate (test objects built by patterns).
 .SECONDARY:
-all: $(B)/mcefad $(LIBMCEFA_A) $(LIBMCEFA_SO) $(TOOLS) $(TESTS) $(CUDA_STANDIN) python
+all: $(B)/mcefad $(LIBMCEFA_A) $(LIBMCEFA_SO) $(TOOLS) $(TESTS) $(CUDA_STANDIN) $(FI_INTERPOSE) python
 
 $(B)/proto/mcefa.pb-c.c $(B)/proto/mcefa.pb-c.h: proto/mcefa.proto
 	@mkdir -p $(B)/proto
@@ -177,10 +179,21 @@ $(B)/tests/libcuda-standin.so: tests/cuda_standin/standin.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -shared -o $@ $< $(LDFLAGS) -lpthread
 
+# Built without the sanitizers (it is preloaded ahead of their runtime,
+# which the tests allow with verify_asan_link_order=0).
+$(FI_INTERPOSE): tests/fi_interpose.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(filter-out $(SANFLAGS),$(CFLAGS)) -shared -o $@ $< -ldl -lpthread
+
 $(B)/tests/check_efa: $(call obj,tests/check_efa.c daemon/efa.c daemon/efa_dev.c daemon/err.c \
                         daemon/peer_hello_check.c daemon/peer_auth.c daemon/log.c $(B)/proto/mcefa.pb-c.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(FABRIC_LIBS) $(PB_LIBS) $(SODIUM_LIBS) $(CHECK_LIBS) -ldl
+
+# Starts daemons; its expectations come from efa.c's option plan.
+$(B)/tests/check_efa_setup: $(call obj,tests/check_efa_setup.c daemon/efa.c daemon/err.c) $(LIBMCEFA_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(CLIENT_LINK) $(FABRIC_LIBS) $(CHECK_LIBS)
 
 $(B)/tests/check_region: $(call obj,tests/check_region.c daemon/region.c)
 	@mkdir -p $(dir $@)
