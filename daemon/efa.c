@@ -68,31 +68,40 @@ static long pick_in_domain(const efa_offer *v, size_t n, size_t first, const cha
     return (long)first;
 }
 
+void efa_fabrics_offered(const efa_offer *v, size_t n, const char *prov, const char *domain, char *buf, size_t len)
+{
+    buf[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!prov_matches(v[i].prov, prov) || (domain && strcmp(v[i].domain, domain) != 0))
+            continue;
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = prov_matches(v[j].prov, prov) && (!domain || !strcmp(v[j].domain, domain)) &&
+                   !strcmp(v[j].fabric, v[i].fabric);
+        size_t l = strlen(buf);
+        if (!seen)
+            snprintf(buf + l, len - l, "%s%s", l ? ", " : "", v[i].fabric);
+    }
+}
+
 int efa_choose_fabric(const efa_offer *v, size_t n, const char *prov, const char *setting, size_t *chosen, err *e)
 {
-    size_t k = 0, offered = 0;
-    char list[256] = "";
+    size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (!prov_matches(v[i].prov, prov))
             continue;
-        bool seen_domain = false, seen_fabric = false;
-        for (size_t j = 0; j < i; j++) {
-            if (!prov_matches(v[j].prov, prov))
-                continue;
-            seen_domain |= !strcmp(v[j].domain, v[i].domain);
-            seen_fabric |= !strcmp(v[j].fabric, v[i].fabric);
-        }
-        if (!seen_fabric) {
-            size_t l = strlen(list);
-            snprintf(list + l, sizeof(list) - l, "%s%s", offered++ ? ", " : "", v[i].fabric);
-        }
+        bool seen_domain = false;
+        for (size_t j = 0; j < i && !seen_domain; j++)
+            seen_domain = prov_matches(v[j].prov, prov) && !strcmp(v[j].domain, v[i].domain);
         if (seen_domain)
             continue; /* one entry per domain: this domain was decided at its first entry */
         long pick = pick_in_domain(v, n, i, prov, setting);
         if (pick >= 0)
             chosen[k++] = (size_t)pick;
     }
-    if (k == 0 && *setting && offered)
+    char list[256];
+    efa_fabrics_offered(v, n, prov, NULL, list, sizeof(list));
+    if (k == 0 && *setting && *list)
         return err_set(e, -ENOENT,
                        "fabric '%s' is not offered by provider %s (it offers: %s); set fabric to one of them, or "
                        "empty for the default",

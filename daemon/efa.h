@@ -55,6 +55,10 @@ typedef struct efa_offer {
  * fabric is offered by no domain. */
 int efa_choose_fabric(const efa_offer *v, size_t n, const char *prov, const char *setting, size_t *chosen, err *e);
 
+/* The distinct fabrics prov's entries offer (for domain only, unless NULL),
+ * in list order, as "efa-direct, efa", into buf. */
+void efa_fabrics_offered(const efa_offer *v, size_t n, const char *prov, const char *domain, char *buf, size_t len);
+
 /* ---- Endpoint options --------------------------------------------------- */
 
 typedef enum efa_opt {

@@ -356,22 +356,6 @@ static const dev_cache *dev_lookup(dev_cache *c, size_t *nc, const struct fi_inf
     return d;
 }
 
-/* The fabrics offered for one domain, "efa-direct, efa". */
-static void offered_fabrics(const efa_offer *v, size_t n, const char *domain, char *buf, size_t len)
-{
-    buf[0] = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(v[i].domain, domain) != 0)
-            continue;
-        bool dup = false;
-        for (size_t j = 0; j < i; j++)
-            dup |= !strcmp(v[j].domain, domain) && !strcmp(v[j].fabric, v[i].fabric);
-        size_t l = strlen(buf);
-        if (!dup)
-            snprintf(buf + l, len - l, "%s%s", l ? ", " : "", v[i].fabric);
-    }
-}
-
 /* Whether a NIC is named in a nics / nics_exclude list, by either name. */
 static bool listed(const char *list, const char *device, const char *domain)
 {
@@ -395,7 +379,7 @@ static int open_chosen(struct fi_info **ent, const efa_offer *offers, size_t n, 
             return -ENOMEM;
         nn->idx = nnics;
         char offered[256];
-        offered_fabrics(offers, n, dom, offered, sizeof(offered));
+        efa_fabrics_offered(offers, n, fi->fabric_attr->prov_name, dom, offered, sizeof(offered));
         const dev_cache *d = dev_lookup(devs, ndevs, fi);
         static const efa_dev_attr unknown;
         open_args a = *base;

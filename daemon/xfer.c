@@ -117,17 +117,16 @@ static void net_release(net_op *op)
     free(x);
 }
 
-/* Whether local NIC i can carry a transfer to remote region rr: some remote
- * NIC on its fabric holds rr's registration. */
-static bool reaches(peer *p, unsigned i, const remote_region *rr, unsigned nrnics)
+/* row[j]: remote NIC j holds rr's registration and shares a fabric with
+ * local NIC local. Returns how many remote NICs row covers. */
+static unsigned remote_row(peer *p, unsigned local, const remote_region *rr, unsigned nrnics, bool *row)
 {
     unsigned nr = peer_nrnics(p);
     if (nr > nrnics)
         nr = nrnics; /* the peer's NIC list grew since the description */
     for (unsigned j = 0; j < nr; j++)
-        if (remote_on_nic(rr, j) && peer_pair(p, i, j) != FI_ADDR_NOTAVAIL)
-            return true;
-    return false;
+        row[j] = remote_on_nic(rr, j) && peer_pair(p, local, j) != FI_ADDR_NOTAVAIL;
+    return nr;
 }
 
 /* Local NICs that may carry a transfer of lr to rr on peer p (route.c
@@ -137,10 +136,13 @@ static unsigned usable_nics(const region *lr, peer *p, const remote_region *rr, 
 {
     unsigned nn = nic_count();
     route_nic rn[NIC_MAX];
+    bool row[NIC_MAX];
     for (unsigned i = 0; i < nn; i++) {
         rn[i].numa_node = nic_get(i)->numa_node;
         rn[i].has_mr = region_on_nic(lr, i);
-        rn[i].reaches = reaches(p, i, rr, nrnics);
+        rn[i].reaches = false;
+        for (unsigned j = 0, nr = remote_row(p, i, rr, nrnics, row); j < nr && !rn[i].reaches; j++)
+            rn[i].reaches = row[j];
     }
     return route_local(rn, nn, lr->numa_node, out);
 }
@@ -148,11 +150,7 @@ static unsigned usable_nics(const region *lr, peer *p, const remote_region *rr, 
 static int pick_remote(peer *p, unsigned local, const remote_region *rr, unsigned nrnics)
 {
     bool row[NIC_MAX];
-    unsigned nr = peer_nrnics(p);
-    if (nr > nrnics)
-        nr = nrnics;
-    for (unsigned j = 0; j < nr; j++)
-        row[j] = remote_on_nic(rr, j) && peer_pair(p, local, j) != FI_ADDR_NOTAVAIL;
+    unsigned nr = remote_row(p, local, rr, nrnics, row);
     return route_remote(row, nr, peer_rr(p));
 }
 

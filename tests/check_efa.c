@@ -192,6 +192,12 @@ START_TEST(fabric_choice_on_tcp)
     ck_assert_uint_eq(chosen[0], 3);
     ck_assert_int_eq(efa_choose_fabric(tcp, 5, "tcp;ofi_rxm", "10.0.0.0/8", chosen, &e), -ENOENT);
     ck_assert_ptr_nonnull(strstr(e.text, "192.0.2.0/24, fe80::/64, 127.0.0.1/32, ::1/128"));
+    /* What one NIC offered, for the log. */
+    char offered[128];
+    efa_fabrics_offered(tcp, 5, "tcp;ofi_rxm", "eth0", offered, sizeof(offered));
+    ck_assert_str_eq(offered, "192.0.2.0/24, fe80::/64");
+    efa_fabrics_offered(list21, 5, "efa", "rdmap80s0-rdm", offered, sizeof(offered));
+    ck_assert_str_eq(offered, "efa-direct, efa");
 }
 END_TEST
 
