@@ -490,8 +490,12 @@ int nic_init(const mcefad_config *cfg)
         return 0;
     }
     uint32_t lib = fi_version();
+    const char *fabric = nics[0]->fabric;
+    for (unsigned i = 1; i < nnics; i++)
+        if (strcmp(nics[i]->fabric, fabric) != 0)
+            fabric = "(one per NIC)";
     log_info("%u NIC(s) with provider %s, fabric %s%s; libfabric %u.%u (headers %u.%u), API %u.%u", nnics, prov,
-             nics[0]->fabric, *cfg->fabric ? "" : " (the default choice)", FI_MAJOR(lib), FI_MINOR(lib),
+             fabric, *cfg->fabric ? "" : " (the default choice)", FI_MAJOR(lib), FI_MINOR(lib),
              FI_MAJOR_VERSION, FI_MINOR_VERSION, FI_MAJOR(api), FI_MINOR(api));
     return 0;
 }
