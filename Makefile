@@ -5,6 +5,8 @@
 #   make check-gpu       the GPU suite on a real GPU, then GPU benchmarks
 #   make install         honours PREFIX and DESTDIR
 #   make CUDA=0          build without CUDA even where it is installed
+#   make FABRIC_HOME=DIR libfabric from DIR (default /opt/amazon/efa where it
+#                        is installed; FABRIC_HOME= for the system's)
 #   make fuzz            build the libFuzzer targets (clang) and run each
 #                        for FUZZ_SECONDS
 
@@ -50,9 +52,36 @@ LDFLAGS += $(SANFLAGS)
 
 UV_LIBS := $(shell $(PKG_CONFIG) --libs libuv 2>/dev/null || echo -luv)
 PB_LIBS := $(shell $(PKG_CONFIG) --libs libprotobuf-c 2>/dev/null || echo -lprotobuf-c)
+
+# libfabric: on AWS the EFA installer's own (newer efa provider, API
+# headers that know the EFA options) under /opt/amazon/efa, found the way
+# CUDA is; elsewhere the system's. FABRIC_HOME=DIR names another install,
+# FABRIC_HOME= (empty) forces the system's. An install outside the
+# linker's path is found at run time through an rpath (docs/deployment.md,
+# "EFA setup").
+ifeq ($(origin FABRIC_HOME),undefined)
+FABRIC_HOME := $(shell test -f /opt/amazon/efa/include/rdma/fabric.h && echo /opt/amazon/efa)
+endif
+ifneq ($(FABRIC_HOME),)
+FABRIC_PCDIR := $(firstword $(wildcard $(FABRIC_HOME)/lib64/pkgconfig/libfabric.pc $(FABRIC_HOME)/lib/pkgconfig/libfabric.pc))
+ifneq ($(FABRIC_PCDIR),)
+FABRIC_PCDIR := $(patsubst %/,%,$(dir $(FABRIC_PCDIR)))
+FABRIC_PC = PKG_CONFIG_PATH=$(FABRIC_PCDIR) $(PKG_CONFIG)
+FABRIC_CFLAGS := $(shell $(FABRIC_PC) --cflags libfabric)
+FABRIC_LIBDIR := $(shell $(FABRIC_PC) --variable=libdir libfabric)
+FABRIC_LIBS := $(shell $(FABRIC_PC) --libs libfabric)
+else
+FABRIC_CFLAGS := -I$(FABRIC_HOME)/include
+FABRIC_LIBDIR := $(firstword $(wildcard $(FABRIC_HOME)/lib64 $(FABRIC_HOME)/lib))
+FABRIC_LIBS := -L$(FABRIC_LIBDIR) -lfabric
+endif
+FABRIC_LIBS += -Wl,-rpath,$(FABRIC_LIBDIR)
+else
+FABRIC_CFLAGS := $(shell $(PKG_CONFIG) --cflags libfabric 2>/dev/null)
 FABRIC_LIBS := $(shell $(PKG_CONFIG) --libs libfabric 2>/dev/null || echo -lfabric)
+endif
 SODIUM_LIBS := $(shell $(PKG_CONFIG) --libs libsodium 2>/dev/null || echo -lsodium)
-CPPFLAGS += $(shell $(PKG_CONFIG) --cflags libsodium 2>/dev/null)
+CPPFLAGS += $(shell $(PKG_CONFIG) --cflags libsodium 2>/dev/null) $(FABRIC_CFLAGS)
 CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt)
 
@@ -73,6 +102,8 @@ COMMON_SRC += shm/cuda_drv.c
 # only, never installed).
 CUDA_STANDIN := $(B)/tests/libcuda-standin.so
 endif
+# Records what mcefad asks of libfabric (check_efa_setup; never installed).
+FI_INTERPOSE := $(B)/tests/libfi-interpose.so
 DAEMON_SRC := $(wildcard daemon/*.c)
 CLIENT_SRC := $(wildcard client/*.c)
 
@@ -90,7 +121,7 @@ TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/check_*.c))
 .PHONY: all check check-gpu install clean bench docs-config python fuzz fuzz-build fuzz-seeds
 # Keep objects make considers intermediate (test objects built by patterns).
 .SECONDARY:
-all: $(B)/mcefad $(LIBMCEFA_A) $(LIBMCEFA_SO) $(TOOLS) $(TESTS) $(CUDA_STANDIN) python
+all: $(B)/mcefad $(LIBMCEFA_A) $(LIBMCEFA_SO) $(TOOLS) $(TESTS) $(CUDA_STANDIN) $(FI_INTERPOSE) python
 
 $(B)/proto/mcefa.pb-c.c $(B)/proto/mcefa.pb-c.h: proto/mcefa.proto
 	@mkdir -p $(B)/proto
@@ -147,6 +178,22 @@ $(B)/fi-rma-bench: $(call obj,tools/fi-rma-bench.c)
 $(B)/tests/libcuda-standin.so: tests/cuda_standin/standin.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -shared -o $@ $< $(LDFLAGS) -lpthread
+
+# Built without the sanitizers (it is preloaded ahead of their runtime,
+# which the tests allow with verify_asan_link_order=0).
+$(FI_INTERPOSE): tests/fi_interpose.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(filter-out $(SANFLAGS),$(CFLAGS)) -shared -o $@ $< -ldl -lpthread
+
+$(B)/tests/check_efa: $(call obj,tests/check_efa.c daemon/efa.c daemon/efa_dev.c daemon/err.c \
+                        daemon/peer_hello_check.c daemon/peer_auth.c daemon/log.c $(B)/proto/mcefa.pb-c.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(FABRIC_LIBS) $(PB_LIBS) $(SODIUM_LIBS) $(CHECK_LIBS) -ldl
+
+# Starts daemons; its expectations come from efa.c's option plan.
+$(B)/tests/check_efa_setup: $(call obj,tests/check_efa_setup.c daemon/efa.c daemon/err.c) $(LIBMCEFA_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(CLIENT_LINK) $(FABRIC_LIBS) $(CHECK_LIBS)
 
 $(B)/tests/check_region: $(call obj,tests/check_region.c daemon/region.c)
 	@mkdir -p $(dir $@)

@@ -90,9 +90,24 @@
       "libfabric provider for the NICs: efa on AWS, tcp;ofi_rxm (or another RDM provider with RMA) elsewhere; " \
       "none runs same-host only.")                                                                              \
     X(NAMES, nics, "", 0, CFG_UNBOUNDED, "MCEFAD_NICS", "MC_EFA_NIC_SELECTION",                                  \
-      "Comma-separated NIC (domain) names to use; empty means every NIC the provider lists.")                   \
+      "Comma-separated NICs to use, by device name (rdmap79s0) or libfabric domain name (rdmap79s0-rdm, eth0); " \
+      "empty means every NIC the provider lists.")                                                             \
     X(NAMES, nics_exclude, "", 0, CFG_UNBOUNDED, "MCEFAD_NICS_EXCLUDE", "",                                      \
-      "Comma-separated NIC (domain) names never to use.")                                                       \
+      "Comma-separated NICs never to use, by device or domain name.")                                          \
+    X(STR, fabric, "", 0, 127, "MCEFAD_FABRIC", "",                                                              \
+      "libfabric fabric of the NICs. Empty: with provider efa, efa-direct where it is offered (libfabric 2.1 "  \
+      "and later, devices with RDMA read and write), else efa; with other providers the first fabric each NIC " \
+      "lists. Any other name: exactly that fabric. Hosts that talk to each other need the same fabric.")       \
+    X(BOOL, require_device_rdma, "false", 0, 0, "MCEFAD_REQUIRE_DEVICE_RDMA", "",                                \
+      "Refuse to start when an efa NIC's RDMA read or write is emulated with send/receive, or cannot be told; " \
+      "by default that is logged as a warning.")                                                               \
+    X(BOOL, register_all_nics, "false", 0, 0, "MCEFAD_REGISTER_ALL_NICS", "",                                     \
+      "Register every region with every NIC. By default a region of known NUMA node is registered only with "  \
+      "the NICs on that node (and those of unknown node), which bounds pinned memory per NIC; memory of "      \
+      "unknown node, or a node without NICs, goes to every NIC anyway.")                                        \
+    X(STR, topology, "", 0, 4095, "MCEFAD_TOPOLOGY", "",                                                         \
+      "Where NIC NUMA nodes are read from: empty means this host's /sys; a directory, a sysfs tree rooted "     \
+      "there; a file, an hwloc XML export (lstopo --of xml) of the host.")                                     \
     X(IPV4, peer_listen, "0.0.0.0", 1, CFG_UNBOUNDED, "MCEFAD_PEER_LISTEN", "",                                  \
       "Address the daemon-to-daemon port listens on.")                                                          \
     X(PORT, peer_port, "17650", 1, 65535, "MCEFAD_PEER_PORT", "", "TCP port of the daemon-to-daemon handshake.") \
@@ -115,8 +130,9 @@
       "does not know it or its daemon listens on another port.")                                               \
     X(UINT, nic_workers, "0", 0, 64, "MCEFAD_NIC_WORKERS", "MC_EFA_CQ_THREADS",                                  \
       "Threads that post to and poll the NICs; 0 means one per NIC.")                                          \
-    X(UINT, max_wr, "256", 1, CFG_UNBOUNDED, "MCEFAD_MAX_WR", "MC_MAX_WR",                                       \
-      "Most work requests outstanding per NIC (capped by the provider's tx queue); more wait in the daemon.")   \
+    X(UINT, max_wr, "0", 0, CFG_UNBOUNDED, "MCEFAD_MAX_WR", "MC_MAX_WR",                                         \
+      "Most work requests outstanding per NIC; 0 means the provider's tx queue depth (4096 on p5), which also " \
+      "caps any other value. More wait in the daemon.")                                                         \
     X(UINT, stripe_threshold, "4194304", 0, CFG_UNBOUNDED, "MCEFAD_STRIPE_THRESHOLD", "",                        \
       "Remote transfers larger than this are split across the eligible NICs.")                                \
     X(UINT, request_timeout_ms, "10000", 1, CFG_UNBOUNDED, "MCEFAD_REQUEST_TIMEOUT_MS", "",                      \

@@ -1,5 +1,5 @@
-/* NIC contexts: opening each NIC the settings allow, its warmup word, and
- * the one memory-registration path. */
+/* NIC contexts: opening each NIC the settings allow, with what EFA needs
+ * (efa.c), and its warmup word. Registration is nic_mr.c's. */
 #include "nic.h"
 
 #include <errno.h>
@@ -11,11 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
+#include <sys/stat.h>
 
-#include "clock.h"
-
+#include "efa.h"
+#include "fabric_version.h"
 #include "log.h"
+#include "topo.h"
 
 static nic *nics[NIC_MAX];
 static unsigned nnics;
@@ -44,17 +45,49 @@ static int read_numa(const char *path)
     return n;
 }
 
-static int nic_numa_node(const struct fi_info *fi)
+/* Where NIC NUMA nodes come from (the topology setting): a topology by
+ * device name, else the sysfs files under root. */
+typedef struct placement {
+    topo t;
+    char root[4096];
+} placement;
+
+static int placement_load(placement *pl, const char *setting)
 {
-    char p[256];
+    struct stat st;
+    snprintf(pl->root, sizeof(pl->root), "%s", *setting ? setting : "/sys");
+    if (*setting && stat(setting, &st) != 0)
+        return -errno;
+    if (*setting && !S_ISDIR(st.st_mode)) {
+        snprintf(pl->root, sizeof(pl->root), "/sys");
+        return topo_load_hwloc_xml(setting, &pl->t);
+    }
+    int rc = topo_load_sysfs(pl->root, &pl->t);
+    return rc == -ENOENT ? 0 : rc; /* a tree without PCI devices: the files below still answer */
+}
+
+static int nic_numa_node(const struct fi_info *fi, const char *device, const placement *pl)
+{
+    for (size_t i = 0; i < pl->t.n; i++)
+        if (!pl->t.devs[i].gpu && !strcmp(pl->t.devs[i].name, device) && pl->t.devs[i].numa >= 0)
+            return pl->t.devs[i].numa;
+    char p[4400];
     if (fi->nic && fi->nic->bus_attr && fi->nic->bus_attr->bus_type == FI_BUS_PCI) {
         const struct fi_pci_attr *pci = &fi->nic->bus_attr->attr.pci;
-        snprintf(p, sizeof(p), "/sys/bus/pci/devices/%04x:%02x:%02x.%x/numa_node", pci->domain_id, pci->bus_id,
-                 pci->device_id, pci->function_id);
+        snprintf(p, sizeof(p), "%s/bus/pci/devices/%04x:%02x:%02x.%x/numa_node", pl->root, pci->domain_id,
+                 pci->bus_id, pci->device_id, pci->function_id);
         return read_numa(p);
     }
-    snprintf(p, sizeof(p), "/sys/class/net/%s/device/numa_node", fi->domain_attr->name);
+    snprintf(p, sizeof(p), "%s/class/net/%s/device/numa_node", pl->root, fi->domain_attr->name);
     return read_numa(p);
+}
+
+/* The NIC's device name (rdmap79s0) where the provider gives one. */
+static const char *device_name(const struct fi_info *fi)
+{
+    if (fi->nic && fi->nic->device_attr && fi->nic->device_attr->name && *fi->nic->device_attr->name)
+        return fi->nic->device_attr->name;
+    return fi->domain_attr->name;
 }
 
 const char *nic_link_state(const nic *n, char *buf, size_t len)
@@ -91,21 +124,99 @@ const char *nic_link_state(const nic *n, char *buf, size_t len)
         }                                                                                              \
     } while (0)
 
-static int nic_open(nic *n, struct fi_info *fi, uint64_t max_wr)
+/* What nic_open needs besides the fi_getinfo entry. */
+typedef struct open_args {
+    const mcefad_config *cfg;
+    uint32_t api;
+    const efa_dev_attr *dev; /* libefa's answer, known or not */
+    const char *dev_why;     /* why it is not known */
+    const char *offered;     /* the fabrics the NIC's domain offered, for the log */
+    const placement *pl;
+} open_args;
+
+static int env_flag(const char *name)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return -1;
+    return !strcmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on");
+}
+
+/* Runs the planned endpoint options of one phase (before or after
+ * fi_enable); a refused option leaves its fact unknown. */
+static void run_options(nic *n, const efa_opt_step *plan, size_t np, bool before, efa_ep_facts *f)
+{
+    for (size_t i = 0; i < np; i++) {
+        if (plan[i].before_enable != before)
+            continue;
+        int rc = efa_opt_run(n->ep, &plan[i], f);
+        if (rc && plan[i].opt == EFA_OPT_SHM_OFF)
+            log_warn("NIC %s: %s=false refused (%s): efa keeps an shm sub-provider under this NIC", n->name,
+                     plan[i].name, fi_strerror(-rc));
+        else if (rc)
+            log_debug("NIC %s: %s: %s", n->name, plan[i].name, fi_strerror(-rc));
+    }
+}
+
+/* The largest single RMA op: the provider's FI_OPT_MAX_RMA_SIZE where it
+ * answered, else its max_msg_size; efa-direct (and efa where the option is
+ * missing) is also held to the device's max RDMA size, which the provider
+ * only asserts. */
+static uint64_t max_rma(const nic *n, const struct fi_info *fi, const efa_ep_facts *f)
+{
+    uint64_t m = f->max_rma ? f->max_rma : fi->ep_attr->max_msg_size ? fi->ep_attr->max_msg_size : UINT64_MAX;
+    bool device_bound = !strcmp(n->fabric, EFA_DIRECT_FABRIC) || !f->max_rma;
+    if (efa_is_provider(n->provider) && device_bound && n->efa.known && n->efa.max_rdma_size &&
+        n->efa.max_rdma_size < m)
+        m = n->efa.max_rdma_size;
+    return m;
+}
+
+/* A provider's version: those built into libfabric encode it as
+ * FI_VERSION(major * 100 + minor, revision * 10). */
+static void prov_version_text(uint32_t v, char *buf, size_t len)
+{
+    unsigned major = FI_MAJOR(v), minor = FI_MINOR(v);
+    if (major >= 100)
+        snprintf(buf, len, "%u.%u.%u", major / 100, major % 100, minor / 10);
+    else
+        snprintf(buf, len, "%u.%u", major, minor);
+}
+
+static void describe_efa(const nic *n, char *buf, size_t len)
+{
+    if (!efa_is_provider(n->provider))
+        snprintf(buf, len, "%s", "");
+    else if (!n->efa.known)
+        snprintf(buf, len, ", libefa: %s", n->efa_why);
+    else
+        snprintf(buf, len, ", device RDMA read %s write %s, max RDMA %" PRIu32 " bytes, inline %u, SQ %u x %u",
+                 n->efa.rdma_read ? "yes" : "no", n->efa.rdma_write ? "yes" : "no", n->efa.max_rdma_size,
+                 n->efa.inline_buf_size, n->efa.max_sq_wr, n->efa.max_sq_sge);
+}
+
+static int nic_open(nic *n, struct fi_info *fi, const open_args *a)
 {
     n->info = fi_dupinfo(fi);
-    snprintf(n->name, sizeof(n->name), "%s", fi->domain_attr->name);
+    snprintf(n->name, sizeof(n->name), "%s", device_name(fi));
+    snprintf(n->domain_name, sizeof(n->domain_name), "%s", fi->domain_attr->name);
     snprintf(n->fabric, sizeof(n->fabric), "%s", fi->fabric_attr->name);
     snprintf(n->provider, sizeof(n->provider), "%s", fi->fabric_attr->prov_name);
-    n->numa_node = nic_numa_node(fi);
+    n->lib_version = fi_version();
+    n->prov_version = fi->fabric_attr->prov_version;
+    n->api_version = a->api;
+    n->numa_node = nic_numa_node(fi, n->name, a->pl);
     n->mr_mode = fi->domain_attr->mr_mode;
     n->delivery_complete = (fi->tx_attr->op_flags & FI_DELIVERY_COMPLETE) != 0;
-    n->max_msg = fi->ep_attr->max_msg_size ? fi->ep_attr->max_msg_size : SIZE_MAX;
-    n->max_wr = max_wr;
-    if (fi->tx_attr->size && fi->tx_attr->size < n->max_wr)
-        n->max_wr = fi->tx_attr->size;
-    if (n->max_wr == 0)
-        n->max_wr = 1;
+    n->hmem = (fi->caps & FI_HMEM) != 0;
+    n->efa = *a->dev;
+    snprintf(n->efa_why, sizeof(n->efa_why), "%s", a->dev_why);
+    n->tx_depth = fi->tx_attr->size;
+    /* 0: as deep as the provider's queue (4096 on p5, 2048 on p6-b300); a
+     * fixed small cap would leave most of it unused. */
+    n->max_wr = a->cfg->max_wr ? a->cfg->max_wr : n->tx_depth ? n->tx_depth : 256;
+    if (n->tx_depth && n->tx_depth < n->max_wr)
+        n->max_wr = n->tx_depth;
     /* Keys we choose are random within the provider's key size: nothing
      * sent to anyone lets a peer derive the key of memory it was not given,
      * and a stale key from an earlier run matches nothing. */
@@ -129,19 +240,47 @@ static int nic_open(nic *n, struct fi_info *fi, uint64_t max_wr)
     CHECK(fi_endpoint(n->domain, n->info, &n->ep, NULL), "fi_endpoint");
     CHECK(fi_ep_bind(n->ep, &n->av->fid, 0), "fi_ep_bind(av)");
     CHECK(fi_ep_bind(n->ep, &n->cq->fid, FI_TRANSMIT | FI_RECV), "fi_ep_bind(cq)");
+    efa_opt_step plan[EFA_OPT_STEPS_MAX];
+    size_t np = efa_opt_plan(a->api, n->provider, n->fabric, plan);
+    efa_ep_facts facts = EFA_EP_FACTS_INIT;
+    run_options(n, plan, np, true, &facts);
     CHECK(fi_enable(n->ep), "fi_enable");
+    run_options(n, plan, np, false, &facts);
+    n->shm_off = facts.shm_off;
+    n->max_rma_bytes = max_rma(n, fi, &facts);
     n->addrlen = sizeof(n->addr);
     CHECK(fi_getname(&n->ep->fid, n->addr, &n->addrlen), "fi_getname");
 
-    err e;
+    efa_rma_facts rf = {.emulated_read = facts.emulated_read,
+                        .emulated_write = facts.emulated_write,
+                        .dev_read = n->efa.known ? n->efa.rdma_read : -1,
+                        .dev_write = n->efa.known ? n->efa.rdma_write : -1,
+                        .env_device_rdma = env_flag("FI_EFA_USE_DEVICE_RDMA"),
+                        .api = a->api};
+    efa_rma_resolve(n->provider, n->fabric, &rf, &n->emulated_read, &n->emulated_write);
+    err e = {0};
+    int verdict = efa_rma_check(n->name, n->provider, n->emulated_read, n->emulated_write,
+                                a->cfg->require_device_rdma, &e);
+    if (verdict < 0) {
+        log_error("%s", e.text);
+        return verdict;
+    }
+    if (verdict > 0)
+        log_warn("%s", e.text);
+
     nic_mem wm = {.addr = &n->warmup_word, .len = sizeof(n->warmup_word)};
     if (nic_mr_reg(n, &wm, FI_REMOTE_READ | FI_READ, &n->warmup, &e) < 0) {
         log_error("%s", e.text);
         return e.code;
     }
-    log_info("NIC %s: provider %s, fabric %s, NUMA node %d, max %" PRIu64 " work requests, mr_mode 0x%x%s", n->name,
-             n->provider, n->fabric, n->numa_node, n->max_wr, n->mr_mode,
-             n->delivery_complete ? ", delivery-complete writes" : "");
+    char efa[200], pv[24];
+    describe_efa(n, efa, sizeof(efa));
+    prov_version_text(n->prov_version, pv, sizeof(pv));
+    log_info("NIC %s: provider %s %s, domain %s, fabric %s (offered: %s), NUMA node %d, max %" PRIu64
+             " work requests (tx depth %zu), max RMA %" PRIu64 " bytes, RMA emulated: %s, mr_mode 0x%x%s%s%s",
+             n->name, n->provider, pv, n->domain_name, n->fabric, a->offered, n->numa_node, n->max_wr, n->tx_depth, n->max_rma_bytes,
+             efa_rma_emulated_name(n->provider, n->emulated_read, n->emulated_write), n->mr_mode,
+             n->delivery_complete ? ", delivery-complete writes" : "", n->shm_off ? ", shm off" : "", efa);
     return 0;
 }
 
@@ -163,125 +302,113 @@ static void nic_close(nic *n)
     free(n);
 }
 
-/* The API version asked of fi_getinfo: the newest these headers know
- * first, stepping down while the library answers -FI_ENOSYS (older than
- * the headers). Below 1.18 the efa provider turns device RDMA off on p4d,
- * p5 and p5e (every RMA emulated), so 1.9 is only a last resort. */
-static const uint32_t api_versions[] = {FI_VERSION(FI_MAJOR_VERSION, FI_MINOR_VERSION), FI_VERSION(1, 18),
-                                        FI_VERSION(1, 9)};
-static uint32_t api_version;
+typedef struct ask_args {
+    struct fi_info *hints, *list;
+} ask_args;
 
-static struct fi_info *get_info(const char *prov, bool delivery, int *rc)
+static int ask_getinfo(uint32_t version, void *arg)
 {
-    struct fi_info *hints = fi_allocinfo(), *list = NULL;
-    hints->ep_attr->type = FI_EP_RDM;
-    /* Remote only: same-host traffic never goes through a NIC, and with
-     * local communication efa would open an shm sub-provider per NIC
-     * (no CQ wait fd, extra progress work). */
-    hints->caps = FI_RMA | FI_READ | FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE | FI_REMOTE_COMM;
-    hints->mode = FI_CONTEXT | FI_CONTEXT2;
-    /* Every mr_mode bit we know how to honour; the provider keeps those it needs. */
-    hints->domain_attr->mr_mode = FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY | FI_MR_ENDPOINT;
-    hints->domain_attr->threading = FI_THREAD_SAFE;
-    hints->fabric_attr->prov_name = strdup(prov);
-    if (delivery)
-        hints->tx_attr->op_flags = FI_DELIVERY_COMPLETE;
-    *rc = -FI_ENOSYS;
-    for (size_t i = 0; i < sizeof(api_versions) / sizeof(api_versions[0]) && *rc == -FI_ENOSYS; i++) {
-        if (i && api_versions[i] >= api_versions[i - 1])
-            continue; /* the headers are that old already */
-        *rc = fi_getinfo(api_versions[i], NULL, NULL, 0, hints, &list);
-        if (*rc == 0)
-            api_version = api_versions[i];
-    }
-    fi_freeinfo(hints);
-    return *rc ? NULL : list;
+    ask_args *a = arg;
+    return fi_getinfo(version, NULL, NULL, 0, a->hints, &a->list);
 }
 
-/* ---- Registration ------------------------------------------------------- */
-
-static uint64_t random_key(const nic *n)
+/* fi_getinfo for prov at the newest API version the library takes
+ * (fabric_version.h): below 1.18 efa turns device RDMA off on p4d, p5 and
+ * p5e, and the options of efa_opt_plan need newer versions still. */
+static struct fi_info *get_info(const char *prov, bool delivery, uint32_t *api, int *rc)
 {
-    uint64_t k = 0;
-    while (k == 0) {
-        if (getrandom(&k, sizeof(k), 0) != sizeof(k)) {
-            /* getrandom only fails before the kernel's pool is seeded or
-             * on a signal; the clock is a poor but unique stand-in. */
-            k = clock_now_us() * 0x9e3779b97f4a7c15ull;
-        }
-        k &= n->key_mask;
+    ask_args a = {.hints = fi_allocinfo()};
+    if (!a.hints || efa_fill_hints(a.hints, prov, delivery) < 0) {
+        fi_freeinfo(a.hints);
+        *rc = -FI_ENOMEM;
+        return NULL;
     }
-    return k;
-}
-
-int nic_mr_reg(nic *n, const nic_mem *m, uint64_t access, nic_mr *out, err *e)
-{
-    struct fid_mr *mr = NULL;
-    int rc;
-    /* A random key can collide with one in use (-FI_ENOKEY): draw again. */
-    for (int tries = 0;; tries++) {
-        uint64_t key = (n->mr_mode & FI_MR_PROV_KEY) ? 0 : random_key(n);
-        rc = fi_mr_reg(n->domain, m->addr, m->len, access, 0, key, 0, &mr, NULL);
-        if (rc != -FI_ENOKEY || (n->mr_mode & FI_MR_PROV_KEY) || tries >= 8)
-            break;
-    }
-    if (!rc && (n->mr_mode & FI_MR_ENDPOINT)) {
-        rc = fi_mr_bind(mr, &n->ep->fid, 0);
-        if (!rc)
-            rc = fi_mr_enable(mr);
-    }
-    if (rc) {
-        if (mr)
-            fi_close(&mr->fid);
-        rc = rc < 0 ? rc : -rc;
-        return err_set(e, rc, "registering with NIC %s failed: %s (is the memlock limit high enough?)", n->name,
-                       fi_strerror(-rc));
-    }
-    out->mr = mr;
-    out->key = fi_mr_key(mr);
-    out->desc = fi_mr_desc(mr);
-    out->rma_base = (n->mr_mode & FI_MR_VIRT_ADDR) ? (uint64_t)(uintptr_t)m->addr : 0;
-    return 0;
-}
-
-void nic_mr_close(nic_mr *m)
-{
-    if (m->mr)
-        fi_close(&((struct fid_mr *)m->mr)->fid);
-    m->mr = NULL;
-}
-
-static void release_mrs(region *r)
-{
-    for (unsigned i = 0; i < r->nmrs; i++)
-        nic_mr_close(&r->mrs[i]);
-    free(r->mrs);
-    r->mrs = NULL;
-    r->nmrs = 0;
-}
-
-int nic_register_region(region *r, err *e)
-{
-    if (!nnics)
-        return 0;
-    r->mrs = calloc(nnics, sizeof(*r->mrs));
-    if (!r->mrs)
-        return err_set(e, -ENOMEM, "out of memory registering a region with the NICs");
-    r->nmrs = nnics;
-    r->unregister = release_mrs;
-    nic_mem m = {.addr = r->ptr, .len = r->length};
-    for (unsigned i = 0; i < nnics; i++) {
-        int rc = nic_mr_reg(nics[i], &m, FI_READ | FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE, &r->mrs[i], e);
-        if (rc < 0) {
-            release_mrs(r);
-            r->unregister = NULL;
-            return rc;
-        }
-    }
-    return 0;
+    *rc = fabric_version_negotiate(FABRIC_VERSION_HEADERS, fi_version(), ask_getinfo, &a, api);
+    fi_freeinfo(a.hints);
+    return *rc ? NULL : a.list;
 }
 
 /* ---- Start and stop ----------------------------------------------------- */
+
+/* libefa's view of each EFA device in the fi_getinfo list, by device name. */
+typedef struct dev_cache {
+    char name[64];
+    efa_dev_attr attr;
+    char why[160];
+} dev_cache;
+
+static const dev_cache *dev_lookup(dev_cache *c, size_t *nc, const struct fi_info *fi)
+{
+    const char *name = device_name(fi);
+    for (size_t i = 0; i < *nc; i++)
+        if (!strcmp(c[i].name, name))
+            return &c[i];
+    if (*nc == NIC_MAX)
+        return NULL;
+    dev_cache *d = &c[(*nc)++];
+    memset(d, 0, sizeof(*d));
+    snprintf(d->name, sizeof(d->name), "%s", name);
+    err e = {0};
+    if (!efa_is_provider(fi->fabric_attr->prov_name))
+        snprintf(d->why, sizeof(d->why), "not an efa device");
+    else if (efa_dev_query(name, &d->attr, &e) < 0)
+        snprintf(d->why, sizeof(d->why), "%s", e.text);
+    return d;
+}
+
+/* Whether a NIC is named in a nics / nics_exclude list, by either name. */
+static bool listed(const char *list, const char *device, const char *domain)
+{
+    return config_list_contains(list, device) || config_list_contains(list, domain);
+}
+
+/* Opens the chosen entries the nics settings allow. */
+static int open_chosen(struct fi_info **ent, const efa_offer *offers, size_t n, const size_t *chosen, size_t nchosen,
+                       const open_args *base, dev_cache *devs, size_t *ndevs)
+{
+    const mcefad_config *cfg = base->cfg;
+    for (size_t c = 0; c < nchosen && nnics < NIC_MAX; c++) {
+        struct fi_info *fi = ent[chosen[c]];
+        const char *dev = device_name(fi), *dom = fi->domain_attr->name;
+        if (*cfg->nics ? !listed(cfg->nics, dev, dom) : strcmp(dom, "lo") == 0)
+            continue; /* loopback only when named: a peer's "lo" would be ourselves */
+        if (listed(cfg->nics_exclude, dev, dom))
+            continue;
+        nic *nn = calloc(1, sizeof(*nn));
+        if (!nn)
+            return -ENOMEM;
+        nn->idx = nnics;
+        char offered[256];
+        efa_fabrics_offered(offers, n, fi->fabric_attr->prov_name, dom, offered, sizeof(offered));
+        const dev_cache *d = dev_lookup(devs, ndevs, fi);
+        static const efa_dev_attr unknown;
+        open_args a = *base;
+        a.dev = d ? &d->attr : &unknown;
+        a.dev_why = d ? d->why : "too many devices";
+        a.offered = offered;
+        int rc = nic_open(nn, fi, &a);
+        if (rc < 0) {
+            nic_close(nn);
+            return rc;
+        }
+        nics[nnics++] = nn;
+    }
+    return 0;
+}
+
+static void warn_unmatched(const char *list, const char *prov)
+{
+    const char *pos = list, *name;
+    size_t l;
+    while (config_list_next(&pos, &name, &l) == 0) {
+        bool found = false;
+        for (unsigned i = 0; i < nnics; i++)
+            found |= (strlen(nics[i]->name) == l && !strncmp(nics[i]->name, name, l)) ||
+                     (strlen(nics[i]->domain_name) == l && !strncmp(nics[i]->domain_name, name, l));
+        if (!found)
+            log_warn("NIC '%.*s' from the nics setting was not found with provider %s", (int)l, name, prov);
+    }
+}
 
 int nic_init(const mcefad_config *cfg)
 {
@@ -290,10 +417,23 @@ int nic_init(const mcefad_config *cfg)
         log_info("provider 'none': serving same-host transfers only");
         return 0;
     }
-    int rc;
-    struct fi_info *list = get_info(prov, true, &rc);
+    nic_register_init(cfg->register_all_nics);
+    /* Before anything calls into libfabric: it reads FI_HMEM once. */
+    if (efa_prepare_env())
+        log_info("FI_HMEM=system set for libfabric: GPU memory is not registered with NICs, so no provider may "
+                 "create a CUDA context at start (set FI_HMEM yourself to override)");
+    placement pl = {0};
+    int rc = placement_load(&pl, cfg->topology);
+    if (rc < 0) {
+        log_error("cannot read the topology from %s: %s; fix or empty the topology setting", cfg->topology,
+                  strerror(-rc));
+        topo_free(&pl.t);
+        return rc;
+    }
+    uint32_t api = 0;
+    struct fi_info *list = get_info(prov, true, &api, &rc);
     if (!list) {
-        list = get_info(prov, false, &rc);
+        list = get_info(prov, false, &api, &rc);
         if (list)
             log_warn("provider %s cannot report delivery completion: a write completes when the NIC sent it, "
                      "not when it landed",
@@ -303,56 +443,60 @@ int nic_init(const mcefad_config *cfg)
         log_warn("provider %s lists no NIC with RDM endpoints and RMA (%s): serving same-host transfers only. "
                  "On AWS check the EFA driver and libfabric; elsewhere set provider=tcp;ofi_rxm",
                  prov, fi_strerror(-rc));
+        topo_free(&pl.t);
         return 0;
     }
-    for (struct fi_info *fi = list; fi && nnics < NIC_MAX; fi = fi->next) {
-        const char *name = fi->domain_attr->name;
-        /* fi_getinfo does not filter by name for us; one entry per domain. */
-        if (strcmp(fi->fabric_attr->prov_name, prov) != 0 && !strstr(fi->fabric_attr->prov_name, prov))
-            continue;
-        bool dup = false;
-        for (unsigned i = 0; i < nnics; i++)
-            dup |= strcmp(nics[i]->name, name) == 0;
-        if (dup)
-            continue;
-        if (*cfg->nics ? !config_list_contains(cfg->nics, name) : strcmp(name, "lo") == 0)
-            continue; /* loopback only when named: a peer's "lo" would be ourselves */
-        if (config_list_contains(cfg->nics_exclude, name))
-            continue;
-        nic *n = calloc(1, sizeof(*n));
-        if (!n) {
-            fi_freeinfo(list);
-            return -ENOMEM;
+    size_t n = 0;
+    for (struct fi_info *fi = list; fi; fi = fi->next)
+        n++;
+    struct fi_info **ent = calloc(n, sizeof(*ent));
+    efa_offer *offers = calloc(n, sizeof(*offers));
+    size_t *chosen = calloc(n, sizeof(*chosen));
+    dev_cache *devs = calloc(NIC_MAX, sizeof(*devs));
+    size_t ndevs = 0;
+    rc = ent && offers && chosen && devs ? 0 : -ENOMEM;
+    n = 0;
+    for (struct fi_info *fi = list; fi && rc == 0; fi = fi->next, n++) {
+        ent[n] = fi;
+        offers[n] = (efa_offer){fi->fabric_attr->prov_name, fi->domain_attr->name, fi->fabric_attr->name, -1};
+        if (efa_is_provider(prov) && efa_is_provider(fi->fabric_attr->prov_name)) {
+            const dev_cache *d = dev_lookup(devs, &ndevs, fi);
+            if (d && d->attr.known)
+                offers[n].device_rdma = d->attr.rdma_read && d->attr.rdma_write;
         }
-        n->idx = nnics;
-        if ((rc = nic_open(n, fi, cfg->max_wr)) < 0) {
-            nic_close(n);
-            fi_freeinfo(list);
-            return rc;
-        }
-        nics[nnics++] = n;
     }
+    err e = {0};
+    int nchosen = rc < 0 ? rc : efa_choose_fabric(offers, n, prov, cfg->fabric, chosen, &e);
+    if (nchosen < 0) {
+        rc = nchosen;
+        if (e.code)
+            log_error("%s", e.text);
+    } else {
+        open_args base = {.cfg = cfg, .api = api, .pl = &pl};
+        rc = open_chosen(ent, offers, n, chosen, (size_t)nchosen, &base, devs, &ndevs);
+    }
+    free(ent);
+    free(offers);
+    free(chosen);
+    free(devs);
     fi_freeinfo(list);
+    topo_free(&pl.t);
+    if (rc < 0)
+        return rc;
     if (*cfg->nics)
-        for (const char *p = cfg->nics; *p;) {
-            const char *e = strchr(p, ',');
-            size_t l = e ? (size_t)(e - p) : strlen(p);
-            bool found = false;
-            for (unsigned i = 0; i < nnics; i++)
-                found |= strlen(nics[i]->name) == l && !strncmp(nics[i]->name, p, l);
-            if (!found)
-                log_warn("NIC '%.*s' from the nics setting was not found with provider %s", (int)l, p, prov);
-            if (!e)
-                break;
-            p = e + 1;
-        }
+        warn_unmatched(cfg->nics, prov);
     if (!nnics) {
         log_warn("provider %s: no NIC left after the nics/nics_exclude settings: serving same-host only", prov);
         return 0;
     }
     uint32_t lib = fi_version();
-    log_info("%u NIC(s) with provider %s; libfabric %u.%u, API %u.%u", nnics, prov, FI_MAJOR(lib), FI_MINOR(lib),
-             FI_MAJOR(api_version), FI_MINOR(api_version));
+    const char *fabric = nics[0]->fabric;
+    for (unsigned i = 1; i < nnics; i++)
+        if (strcmp(nics[i]->fabric, fabric) != 0)
+            fabric = "(one per NIC)";
+    log_info("%u NIC(s) with provider %s, fabric %s%s; libfabric %u.%u (headers %u.%u), API %u.%u", nnics, prov,
+             fabric, *cfg->fabric ? "" : " (the default choice)", FI_MAJOR(lib), FI_MINOR(lib),
+             FI_MAJOR_VERSION, FI_MINOR_VERSION, FI_MAJOR(api), FI_MINOR(api));
     return 0;
 }
 
@@ -361,4 +505,5 @@ void nic_shutdown(void)
     for (unsigned i = 0; i < nnics; i++)
         nic_close(nics[i]);
     nnics = 0;
+    efa_dev_unload();
 }

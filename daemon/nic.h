@@ -1,6 +1,7 @@
 /* NIC contexts over libfabric: one fabric/domain/AV/CQ and one shared RDM
- * endpoint per NIC, and the one memory-registration path every caller
- * uses. The worker threads that post and poll live in nic_worker.c. */
+ * endpoint per NIC. The one memory-registration path every caller uses is
+ * in nic_mr.c (nic_mr.h, included here); the worker threads that post and
+ * poll live in nic_worker.c. */
 #ifndef MCEFAD_NIC_H
 #define MCEFAD_NIC_H
 
@@ -11,6 +12,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "efa_dev.h"
 #include "err.h"
 #include "region.h"
 
@@ -21,9 +23,15 @@ struct nic_worker;
 
 typedef struct nic {
     unsigned idx;
-    char name[64];    /* domain name */
+    /* The device name where the provider gives one (rdmap79s0: sysfs,
+     * hwloc and Mooncake's NIC lists use it), else the domain name. */
+    char name[64];
+    char domain_name[64]; /* libfabric domain name (rdmap79s0-rdm, eth0) */
     char fabric[128]; /* fabric name: NICs pair only within a fabric */
     char provider[64];
+    uint32_t lib_version;  /* fi_version(): the library loaded */
+    uint32_t prov_version; /* the provider's own version */
+    uint32_t api_version;  /* what fi_getinfo answered at */
     int numa_node;
     struct fi_info *info;
     struct fid_fabric *fabric_fid;
@@ -34,8 +42,15 @@ typedef struct nic {
     struct fid_ep *ep;
     int mr_mode;
     bool delivery_complete; /* writes complete only once the data is at the target */
-    size_t max_msg;
+    bool hmem;              /* FI_HMEM in the caps the provider granted */
+    bool shm_off;           /* efa's shm sub-provider turned off by option */
+    /* RMA emulated with send/receive: 1, 0 device RDMA, -1 cannot tell (or not efa). */
+    int emulated_read, emulated_write;
+    uint64_t max_rma_bytes; /* largest single RMA op; larger transfers are split (xfer.c) */
+    size_t tx_depth;        /* the provider's tx queue (tx_attr->size), 0 if it says none */
     uint64_t max_wr;
+    efa_dev_attr efa;       /* libefa's description (efa provider only) */
+    char efa_why[160];      /* why efa is unknown */
     uint8_t addr[NIC_ADDR_MAX];
     size_t addrlen;
     uint64_t key_mask; /* keys we choose fit the provider's key size */
@@ -46,13 +61,6 @@ typedef struct nic {
     _Atomic uint64_t outstanding, bytes, ops, errors;
 } nic;
 
-/* Memory to register: host memory today; GPU memory (iface, device,
- * dmabuf fd) extends this descriptor, not the callers. */
-typedef struct nic_mem {
-    void *addr;
-    size_t len;
-} nic_mem;
-
 /* Opens every NIC the settings allow. With no NIC found it logs why and
  * returns 0: the daemon then serves same host only. */
 int nic_init(const mcefad_config *cfg);
@@ -61,15 +69,9 @@ void nic_shutdown(void);
 unsigned nic_count(void);
 nic *nic_get(unsigned i);
 
-/* The one registration path: m on NIC n with the given FI_* access bits,
- * honouring the provider's mr_mode (keys, endpoint binding, addresses). */
-int nic_mr_reg(nic *n, const nic_mem *m, uint64_t access, nic_mr *out, err *e);
-void nic_mr_close(nic_mr *m);
-
-/* Registers r with every NIC for local and remote access (r->mrs). */
-int nic_register_region(region *r, err *e);
-
 /* Link state as the kernel reports it now (sysfs), into buf. */
 const char *nic_link_state(const nic *n, char *buf, size_t len);
+
+#include "nic_mr.h"
 
 #endif

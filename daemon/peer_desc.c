@@ -52,6 +52,8 @@ static void serve_get_segment(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame
         for (unsigned k = 0; k < r->nmrs; k++) {
             rv[i].rma_addr[k] = r->mrs[k].rma_base;
             rv[i].rma_key[k] = r->mrs[k].key;
+            if (!region_on_nic(r, k))
+                rv[i].nics_absent |= 1ull << k; /* registered with the NICs of its NUMA node only */
         }
         d.regions[i] = &rv[i];
         i++;

@@ -16,6 +16,16 @@
 
 static const char *provider;
 
+/* The fabric all local NICs are on, "" when they are on several. */
+static const char *host_fabric(void)
+{
+    unsigned nn = nic_count();
+    for (unsigned i = 1; i < nn; i++)
+        if (strcmp(nic_get(i)->fabric, nic_get(0)->fabric) != 0)
+            return "";
+    return nn ? nic_get(0)->fabric : "";
+}
+
 /* Our hello; nv/np have room for every local NIC. */
 static void fill_hello(Mcefa__PeerHello *h, Mcefa__PeerNic *nv, Mcefa__PeerNic **np)
 {
@@ -25,6 +35,8 @@ static void fill_hello(Mcefa__PeerHello *h, Mcefa__PeerNic *nv, Mcefa__PeerNic *
     h->hostname = (char *)ident_hostname();
     h->epoch = ident_epoch();
     h->provider = (char *)provider;
+    h->libfabric_version = fi_version();
+    h->fabric = (char *)host_fabric();
     h->n_nics = nn;
     h->nics = np;
     for (unsigned i = 0; i < nn; i++) {
@@ -67,14 +79,24 @@ static int insert_addresses(peer *p, err *e)
     return 0;
 }
 
-/* peer_hello_check against this host's NICs. */
+/* peer_hello_check and the fabric check against this host's NICs. */
 static int check_hello(const Mcefa__PeerHello *h, err *e)
 {
     size_t lens[NIC_MAX];
+    const char *fabrics[NIC_MAX];
     unsigned nn = nic_count();
-    for (unsigned i = 0; i < nn; i++)
+    for (unsigned i = 0; i < nn; i++) {
         lens[i] = nic_get(i)->addrlen;
-    return peer_hello_check(h, provider, lens, nn, e);
+        fabrics[i] = nic_get(i)->fabric;
+    }
+    peer_hello_local me = {.hostname = ident_hostname(),
+                           .provider = provider,
+                           .fabric = host_fabric(),
+                           .libfabric_version = fi_version(),
+                           .nic_fabrics = fabrics,
+                           .nnics = nn};
+    int rc = peer_hello_check(h, provider, lens, nn, e);
+    return rc < 0 ? rc : peer_hello_fabric_check(h, &me, e);
 }
 
 /* Takes in a peer's hello: version and provider checks, then its NICs. */
@@ -116,7 +138,9 @@ static int apply_hello(peer *p, const Mcefa__PeerHello *h, err *e)
         return e->code;
     }
     p->epoch = h->epoch;
-    log_info("peer %s (%s): epoch %016" PRIx64 ", %u NICs", p->host, p->address, p->epoch, p->nrnics);
+    log_info("peer %s (%s): epoch %016" PRIx64 ", %u NICs, fabric %s, libfabric %u.%u", p->host, p->address, p->epoch,
+             p->nrnics, *h->fabric ? h->fabric : "(several)", FI_MAJOR(h->libfabric_version),
+             FI_MINOR(h->libfabric_version));
     return 0;
 }
 

@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <rdma/fabric.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -41,6 +43,8 @@ int peer_hello_check(const Mcefa__PeerHello *h, const char *provider, const size
         return err_set(e, -EPROTO, "a peer hello with an invalid host name (1-255 printable ASCII bytes, no spaces)");
     if (!peer_name_ok(h->provider, 127))
         return err_set(e, -EPROTO, "peer %s: invalid provider name", h->hostname);
+    if (h->fabric && *h->fabric && !peer_name_ok(h->fabric, 127))
+        return err_set(e, -EPROTO, "peer %s: invalid fabric name", h->hostname);
     if (h->n_nics == 0 || h->n_nics > NIC_MAX)
         return err_set(e, -EPROTO, "peer %s announced %zu NICs (1 to %d)", h->hostname, h->n_nics, NIC_MAX);
     for (size_t j = 0; j < h->n_nics; j++) {
@@ -55,4 +59,34 @@ int peer_hello_check(const Mcefa__PeerHello *h, const char *provider, const size
                            h->hostname, n->name, n->address.len, provider);
     }
     return 0;
+}
+
+/* "2.4", or "unknown" for a daemon that did not say. */
+static const char *version_text(uint32_t v, char *buf, size_t len)
+{
+    if (!v)
+        return "unknown";
+    snprintf(buf, len, "%u.%u", FI_MAJOR(v), FI_MINOR(v));
+    return buf;
+}
+
+int peer_hello_fabric_check(const Mcefa__PeerHello *h, const peer_hello_local *me, err *e)
+{
+    /* A provider mismatch has its own error (apply_hello). */
+    if (!h->fabric || !*h->fabric || !me->fabric || !*me->fabric || !strcmp(h->fabric, me->fabric) ||
+        strcmp(h->provider, me->provider) != 0)
+        return 0;
+    for (size_t j = 0; j < h->n_nics; j++)
+        for (unsigned i = 0; i < me->nnics; i++)
+            if (!strcmp(h->nics[j]->fabric, me->nic_fabrics[i]))
+                return 0;
+    char theirs[32], mine[32];
+    bool efa = !strcmp(h->fabric, "efa") || !strcmp(me->fabric, "efa");
+    return err_set(e, -EPROTO,
+                   "host %s uses fabric %s (libfabric %s), host %s uses %s (libfabric %s): no NIC of one shares a "
+                   "fabric with the other; %s",
+                   h->hostname, h->fabric, version_text(h->libfabric_version, theirs, sizeof(theirs)), me->hostname,
+                   me->fabric, version_text(me->libfabric_version, mine, sizeof(mine)),
+                   efa ? "set fabric=efa on both (efa-direct needs libfabric 2.1 or later and device RDMA on both)"
+                       : "set the fabric setting to one name on both");
 }

@@ -5,6 +5,7 @@
 #define MCEFAD_PEER_HELLO_CHECK_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "err.h"
 #include "mcefa.pb-c.h"
@@ -16,5 +17,23 @@
  * wrong. */
 int peer_hello_check(const Mcefa__PeerHello *h, const char *provider, const size_t *local_addrlen, unsigned nlocal,
                      err *e);
+
+/* This host as a hello describes it, for the fabric check. */
+typedef struct peer_hello_local {
+    const char *hostname;
+    const char *provider;
+    const char *fabric;              /* the host's one fabric, "" if several */
+    uint32_t libfabric_version;      /* fi_version() */
+    const char *const *nic_fabrics;  /* each local NIC's */
+    unsigned nnics;
+} peer_hello_local;
+
+/* Refuses (-EPROTO) a hello (already through peer_hello_check) of a host
+ * that names one fabric when this host names another and no NIC of one
+ * shares a fabric with a NIC of the other: a libfabric 2.0 host offers
+ * only efa, a 2.1 host picks efa-direct, and they can never talk. e names
+ * both hosts, fabrics and libfabric versions and what to set. 0 otherwise
+ * (hosts on several fabrics pair NIC by NIC, as before). */
+int peer_hello_fabric_check(const Mcefa__PeerHello *h, const peer_hello_local *me, err *e);
 
 #endif

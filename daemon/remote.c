@@ -43,6 +43,7 @@ remote_segment *remote_from_descriptor(peer *p, const Mcefa__SegmentDescriptor *
         rr->addr = x->addr;
         rr->length = x->length;
         rr->numa_node = x->numa_node;
+        rr->absent = x->nics_absent;
         rr->rma_addr = calloc(2 * ((size_t)nr + 1), sizeof(uint64_t));
         if (!rr->rma_addr) {
             err_set(e, -ENOMEM, "out of memory");

@@ -16,6 +16,7 @@ typedef struct remote_region {
     int numa_node;
     uint64_t *rma_addr; /* per remote NIC */
     uint64_t *rma_key;
+    uint64_t absent; /* bit j: not registered on remote NIC j, never to be used for it */
 } remote_region;
 
 typedef struct remote_segment {
@@ -32,5 +33,10 @@ remote_segment *remote_from_descriptor(peer *p, const Mcefa__SegmentDescriptor *
 void remote_free(remote_segment *r);
 /* The region holding all of [addr, addr+len), or NULL. */
 remote_region *remote_find(const remote_segment *rs, uint64_t addr, uint64_t len);
+/* Whether remote NIC j holds a registration of rr. */
+static inline int remote_on_nic(const remote_region *rr, unsigned j)
+{
+    return j < 64 && !(rr->absent >> j & 1);
+}
 
 #endif

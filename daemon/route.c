@@ -16,6 +16,19 @@ unsigned route_local(const route_nic *nics, unsigned n, int numa_node, unsigned 
     return k;
 }
 
+unsigned route_register(const int *nic_numa, unsigned n, int numa_node, bool all, bool *out)
+{
+    unsigned k = 0, on_node = 0;
+    for (unsigned i = 0; i < n; i++)
+        on_node += nic_numa[i] == numa_node;
+    all |= numa_node < 0 || on_node == 0;
+    for (unsigned i = 0; i < n; i++) {
+        out[i] = all || nic_numa[i] == numa_node || nic_numa[i] < 0;
+        k += out[i];
+    }
+    return k;
+}
+
 int route_remote(const bool *row, unsigned nremote, unsigned *rr)
 {
     for (unsigned k = 0; k < nremote; k++) {

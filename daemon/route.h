@@ -20,8 +20,14 @@ typedef struct route_nic {
  * n); returns how many. */
 unsigned route_local(const route_nic *nics, unsigned n, int numa_node, unsigned *out);
 
+/* NICs to register memory on numa_node with (out[i] true), given each NIC's
+ * node (-1 unknown): those on that node and those of unknown node. Every
+ * NIC when all is set, when the memory's node is unknown, or when no NIC
+ * is on it. Returns how many. */
+unsigned route_register(const int *nic_numa, unsigned n, int numa_node, bool all, bool *out);
+
 /* The next remote NIC reachable from one local NIC, round robin: row[j] is
- * true when remote NIC j is reachable. *rr is the peer's cursor. -1: none. */
+ * true when remote NIC j is reachable and holds the remote region. *rr is the peer's cursor. -1: none. */
 int route_remote(const bool *row, unsigned nremote, unsigned *rr);
 
 /* Pieces of a transfer of len bytes over nuse NICs: striped across them

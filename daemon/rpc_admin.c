@@ -8,6 +8,7 @@
 #include "peer_table.h"
 #include "ident.h"
 #include "log.h"
+#include "efa.h"
 #include "nic.h"
 #include "rpc.h"
 #include "stats.h"
@@ -108,6 +109,29 @@ static void nics(reply *r, Mcefa__DaemonStatus *st)
         ni->max_wr = n->max_wr;
         ni->link = reply_alloc(r, 32);
         nic_link_state(n, ni->link, 32);
+        ni->domain = n->domain_name;
+        ni->libfabric_version = n->lib_version;
+        ni->provider_version = n->prov_version;
+        ni->api_version = n->api_version;
+        ni->tx_depth = n->tx_depth;
+        ni->max_rma_bytes = n->max_rma_bytes;
+        ni->hmem = n->hmem;
+        ni->dmabuf = n->hmem && n->api_version >= FI_VERSION(1, 20);
+        ni->rma_emulated = (char *)efa_rma_emulated_name(n->provider, n->emulated_read, n->emulated_write);
+        ni->efa_unknown = n->efa_why;
+        if (n->efa.known) {
+            Mcefa__EfaDevice *d = reply_alloc(r, sizeof(*d));
+            mcefa__efa_device__init(d);
+            d->rdma_read = n->efa.rdma_read;
+            d->rdma_write = n->efa.rdma_write;
+            d->max_rdma_size = n->efa.max_rdma_size;
+            d->inline_buf_size = n->efa.inline_buf_size;
+            d->max_sq_wr = n->efa.max_sq_wr;
+            d->max_sq_sge = n->efa.max_sq_sge;
+            d->max_rq_wr = n->efa.max_rq_wr;
+            d->device_caps = n->efa.device_caps;
+            ni->efa = d;
+        }
         st->nics[i] = ni;
     }
 }

@@ -119,29 +119,40 @@ static void net_release(net_op *op)
     free(x);
 }
 
-/* Local NICs that may carry a transfer of lr to peer p (route.c decides). */
-static unsigned usable_nics(const region *lr, const peer *p, unsigned *out)
+/* row[j]: remote NIC j holds rr's registration and shares a fabric with
+ * local NIC local. Returns how many remote NICs row covers. */
+static unsigned remote_row(peer *p, unsigned local, const remote_region *rr, unsigned nrnics, bool *row)
 {
-    unsigned nn = nic_count(), nr = peer_nrnics(p);
-    route_nic rn[NIC_MAX];
-    for (unsigned i = 0; i < nn; i++) {
-        rn[i].numa_node = nic_get(i)->numa_node;
-        rn[i].has_mr = region_on_nic(lr, i);
-        rn[i].reaches = false;
-        for (unsigned j = 0; j < nr && !rn[i].reaches; j++)
-            rn[i].reaches = peer_pair(p, i, j) != FI_ADDR_NOTAVAIL;
-    }
-    return route_local(rn, nn, lr->numa_node, out);
-}
-
-static int pick_remote(peer *p, unsigned local, unsigned nrnics)
-{
-    bool row[NIC_MAX];
     unsigned nr = peer_nrnics(p);
     if (nr > nrnics)
         nr = nrnics; /* the peer's NIC list grew since the description */
     for (unsigned j = 0; j < nr; j++)
-        row[j] = peer_pair(p, local, j) != FI_ADDR_NOTAVAIL;
+        row[j] = remote_on_nic(rr, j) && peer_pair(p, local, j) != FI_ADDR_NOTAVAIL;
+    return nr;
+}
+
+/* Local NICs that may carry a transfer of lr to rr on peer p (route.c
+ * decides): both ends must hold the memory's registration, since each
+ * host registers memory with the NICs of its NUMA node only. */
+static unsigned usable_nics(const region *lr, peer *p, const remote_region *rr, unsigned nrnics, unsigned *out)
+{
+    unsigned nn = nic_count();
+    route_nic rn[NIC_MAX];
+    bool row[NIC_MAX];
+    for (unsigned i = 0; i < nn; i++) {
+        rn[i].numa_node = nic_get(i)->numa_node;
+        rn[i].has_mr = region_on_nic(lr, i);
+        rn[i].reaches = false;
+        for (unsigned j = 0, nr = remote_row(p, i, rr, nrnics, row); j < nr && !rn[i].reaches; j++)
+            rn[i].reaches = row[j];
+    }
+    return route_local(rn, nn, lr->numa_node, out);
+}
+
+static int pick_remote(peer *p, unsigned local, const remote_region *rr, unsigned nrnics)
+{
+    bool row[NIC_MAX];
+    unsigned nr = remote_row(p, local, rr, nrnics, row);
     return route_remote(row, nr, peer_rr(p));
 }
 
@@ -161,9 +172,11 @@ static uint32_t plan_remote(session *s, batch *b, uint32_t idx, const Mcefa__Tra
         unsigned li = use[(start + k) % nuse];
         nic *n = nic_get(li);
         uint64_t l = len - off < piece ? len - off : piece;
-        if (l > n->max_msg)
-            l = n->max_msg;
-        int j = pick_remote(p, li, rs->nrnics);
+        /* The provider's largest op (efa-direct: the device's RDMA size,
+         * which it does not check itself): the rest goes in further ops. */
+        if (l > n->max_rma_bytes)
+            l = n->max_rma_bytes;
+        int j = pick_remote(p, li, rr, rs->nrnics);
         xfer_net *x = j < 0 ? NULL : calloc(1, sizeof(*x));
         if (!x) {
             /* The pieces already planned still run; the transfer fails. */
@@ -413,12 +426,14 @@ int xfer_submit(session *s, batch *b, Mcefa__Transfer *const *tv, size_t n, uint
             continue;
         }
         remote_segment *rs = pl[i].rseg;
-        unsigned use[NIC_MAX], nuse = usable_nics(pl[i].lr, rs->peer, use);
+        unsigned use[NIC_MAX], nuse = usable_nics(pl[i].lr, rs->peer, pl[i].rreg, rs->nrnics, use);
         /* Ops are queued only after the loop, so remaining can be set once
          * they are all planned. */
         uint32_t pieces = nuse ? plan_remote(s, b, idx, t, pl[i].lr, rs, pl[i].rreg, use, nuse, &net_head) : 0;
         if (!pieces) {
-            char *why = strdup(nuse ? "out of memory" : "no local NIC shares a fabric with the peer's NICs");
+            char *why = strdup(nuse ? "out of memory"
+                                    : "no local NIC holding the local region shares a fabric with a NIC of the "
+                                      "peer holding the remote region (see mcefactl nics and peers)");
             batch_finish(b, idx, nuse ? -ENOMEM : -ENETUNREACH, why);
             continue;
         }

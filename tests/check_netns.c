@@ -3,72 +3,16 @@
  * requests are striped, and that warmup connects every NIC pair. Needs root
  * and iproute2; skips with the reason otherwise. Namespaces are removed
  * whatever the tests do. */
-#include <stdarg.h>
-#include <sys/mman.h>
-
 #include "net_harness.h"
 #include "suite.h"
 
-static char ns_a[32], ns_b[32], if_a[2][16], if_b[2][16];
+static netns_pair net;
+/* The pair's names, as the tests below use them. */
+static char *const ns_a = net.ns[0], *const ns_b = net.ns[1];
+static char (*const if_a)[16] = net.nic[0], (*const if_b)[16] = net.nic[1];
 static const char *ip_a = "10.231.1.1", *ip_b = "10.231.1.2";
 static test_daemon A, B;
 #define PEER_PORT "17650"
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    return system(cmd);
-}
-
-static pid_t owner; /* Check forks a child per test: only we tear down */
-
-static void net_down(void)
-{
-    if (getpid() != owner)
-        return;
-    sh("ip netns del %s 2>/dev/null", ns_a);
-    sh("ip netns del %s 2>/dev/null", ns_b);
-}
-
-static void on_signal(int sig)
-{
-    net_down();
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-static int net_up(void)
-{
-    /* Namespaces outlive processes: remove them on every way out. */
-    owner = getpid();
-    atexit(net_down);
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    int id = getpid() % 100000;
-    snprintf(ns_a, sizeof(ns_a), "mcefa-a-%d", id);
-    snprintf(ns_b, sizeof(ns_b), "mcefa-b-%d", id);
-    if (sh("ip netns add %s && ip netns add %s", ns_a, ns_b))
-        return -1;
-    for (int k = 0; k < 2; k++) {
-        snprintf(if_a[k], sizeof(if_a[k]), "mca%d-%d", k, id);
-        snprintf(if_b[k], sizeof(if_b[k]), "mcb%d-%d", k, id);
-        if (sh("ip link add %s type veth peer name %s", if_a[k], if_b[k]) ||
-            sh("ip link set %s netns %s && ip link set %s netns %s", if_a[k], ns_a, if_b[k], ns_b) ||
-            sh("ip -n %s addr add 10.231.%d.1/24 dev %s && ip -n %s link set %s up", ns_a, k + 1, if_a[k], ns_a,
-               if_a[k]) ||
-            sh("ip -n %s addr add 10.231.%d.2/24 dev %s && ip -n %s link set %s up", ns_b, k + 1, if_b[k], ns_b,
-               if_b[k]))
-            return -1;
-    }
-    if (sh("ip -n %s link set lo up && ip -n %s link set lo up", ns_a, ns_b))
-        return -1;
-    return 0;
-}
 
 static void start(test_daemon *d, const char *ns, const char *host, char ifs[2][16])
 {
@@ -178,16 +122,10 @@ END_TEST
 
 int main(void)
 {
-    if (geteuid() != 0) {
-        printf("netns: skipped: creating network namespaces needs root\n0 passed, 0 failed\n");
+    if (!netns_usable("netns"))
         return 0;
-    }
-    if (system("ip -V >/dev/null 2>&1") != 0 || system("fi_info -p 'tcp;ofi_rxm' >/dev/null 2>&1") != 0) {
-        printf("netns: skipped: needs iproute2 and libfabric's tcp;ofi_rxm provider\n0 passed, 0 failed\n");
-        return 0;
-    }
-    if (net_up() < 0) {
-        net_down();
+    if (netns_up(&net, "mc", "10.231") < 0) {
+        netns_down();
         printf("netns: skipped: cannot create namespaces and veth pairs here (see the ip errors above)\n"
                "0 passed, 0 failed\n");
         return 0;
@@ -200,5 +138,5 @@ int main(void)
     tcase_add_test(tc, large_requests_are_striped);
     tcase_add_test(tc, warmup_connects_every_pair);
     suite_add_tcase(s, tc);
-    return run_suite(s); /* net_down runs at exit */
+    return run_suite(s); /* netns_down runs at exit */
 }

@@ -2,6 +2,7 @@
  * carry a transfer, which remote NIC each targets, how large transfers
  * split. */
 #include <check.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "route.h"
@@ -78,6 +79,31 @@ START_TEST(stripes)
 }
 END_TEST
 
+/* p5-like: 32 NICs, 16 per NUMA node; memory is registered with its
+ * node's NICs only, so each pins half of what registering everywhere would. */
+START_TEST(registration_follows_numa)
+{
+    int numa[32];
+    bool use[32];
+    for (int i = 0; i < 32; i++)
+        numa[i] = i < 16 ? 0 : 1;
+    ck_assert_uint_eq(route_register(numa, 32, 1, false, use), 16);
+    for (int i = 0; i < 32; i++)
+        ck_assert(use[i] == (i >= 16));
+    /* The setting, unknown memory and a node without NICs: every NIC. */
+    ck_assert_uint_eq(route_register(numa, 32, 1, true, use), 32);
+    ck_assert_uint_eq(route_register(numa, 32, -1, false, use), 32);
+    ck_assert_uint_eq(route_register(numa, 32, 3, false, use), 32);
+    /* A NIC of unknown node may be local: it is kept. */
+    numa[5] = -1;
+    ck_assert_uint_eq(route_register(numa, 32, 1, false, use), 17);
+    ck_assert(use[5] && !use[4]);
+    /* No NIC knows its node (a VM): every NIC. */
+    int unknown[4] = {-1, -1, -1, -1};
+    ck_assert_uint_eq(route_register(unknown, 4, 0, false, use), 4);
+}
+END_TEST
+
 START_TEST(first_rotates)
 {
     unsigned a = route_first(4), b = route_first(4);
@@ -96,6 +122,7 @@ int main(void)
     tcase_add_test(tc, only_nics_holding_the_region);
     tcase_add_test(tc, remote_round_robin_skips_unreachable);
     tcase_add_test(tc, stripes);
+    tcase_add_test(tc, registration_follows_numa);
     tcase_add_test(tc, first_rotates);
     suite_add_tcase(s, tc);
     return run_suite(s);

@@ -7,6 +7,11 @@
  *       (driving progress) until killed
  *   fi-rma-bench --mode=initiator --provider=P --nic=N --target='<that line>'
  *       --operation=write|read --block_size=S --window=W --duration=D
+ *
+ * --nic takes a device (rdmap79s0) or domain (rdmap79s0-rdm) name;
+ * --fabric=F (efa, efa-direct) picks that fabric, else the first listed.
+ * It asks libfabric what mcefad asks (API version, remote communication
+ * only, FI_HMEM=system unless set) so the two compare like with like.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -24,8 +29,10 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "fabric_version.h"
+
 static const char *mode = "initiator", *provider = "tcp;ofi_rxm", *nic_name = "lo", *target = "",
-                  *operation = "write";
+                  *operation = "write", *fabric_name = "";
 static uint64_t block = 1 << 20, window = 64, buffer_size = 256 << 20;
 static double duration = 5;
 static bool json;
@@ -55,27 +62,45 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static struct fi_info *hints, *list;
+
+static int ask_getinfo(uint32_t version, void *arg)
+{
+    (void)arg;
+    return fi_getinfo(version, NULL, NULL, 0, hints, &list);
+}
+
+static bool nic_matches(const struct fi_info *fi)
+{
+    const char *dev = fi->nic && fi->nic->device_attr ? fi->nic->device_attr->name : NULL;
+    return (!strcmp(fi->domain_attr->name, nic_name) || (dev && !strcmp(dev, nic_name))) &&
+           (!*fabric_name || !strcmp(fi->fabric_attr->name, fabric_name));
+}
+
 static void open_nic(void)
 {
-    struct fi_info *hints = fi_allocinfo(), *list;
+    setenv("FI_HMEM", "system", 0); /* no GPU probing: host memory only */
+    hints = fi_allocinfo();
     hints->ep_attr->type = FI_EP_RDM;
-    hints->caps = FI_RMA | FI_READ | FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE;
+    hints->caps = FI_RMA | FI_READ | FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE | FI_REMOTE_COMM;
     hints->mode = FI_CONTEXT | FI_CONTEXT2;
     hints->domain_attr->mr_mode = FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY | FI_MR_ENDPOINT;
     hints->fabric_attr->prov_name = strdup(provider);
     hints->tx_attr->op_flags = FI_DELIVERY_COMPLETE; /* as the daemon asks */
-    OK(fi_getinfo(FI_VERSION(1, 9), NULL, NULL, 0, hints, &list));
-    for (struct fi_info *fi = list; fi; fi = fi->next)
-        if (!strcmp(fi->domain_attr->name, nic_name)) {
+    uint32_t api;
+    OK(fabric_version_negotiate(FABRIC_VERSION_HEADERS, fi_version(), ask_getinfo, NULL, &api));
+    for (struct fi_info *fi = list; fi && !info; fi = fi->next)
+        if (nic_matches(fi))
             info = fi_dupinfo(fi);
-            break;
-        }
     fi_freeinfo(list);
     fi_freeinfo(hints);
     if (!info) {
-        fprintf(stderr, "fi-rma-bench: provider %s has no NIC named %s\n", provider, nic_name);
+        fprintf(stderr, "fi-rma-bench: provider %s has no NIC named %s%s%s\n", provider, nic_name,
+                *fabric_name ? " on fabric " : "", fabric_name);
         exit(1);
     }
+    fprintf(stderr, "fi-rma-bench: libfabric %u.%u, API %u.%u, fabric %s, domain %s\n", FI_MAJOR(fi_version()),
+            FI_MINOR(fi_version()), FI_MAJOR(api), FI_MINOR(api), info->fabric_attr->name, info->domain_attr->name);
     OK(fi_fabric(info->fabric_attr, &fabric, NULL));
     OK(fi_domain(fabric, info, &domain, NULL));
     struct fi_av_attr aa = {.type = FI_AV_TABLE};
@@ -202,6 +227,8 @@ int main(int argc, char **argv)
             provider = v;
         else if (!strcmp(a, "--nic"))
             nic_name = v;
+        else if (!strcmp(a, "--fabric"))
+            fabric_name = v;
         else if (!strcmp(a, "--target"))
             target = v;
         else if (!strcmp(a, "--operation"))

@@ -129,14 +129,55 @@ static void print_gpus(const Mcefa__DaemonStatus *d)
     }
 }
 
+/* A libfabric version (FI_VERSION: major << 16 | minor) as "2.4". The
+ * providers built into libfabric encode their version as FI_VERSION(major
+ * * 100 + minor, revision * 10): that reads "2.4.0". */
+static const char *fi_ver(uint32_t v, char *buf, size_t len)
+{
+    unsigned major = v >> 16, minor = v & 0xffff;
+    if (!v)
+        snprintf(buf, len, "-");
+    else if (major >= 100)
+        snprintf(buf, len, "%u.%u.%u", major / 100, major % 100, minor / 10);
+    else
+        snprintf(buf, len, "%u.%u", major, minor);
+    return buf;
+}
+
+/* Bytes, or "unbounded" for the providers that take any size. */
+static const char *bytes_or_unbounded(uint64_t v, char *buf, size_t len)
+{
+    if (v >= (1ull << 63))
+        snprintf(buf, len, "unbounded");
+    else
+        snprintf(buf, len, "%" PRIu64, v);
+    return buf;
+}
+
+/* libefa's answer, one line: "read+write, max RDMA 1073741824, inline 32, SQ 4096x2". */
+static const char *efa_text(const Mcefa__NicInfo *n, char *buf, size_t len)
+{
+    const Mcefa__EfaDevice *e = n->efa;
+    if (!e)
+        snprintf(buf, len, "%s", *n->efa_unknown ? n->efa_unknown : "-");
+    else
+        snprintf(buf, len, "RDMA %s, max RDMA %" PRIu32 ", inline %u, SQ %ux%u, caps 0x%x",
+                 e->rdma_read && e->rdma_write ? "read+write" : e->rdma_read ? "read only" : "none",
+                 e->max_rdma_size, e->inline_buf_size, e->max_sq_wr, e->max_sq_sge, e->device_caps);
+    return buf;
+}
+
 static void print_nics(const Mcefa__DaemonStatus *d)
 {
+    char v1[16], v2[16], v3[16], efa[256], rma[24];
     if (json) {
         printf("[");
         for (size_t i = 0; i < d->n_nics; i++) {
             const Mcefa__NicInfo *n = d->nics[i];
             printf("%s{\"name\":", i ? "," : "");
             jstr(n->name);
+            printf(",\"domain\":");
+            jstr(n->domain);
             printf(",\"provider\":");
             jstr(n->provider);
             printf(",\"fabric\":");
@@ -144,8 +185,25 @@ static void print_nics(const Mcefa__DaemonStatus *d)
             printf(",\"numa_node\":%d,\"link\":", n->numa_node);
             jstr(n->link);
             printf(",\"outstanding\":%" PRIu64 ",\"max_wr\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"ops\":%" PRIu64
-                   ",\"errors\":%" PRIu64 "}",
+                   ",\"errors\":%" PRIu64,
                    n->outstanding, n->max_wr, n->bytes, n->ops, n->errors);
+            printf(",\"libfabric_version\":\"%s\",\"provider_version\":\"%s\",\"api_version\":\"%s\"",
+                   fi_ver(n->libfabric_version, v1, sizeof(v1)), fi_ver(n->provider_version, v2, sizeof(v2)),
+                   fi_ver(n->api_version, v3, sizeof(v3)));
+            printf(",\"tx_depth\":%" PRIu64 ",\"max_rma_bytes\":%" PRIu64 ",\"hmem\":%s,\"dmabuf\":%s,\"rma_emulated\":",
+                   n->tx_depth, n->max_rma_bytes, n->hmem ? "true" : "false", n->dmabuf ? "true" : "false");
+            jstr(n->rma_emulated);
+            if (n->efa)
+                printf(",\"efa\":{\"rdma_read\":%s,\"rdma_write\":%s,\"max_rdma_size\":%u,\"inline_buf_size\":%u,"
+                       "\"max_sq_wr\":%u,\"max_sq_sge\":%u,\"max_rq_wr\":%u,\"device_caps\":%u}",
+                       n->efa->rdma_read ? "true" : "false", n->efa->rdma_write ? "true" : "false",
+                       n->efa->max_rdma_size, n->efa->inline_buf_size, n->efa->max_sq_wr, n->efa->max_sq_sge,
+                       n->efa->max_rq_wr, n->efa->device_caps);
+            else {
+                printf(",\"efa_unknown\":");
+                jstr(n->efa_unknown);
+            }
+            printf("}");
         }
         printf("]\n");
         return;
@@ -161,6 +219,17 @@ static void print_nics(const Mcefa__DaemonStatus *d)
         printf("%-16s %-14s %-20s %4d %-8s %5" PRIu64 "/%-5" PRIu64 " %14" PRIu64 " %10" PRIu64 " %7" PRIu64 "\n",
                n->name, n->provider, n->fabric, n->numa_node, n->link, n->outstanding, n->max_wr, n->bytes, n->ops,
                n->errors);
+    }
+    /* How each NIC was set up: what docs/deployment.md says to check. */
+    printf("\n%-16s %-18s %-9s %-8s %-6s %8s %14s %-5s %-6s %-12s %s\n", "NIC", "domain", "libfabric", "provider",
+           "API", "tx depth", "max RMA", "HMEM", "dmabuf", "RMA emulated", "EFA device (libefa)");
+    for (size_t i = 0; i < d->n_nics; i++) {
+        const Mcefa__NicInfo *n = d->nics[i];
+        printf("%-16s %-18s %-9s %-8s %-6s %8" PRIu64 " %14s %-5s %-6s %-12s %s\n", n->name, n->domain,
+               fi_ver(n->libfabric_version, v1, sizeof(v1)), fi_ver(n->provider_version, v2, sizeof(v2)),
+               fi_ver(n->api_version, v3, sizeof(v3)), n->tx_depth,
+               bytes_or_unbounded(n->max_rma_bytes, rma, sizeof(rma)), n->hmem ? "yes" : "no",
+               n->dmabuf ? "yes" : "no", n->rma_emulated, efa_text(n, efa, sizeof(efa)));
     }
 }
 
@@ -353,7 +422,8 @@ static void usage(FILE *o)
 {
     fprintf(o, "usage: mcefactl [--socket=PATH] [--json] COMMAND\n"
                "  status              version, uptime, provider, epoch, counters\n"
-               "  nics                NICs: provider, NUMA node, link, outstanding WRs, bytes/ops/errors\n"
+               "  nics                NICs: provider, NUMA node, link, outstanding WRs, bytes/ops/errors; libfabric,\n"
+               "                      API, fabric, tx depth, max RMA, HMEM, emulated RMA, libefa's device limits\n"
                "  peers               peer hosts: epoch, NIC pairs connected, bytes, last error\n"
                "  clients             clients: pid, uid, name, regions, bytes registered, batches in flight\n"
                "  segments            exported segments\n"

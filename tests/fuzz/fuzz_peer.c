@@ -40,7 +40,12 @@ static void check_hello(const Mcefa__PeerHello *h)
     static const size_t tcp[] = {16, 28}, efa[] = {32};
     err e = {0};
     peer_hello_check(h, "tcp", tcp, 2, &e);
-    peer_hello_check(h, "efa", efa, 1, &e);
+    if (peer_hello_check(h, "efa", efa, 1, &e) == 0) {
+        /* Only a hello that passed the checks reaches the fabric check. */
+        const char *fabrics[] = {"efa-direct", "efa"};
+        peer_hello_local me = {"fuzz-host", "efa", "efa-direct", FI_VERSION(2, 4), fabrics, 2};
+        peer_hello_fabric_check(h, &me, &e);
+    }
 }
 
 static void check_segment(const Mcefa__SegmentDescriptor *d, uint64_t seq)
