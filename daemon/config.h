@@ -89,6 +89,10 @@
     X(STR, provider, "efa", 0, CFG_UNBOUNDED, "MCEFAD_PROVIDER", "",                                             \
       "libfabric provider for the NICs: efa on AWS, tcp;ofi_rxm (or another RDM provider with RMA) elsewhere; " \
       "none runs same-host only.")                                                                              \
+    X(BOOL, allow_no_nics, "false", 0, 0, "MCEFAD_ALLOW_NO_NICS", "",                                            \
+      "Start anyway, serving same-host transfers only, when the provider finds no usable NIC. By default a "   \
+      "provider other than none that finds none fails the start with the reason (an EFA host whose driver "    \
+      "is missing must not look healthy).")                                                                     \
     X(NAMES, nics, "", 0, CFG_UNBOUNDED, "MCEFAD_NICS", "MC_EFA_NIC_SELECTION",                                  \
       "Comma-separated NICs to use, by device name (rdmap79s0) or libfabric domain name (rdmap79s0-rdm, eth0); " \
       "empty means every NIC the provider lists.")                                                             \

@@ -440,10 +440,18 @@ int nic_init(const mcefad_config *cfg)
                      prov);
     }
     if (!list) {
-        log_warn("provider %s lists no NIC with RDM endpoints and RMA (%s): serving same-host transfers only. "
-                 "On AWS check the EFA driver and libfabric; elsewhere set provider=tcp;ofi_rxm",
-                 prov, fi_strerror(-rc));
         topo_free(&pl.t);
+        if (!cfg->allow_no_nics) {
+            log_error("provider %s lists no NIC with RDM endpoints and RMA (%s). On AWS check the EFA driver "
+                      "(lsmod | grep efa; fi_info -p efa) and which libfabric is loaded; elsewhere set "
+                      "provider=tcp;ofi_rxm; to serve same-host transfers only, set provider=none or "
+                      "allow_no_nics=true",
+                      prov, fi_strerror(-rc));
+            return -ENODEV;
+        }
+        log_warn("provider %s lists no NIC with RDM endpoints and RMA (%s): serving same-host transfers only "
+                 "(allow_no_nics)",
+                 prov, fi_strerror(-rc));
         return 0;
     }
     size_t n = 0;
@@ -486,7 +494,15 @@ int nic_init(const mcefad_config *cfg)
     if (*cfg->nics)
         warn_unmatched(cfg->nics, prov);
     if (!nnics) {
-        log_warn("provider %s: no NIC left after the nics/nics_exclude settings: serving same-host only", prov);
+        if (!cfg->allow_no_nics) {
+            log_error("provider %s: no NIC left after the nics/nics_exclude settings; fix them, or set "
+                      "allow_no_nics=true to serve same-host transfers only",
+                      prov);
+            return -ENODEV;
+        }
+        log_warn("provider %s: no NIC left after the nics/nics_exclude settings: serving same-host only "
+                 "(allow_no_nics)",
+                 prov);
         return 0;
     }
     uint32_t lib = fi_version();

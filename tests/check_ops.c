@@ -272,6 +272,35 @@ START_TEST(log_storms_are_damped)
 }
 END_TEST
 
+/* A provider that finds no NIC fails the start, saying what to check,
+ * unless allow_no_nics says same-host only is wanted. (A provider name no
+ * libfabric has stands in for an EFA host whose driver is missing; that
+ * this machine has no EFA is not what the test relies on.) */
+START_TEST(no_nics_fails_start)
+{
+    char out[8192], dir[] = "/tmp/mcefa-nonic-XXXXXX";
+    const char *b = build_dir();
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    int rc = run(out, sizeof(out),
+                 "timeout 20 %s/mcefad --socket_path=%s/s.sock --metrics_listen= --provider=nosuchprovider 2>&1", b,
+                 dir);
+    ck_assert_msg(rc == 1, "exit %d: %s", rc, out);
+    ck_assert_ptr_nonnull(strstr(out, "lists no NIC"));
+    ck_assert_ptr_nonnull(strstr(out, "allow_no_nics=true"));
+    /* Allowed: it serves (same host only) until told to stop. */
+    rc = run(out, sizeof(out),
+             "(%s/mcefad --socket_path=%s/s.sock --metrics_listen= --provider=nosuchprovider --allow_no_nics=true "
+             "2>&1 & p=$!; for i in $(seq 200); do [ -S %s/s.sock ] && break; sleep 0.05; done; "
+             "%s/mcefactl --socket=%s/s.sock status >/dev/null; r=$?; kill $p; wait $p; exit $r)",
+             b, dir, dir, b, dir);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, out);
+    ck_assert_ptr_nonnull(strstr(out, "serving same-host transfers only"));
+    char cmd[200];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 START_TEST(config_check_and_unit_file)
 {
     char out[8192];
@@ -332,6 +361,7 @@ int main(void)
     tcase_add_test(tc, metrics_scrape);
     tcase_add_test(tc, log_storms_are_damped);
     tcase_add_test(tc, config_check_and_unit_file);
+    tcase_add_test(tc, no_nics_fails_start);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

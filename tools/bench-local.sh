@@ -40,7 +40,8 @@ memcpy_rate() {
 }
 
 start_daemon() { # $1 = copy threads
-    "$B/mcefad" --socket_path="$dir/s.sock" --copy_threads="$1" --log_level=warn --metrics_listen= 2>>"$dir/mcefad.log" &
+    "$B/mcefad" --socket_path="$dir/s.sock" --provider=none --copy_threads="$1" --log_level=warn --metrics_listen= \
+        2>>"$dir/mcefad.log" &
     daemon_pid=$!
     for _ in $(seq 100); do [ -S "$dir/s.sock" ] && break; sleep 0.05; done
     "$B/mcefa-bench" --mode=target --socket="$dir/s.sock" --buffer_size="$BUFFER" >"$dir/target.out" &
