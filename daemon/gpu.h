@@ -18,14 +18,10 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "gpu_desc.h"
 #include "region.h"
 
 #define GPU_MAX 64
-/* VMM allocations one registration may span: a range of PyTorch's
- * expandable segments (20 MiB allocations) up to 80 GiB. They come at most
- * GPU_MSG_CHUNKS to a message (a frame's descriptors less the dmabuf). */
-#define GPU_MAX_CHUNKS 4096
-#define GPU_MSG_CHUNKS 15
 
 /* The driver library to load (cuda_library); nothing is loaded yet. */
 void gpu_init(const char *driver_path);
@@ -53,35 +49,8 @@ const char *gpu_bus_id(int dev);
  * if dev is not a GPU of this daemon. */
 void *gpu_context(int dev);
 
-/* What a client sent for one GPU range (copied out of the request). The
- * descriptors become gpu_import's to close, whatever it returns. */
-typedef struct gpu_desc {
-    int share; /* 1 IPC, 2 VMM (the GpuShare values) */
-    char bus_id[32];
-    unsigned char uuid[16];
-    bool has_uuid;
-    unsigned char ipc[64];
-    uint64_t alloc_base, alloc_size;
-    unsigned nchunks, cap;
-    uint64_t *chunk_base, *chunk_size; /* VMM: in address order once complete */
-    int *chunk_fd;
-    int dmabuf_fd; /* -1: none */
-} gpu_desc;
-
-/* A description with nothing yet; NULL when out of memory. */
-gpu_desc *gpu_desc_new(void);
-/* Appends a VMM chunk (the fd becomes the description's): 0, -E2BIG past
- * GPU_MAX_CHUNKS or -ENOMEM (the fd is closed then). */
-int gpu_desc_add_chunk(gpu_desc *d, uint64_t base, uint64_t size, int fd);
-/* Closes its descriptors and frees it. */
-void gpu_desc_free(gpu_desc *d);
-
-/* Checks a description against the range before anything is imported:
- * the request's shape, not the memory (loop thread, cheap). */
-int gpu_desc_check(const gpu_desc *d, uint64_t addr, uint64_t length, err *e);
-/* A region of GPU kind for the client range [addr, addr+length). */
+/* A region of GPU kind for the client range [addr, addr+length); d's
+ * descriptors are closed whatever it returns. */
 int gpu_import(gpu_desc *d, uint64_t addr, uint64_t length, region **out, err *e);
-/* Closes the descriptors of a description never imported. */
-void gpu_desc_close(gpu_desc *d);
 
 #endif

@@ -1,7 +1,7 @@
 #include "session.h"
 
 #include "copypool.h"
-#include "gpu.h"
+#include "gpu_desc.h"
 #include "memfd_import.h"
 
 #include <errno.h>
