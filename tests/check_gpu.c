@@ -393,6 +393,31 @@ static int fd_count(pid_t pid)
     return n;
 }
 
+#define ERRLEN 600
+
+/* Sends one RegisterMemory with nfds descriptors on a raw connection and
+ * returns the reply's status (its error text into why). */
+static int raw_register(int fd, wire_reader *rd, uint64_t seq, Mcefa__RegisterMemory *m, const int *fds,
+                        unsigned nfds, char *why)
+{
+    Mcefa__Request req = MCEFA__REQUEST__INIT;
+    req.seq = seq;
+    req.body_case = MCEFA__REQUEST__BODY_REGISTER_MEMORY;
+    req.register_memory = m;
+    uint8_t *buf;
+    size_t len;
+    ck_assert_int_eq(wire_pack(&req.base, &buf, &len), 0);
+    ck_assert_int_eq(wire_send_all(fd, buf, len, fds, nfds), 0);
+    free(buf);
+    Mcefa__Response *r = raw_recv(fd, rd);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(r->seq, seq);
+    int status = r->status;
+    snprintf(why, ERRLEN, "%s", r->error ? r->error : "");
+    mcefa__response__free_unpacked(r, NULL);
+    return status;
+}
+
 /* A client that sends parts of a VMM registration and never the last, or
  * switches ranges half way: the daemon answers, and its descriptors go
  * with the waiting parts (no descriptor of the daemon's is left behind). */
@@ -428,21 +453,11 @@ START_TEST(vmm_parts_abandoned)
             m.length = 64 * MiB;
             m.fd_count = GPU_PARTS;
             m.gpu = &g;
-            Mcefa__Request req = MCEFA__REQUEST__INIT;
-            req.seq = 10 + (uint64_t)part;
-            req.body_case = MCEFA__REQUEST__BODY_REGISTER_MEMORY;
-            req.register_memory = &m;
-            uint8_t *buf;
-            size_t len;
-            ck_assert_int_eq(wire_pack(&req.base, &buf, &len), 0);
-            ck_assert_int_eq(wire_send_all(fd, buf, len, fds, GPU_PARTS), 0);
-            free(buf);
+            char why[ERRLEN];
+            /* A part is answered at once. */
+            ck_assert_int_eq(raw_register(fd, &rd, 10 + (uint64_t)part, &m, fds, GPU_PARTS, why), 0);
             for (int i = 0; i < GPU_PARTS; i++)
                 close(fds[i]);
-            Mcefa__Response *r = raw_recv(fd, &rd);
-            ck_assert_ptr_nonnull(r);
-            ck_assert_int_eq(r->status, 0); /* a part is answered at once */
-            mcefa__response__free_unpacked(r, NULL);
         }
         wire_reader_free(&rd);
         close(fd);
@@ -453,6 +468,133 @@ START_TEST(vmm_parts_abandoned)
         usleep(10000);
     ck_assert_msg(after <= before, "daemon fds: %d before, %d after", before, after);
     ck_assert(daemon_alive(&D));
+}
+END_TEST
+
+/* What a hostile client can put in RegisterMemory.gpu: each malformed or
+ * lying description is refused with its own error, before or at the
+ * import, and nothing is left behind (no descriptor, no import); the
+ * daemon goes on serving. The lies that matter most: an IPC handle that
+ * claims more than its allocation (a copy past a mapping would poison the
+ * daemon's GPU context), and a VMM descriptor that is not VMM memory or
+ * smaller than claimed. */
+START_TEST(hostile_gpu_registrations)
+{
+    use_gpu(0);
+    CUdeviceptr p;
+    CU_OK(cuda_drv.cuMemAlloc(&p, MiB));
+    CUipcMemHandle ipc;
+    CU_OK(cuda_drv.cuIpcGetMemHandle(&ipc, p));
+    CUdeviceptr v = vmm_alloc(0, 1, 2 * MiB, 1);
+    CUmemGenericAllocationHandle vh;
+    CU_OK(cuda_drv.cuMemRetainAllocationHandle(&vh, (void *)(uintptr_t)v));
+    int before = fd_count(D.pid);
+    int fd = raw_connect(D.sock);
+    ck_assert_int_ge(fd, 0);
+    wire_reader rd;
+    wire_reader_init(&rd, WIRE_MAX_FRAME_DEFAULT);
+    raw_hello_ok(fd, &rd);
+    uint8_t junk[64];
+    memset(junk, 0x5a, sizeof(junk));
+    struct {
+        const char *what;
+        int share, n_chunks, fd_count, nfds, dmabuf, more;
+        const char *bus;
+        size_t uuid_len, ipc_len;
+        const uint8_t *ipc;
+        uint64_t addr, length, alloc_base, alloc_size, chunk_size, chunk_gap;
+        int vmm_fd; /* the chunk's descriptor: a VMM export (1) or a plain memfd (0) */
+        int want;
+        const char *text;
+    } cases[] = {
+        {"IPC share with chunks", 1, 1, 1, 1, 0, 0, "0000:18:00.0", 0, 64, (const uint8_t *)ipc.reserved, p, MiB, p,
+         MiB, 2 * MiB, 0, 0, -EINVAL, "none for IPC shares"},
+        {"more than a message's chunks", 2, 16, 16, 0, 0, 0, "0000:18:00.0", 0, 0, NULL, v, MiB, 0, 0, 2 * MiB, 0, 0,
+         -EINVAL, "at most 15"},
+        {"fd_count promised, none sent", 2, 2, 2, 0, 0, 0, "0000:18:00.0", 0, 0, NULL, v, MiB, 0, 0, 2 * MiB, 0, 0,
+         -EBADF, "without its descriptors"},
+        {"dmabuf on a part that is not the last", 2, 1, 2, 2, 1, 1, "0000:18:00.0", 0, 0, NULL, v, MiB, 0, 0, 2 * MiB,
+         0, 0, -EINVAL, "in the last message"},
+        {"no bus id", 1, 0, 0, 0, 0, 0, "", 0, 64, (const uint8_t *)ipc.reserved, p, MiB, p, MiB, 0, 0, 0, -EINVAL,
+         "names no GPU"},
+        {"uuid of 5 bytes", 1, 0, 0, 0, 0, 0, "0000:18:00.0", 5, 64, (const uint8_t *)ipc.reserved, p, MiB, p, MiB, 0,
+         0, 0, -EINVAL, "uuid must be 16 bytes"},
+        {"IPC handle of 10 bytes", 1, 0, 0, 0, 0, 0, "0000:18:00.0", 0, 10, (const uint8_t *)ipc.reserved, p, MiB, p,
+         MiB, 0, 0, 0, -EINVAL, "must be 64 bytes"},
+        {"range outside its allocation", 1, 0, 0, 0, 0, 0, "0000:18:00.0", 0, 64, (const uint8_t *)ipc.reserved,
+         p + MiB, 4096, p, MiB, 0, 0, 0, -EINVAL, "outside its allocation"},
+        {"unknown share kind", 7, 0, 0, 0, 0, 0, "0000:18:00.0", 0, 0, NULL, p, MiB, p, MiB, 0, 0, 0, -EINVAL,
+         "unknown share kind"},
+        {"VMM chunks not side by side", 2, 2, 2, 2, 0, 0, "0000:18:00.0", 0, 0, NULL, v, MiB, 0, 0, 2 * MiB, 4096, 1,
+         -EINVAL, "not contiguous"},
+        {"an IPC handle of junk", 1, 0, 0, 0, 0, 0, "0000:18:00.0", 0, 64, junk, p, MiB, p, MiB, 0, 0, 0, -EIO,
+         "cannot open the CUDA IPC handle"},
+        {"an IPC allocation claimed 64 times larger", 1, 0, 0, 0, 0, 0, "0000:18:00.0", 0, 64,
+         (const uint8_t *)ipc.reserved, p, MiB, p, 64 * MiB, 0, 0, 0, -EINVAL, "not the 67108864 the registration"},
+        {"a VMM descriptor that is a plain memfd", 2, 1, 1, 1, 0, 0, "0000:18:00.0", 0, 0, NULL, v, MiB, 0, 0, 2 * MiB,
+         0, 0, -EINVAL, "cannot import the VMM allocation"},
+        {"a VMM allocation claimed twice its size", 2, 1, 1, 1, 0, 0, "0000:18:00.0", 0, 0, NULL, v, MiB, 0, 0,
+         4 * MiB, 0, 1, -EINVAL, "smaller than the client says"},
+        {"a GPU the daemon does not have", 1, 0, 0, 0, 0, 0, "0000:99:00.0", 0, 64, (const uint8_t *)ipc.reserved, p,
+         MiB, p, MiB, 0, 0, 0, -ENODEV, "not visible to mcefad"},
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        Mcefa__GpuChunk ch[16];
+        Mcefa__GpuChunk *chp[16];
+        for (int i = 0; i < cases[k].n_chunks; i++) {
+            mcefa__gpu_chunk__init(&ch[i]);
+            ch[i].addr = v + (uint64_t)i * (cases[k].chunk_size + cases[k].chunk_gap);
+            ch[i].size = cases[k].chunk_size;
+            chp[i] = &ch[i];
+        }
+        int fds[WIRE_MAX_FDS];
+        for (int i = 0; i < cases[k].nfds; i++) {
+            fds[i] = -1;
+            if (cases[k].vmm_fd)
+                CU_OK(cuda_drv.cuMemExportToShareableHandle(&fds[i], vh, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0));
+            else
+                fds[i] = memfd_create("not-vmm", MFD_CLOEXEC);
+            ck_assert_int_ge(fds[i], 0);
+        }
+        Mcefa__GpuMemory g = MCEFA__GPU_MEMORY__INIT;
+        g.bus_id = (char *)cases[k].bus;
+        g.uuid.data = junk;
+        g.uuid.len = cases[k].uuid_len;
+        g.share = cases[k].share;
+        g.ipc_handle.data = (uint8_t *)cases[k].ipc;
+        g.ipc_handle.len = cases[k].ipc_len;
+        g.alloc_base = cases[k].alloc_base;
+        g.alloc_size = cases[k].alloc_size;
+        g.n_chunks = (size_t)cases[k].n_chunks;
+        g.chunks = chp;
+        g.dmabuf = cases[k].dmabuf;
+        g.more = cases[k].more;
+        Mcefa__RegisterMemory m = MCEFA__REGISTER_MEMORY__INIT;
+        m.addr = cases[k].addr;
+        m.length = cases[k].length;
+        m.fd_count = (uint32_t)cases[k].fd_count;
+        m.numa_node = -1;
+        m.gpu = &g;
+        char why[ERRLEN];
+        int rc = raw_register(fd, &rd, 100 + k, &m, fds, (unsigned)cases[k].nfds, why);
+        for (int i = 0; i < cases[k].nfds; i++)
+            close(fds[i]);
+        ck_assert_msg(rc == cases[k].want && strstr(why, cases[k].text), "%s: status %d (want %d): %s",
+                      cases[k].what, rc, cases[k].want, why);
+    }
+    wire_reader_free(&rd);
+    close(fd);
+    ck_assert(imports_become(0));
+    int after = -1;
+    for (int i = 0; i < 300 && (after = fd_count(D.pid)) > before; i++)
+        usleep(10000);
+    ck_assert_msg(after <= before, "daemon fds: %d before, %d after", before, after);
+    /* An honest registration of the same memory still works. */
+    mcefa_client *c = client_ok(D.sock, "gpu-after-hostile");
+    ck_assert_int_eq(mcefa_register(c, (void *)(uintptr_t)p, MiB), 0);
+    ck_assert_int_eq(mcefa_register(c, (void *)(uintptr_t)v, 2 * MiB), 0);
+    mcefa_disconnect(c);
+    CU_OK(cuda_drv.cuMemRelease(vh));
 }
 END_TEST
 
@@ -781,6 +923,7 @@ int main(void)
     tcase_add_test(tc, vmm_every_direction);
     tcase_add_test(tc, vmm_range_of_many_allocations);
     tcase_add_test(tc, vmm_parts_abandoned);
+    tcase_add_test(tc, hostile_gpu_registrations);
     tcase_add_test(tc, one_import_per_allocation);
     tcase_add_test(tc, across_two_gpus);
     tcase_add_test(tc, across_two_gpus_vmm);

@@ -367,6 +367,44 @@ START_TEST(bad_addresses_refused)
 }
 END_TEST
 
+/* The hello's fabric fields (libfabric version, host fabric): a fabric
+ * name that is not a name, and a host claiming a fabric no NIC of ours
+ * shares, are refused on that connection with the reason; a version number
+ * of any value is only printed. B keeps serving real peers. */
+START_TEST(hello_fabric_fields_checked)
+{
+    char fabric[128];
+    probe_fabric(fabric, sizeof(fabric));
+    struct {
+        const char *host_fabric, *nic_fabric;
+        uint32_t version;
+        const char *error;
+    } cases[] = {
+        {"efa\nFORGED", fabric, 0, "invalid fabric name"},
+        {"efa-direct", "efa-direct", 0xffffffffu, "uses fabric efa-direct"},
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        int fd = peer_dial(port_b);
+        fake_hello x;
+        fake_hello_init(&x, "fabricker", 600 + k, cases[k].nic_fabric, 16);
+        x.h.fabric = (char *)cases[k].host_fabric;
+        x.h.libfabric_version = cases[k].version;
+        send_hello(fd, 1, &x.h);
+        wire_reader rd;
+        wire_reader_init(&rd, 0);
+        Mcefa__PeerFrame *f = recv_frame(fd, &rd, 3000);
+        ck_assert_ptr_nonnull(f);
+        ck_assert_msg(f->status < 0 && f->error && strstr(f->error, cases[k].error), "hello %zu: status %d: %s", k,
+                      f->status, f->error ? f->error : "");
+        mcefa__peer_frame__free_unpacked(f, NULL);
+        ck_assert(closed_within(fd, 1000));
+        wire_reader_free(&rd);
+        close(fd);
+    }
+    pair_still_works();
+}
+END_TEST
+
 /* 7: a newline in a host name forges no log line; bytes that are not
  * printable ASCII never come back in error texts. */
 START_TEST(texts_sanitised)
@@ -684,6 +722,7 @@ int main(void)
     tcase_set_timeout(none, 90);
     tcase_add_checked_fixture(none, setup_none, teardown);
     tcase_add_test(none, bad_addresses_refused);
+    tcase_add_test(none, hello_fabric_fields_checked);
     tcase_add_test(none, texts_sanitised);
     tcase_add_test(none, unread_replies_capped);
     tcase_add_test(none, connections_per_peer_capped);
