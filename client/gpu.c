@@ -183,31 +183,23 @@ int mcefa_have_cuda(void)
     return 1;
 }
 
+/* The daemon keeps one registration in parts per connection: another
+ * thread's parts must not come in between. */
+static pthread_mutex_t parts_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* The registration's messages: one, or for VMM ranges spanning more than
  * GPU_MSG_CHUNKS allocations several for the same range, all but the last
  * marked `more` (the dmabuf rides on the last). Each is answered. */
-static pthread_mutex_t parts_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static int send_parts(mcefa_client *c, gpu_share *g, uint64_t addr, size_t len);
-
 static int send_share(mcefa_client *c, gpu_share *g, uint64_t addr, size_t len)
-{
-    if (g->nchunks <= GPU_MSG_CHUNKS)
-        return send_parts(c, g, addr, len);
-    /* The daemon keeps one registration in parts per connection: another
-     * thread's parts must not come in between. */
-    pthread_mutex_lock(&parts_lock);
-    int rc = send_parts(c, g, addr, len);
-    pthread_mutex_unlock(&parts_lock);
-    return rc;
-}
-
-static int send_parts(mcefa_client *c, gpu_share *g, uint64_t addr, size_t len)
 {
     if (g->nchunks && !(g->chunkp = calloc(g->nchunks, sizeof(*g->chunkp))))
         return client_error(-ENOMEM, "out of memory");
     for (size_t i = 0; i < g->nchunks; i++)
         g->chunkp[i] = &g->chunk[i];
+    bool parts = g->nchunks > GPU_MSG_CHUNKS;
+    if (parts)
+        pthread_mutex_lock(&parts_lock);
+    int ret = 0;
     size_t at = 0;
     do {
         size_t n = g->nchunks - at < GPU_MSG_CHUNKS ? g->nchunks - at : GPU_MSG_CHUNKS;
@@ -232,13 +224,14 @@ static int send_parts(mcefa_client *c, gpu_share *g, uint64_t addr, size_t len)
         req.body_case = MCEFA__REQUEST__BODY_REGISTER_MEMORY;
         req.register_memory = &m;
         Mcefa__Response *resp;
-        int ret = client_call(c, &req, fds, nfds, &resp);
-        if (ret < 0)
-            return ret;
+        if ((ret = client_call(c, &req, fds, nfds, &resp)) < 0)
+            break;
         mcefa__response__free_unpacked(resp, NULL);
         at += n;
     } while (at < g->nchunks);
-    return 0;
+    if (parts)
+        pthread_mutex_unlock(&parts_lock);
+    return ret;
 }
 
 int client_gpu_register(mcefa_client *c, void *addr, size_t len, int *is_gpu, char *why, size_t whylen)

@@ -37,9 +37,8 @@ typedef struct gpu_alloc {
     struct gpu_alloc *next;
     int share, dev;
     unsigned char ipc[64];         /* IPC: the key */
-    uint64_t base, size;           /* the first registering client's address; its size */
+    uint64_t size;                 /* IPC: the mapping's real size; VMM: the chunk's */
     CUdeviceptr dptr;              /* IPC: the daemon's mapping */
-    size_t mapped;                 /* IPC: its real size */
     CUmemGenericAllocationHandle h; /* VMM: the imported allocation */
     int dmabuf_fd;
     unsigned refs;                 /* under lock */
@@ -243,11 +242,11 @@ static gpu_alloc *import_ipc_locked(int dev, gpu_desc *d, err *e)
                         devs[im->dev].bus_id, devs[dev].bus_id);
                 return NULL;
             }
-            if (d->alloc_size > im->mapped) {
+            if (d->alloc_size > im->size) {
                 err_set(e, -EINVAL,
                         "the CUDA IPC handle of 0x%" PRIx64 " maps %zu bytes, not the %" PRIu64
                         " the registration claims",
-                        d->alloc_base, im->mapped, d->alloc_size);
+                        d->alloc_base, im->size, d->alloc_size);
                 return NULL;
             }
             im->refs++;
@@ -295,8 +294,7 @@ static gpu_alloc *import_ipc_locked(int dev, gpu_desc *d, err *e)
     im->share = 1;
     im->dev = dev;
     memcpy(im->ipc, d->ipc, sizeof(im->ipc));
-    im->base = d->alloc_base;
-    im->size = im->mapped = sz;
+    im->size = sz;
     im->dmabuf_fd = -1;
     im->refs = 1;
     im->next = imports;
@@ -336,7 +334,6 @@ static gpu_alloc *import_vmm_locked(int dev, gpu_desc *d, unsigned i, err *e)
     }
     im->share = 2;
     im->dev = dev;
-    im->base = d->chunk_base[i];
     im->size = d->chunk_size[i];
     im->dmabuf_fd = -1;
     im->refs = 1;
@@ -364,7 +361,7 @@ static void import_unref_locked(gpu_alloc *im)
         cuda_drv.cuMemRelease(im->h);
     if (im->dmabuf_fd >= 0)
         close(im->dmabuf_fd);
-    count_import(im->dev, -1, im->share == 1 ? im->mapped : im->size);
+    count_import(im->dev, -1, im->size);
     free(im);
 }
 
