@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -89,6 +91,33 @@ int mcefa_register_fd(mcefa_client *c, void *addr, size_t len, int fd, uint64_t 
     return rc;
 }
 
+/* Ordinary memory of this process: the daemon copies it with
+ * process_vm_readv/writev. Under Yama's ptrace_scope 1 that needs this
+ * process to name the daemon as its ptracer (one per process: the last
+ * client to register plain memory wins). */
+static int register_plain(mcefa_client *c, void *addr, size_t len)
+{
+    struct ucred cr;
+    socklen_t sl = sizeof(cr);
+    if (getsockopt(c->sock, SOL_SOCKET, SO_PEERCRED, &cr, &sl) == 0 && cr.pid > 0 &&
+        prctl(PR_SET_PTRACER, (unsigned long)cr.pid, 0, 0, 0) < 0 && errno != EINVAL)
+        return client_error(-errno, "mcefa_register: cannot allow mcefad (pid %d) to reach this process's memory "
+                                    "(prctl PR_SET_PTRACER): %s", (int)cr.pid, strerror(errno));
+    Mcefa__RegisterMemory m = MCEFA__REGISTER_MEMORY__INIT;
+    m.addr = (uint64_t)(uintptr_t)addr;
+    m.length = len;
+    m.plain = true;
+    m.numa_node = -1;
+    Mcefa__Request req = MCEFA__REQUEST__INIT;
+    req.body_case = MCEFA__REQUEST__BODY_REGISTER_MEMORY;
+    req.register_memory = &m;
+    Mcefa__Response *resp;
+    int rc = client_call(c, &req, NULL, 0, &resp);
+    if (rc == 0)
+        mcefa__response__free_unpacked(resp, NULL);
+    return rc;
+}
+
 int mcefa_register(mcefa_client *c, void *addr, size_t len)
 {
     if (!c || !addr || len == 0)
@@ -115,10 +144,7 @@ int mcefa_register(mcefa_client *c, void *addr, size_t len)
         int rc = client_gpu_register(c, addr, len, &is_gpu, why, sizeof(why));
         if (is_gpu)
             return rc;
-        return client_error(-EINVAL,
-                            "mcefa_register: %p + %zu is neither inside one buffer from mcefa_alloc nor GPU memory "
-                            "(%s); register host memory from mcefa_alloc, or a GPU buffer",
-                            addr, len, why);
+        return register_plain(c, addr, len);
     }
     int dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (dupfd < 0)

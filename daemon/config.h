@@ -86,6 +86,16 @@
       "dynamic linker finds it. Tests point it at their driver stand-in.")                                     \
     X(BOOL, populate, "true", 0, 0, "MCEFAD_POPULATE", "",                                                       \
       "Pre-fault registered memory when it is registered, so first transfers do not pay page faults.")          \
+    X(BOOL, plain_memory, "true", 0, 0, "MCEFAD_PLAIN_MEMORY", "",                                               \
+      "Accept plain host memory (malloc, numpy, torch CPU tensors): the daemon copies it with "               \
+      "process_vm_readv/writev, which needs the client's uid or CAP_SYS_PTRACE. false refuses it: a client "  \
+      "whose memory pages block (a FUSE file it serves) can hold a copy thread.")                             \
+    X(UINT, staging_bytes, "33554432", 0, CFG_UNBOUNDED, "MCEFAD_STAGING_BYTES", "",                             \
+      "Host buffers, registered with every NIC at start, through which plain host memory travels to and from " \
+      "other hosts; 0: none (such transfers are refused).")                                                    \
+    X(UINT, staging_slot_bytes, "1048576", 4096, 1073741824, "MCEFAD_STAGING_SLOT_BYTES", "",                   \
+      "Size of one staging buffer: a transfer of plain memory to another host moves in pieces of this size, " \
+      "several at once.")                                                                                       \
     X(STR, provider, "efa", 0, CFG_UNBOUNDED, "MCEFAD_PROVIDER", "",                                             \
       "libfabric provider for the NICs: efa on AWS, tcp;ofi_rxm (or another RDM provider with RMA) elsewhere; " \
       "none runs same-host only.")                                                                              \

@@ -2,6 +2,7 @@
 
 #include "gpu_copy.h"
 #include "guard.h"
+#include "plain_import.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -28,13 +29,64 @@ static struct {
     unsigned nthreads;
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
-/* One job: host memory by memcpy under the fault guard, anything with a GPU
- * side through the driver (gpu_copy.c). */
+/* Between the daemon's own memory: host by memcpy under the fault guard,
+ * anything with a GPU side through the driver (gpu_copy.c). */
+static int copy_mapped(void *dst, int dst_gpu, const void *src, int src_gpu, size_t len, int *fault_src,
+                       const char **why)
+{
+    if (src_gpu >= 0 || dst_gpu >= 0)
+        return gpu_copy(dst, dst_gpu, src, src_gpu, len, fault_src, why);
+    return guard_copy(dst, src, len, fault_src);
+}
+
+/* A copy thread's buffer for copies that cannot go straight from one side
+ * to the other (a plain side and a GPU or another plain side). */
+#define BOUNCE_BYTES COPYPOOL_BOUNCE_BYTES
+static _Thread_local char *bounce;
+
+static int plain_fail(copy_job *j, int rc, int src_side)
+{
+    j->fault_src = src_side;
+    if (rc != -EFAULT)
+        j->why = plain_copy_error(rc);
+    return rc;
+}
+
+/* A job with a plain side: one cross-memory copy when the other side is
+ * the daemon's host memory, else through the bounce buffer a piece at a
+ * time (forward only: a plain move inside one process is never split
+ * across threads, xfer.c keeps moves in one chain). */
+static int copy_plain(copy_job *j)
+{
+    int rc;
+    if (j->src_proc && !j->dst_proc && j->dst_gpu < 0)
+        return (rc = plain_copy(j->src_proc, (uintptr_t)j->src, j->dst, j->len, false)) < 0 ? plain_fail(j, rc, 1) : 0;
+    if (j->dst_proc && !j->src_proc && j->src_gpu < 0)
+        return (rc = plain_copy(j->dst_proc, (uintptr_t)j->dst, (void *)j->src, j->len, true)) < 0 ? plain_fail(j, rc, 0)
+                                                                                                 : 0;
+    if (!bounce && !(bounce = malloc(BOUNCE_BYTES)))
+        return -ENOMEM;
+    for (size_t off = 0; off < j->len; off += BOUNCE_BYTES) {
+        size_t l = j->len - off < BOUNCE_BYTES ? j->len - off : BOUNCE_BYTES;
+        const char *src = (const char *)j->src + off;
+        char *dst = (char *)j->dst + off;
+        rc = j->src_proc ? plain_copy(j->src_proc, (uintptr_t)src, bounce, l, false)
+                         : copy_mapped(bounce, -1, src, j->src_gpu, l, &j->fault_src, &j->why);
+        if (rc < 0)
+            return j->src_proc ? plain_fail(j, rc, 1) : rc;
+        rc = j->dst_proc ? plain_copy(j->dst_proc, (uintptr_t)dst, bounce, l, true)
+                         : copy_mapped(dst, j->dst_gpu, bounce, -1, l, &j->fault_src, &j->why);
+        if (rc < 0)
+            return j->dst_proc ? plain_fail(j, rc, 0) : rc;
+    }
+    return 0;
+}
+
 static int copy_one(copy_job *j)
 {
-    if (j->src_gpu >= 0 || j->dst_gpu >= 0)
-        return gpu_copy(j->dst, j->dst_gpu, j->src, j->src_gpu, j->len, &j->fault_src, &j->why);
-    return guard_copy(j->dst, j->src, j->len, &j->fault_src);
+    if (j->src_proc || j->dst_proc)
+        return copy_plain(j);
+    return copy_mapped(j->dst, j->dst_gpu, j->src, j->src_gpu, j->len, &j->fault_src, &j->why);
 }
 
 /* ---- Queues -------------------------------------------------------------- */
@@ -84,6 +136,8 @@ static void *copy_thread(void *arg)
         pthread_mutex_unlock(&pool.lock);
         if (!j) {
             gpu_copy_thread_exit();
+            free(bounce);
+            bounce = NULL;
             return NULL;
         }
         j->done(j, copy_one(j));
@@ -138,6 +192,16 @@ void copypool_submit(copy_job *first, copy_job *last, size_t count)
 {
     last->next = NULL;
     pthread_mutex_lock(&pool.lock);
+    if (pool.stopping && !pool.nthreads) {
+        /* The threads are gone (the daemon is stopping): late jobs, from
+         * work finishing meanwhile, run here so none is lost. */
+        pthread_mutex_unlock(&pool.lock);
+        for (copy_job *j = first, *next; j; j = next) {
+            next = j->next;
+            j->done(j, copy_one(j));
+        }
+        return;
+    }
     owner_queue *prev, *q = find_queue(first->owner, &prev);
     if (!q) {
         q = calloc(1, sizeof(*q));

@@ -17,7 +17,13 @@ void defer_init(uv_loop_t *loop);
 /* Runs item->fn(item) on the loop's next turn. Loop thread only. The item
  * is usually embedded in the caller's request. */
 void defer_call(defer_item *item, void (*fn)(defer_item *item));
-/* Closes the loop handle (after the last deferred call ran). */
+/* Runs item->fn(item) on the loop thread soon; callable from any thread
+ * (copy threads, NIC workers hand their results back this way). */
+void defer_from_thread(defer_item *item, void (*fn)(defer_item *item));
+/* After the loop stopped: runs the calls other threads handed over, on
+ * this thread, until none is left. */
+void defer_drain(void);
+/* Closes the loop handles (after the last deferred call ran). */
 void defer_close(void);
 
 #endif

@@ -19,6 +19,7 @@
 #include "nic_worker.h"
 #include "notify.h"
 #include "peer_desc.h"
+#include "peer_stage.h"
 #include "peer_auth.h"
 #include "peer_hello.h"
 #include "peer_link.h"
@@ -28,9 +29,11 @@
 #include "segment.h"
 #include "server.h"
 #include "session.h"
+#include "staging.h"
 #include "topo.h"
 #include "warmup.h"
 #include "xfer.h"
+#include "xfer_stage.h"
 
 /* Connections that have not said hello hold up to two frames of buffer:
  * bound how many anyone can open. */
@@ -109,6 +112,8 @@ static int start_loop_layers(uv_loop_t *loop)
     peer_table_set_resolver(resolve_address);
     peer_hello_init(config.provider);
     peer_desc_init();
+    xfer_stage_init(loop, config.request_timeout_ms);
+    peer_stage_init();
     warmup_init(loop, config.request_timeout_ms);
     int rc;
     if (nic_count() &&
@@ -170,9 +175,18 @@ int main(int argc, char **argv)
         config_free(&config);
         return 2;
     }
+    err stage_err = {0};
+    if (staging_init(config.staging_bytes, config.staging_slot_bytes, &stage_err) < 0) {
+        log_error("%s", stage_err.text);
+        nic_shutdown();
+        copypool_shutdown();
+        config_free(&config);
+        return 1;
+    }
     if ((rc = nic_worker_start((unsigned)config.nic_workers, config.spin_us)) < 0 ||
         (rc = start_loop_layers(loop)) < 0) {
         nic_worker_stop();
+        staging_shutdown();
         nic_shutdown();
         copypool_shutdown();
         return 1;
@@ -196,6 +210,10 @@ int main(int argc, char **argv)
     copypool_shutdown();
     gpu_shutdown(); /* GPU regions released meanwhile are unmapped now */
     nic_worker_stop();
+    /* What the threads handed back to the loop in the end runs here. */
+    defer_drain();
+    xfer_stage_shutdown();
+    staging_shutdown(); /* its NIC registrations before the NICs */
     nic_shutdown();
     peer_table_free(); /* after the NIC workers: their ops point into peers */
     peer_auth_shutdown();

@@ -439,6 +439,14 @@ void nic_submit(net_op *first)
         if (write(w->evfd, &one, sizeof(one)) < 0) {
         }
     }
+    /* No worker (the daemon is stopping): they end here, never silently. */
+    while (first) {
+        net_op *op = first;
+        first = op->next;
+        op->next = NULL;
+        op->done(op, -ECANCELED, "the daemon is stopping");
+        op->release(op);
+    }
 }
 
 int nic_worker_start(unsigned want_workers, uint64_t spin)

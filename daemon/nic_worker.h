@@ -50,7 +50,8 @@ int nic_worker_start(unsigned nworkers, uint64_t spin_us);
 void nic_worker_stop(void);
 unsigned nic_worker_count(void);
 
-/* Queues ops (linked through next) to their NICs' workers. */
+/* Queues ops (linked through next) to their NICs' workers; after
+ * nic_worker_stop they fail at once (-ECANCELED). */
 void nic_submit(net_op *first);
 
 #endif

@@ -36,7 +36,9 @@ static void serve_get_segment(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame
         return;
     }
     /* GPU memory is left out: no NIC registers it yet, so other hosts
-     * cannot reach it (a transfer there reads "not registered"). */
+     * cannot reach it (a transfer there reads "not registered"). Plain
+     * memory is in, as staged: no NIC holds it, and other hosts reach it
+     * through this daemon's staging buffers (StagedOp). */
     size_t i = 0;
     for (size_t k = 0; k < t->n; k++) {
         region *r = t->v[k];
@@ -46,6 +48,12 @@ static void serve_get_segment(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame
         rv[i].addr = r->addr;
         rv[i].length = r->length;
         rv[i].numa_node = r->numa_node;
+        if (region_is_plain(r)) {
+            rv[i].staged = true;
+            d.regions[i] = &rv[i];
+            i++;
+            continue;
+        }
         rv[i].n_rma_addr = rv[i].n_rma_key = r->nmrs;
         rv[i].rma_addr = vals + 2 * i * (nn + 1);
         rv[i].rma_key = rv[i].rma_addr + nn + 1;

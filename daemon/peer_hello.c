@@ -12,6 +12,7 @@
 #include "peer_auth.h"
 #include "peer_hello_check.h"
 #include "peer_link.h"
+#include "staging.h"
 #include "wire.h"
 
 static const char *provider;
@@ -37,6 +38,7 @@ static void fill_hello(Mcefa__PeerHello *h, Mcefa__PeerNic *nv, Mcefa__PeerNic *
     h->provider = (char *)provider;
     h->libfabric_version = fi_version();
     h->fabric = (char *)host_fabric();
+    h->staging_slot_bytes = staging_slots() ? staging_slot_bytes() : 0;
     h->n_nics = nn;
     h->nics = np;
     for (unsigned i = 0; i < nn; i++) {
@@ -111,6 +113,7 @@ static int apply_hello(peer *p, const Mcefa__PeerHello *h, err *e)
     if (strcmp(h->provider, provider) != 0)
         return err_set(e, -EPROTO, "peer %s uses provider '%s', this daemon '%s'; configure the same provider on both",
                        h->hostname, h->provider, provider);
+    p->staging_slot = h->staging_slot_bytes;
     if (p->epoch == h->epoch && p->nrnics == h->n_nics)
         return 0; /* a reconnect to the same incarnation: entries stand */
     if (p->epoch && p->epoch != h->epoch)

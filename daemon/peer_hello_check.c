@@ -1,6 +1,7 @@
 #include "peer_hello_check.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <rdma/fabric.h>
 #include <stdio.h>
@@ -45,6 +46,9 @@ int peer_hello_check(const Mcefa__PeerHello *h, const char *provider, const size
         return err_set(e, -EPROTO, "peer %s: invalid provider name", h->hostname);
     if (h->fabric && *h->fabric && !peer_name_ok(h->fabric, 127))
         return err_set(e, -EPROTO, "peer %s: invalid fabric name", h->hostname);
+    if (h->staging_slot_bytes && (h->staging_slot_bytes < 4096 || h->staging_slot_bytes > (UINT64_C(1) << 30)))
+        return err_set(e, -EPROTO, "peer %s announced staging buffers of %" PRIu64 " bytes (0, or 4096 to 1 GiB)",
+                       h->hostname, h->staging_slot_bytes);
     if (h->n_nics == 0 || h->n_nics > NIC_MAX)
         return err_set(e, -EPROTO, "peer %s announced %zu NICs (1 to %d)", h->hostname, h->n_nics, NIC_MAX);
     for (size_t j = 0; j < h->n_nics; j++) {

@@ -41,6 +41,9 @@ struct peer {
     fi_addr_t *fiaddr;   /* [local * nrnics + remote] */
     bool *warm;
     unsigned rr;         /* round robin over remote NICs */
+    uint64_t staging_slot; /* its staging buffer size (PeerHello), 0: none */
+    unsigned stage_window; /* our StagedOp requests to it in flight (xfer_stage.c) */
+    unsigned stage_served; /* its StagedOp requests we are serving (peer_stage.c) */
     unsigned users;      /* requests under way that hold this pointer */
     STAILQ_HEAD(, peer_waiter) waiters;
     defer_item release_item; /* runs the waiters once the handshake is answered */

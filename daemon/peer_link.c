@@ -197,6 +197,20 @@ void peer_link_reply_error(peer_conn *c, uint64_t seq, int status, const char *f
     peer_link_send(c, &f);
 }
 
+uint64_t peer_link_id(const peer_conn *c)
+{
+    return c->id;
+}
+
+peer_conn *peer_link_by_id(uint64_t id)
+{
+    peer_conn *c;
+    LIST_FOREACH(c, &conns, link)
+        if (c->id == id)
+            return c->closing ? NULL : c;
+    return NULL;
+}
+
 void peer_link_bind(peer_conn *c, peer *p)
 {
     c->peer = p;
@@ -426,6 +440,8 @@ peer_conn *peer_link_conn_new(bool outgoing)
     } else {
         c->stage = ST_OPEN;
     }
+    static uint64_t next_id;
+    c->id = ++next_id;
     c->outgoing = outgoing;
     snprintf(c->remote, sizeof(c->remote), "?");
     c->last_rx_ms = clock_now_ms();

@@ -35,6 +35,11 @@ int peer_link_request(peer_conn *c, Mcefa__PeerFrame *f, peer_reply_fn fn, void 
 void peer_link_reply_error(peer_conn *c, uint64_t seq, int status, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void peer_link_close(peer_conn *c, const char *why);
+/* A connection's id, and the open connection with that id (NULL: gone):
+ * for a request answered after the loop has run (its connection may have
+ * closed meanwhile). */
+uint64_t peer_link_id(const peer_conn *c);
+peer_conn *peer_link_by_id(uint64_t id);
 
 /* The peer a connection belongs to (NULL: incoming, before its hello). */
 peer *peer_link_peer(const peer_conn *c);

@@ -50,6 +50,7 @@ struct peer_conn {
     uint64_t last_rx_ms;
     uint64_t next_seq;
     LIST_HEAD(, pending_req) pending;
+    uint64_t id; /* never reused: answers given later find the connection by it */
 };
 
 

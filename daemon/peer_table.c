@@ -239,6 +239,16 @@ unsigned peer_pairs_warm(const peer *p)
     return n;
 }
 
+uint64_t peer_staging_slot(const peer *p)
+{
+    return p->staging_slot;
+}
+
+unsigned *peer_stage_window(peer *p)
+{
+    return &p->stage_window;
+}
+
 unsigned *peer_rr(peer *p)
 {
     return &p->rr;

@@ -45,6 +45,11 @@ unsigned peer_pairs(const peer *p);
 unsigned peer_pairs_warm(const peer *p);
 /* The round-robin cursor over remote NICs (NIC choice owns its meaning). */
 unsigned *peer_rr(peer *p);
+/* The peer's staging buffer size, 0 when it has none (its plain memory is
+ * then out of reach). */
+uint64_t peer_staging_slot(const peer *p);
+/* Our staged requests to p in flight (xfer_stage.c owns the count). */
+unsigned *peer_stage_window(peer *p);
 
 /* Any thread (NIC workers): the provider says p is unresponsive or no
  * longer knows this host (code, a negative errno from nic_errors.h) for an

@@ -12,6 +12,8 @@ const char *region_kind_name(region_kind k)
         return "GPU (CUDA IPC)";
     case REGION_CUDA_VMM:
         return "GPU (CUDA VMM)";
+    case REGION_HOST_PLAIN:
+        return "plain host";
     }
     return "unknown";
 }
@@ -95,6 +97,8 @@ int region_table_insert(region_table *t, region *r)
     t->n++;
     if (r->gpu >= 0) {
         t->gpu_bytes += r->length;
+    } else if (region_is_plain(r)) {
+        t->plain_bytes += r->length;
     } else {
         t->bytes += r->length;
         all_tables_bytes += r->length;
@@ -145,6 +149,8 @@ region *region_table_remove(region_table *t, uint64_t addr)
     t->n--;
     if (r->gpu >= 0) {
         t->gpu_bytes -= r->length;
+    } else if (region_is_plain(r)) {
+        t->plain_bytes -= r->length;
     } else {
         t->bytes -= r->length;
         all_tables_bytes -= r->length;
@@ -160,5 +166,5 @@ void region_table_clear(region_table *t)
     t->v = NULL;
     t->n = t->cap = 0;
     all_tables_bytes -= t->bytes;
-    t->bytes = t->gpu_bytes = 0;
+    t->bytes = t->gpu_bytes = t->plain_bytes = 0;
 }

@@ -17,6 +17,7 @@ typedef enum region_kind {
     REGION_HOST_MEMFD = 1, /* a sealed memfd the daemon maps (memfd_import.c) */
     REGION_CUDA_IPC = 2,   /* GPU memory by legacy CUDA IPC handle (gpu.c) */
     REGION_CUDA_VMM = 3,   /* GPU memory by VMM file descriptors (gpu.c) */
+    REGION_HOST_PLAIN = 4, /* a client's own memory, copied by cross-memory attach (plain_import.c) */
 } region_kind;
 
 const char *region_kind_name(region_kind k);
@@ -44,7 +45,9 @@ typedef struct region {
     const region_ops *ops;
     uint64_t addr;   /* client virtual address */
     uint64_t length;
-    char *ptr;       /* daemon's mapping of addr (host kinds), or its device address (GPU kinds) */
+    /* The daemon's mapping of addr (memfd), its device address (GPU kinds),
+     * or addr itself (plain: an address in the client process). */
+    char *ptr;
     int gpu;         /* -1 host memory, else the daemon's GPU index (gpu.h) */
     void *map_base;  /* the kind's own bookkeeping (memfd: what to munmap) */
     size_t map_len;
@@ -63,6 +66,10 @@ typedef struct region {
 region *region_create(const region_ops *ops, uint64_t addr, uint64_t length, void *ptr, int numa_node);
 void region_ref(region *r);
 void region_unref(region *r);
+static inline int region_is_plain(const region *r)
+{
+    return r->ops && r->ops->kind == REGION_HOST_PLAIN;
+}
 /* Whether NIC i holds a registration of r. */
 static inline int region_on_nic(const region *r, unsigned i)
 {
@@ -80,6 +87,7 @@ typedef struct region_table {
     size_t n, cap;
     uint64_t bytes;     /* host memory: charged against the registration caps */
     uint64_t gpu_bytes; /* GPU memory: the client's own, not the daemon's */
+    uint64_t plain_bytes; /* plain host memory: the client's own, never mapped by the daemon */
 } region_table;
 
 /* Holds one reference. -EEXIST if it overlaps a region in the table,

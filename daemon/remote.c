@@ -32,7 +32,8 @@ remote_segment *remote_from_descriptor(peer *p, const Mcefa__SegmentDescriptor *
     for (size_t i = 0; i < d->n_regions; i++) {
         const Mcefa__RemoteRegion *x = d->regions[i];
         remote_region *rr = &r->regions[i];
-        if (x->n_rma_addr != nr || x->n_rma_key != nr || x->length == 0 || x->addr + x->length < x->addr ||
+        size_t want = x->staged ? 0 : nr;
+        if (x->n_rma_addr != want || x->n_rma_key != want || x->length == 0 || x->addr + x->length < x->addr ||
             (i && x->addr < prev_end)) {
             err_set(e, -EPROTO, "peer %s sent an inconsistent description of segment '%s' (region %zu)",
                     peer_host(p), d->name, i);
@@ -43,7 +44,8 @@ remote_segment *remote_from_descriptor(peer *p, const Mcefa__SegmentDescriptor *
         rr->addr = x->addr;
         rr->length = x->length;
         rr->numa_node = x->numa_node;
-        rr->absent = x->nics_absent;
+        rr->absent = x->staged ? ~UINT64_C(0) : x->nics_absent;
+        rr->staged = x->staged;
         rr->rma_addr = calloc(2 * ((size_t)nr + 1), sizeof(uint64_t));
         if (!rr->rma_addr) {
             err_set(e, -ENOMEM, "out of memory");
@@ -51,7 +53,7 @@ remote_segment *remote_from_descriptor(peer *p, const Mcefa__SegmentDescriptor *
             return NULL;
         }
         rr->rma_key = rr->rma_addr + nr + 1;
-        if (nr) {
+        if (want) {
             memcpy(rr->rma_addr, x->rma_addr, nr * sizeof(uint64_t));
             memcpy(rr->rma_key, x->rma_key, nr * sizeof(uint64_t));
         }

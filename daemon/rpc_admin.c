@@ -81,6 +81,7 @@ static void clients(reply *r, Mcefa__DaemonStatus *st, const session *self)
         ci->name = (char *)c->name;
         ci->regions = (uint32_t)c->regions.n;
         ci->bytes_registered = c->regions.bytes;
+        ci->plain_bytes = c->regions.plain_bytes;
         ci->batches = batch_count(&c->batches);
         ci->transfers_in_flight = session_inflight(c);
         ci->segment = c->exported ? c->exported->name : "";

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "memfd_import.h"
 #include "nic.h"
+#include "plain_import.h"
 #include "rpc.h"
 #include "shm/memfd.h"
 
@@ -61,6 +62,7 @@ typedef struct reg_job {
     reply *r;
     memfd_maps *maps; /* host memory: a reference, the session may go meanwhile */
     gpu_desc *gpu;    /* GPU memory: what the client sent (its fds are the job's) */
+    plain_proc *proc; /* plain host memory: the client process (a reference) */
     pending_range *range;
     int fd;
     uint64_t offset, addr, length;
@@ -79,6 +81,12 @@ static void reg_work(uv_work_t *w)
         /* NICs do not register GPU memory yet: it moves between local
          * processes only. */
         gpu_import(j->gpu, j->addr, j->length, &j->region, &j->e);
+        return;
+    }
+    if (j->proc) {
+        /* No NIC can register another process's memory: it travels to
+         * other hosts through the staging buffers. */
+        plain_import(j->proc, j->addr, j->length, j->numa_node, &j->region, &j->e);
         return;
     }
     if (memfd_import(j->maps, j->fd, j->offset, j->addr, j->length, j->numa_node, j->populate, &j->region, &j->e) == 0 &&
@@ -114,6 +122,7 @@ static void reg_done(uv_work_t *w, int status)
             err_set(&j->e, -ECANCELED, "registration of 0x%" PRIx64 " cancelled: the daemon is stopping", j->addr);
     }
     gpu_desc_free(j->gpu);
+    plain_proc_unref(j->proc);
     if (!j->region) {
         reply_err(r, &j->e);
     } else if (s->closing) {
@@ -358,10 +367,60 @@ fail:
     free(j);
 }
 
+/* Plain host memory: nothing to map; the worker checks the daemon can
+ * read the client's range (a first touch may fault in the client). */
+static void register_plain(reply *r, session *s, const Mcefa__RegisterMemory *m)
+{
+    if (m->fd_count || m->gpu) {
+        drop_fds(s, m->fd_count);
+        reply_fail(r, -EINVAL, "register_memory of plain host memory 0x%" PRIx64 " takes no descriptor and no GPU "
+                               "description (fd_count %u)", m->addr, m->fd_count);
+        return;
+    }
+    if (!config.plain_memory) {
+        reply_fail(r, -EPERM, "cannot register 0x%" PRIx64 " + %" PRIu64 ": this daemon refuses plain host memory "
+                              "(plain_memory=false); register memory from mcefa_alloc / allocate_managed_buffer",
+                   m->addr, m->length);
+        return;
+    }
+    if (m->length == 0 || m->addr + m->length < m->addr || m->addr + m->length > (UINT64_C(1) << 57)) {
+        reply_fail(r, -EINVAL, "cannot register 0x%" PRIx64 " + %" PRIu64 ": empty, wrapping or not a user-space range",
+                   m->addr, m->length);
+        return;
+    }
+    err e = {0};
+    if (!s->proc && plain_proc_open(s->fd, s->pid, s->uid, &s->proc, &e) < 0) {
+        err_prefix(&e, "cannot register plain host memory 0x%" PRIx64, m->addr);
+        reply_err(r, &e);
+        return;
+    }
+    if (admit(r, s, m->addr, m->length, false) < 0)
+        return;
+    reg_job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        reply_fail(r, -ENOMEM, "out of memory registering a region");
+        return;
+    }
+    plain_proc_ref(s->proc);
+    j->proc = s->proc;
+    j->fd = -1;
+    j->addr = m->addr;
+    j->length = m->length;
+    j->numa_node = m->numa_node;
+    if (queue(r, s, j) == 0)
+        return;
+    plain_proc_unref(j->proc);
+    free(j);
+}
+
 void rpc_register(reply *r, const Mcefa__Request *req)
 {
     const Mcefa__RegisterMemory *m = req->register_memory;
     session *s = r->s;
+    if (m->plain) {
+        register_plain(r, s, m);
+        return;
+    }
     if (m->gpu) {
         register_gpu(r, s, m);
         return;

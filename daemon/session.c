@@ -3,6 +3,7 @@
 #include "copypool.h"
 #include "gpu_desc.h"
 #include "memfd_import.h"
+#include "plain_import.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -142,6 +143,8 @@ void session_teardown(session *s)
     segment_close_all(&s->opens);
     region_table_clear(&s->regions);
     memfd_maps_unref(s->maps); /* mappings stay while regions in flight use them */
+    plain_proc_unref(s->proc);  /* likewise its pidfd */
+    s->proc = NULL;
     gpu_desc_free(s->vmm_pending);
     s->vmm_pending = NULL;
     s->maps = NULL;

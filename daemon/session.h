@@ -71,6 +71,7 @@ typedef struct session {
     unsigned nregistering;
     uint64_t registering_bytes; /* sum of the pending ranges */
     struct memfd_maps *maps;    /* its memfds' mappings, shared by their regions */
+    struct plain_proc *proc;    /* the client process, once it registers plain memory */
     /* A VMM registration arriving in parts (rpc_memory.c): the chunks so
      * far, for the range named. */
     struct gpu_desc *vmm_pending;

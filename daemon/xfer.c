@@ -1,4 +1,6 @@
 #include "xfer.h"
+#include "xfer_internal.h"
+#include "xfer_stage.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -11,6 +13,7 @@
 #include "log.h"
 #include "nic.h"
 #include "nic_worker.h"
+#include "plain_import.h"
 #include "remote.h"
 #include "route.h"
 #include "stats.h"
@@ -36,7 +39,7 @@ typedef struct xfer_chunk {
      * piece wrote (from the end when moving up). */
     char *move_dst;
     const char *move_src;
-    uint64_t move_off, move_left;
+    uint64_t move_off, move_left, move_piece;
     bool move_up;
 } xfer_chunk;
 
@@ -52,7 +55,7 @@ static void chunk_done(copy_job *job, int err)
          * finishing after its client died still queues the next one: at
          * most the rest of this one transfer. */
         stats_copied(job->len);
-        uint64_t l = c->move_left < copy_chunk ? c->move_left : copy_chunk;
+        uint64_t l = c->move_left < c->move_piece ? c->move_left : c->move_piece;
         c->move_off = c->move_up ? c->move_off - l : c->move_off + job->len;
         c->move_left -= l;
         job->dst = c->move_dst + c->move_off;
@@ -68,9 +71,17 @@ static void chunk_done(copy_job *job, int err)
         region *bad = job->fault_src == c->write ? c->lr : c->rr;
         atomic_store(&bad->faulted, true);
         snprintf(why, sizeof(why),
-                 "the memory of region 0x%" PRIx64 " + %" PRIu64 " faulted during the copy (its pages went away: "
-                 "a hugetlb pool ran out or the memfd was punched); unregister it and register new memory",
+                 region_is_plain(bad)
+                     ? "plain host memory 0x%" PRIx64 " + %" PRIu64 " is no longer mapped (or not writable) in the "
+                       "process that registered it: it was freed or unmapped without being unregistered; unregister "
+                       "it and register memory that stays allocated"
+                     : "the memory of region 0x%" PRIx64 " + %" PRIu64 " faulted during the copy (its pages went "
+                       "away: a hugetlb pool ran out or the memfd was punched); unregister it and register new memory",
                  bad->addr, bad->length);
+    } else if ((err == -ESRCH || err == -EPERM) && job->why) {
+        region *bad = job->fault_src == c->write ? c->lr : c->rr;
+        snprintf(why, sizeof(why), "plain host memory 0x%" PRIx64 " + %" PRIu64 ": %s", bad->addr, bad->length,
+                 job->why);
     } else if (err == -ECANCELED) {
         snprintf(why, sizeof(why), "cancelled: the client that submitted it disconnected");
     } else if (err == -EIO && job->why) {
@@ -134,7 +145,7 @@ static unsigned remote_row(peer *p, unsigned local, const remote_region *rr, uns
 /* Local NICs that may carry a transfer of lr to rr on peer p (route.c
  * decides): both ends must hold the memory's registration, since each
  * host registers memory with the NICs of its NUMA node only. */
-static unsigned usable_nics(const region *lr, peer *p, const remote_region *rr, unsigned nrnics, unsigned *out)
+unsigned xfer_usable_nics(const region *lr, peer *p, const remote_region *rr, unsigned nrnics, unsigned *out)
 {
     unsigned nn = nic_count();
     route_nic rn[NIC_MAX];
@@ -149,7 +160,7 @@ static unsigned usable_nics(const region *lr, peer *p, const remote_region *rr, 
     return route_local(rn, nn, lr->numa_node, out);
 }
 
-static int pick_remote(peer *p, unsigned local, const remote_region *rr, unsigned nrnics)
+int xfer_pick_remote(peer *p, unsigned local, const remote_region *rr, unsigned nrnics)
 {
     bool row[NIC_MAX];
     unsigned nr = remote_row(p, local, rr, nrnics, row);
@@ -176,7 +187,7 @@ static uint32_t plan_remote(session *s, batch *b, uint32_t idx, const Mcefa__Tra
          * which it does not check itself): the rest goes in further ops. */
         if (l > n->max_rma_bytes)
             l = n->max_rma_bytes;
-        int j = pick_remote(p, li, rr, rs->nrnics);
+        int j = xfer_pick_remote(p, li, rr, rs->nrnics);
         xfer_net *x = j < 0 ? NULL : calloc(1, sizeof(*x));
         if (!x) {
             /* The pieces already planned still run; the transfer fails. */
@@ -282,6 +293,13 @@ static int check_one(session *s, const Mcefa__Transfer *t, size_t i, planned *pl
                            "transfer %zu: local range 0x%" PRIx64 " is GPU memory (GPU %s), and transfers of GPU "
                            "memory to other hosts are not supported yet; stage it through registered host memory",
                            i, t->local_addr, gpu_bus_id(pl->lr->gpu));
+        if (atomic_load(&pl->lr->faulted))
+            return err_set(e, -EFAULT,
+                           "transfer %zu: local region 0x%" PRIx64 " + %" PRIu64 " faulted in an earlier copy (its "
+                           "memory went away); unregister it and register new memory",
+                           i, pl->lr->addr, pl->lr->length);
+        if (xfer_stage_needed(pl->lr, pl->rreg))
+            return xfer_stage_check(pl->lr, rs, pl->rreg, i, e);
         if (!pl->lr->mrs)
             return err_set(e, -EIO, "transfer %zu: the local region is not registered with the NICs", i);
         return 0;
@@ -328,7 +346,14 @@ static void plan_local(session *s, batch *b, uint32_t idx, const Mcefa__Transfer
      * run one after another (chunk_done), each a memmove: pieces on several
      * threads at once would read bytes another piece already overwrote. */
     uint64_t chunk = copy_chunk;
-    bool move = (uintptr_t)local < (uintptr_t)remote + t->length && (uintptr_t)remote < (uintptr_t)local + t->length;
+    /* Addresses compare only within one address space: the daemon's
+     * (mapped kinds) or one client process's (plain). */
+    plain_proc *lp = plain_region_proc(pl->lr), *rp = plain_region_proc(pl->rr);
+    bool move = lp == rp && (uintptr_t)local < (uintptr_t)remote + t->length &&
+                (uintptr_t)remote < (uintptr_t)local + t->length;
+    /* A plain move goes through the bounce buffer, so each piece must fit
+     * it to read all its bytes before writing any. */
+    uint64_t move_piece = lp && copy_chunk > COPYPOOL_BOUNCE_BYTES ? COPYPOOL_BOUNCE_BYTES : copy_chunk;
     /* GPU to GPU is one driver call: the copy engines split it better than
      * threads could, and each piece would pay a wait on its event. */
     if (move || (pl->lr->gpu >= 0 && pl->rr->gpu >= 0))
@@ -363,21 +388,26 @@ static void plan_local(session *s, batch *b, uint32_t idx, const Mcefa__Transfer
             c->job.src = local + off;
             c->job.dst_gpu = pl->rr->gpu;
             c->job.src_gpu = pl->lr->gpu;
+            c->job.dst_proc = rp;
+            c->job.src_proc = lp;
         } else {
             c->job.dst = local + off;
             c->job.src = remote + off;
             c->job.dst_gpu = pl->lr->gpu;
             c->job.src_gpu = pl->rr->gpu;
+            c->job.dst_proc = lp;
+            c->job.src_proc = rp;
         }
         c->job.len = len;
         c->job.done = chunk_done;
-        if (move && t->length > copy_chunk) {
+        if (move && t->length > move_piece) {
             c->move_dst = c->job.dst;
             c->move_src = c->job.src;
             c->move_up = (uintptr_t)c->job.dst > (uintptr_t)c->job.src;
-            c->job.len = copy_chunk;
-            c->move_left = t->length - copy_chunk;
-            c->move_off = c->move_up ? t->length - copy_chunk : 0;
+            c->job.len = move_piece;
+            c->move_piece = move_piece;
+            c->move_left = t->length - move_piece;
+            c->move_off = c->move_up ? t->length - move_piece : 0;
             c->job.dst = c->move_dst + c->move_off;
             c->job.src = c->move_src + c->move_off;
         }
@@ -413,6 +443,7 @@ int xfer_submit(session *s, batch *b, Mcefa__Transfer *const *tv, size_t n, uint
     uint64_t t0 = clock_now_us();
     job_list jl = {0};
     net_op *net_head = NULL;
+    stage_piece *staged = NULL;
     for (size_t i = 0; i < n; i++) {
         const Mcefa__Transfer *t = tv[i];
         uint32_t idx = first + (uint32_t)i;
@@ -426,7 +457,11 @@ int xfer_submit(session *s, batch *b, Mcefa__Transfer *const *tv, size_t n, uint
             continue;
         }
         remote_segment *rs = pl[i].rseg;
-        unsigned use[NIC_MAX], nuse = usable_nics(pl[i].lr, rs->peer, pl[i].rreg, rs->nrnics, use);
+        if (xfer_stage_needed(pl[i].lr, pl[i].rreg)) {
+            xfer_stage_submit(s, b, idx, t, pl[i].lr, rs, pl[i].rreg, &staged);
+            continue;
+        }
+        unsigned use[NIC_MAX], nuse = xfer_usable_nics(pl[i].lr, rs->peer, pl[i].rreg, rs->nrnics, use);
         /* Ops are queued only after the loop, so remaining can be set once
          * they are all planned. */
         uint32_t pieces = nuse ? plan_remote(s, b, idx, t, pl[i].lr, rs, pl[i].rreg, use, nuse, &net_head) : 0;
@@ -445,6 +480,7 @@ int xfer_submit(session *s, batch *b, Mcefa__Transfer *const *tv, size_t n, uint
         copypool_submit(&jl.head->job, &jl.tail->job, jl.n);
     if (net_head)
         nic_submit(net_head);
+    xfer_stage_start(staged);
     *first_out = first;
     return 0;
 }

@@ -3,6 +3,7 @@
 # Runs apt only when something is missing; uses sudo when not root.
 # (libefa, the EFA verbs provider, ships in ibverbs-providers; the sanitizer
 # runtimes come with gcc; python3-venv for the offline pip-install test,
+# python3-numpy for the plain-memory tests (numpy arrays as Mooncake users register them),
 # util-linux for setpriv, libsodium for peer authentication, systemd for systemd-analyze verify;
 # clang for the fuzz targets, whose libFuzzer and sanitizer runtimes are in
 # libclang-rt-14-dev, only recommended by clang and so named here.)
@@ -17,7 +18,7 @@ packages=(
     libnuma-dev
     check
     clang libclang-rt-14-dev
-    python3 python3-dev python3-pytest python3-setuptools python3-venv
+    python3 python3-dev python3-pytest python3-setuptools python3-venv python3-numpy
     iproute2 procps util-linux systemd
 )
 

@@ -276,9 +276,9 @@ static void print_clients(const Mcefa__DaemonStatus *d)
             printf("%s{\"session\":%" PRIu64 ",\"pid\":%u,\"uid\":%u,\"name\":", i ? "," : "", c->session_id, c->pid,
                    c->uid);
             jstr(c->name);
-            printf(",\"regions\":%u,\"bytes_registered\":%" PRIu64 ",\"batches\":%u,\"transfers_in_flight\":%" PRIu64
-                   ",\"segment\":",
-                   c->regions, c->bytes_registered, c->batches, c->transfers_in_flight);
+            printf(",\"regions\":%u,\"bytes_registered\":%" PRIu64 ",\"plain_bytes\":%" PRIu64
+                   ",\"batches\":%u,\"transfers_in_flight\":%" PRIu64 ",\"segment\":",
+                   c->regions, c->bytes_registered, c->plain_bytes, c->batches, c->transfers_in_flight);
             jstr(c->segment);
             printf(",\"gpus\":[");
             for (size_t k = 0; k < c->n_gpus; k++) {
@@ -297,7 +297,9 @@ static void print_clients(const Mcefa__DaemonStatus *d)
         const Mcefa__ClientInfo *c = d->clients[i];
         printf("%-8" PRIu64 " %-8u %-6u %-24s %7u %14" PRIu64 " %7u %9" PRIu64 "  %s\n", c->session_id, c->pid, c->uid,
                c->name, c->regions, c->bytes_registered, c->batches, c->transfers_in_flight, c->segment);
-        /* Host bytes above; GPU memory on lines of its own, per GPU. */
+        /* Host bytes above; plain memory and GPU memory on lines of their own. */
+        if (c->plain_bytes)
+            printf("%-8s   plain host memory %28" PRIu64 " bytes (copied by cross-memory attach)\n", "", c->plain_bytes);
         for (size_t k = 0; k < c->n_gpus; k++)
             printf("%-8s   GPU %-14s %7u regions %14" PRIu64 " bytes\n", "", c->gpus[k]->bus_id, c->gpus[k]->regions,
                    c->gpus[k]->bytes);

@@ -78,10 +78,14 @@ int mcefa_alloc(mcefa_client *c, size_t size, int numa_node, unsigned flags, voi
  * keeps its own mapping of registered memory until they are unregistered. */
 int mcefa_free(mcefa_client *c, void *ptr);
 
-/* Registers [addr, addr+len), which must lie inside one mcefa_alloc buffer
- * or be GPU memory (a cudaMalloc allocation, shared by CUDA IPC, or VMM
- * memory made with a POSIX-fd handle type; see docs/gpu.md). Regions may
- * not overlap. */
+/* Registers [addr, addr+len): memory inside one mcefa_alloc buffer (the
+ * daemon maps it: zero-copy), GPU memory (a cudaMalloc allocation, shared
+ * by CUDA IPC, or VMM memory made with a POSIX-fd handle type; see
+ * docs/gpu.md), or any other memory of this process (malloc, mmap, numpy,
+ * torch CPU tensors), which the daemon copies by cross-memory attach: an
+ * extra copy on every transfer, and it needs the daemon to run as this
+ * process's user or with CAP_SYS_PTRACE (docs/python.md, "Memory"). Regions
+ * may not overlap. Plain memory must stay allocated until unregistered. */
 int mcefa_register(mcefa_client *c, void *addr, size_t len);
 
 /* Registers [addr, addr+len), a mapping of memfd fd at offset that the

@@ -1,6 +1,10 @@
-"""A target process for the Python suites: one TransferEngine whose managed
-buffer holds pattern 1. Prints "<rpc_port> <buffer address> <segment>", then
-answers "check OFF LEN SEED" with ok/bad until "quit"."""
+"""A target process for the Python suites: one TransferEngine whose buffer
+holds pattern 1. Prints "<rpc_port> <buffer address> <segment>", then answers
+"check OFF LEN SEED" with ok/bad until "quit". The buffer is a managed one, or
+with a third argument plain memory of that kind (registered with
+register_memory): bytearray, mmap, numpy, malloc."""
+import ctypes
+import mmap
 import sys
 
 from mcefa import TransferEngine
@@ -12,11 +16,37 @@ def pattern(n, seed, start=0):
     return (base * ((s + n) // 256 + 1))[s:s + n]
 
 
+def plain_buffer(kind, size):
+    """Ordinary process memory of one kind, and its address (the object keeps it alive)."""
+    if kind == "bytearray":
+        buf = bytearray(size)
+        return buf, ctypes.addressof((ctypes.c_char * size).from_buffer(buf))
+    if kind == "mmap":
+        buf = mmap.mmap(-1, size)
+        return buf, ctypes.addressof((ctypes.c_char * size).from_buffer(buf))
+    if kind == "numpy":
+        import numpy
+        buf = numpy.zeros(size, dtype=numpy.uint8)
+        return buf, buf.ctypes.data
+    if kind == "malloc":
+        libc = ctypes.CDLL(None)
+        libc.malloc.restype = ctypes.c_void_p
+        addr = libc.malloc(size)
+        return addr, addr
+    raise ValueError(kind)
+
+
 def main():
     host, size = sys.argv[1], int(sys.argv[2])
+    kind = sys.argv[3] if len(sys.argv) > 3 else "managed"
     te = TransferEngine()
     assert te.initialize(host, "P2PHANDSHAKE", "tcp", "") == 0
-    addr = te.allocate_managed_buffer(size)
+    keep = None
+    if kind == "managed":
+        addr = te.allocate_managed_buffer(size)
+    else:
+        keep, addr = plain_buffer(kind, size)
+        assert te.register_memory(addr, size) == 0
     assert addr
     te.write_bytes_to_buffer(addr, pattern(size, 1), size)
     print(te.get_rpc_port(), addr, te._segment_name, flush=True)

@@ -63,8 +63,30 @@ def test_register_device_pointer_and_move_bytes(gpu_daemon):
     assert cu.cuMemFree_v2(ptr) == 0
 
 
-def test_plain_host_pointer_is_refused(gpu_daemon):
+def test_plain_host_pointer_with_gpu_memory(gpu_daemon):
+    # With a driver loaded, a host pointer is still plain host memory (not
+    # taken for GPU memory), and moves to and from GPU memory through the
+    # copy threads' bounce buffer, at odd offsets and lengths.
+    cu = cuda()
+    ptr = ctypes.c_uint64()
+    assert cu.cuMemAlloc_v2(ctypes.byref(ptr), 4 * MiB) == 0
     te = TransferEngine()
     assert te.initialize("127.0.0.1", "P2PHANDSHAKE", "efa", "") == 0
-    buf = ctypes.create_string_buffer(MiB)
-    assert te.register_memory(ctypes.addressof(buf), MiB) < 0
+    buf = ctypes.create_string_buffer(3 * MiB)
+    plain = ctypes.addressof(buf)
+    assert te.register_memory(plain, 3 * MiB) == 0
+    assert te.register_memory(ptr.value, 4 * MiB) == 0
+    me = "127.0.0.1:%d" % te.get_rpc_port()
+    n = 2 * MiB + 333
+    data = bytes((i * 13 + 1) & 0xFF for i in range(n))
+    ctypes.memmove(plain + 5, data, n)
+    assert te.transfer_sync_write(me, plain + 5, ptr.value + 7, n) == 0  # plain -> GPU
+    back = ctypes.create_string_buffer(n)
+    assert cu.cuMemcpyDtoH_v2(back, ctypes.c_uint64(ptr.value + 7), ctypes.c_size_t(n)) == 0
+    assert back.raw == data
+    ctypes.memset(plain, 0, 3 * MiB)
+    assert te.transfer_sync_read(me, plain + 1, ptr.value + 7, n) == 0  # GPU -> plain
+    assert ctypes.string_at(plain + 1, n) == data
+    assert te.unregister_memory(ptr.value) == 0
+    assert te.unregister_memory(plain) == 0
+    assert cu.cuMemFree_v2(ptr) == 0

@@ -1,0 +1,42 @@
+/* Staging buffers: host memory of the daemon's own, registered with every
+ * NIC at start, through which memory no NIC can reach (plain host memory;
+ * later GPU memory on providers without FI_HMEM) travels to and from other
+ * hosts. A fixed number of slots of staging_slot_bytes each; a piece of a
+ * transfer holds one slot from its first copy to its last, and waits for
+ * one in order of asking when all are taken. Any thread. */
+#ifndef MCEFAD_STAGING_H
+#define MCEFAD_STAGING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "region.h"
+
+typedef struct stage_wait stage_wait;
+/* Called with the slot granted: inside staging_get when one is free,
+ * else on the thread of the staging_put that freed it. */
+typedef void (*stage_ready_fn)(stage_wait *w, unsigned slot);
+struct stage_wait {
+    stage_wait *next;
+    stage_ready_fn ready;
+};
+
+/* After the NICs opened: bytes in slots of slot_bytes (bytes 0: none). */
+int staging_init(uint64_t bytes, uint64_t slot_bytes, err *e);
+void staging_shutdown(void);
+/* 0 when there is no staging memory. */
+unsigned staging_slots(void);
+uint64_t staging_slot_bytes(void);
+/* The region all slots live in (registered with every NIC). */
+region *staging_region(void);
+char *staging_ptr(unsigned slot);
+
+/* Asks for a slot; w->ready set by the caller. */
+void staging_get(stage_wait *w);
+void staging_put(unsigned slot);
+/* Slots in use and pieces waiting, for status. */
+unsigned staging_in_use(void);
+unsigned staging_waiting(void);
+
+#endif

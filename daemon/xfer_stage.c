@@ -1,0 +1,643 @@
+#include "xfer_stage.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include "clock.h"
+#include "copypool.h"
+#include "defer.h"
+#include "nic.h"
+#include "nic_worker.h"
+#include "plain_import.h"
+#include "route.h"
+#include "staging.h"
+#include "xfer_internal.h"
+
+
+static uv_loop_t *loop;
+static uint64_t timeout_ms = 10000;
+static stage_send_fn sender;
+
+void xfer_stage_init(uv_loop_t *l, uint64_t timeout)
+{
+    loop = l;
+    timeout_ms = timeout;
+}
+
+void xfer_stage_set_sender(stage_send_fn fn)
+{
+    sender = fn;
+}
+
+/* The largest piece every local NIC carries in one op. */
+static uint64_t nic_max_piece(uint64_t want)
+{
+    for (unsigned i = 0; i < nic_count(); i++)
+        if (nic_get(i)->max_rma_bytes < want)
+            want = nic_get(i)->max_rma_bytes;
+    return want;
+}
+
+/* What a failed plain copy means, for the text a user reads. */
+static void copy_text(char *out, size_t n, const char *whose, uint64_t addr, int err)
+{
+    snprintf(out, n, "%s plain host memory at 0x%" PRIx64 ": %s", whose, addr,
+             err == -ECANCELED ? "cancelled: the client disconnected" : plain_copy_error(err));
+}
+
+/* ---- Pieces of this host's transfers ------------------------------------- */
+
+struct stage_piece {
+    stage_wait wait;
+    copy_job job;
+    net_op op;
+    defer_item later;
+    uv_timer_t hold; /* keeps our memory back after an unanswered exchange */
+    stage_piece *next; /* planned, not yet started */
+    session *s;
+    batch *b;
+    uint32_t idx;
+    bool write;
+    bool exchange; /* the remote region is staged: a StagedOp request */
+    region *lr;    /* the client's region (a reference) */
+    uint64_t laddr, len;
+    int slot;      /* our staging slot, -1 none */
+    peer *p;
+    /* Local staging: the RMA target chosen when planned. */
+    nic *n;
+    unsigned li;
+    fi_addr_t dest;
+    uint64_t raddr, rkey;
+    /* Exchange: the target in the other host's segment. */
+    char *segment;
+    uint64_t taddr;
+    uint64_t deadline_ms;
+    int err;
+    char why[300];
+    TAILQ_ENTRY(stage_piece) link; /* waiting for its peer's window, or held back */
+};
+
+static TAILQ_HEAD(, stage_piece) window_wait = TAILQ_HEAD_INITIALIZER(window_wait);
+static TAILQ_HEAD(, stage_piece) held = TAILQ_HEAD_INITIALIZER(held);
+
+/* Lets go of what the piece holds; the session last, as it holds the batch. */
+static void piece_release(stage_piece *x)
+{
+    session *s = x->s;
+    if (x->slot >= 0)
+        staging_put((unsigned)x->slot);
+    region_unref(x->lr);
+    free(x->segment);
+    free(x);
+    session_unref(s);
+}
+
+/* Any thread: the piece is over. */
+static void piece_end(stage_piece *x, int err, const char *why)
+{
+    char text[sizeof(x->why)] = "";
+    if (why)
+        snprintf(text, sizeof(text), "%s", why);
+    batch *b = x->b;
+    uint32_t idx = x->idx;
+    session *s = x->s;
+    session_ref(s); /* the batch outlives piece_release */
+    piece_release(x);
+    batch_piece_done(b, idx, err, err && text[0] ? text : NULL);
+    session_unref(s);
+}
+
+static void copied_out(copy_job *job, int err)
+{
+    stage_piece *x = container_of(job, stage_piece, job);
+    if (err)
+        copy_text(x->why, sizeof(x->why), "local", x->laddr, err);
+    piece_end(x, err, x->why);
+}
+
+/* Read pieces: our slot into the client's plain memory. */
+static void copy_out(stage_piece *x)
+{
+    copy_job *j = &x->job;
+    memset(j, 0, sizeof(*j));
+    j->owner = x->s;
+    j->src = staging_ptr((unsigned)x->slot);
+    j->dst = (void *)(uintptr_t)x->laddr;
+    j->dst_proc = plain_region_proc(x->lr);
+    j->src_gpu = j->dst_gpu = -1;
+    j->len = x->len;
+    j->done = copied_out;
+    copypool_submit(j, j, 1);
+}
+
+static void op_done(net_op *op, int err, const char *why)
+{
+    stage_piece *x = container_of(op, stage_piece, op);
+    peer_count_op(x->p, op->len, err != 0);
+    if (op->rehandshake)
+        peer_ask_rehandshake(x->p, op->gen, err);
+    if (err) {
+        x->err = err;
+        snprintf(x->why, sizeof(x->why), "%s", why ? why : "RMA failed");
+    }
+}
+
+/* The provider let go of the slot: only now may it be reused or read. */
+static void op_release(net_op *op)
+{
+    stage_piece *x = container_of(op, stage_piece, op);
+    if (x->err)
+        piece_end(x, x->err, x->why);
+    else if (x->write)
+        piece_end(x, 0, NULL);
+    else
+        copy_out(x);
+}
+
+static void post(stage_piece *x)
+{
+    net_op *op = &x->op;
+    memset(op, 0, sizeof(*op));
+    op->nic = x->n;
+    op->write = x->write;
+    op->local = staging_ptr((unsigned)x->slot);
+    op->desc = staging_region()->mrs[x->li].desc;
+    op->len = x->len;
+    op->dest = x->dest;
+    op->raddr = x->raddr;
+    op->rkey = x->rkey;
+    op->deadline_ms = x->deadline_ms;
+    op->peer_gen = peer_gen(x->p);
+    op->gen = atomic_load(peer_gen(x->p));
+    op->done = op_done;
+    op->release = op_release;
+    nic_submit(op);
+}
+
+static void send_piece(stage_piece *x);
+
+static void send_later(defer_item *it)
+{
+    send_piece(container_of(it, stage_piece, later));
+}
+
+static void copied_in(copy_job *job, int err)
+{
+    stage_piece *x = container_of(job, stage_piece, job);
+    if (err) {
+        copy_text(x->why, sizeof(x->why), "local", x->laddr, err);
+        piece_end(x, err, x->why);
+    } else if (x->exchange) {
+        defer_from_thread(&x->later, send_later);
+    } else {
+        post(x);
+    }
+}
+
+static void slot_ready(stage_wait *w, unsigned slot)
+{
+    stage_piece *x = container_of(w, stage_piece, wait);
+    x->slot = (int)slot;
+    if (x->write) {
+        /* Write pieces: the client's plain memory into our slot first. */
+        copy_job *j = &x->job;
+        memset(j, 0, sizeof(*j));
+        j->owner = x->s;
+        j->src = (const void *)(uintptr_t)x->laddr;
+        j->src_proc = plain_region_proc(x->lr);
+        j->dst = staging_ptr(slot);
+        j->src_gpu = j->dst_gpu = -1;
+        j->len = x->len;
+        j->done = copied_in;
+        copypool_submit(j, j, 1);
+    } else if (x->exchange) {
+        defer_from_thread(&x->later, send_later);
+    } else {
+        post(x);
+    }
+}
+
+static void kick(peer *p)
+{
+    stage_piece *x;
+    TAILQ_FOREACH(x, &window_wait, link)
+        if (x->p == p) {
+            TAILQ_REMOVE(&window_wait, x, link);
+            send_piece(x);
+            return;
+        }
+}
+
+static void hold_closed(uv_handle_t *h)
+{
+    stage_piece *x = h->data;
+    TAILQ_REMOVE(&held, x, link);
+    piece_release(x);
+}
+
+static void hold_over(uv_timer_t *t)
+{
+    uv_close((uv_handle_t *)t, hold_closed);
+}
+
+static void on_reply(void *arg, int status, const char *why, bool answered)
+{
+    stage_piece *x = arg;
+    unsigned *w = peer_stage_window(x->p);
+    (*w)--;
+    kick(x->p);
+    if (status < 0 && !answered) {
+        /* The other daemon may still be working on this piece: its NIC
+         * could yet reach our memory, so the memory stays ours (slot and
+         * region held) for one request timeout; the transfer fails now. */
+        batch_piece_done(x->b, x->idx, status, why);
+        x->hold.data = x;
+        uv_timer_init(loop, &x->hold);
+        uv_unref((uv_handle_t *)&x->hold);
+        uv_timer_start(&x->hold, hold_over, timeout_ms, 0);
+        TAILQ_INSERT_TAIL(&held, x, link);
+        return;
+    }
+    if (status < 0)
+        piece_end(x, status, why);
+    else if (!x->write && x->slot >= 0)
+        copy_out(x);
+    else
+        piece_end(x, 0, NULL);
+}
+
+/* Loop thread: one StagedOp request for x, when its peer's window has room. */
+static void send_piece(stage_piece *x)
+{
+    unsigned *w = peer_stage_window(x->p);
+    if (*w >= XFER_STAGE_WINDOW) {
+        TAILQ_INSERT_TAIL(&window_wait, x, link);
+        return;
+    }
+    /* The memory the other NIC reaches: our slot, or the client's region. */
+    const region *m = x->slot >= 0 ? staging_region() : x->lr;
+    uint64_t off = x->slot >= 0 ? (uint64_t)x->slot * staging_slot_bytes() : x->laddr - x->lr->addr;
+    unsigned nn = nic_count();
+    uint64_t addrs[NIC_MAX], keys[NIC_MAX], absent = 0;
+    for (unsigned k = 0; k < nn; k++) {
+        addrs[k] = keys[k] = 0;
+        if (region_on_nic(m, k)) {
+            addrs[k] = m->mrs[k].rma_base + off;
+            keys[k] = m->mrs[k].key;
+        } else {
+            absent |= 1ull << k;
+        }
+    }
+    stage_req q = {.write = x->write,
+                   .segment = x->segment,
+                   .addr = x->taddr,
+                   .length = x->len,
+                   .rma_addr = addrs,
+                   .rma_key = keys,
+                   .nnics = nn,
+                   .absent = absent,
+                   .deadline_ms = x->deadline_ms};
+    (*w)++;
+    if (!sender || sender(x->p, &q, on_reply, x) < 0) {
+        (*w)--;
+        snprintf(x->why, sizeof(x->why), "the connection to host %s's daemon is down (%s); open the segment again",
+                 peer_host(x->p), peer_last_error(x->p)[0] ? peer_last_error(x->p) : "not connected");
+        piece_end(x, -ENOTCONN, x->why);
+        kick(x->p);
+    }
+}
+
+bool xfer_stage_needed(const region *lr, const remote_region *rr)
+{
+    return rr->staged || region_is_plain(lr);
+}
+
+int xfer_stage_check(const region *lr, const remote_segment *rs, const remote_region *rr, size_t i, err *e)
+{
+    peer *p = rs->peer;
+    if (rr->staged && !peer_staging_slot(p))
+        return err_set(e, -EOPNOTSUPP,
+                       "transfer %zu: the target range of segment '%s' is plain host memory on host %s, which that "
+                       "host's daemon reaches only through staging buffers, and it has none (staging_bytes 0 there); "
+                       "its owner should register memory from allocate_managed_buffer / mcefa_alloc, or its operator "
+                       "set staging_bytes",
+                       i, rs->name, peer_host(p));
+    if (region_is_plain(lr) && !staging_slots())
+        return err_set(e, -EOPNOTSUPP,
+                       "transfer %zu: local range 0x%" PRIx64 " is plain host memory, which reaches other hosts only "
+                       "through this daemon's staging buffers, and it has none (staging_bytes 0, or no NIC); register "
+                       "memory from allocate_managed_buffer / mcefa_alloc, or set staging_bytes",
+                       i, lr->addr);
+    if (!region_is_plain(lr) && !lr->mrs)
+        return err_set(e, -EIO, "transfer %zu: the local region is not registered with the NICs", i);
+    return 0;
+}
+
+/* Loop thread: starts planned pieces (after the batch counted them). */
+void xfer_stage_start(stage_piece *x)
+{
+    while (x) {
+        stage_piece *next = x->next;
+        x->next = NULL;
+        if (x->exchange && !region_is_plain(x->lr)) {
+            send_piece(x);
+        } else {
+            x->wait.ready = slot_ready;
+            staging_get(&x->wait);
+        }
+        x = next;
+    }
+}
+
+uint32_t xfer_stage_submit(session *s, batch *b, uint32_t idx, const Mcefa__Transfer *t, region *lr,
+                           remote_segment *rs, remote_region *rr, stage_piece **chain)
+{
+    peer *p = rs->peer;
+    bool exchange = rr->staged, plain = region_is_plain(lr);
+    uint64_t chunk = exchange ? peer_staging_slot(p) : staging_slot_bytes();
+    if (exchange && plain && staging_slot_bytes() < chunk)
+        chunk = staging_slot_bytes();
+    chunk = nic_max_piece(chunk);
+    unsigned use[NIC_MAX], nuse = 0;
+    if (!exchange && !(nuse = xfer_usable_nics(staging_region(), p, rr, rs->nrnics, use))) {
+        batch_finish(b, idx, -ENETUNREACH,
+                     strdup("no local NIC shares a fabric with a NIC of the peer holding the remote region (see "
+                            "mcefactl nics and peers)"));
+        return 0;
+    }
+    uint64_t deadline = clock_now_ms() + timeout_ms;
+    unsigned start = nuse ? route_first(nuse) : 0;
+    stage_piece *first = NULL, **tail = &first;
+    uint32_t n = 0;
+    int fail = 0;
+    for (uint64_t off = 0, k = 0; off < t->length; off += chunk, k++) {
+        stage_piece *x = calloc(1, sizeof(*x));
+        if (!x) {
+            fail = -ENOMEM;
+            break;
+        }
+        x->s = s;
+        x->b = b;
+        x->idx = idx;
+        x->write = t->opcode == MCEFA__OPCODE__OP_WRITE;
+        x->exchange = exchange;
+        x->lr = lr;
+        x->laddr = t->local_addr + off;
+        x->len = t->length - off < chunk ? t->length - off : chunk;
+        x->slot = -1;
+        x->p = p;
+        x->deadline_ms = deadline;
+        if (exchange) {
+            x->taddr = t->remote_addr + off;
+            if (!(x->segment = strdup(rs->name))) {
+                free(x);
+                fail = -ENOMEM;
+                break;
+            }
+        } else {
+            unsigned li = use[(start + k) % nuse];
+            int j = xfer_pick_remote(p, li, rr, rs->nrnics);
+            if (j < 0) {
+                free(x);
+                fail = -ENETUNREACH;
+                break;
+            }
+            x->li = li;
+            x->n = nic_get(li);
+            x->dest = peer_pair(p, li, (unsigned)j);
+            x->raddr = rr->rma_addr[j] + (t->remote_addr - rr->addr) + off;
+            x->rkey = rr->rma_key[j];
+        }
+        region_ref(lr);
+        session_ref(s);
+        *tail = x;
+        tail = &x->next;
+        n++;
+    }
+    if (fail) {
+        while (first) {
+            stage_piece *next = first->next;
+            region_unref(first->lr);
+            session_unref(first->s);
+            free(first->segment);
+            free(first);
+            first = next;
+        }
+        batch_finish(b, idx, fail, strdup(fail == -ENOMEM ? "out of memory" : "no NIC pair reaches the peer"));
+        return 0;
+    }
+    atomic_store(&b->reqs[idx].remaining, n);
+    *tail = *chain;
+    *chain = first;
+    return n;
+}
+
+static void free_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void xfer_stage_shutdown(void)
+{
+    while (!TAILQ_EMPTY(&window_wait)) {
+        stage_piece *x = TAILQ_FIRST(&window_wait);
+        TAILQ_REMOVE(&window_wait, x, link);
+        piece_end(x, -ECANCELED, "the daemon is stopping");
+    }
+    /* Held pieces let go of their memory now (the NICs are stopped); the
+     * timer's memory goes when the loop closes the handle. */
+    while (!TAILQ_EMPTY(&held)) {
+        stage_piece *x = TAILQ_FIRST(&held);
+        TAILQ_REMOVE(&held, x, link);
+        uv_timer_stop(&x->hold);
+        session *s = x->s;
+        if (x->slot >= 0)
+            staging_put((unsigned)x->slot);
+        x->slot = -1;
+        region_unref(x->lr);
+        free(x->segment);
+        x->segment = NULL;
+        uv_close((uv_handle_t *)&x->hold, free_closed);
+        session_unref(s);
+    }
+}
+
+/* ---- Serving other hosts' requests --------------------------------------- */
+
+typedef struct serve_piece {
+    stage_wait wait;
+    copy_job job;
+    net_op op;
+    defer_item later;
+    peer *p;
+    region *r;
+    bool write;
+    uint64_t addr, len;
+    int slot;
+    nic *n;
+    unsigned li;
+    fi_addr_t dest;
+    uint64_t raddr, rkey;
+    uint64_t deadline_ms;
+    int err;
+    char why[300];
+    stage_served_fn done;
+    void *arg;
+} serve_piece;
+
+static void serve_reply(defer_item *it)
+{
+    serve_piece *sp = container_of(it, serve_piece, later);
+    sp->done(sp->arg, sp->err, sp->err ? sp->why : NULL);
+    region_unref(sp->r);
+    free(sp);
+}
+
+/* Any thread: the piece is over and our NIC and copies let go of it. */
+static void serve_end(serve_piece *sp, int err, const char *why)
+{
+    if (sp->slot >= 0)
+        staging_put((unsigned)sp->slot);
+    sp->slot = -1;
+    sp->err = err;
+    if (err && why != sp->why)
+        snprintf(sp->why, sizeof(sp->why), "%s", why ? why : "failed");
+    defer_from_thread(&sp->later, serve_reply);
+}
+
+static void serve_copied(copy_job *job, int err);
+
+static void serve_copy(serve_piece *sp, bool into_client)
+{
+    copy_job *j = &sp->job;
+    memset(j, 0, sizeof(*j));
+    j->owner = sp->p;
+    j->src_gpu = j->dst_gpu = -1;
+    j->len = sp->len;
+    if (into_client) {
+        j->src = staging_ptr((unsigned)sp->slot);
+        j->dst = (void *)(uintptr_t)sp->addr;
+        j->dst_proc = plain_region_proc(sp->r);
+    } else {
+        j->src = (const void *)(uintptr_t)sp->addr;
+        j->src_proc = plain_region_proc(sp->r);
+        j->dst = staging_ptr((unsigned)sp->slot);
+    }
+    j->done = serve_copied;
+    copypool_submit(j, j, 1);
+}
+
+static void serve_op_done(net_op *op, int err, const char *why)
+{
+    serve_piece *sp = container_of(op, serve_piece, op);
+    peer_count_op(sp->p, op->len, err != 0);
+    if (op->rehandshake)
+        peer_ask_rehandshake(sp->p, op->gen, err);
+    if (err) {
+        sp->err = err;
+        snprintf(sp->why, sizeof(sp->why), "%s", why ? why : "RMA failed");
+    }
+}
+
+static void serve_op_release(net_op *op)
+{
+    serve_piece *sp = container_of(op, serve_piece, op);
+    if (sp->err)
+        serve_end(sp, sp->err, sp->why);
+    else if (sp->write)
+        serve_copy(sp, true); /* the sender's bytes are in our slot */
+    else
+        serve_end(sp, 0, NULL);
+}
+
+static void serve_post(serve_piece *sp)
+{
+    net_op *op = &sp->op;
+    memset(op, 0, sizeof(*op));
+    op->nic = sp->n;
+    op->write = !sp->write; /* a write into our segment reads the sender's memory */
+    op->local = staging_ptr((unsigned)sp->slot);
+    op->desc = staging_region()->mrs[sp->li].desc;
+    op->len = sp->len;
+    op->dest = sp->dest;
+    op->raddr = sp->raddr;
+    op->rkey = sp->rkey;
+    op->deadline_ms = sp->deadline_ms;
+    op->peer_gen = peer_gen(sp->p);
+    op->gen = atomic_load(peer_gen(sp->p));
+    op->done = serve_op_done;
+    op->release = serve_op_release;
+    nic_submit(op);
+}
+
+static void serve_copied(copy_job *job, int err)
+{
+    serve_piece *sp = container_of(job, serve_piece, job);
+    if (err) {
+        if (err == -EFAULT)
+            atomic_store(&sp->r->faulted, true);
+        copy_text(sp->why, sizeof(sp->why), "the segment's", sp->addr, err);
+        serve_end(sp, err, sp->why);
+    } else if (sp->write) {
+        serve_end(sp, 0, NULL);
+    } else {
+        serve_post(sp); /* our client's bytes are in the slot: out to the sender */
+    }
+}
+
+static void serve_slot(stage_wait *w, unsigned slot)
+{
+    serve_piece *sp = container_of(w, serve_piece, wait);
+    sp->slot = (int)slot;
+    if (clock_now_ms() >= sp->deadline_ms)
+        serve_end(sp, -ETIMEDOUT, "its deadline passed while it waited for a staging buffer");
+    else if (sp->write)
+        serve_post(sp);
+    else
+        serve_copy(sp, false);
+}
+
+static void serve_fail_later(defer_item *it)
+{
+    serve_reply(it);
+}
+
+int xfer_stage_serve(peer *p, region *r, const stage_req *q, stage_served_fn done, void *arg)
+{
+    serve_piece *sp = calloc(1, sizeof(*sp));
+    if (!sp)
+        return -ENOMEM;
+    sp->p = p;
+    sp->r = r;
+    sp->write = q->write;
+    sp->addr = q->addr;
+    sp->len = q->length;
+    sp->slot = -1;
+    sp->deadline_ms = q->deadline_ms;
+    sp->done = done;
+    sp->arg = arg;
+    remote_region sender_mem = {.rma_addr = (uint64_t *)q->rma_addr, .rma_key = (uint64_t *)q->rma_key,
+                                .absent = q->absent};
+    unsigned use[NIC_MAX], nuse = xfer_usable_nics(staging_region(), p, &sender_mem, q->nnics, use);
+    sp->li = nuse ? use[route_first(nuse)] : 0;
+    int j = nuse ? xfer_pick_remote(p, sp->li, &sender_mem, q->nnics) : -1;
+    if (j < 0) {
+        /* Answered on the next turn: done never runs inside this call. */
+        sp->err = -ENETUNREACH;
+        snprintf(sp->why, sizeof(sp->why), "no NIC of this host reaches a NIC of the sender that holds its memory");
+        defer_call(&sp->later, serve_fail_later);
+        return 0;
+    }
+    sp->n = nic_get(sp->li);
+    sp->dest = peer_pair(p, sp->li, (unsigned)j);
+    sp->raddr = q->rma_addr[j];
+    sp->rkey = q->rma_key[j];
+    sp->wait.ready = serve_slot;
+    staging_get(&sp->wait);
+    return 0;
+}
