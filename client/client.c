@@ -534,6 +534,9 @@ int mcefa_status(mcefa_client *c, mcefa_daemon_status *st)
     r.transfers_completed = d->transfers_completed;
     r.transfers_failed = d->transfers_failed;
     r.protocol_errors = d->protocol_errors;
+    r.staging_slots = d->staging_slots;
+    r.staging_in_use = d->staging_in_use;
+    r.staging_waiting = d->staging_waiting;
     mcefa__response__free_unpacked(resp, NULL);
     /* As in mcefa_segment_regions: nothing past the caller's size. */
     memset(st, 0, size);

@@ -11,6 +11,7 @@
 #include "efa.h"
 #include "nic.h"
 #include "rpc.h"
+#include "staging.h"
 #include "stats.h"
 
 /* A client's GPU regions, per device. */
@@ -200,6 +201,10 @@ void rpc_status(reply *r, const Mcefa__Request *req)
     st->admin = self->admin;
     st->log_level = (char *)log_level_name(log_threshold);
     st->provider = config.provider;
+    st->staging_slots = staging_slots();
+    st->staging_slot_bytes = staging_slot_bytes();
+    st->staging_in_use = staging_in_use();
+    st->staging_waiting = staging_waiting();
     clients(r, st, self);
     nics(r, st);
     peers(r, st);

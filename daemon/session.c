@@ -129,6 +129,7 @@ void session_teardown(session *s)
 {
     TAILQ_REMOVE(&sessions, s, link);
     nsessions--;
+    atomic_store(&s->gone, true);
     uint64_t inflight = session_inflight(s);
     log_info("client %s (session %llu, pid %d) disconnected: releasing %zu regions (%llu bytes)%s", s->name,
              (unsigned long long)s->id, (int)s->pid, s->regions.n, (unsigned long long)s->regions.bytes,

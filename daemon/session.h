@@ -46,6 +46,9 @@ typedef struct session {
     bool closing;
     bool close_after_flush;
     bool broken; /* a reply could not be queued: close at once */
+    /* Set by session_teardown; read by any thread: work of a client that
+     * left and has not started yet is dropped. */
+    _Atomic bool gone;
 
     /* The socket (server.c). */
     int fd;

@@ -121,6 +121,12 @@ void staging_get(stage_wait *w)
     pthread_mutex_unlock(&st.lock);
 }
 
+/* Hand-overs a ready callback started on this thread, run by the
+ * outermost staging_put: a waiter that gives its slot straight back (its
+ * client left) must not recurse once per waiter. */
+static _Thread_local stage_wait *handing, **handing_tail;
+static _Thread_local bool in_put;
+
 void staging_put(unsigned slot)
 {
     pthread_mutex_lock(&st.lock);
@@ -136,8 +142,26 @@ void staging_put(unsigned slot)
         st.used--;
     }
     pthread_mutex_unlock(&st.lock);
-    if (w)
-        w->ready(w, slot);
+    if (!w)
+        return;
+    w->slot = slot;
+    w->next = NULL;
+    if (in_put) {
+        *handing_tail = w;
+        handing_tail = &w->next;
+        return;
+    }
+    in_put = true;
+    handing = w;
+    handing_tail = &w->next;
+    while (handing) {
+        stage_wait *x = handing;
+        handing = x->next;
+        if (!handing)
+            handing_tail = &handing;
+        x->ready(x, x->slot);
+    }
+    in_put = false;
 }
 
 unsigned staging_in_use(void)

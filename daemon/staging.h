@@ -20,6 +20,7 @@ typedef void (*stage_ready_fn)(stage_wait *w, unsigned slot);
 struct stage_wait {
     stage_wait *next;
     stage_ready_fn ready;
+    unsigned slot; /* staging.c's: the slot handed over */
 };
 
 /* After the NICs opened: bytes in slots of slot_bytes (bytes 0: none). */

@@ -199,10 +199,27 @@ static void copied_in(copy_job *job, int err)
     }
 }
 
+/* Work not started yet is dropped when its client left or its time ran
+ * out: a queue of stale pieces must not hold up everyone behind it. */
+static bool stale(stage_piece *x)
+{
+    if (atomic_load(&x->s->gone)) {
+        piece_end(x, -ECANCELED, "cancelled: the client that submitted it disconnected");
+        return true;
+    }
+    if (clock_now_ms() >= x->deadline_ms) {
+        piece_end(x, -ETIMEDOUT, "timed out waiting for a staging buffer or for the peer's request window");
+        return true;
+    }
+    return false;
+}
+
 static void slot_ready(stage_wait *w, unsigned slot)
 {
     stage_piece *x = container_of(w, stage_piece, wait);
     x->slot = (int)slot;
+    if (stale(x))
+        return;
     if (x->write) {
         /* Write pieces: the client's plain memory into our slot first. */
         copy_job *j = &x->job;
@@ -222,15 +239,19 @@ static void slot_ready(stage_wait *w, unsigned slot)
     }
 }
 
+/* A request to p finished: the next piece waiting for p's window goes. */
 static void kick(peer *p)
 {
-    stage_piece *x;
-    TAILQ_FOREACH(x, &window_wait, link)
+    for (stage_piece *x = TAILQ_FIRST(&window_wait), *next; x; x = next) {
+        next = TAILQ_NEXT(x, link);
         if (x->p == p) {
             TAILQ_REMOVE(&window_wait, x, link);
+            if (stale(x))
+                continue;
             send_piece(x);
             return;
         }
+    }
 }
 
 static void hold_closed(uv_handle_t *h)
@@ -275,6 +296,8 @@ static void on_reply(void *arg, int status, const char *why, bool answered)
 static void send_piece(stage_piece *x)
 {
     unsigned *w = peer_stage_window(x->p);
+    if (stale(x))
+        return;
     if (*w >= XFER_STAGE_WINDOW) {
         TAILQ_INSERT_TAIL(&window_wait, x, link);
         return;

@@ -83,9 +83,11 @@ static void print_status(const Mcefa__DaemonStatus *d)
         printf(",\"log_level\":");
         jstr(d->log_level);
         printf(",\"nics\":%zu,\"peers\":%zu,\"clients\":%zu,\"segments\":%zu,\"transfers_completed\":%" PRIu64
-               ",\"transfers_failed\":%" PRIu64 ",\"bytes_local\":%" PRIu64 ",\"bytes_network\":%" PRIu64 "}\n",
+               ",\"transfers_failed\":%" PRIu64 ",\"bytes_local\":%" PRIu64 ",\"bytes_network\":%" PRIu64
+               ",\"staging_slots\":%u,\"staging_slot_bytes\":%" PRIu64 ",\"staging_in_use\":%u,\"staging_waiting\":%u}\n",
                d->n_nics, d->n_peers, d->n_clients, d->n_segments, d->transfers_completed, d->transfers_failed,
-               d->bytes_copied, d->bytes_sent);
+               d->bytes_copied, d->bytes_sent, d->staging_slots, d->staging_slot_bytes, d->staging_in_use,
+               d->staging_waiting);
         return;
     }
     printf("mcefad %s on %s\n", d->daemon_version, d->hostname);
@@ -97,6 +99,8 @@ static void print_status(const Mcefa__DaemonStatus *d)
            " over NICs\n",
            d->transfers_completed, d->transfers_failed, d->bytes_copied, d->bytes_sent);
     printf("  GPUs        %zu (%s)\n", d->n_gpus, d->gpu_state);
+    printf("  staging     %u of %u slots of %" PRIu64 " bytes in use, %u pieces waiting\n", d->staging_in_use,
+           d->staging_slots, d->staging_slot_bytes, d->staging_waiting);
 }
 
 static void print_gpus(const Mcefa__DaemonStatus *d)

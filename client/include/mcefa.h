@@ -212,6 +212,11 @@ typedef struct mcefa_daemon_status {
     uint64_t transfers_completed;
     uint64_t transfers_failed;
     uint64_t protocol_errors;
+    /* Staging buffers (plain host memory to and from other hosts): slots,
+     * slots in use, pieces waiting for one. */
+    uint32_t staging_slots;
+    uint32_t staging_in_use;
+    uint32_t staging_waiting;
     /* Later fields go here. */
 } mcefa_daemon_status;
 

@@ -108,10 +108,10 @@ def daemon_pair():
 class Peer:
     """Another process with its own TransferEngine (tests/python/peer.py)."""
 
-    def __init__(self, sock, size, hostname="127.0.0.1"):
+    def __init__(self, sock, size, hostname="127.0.0.1", kind="managed"):
         env = dict(os.environ, MCEFAD_SOCKET=sock, PYTHONPATH=os.path.join(BUILD, "python"))
         self.proc = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "peer.py"),
-                                      hostname, str(size)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      hostname, str(size), kind], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      env=env, text=True)
         line = self.proc.stdout.readline()
         assert line, "peer process failed to start"
