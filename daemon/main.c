@@ -22,6 +22,7 @@
 #include "peer_auth.h"
 #include "peer_hello.h"
 #include "peer_link.h"
+#include "peer_notify.h"
 #include "peer_table.h"
 #include "resolve.h"
 #include "rpc.h"
@@ -109,6 +110,7 @@ static int start_loop_layers(uv_loop_t *loop)
     peer_table_set_resolver(resolve_address);
     peer_hello_init(config.provider);
     peer_desc_init();
+    peer_notify_init();
     warmup_init(loop, config.request_timeout_ms);
     int rc;
     if (nic_count() &&
