@@ -165,6 +165,22 @@ static void send_get_segment(int fd, uint64_t seq, const char *name)
     send_frame(fd, &f);
 }
 
+/* A raw peer B admitted (peer_auth=none): its hello answered with B's own,
+ * which the caller frees. */
+static Mcefa__PeerFrame *admitted_peer(int *fd, wire_reader *rd, const char *host, uint64_t epoch)
+{
+    *fd = peer_dial(port_b);
+    wire_reader_init(rd, 0);
+    fake_hello x;
+    fake_hello_init(&x, host, epoch, "nofabric", 16);
+    send_hello(*fd, 1, &x.h);
+    Mcefa__PeerFrame *f = recv_frame(*fd, rd, 5000);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_msg(f->status == 0 && f->body_case == MCEFA__PEER_FRAME__BODY_HELLO, "hello refused: %s",
+                  f->error ? f->error : "");
+    return f;
+}
+
 /* A reads all of a target on B: the real peers still work. */
 static void pair_still_works(void)
 {
@@ -498,15 +514,9 @@ END_TEST
  * nothing with the warmup key, and two regions' keys are not neighbours. */
 START_TEST(keys_not_derivable)
 {
-    int fd = peer_dial(port_b);
+    int fd;
     wire_reader rd;
-    wire_reader_init(&rd, 0);
-    fake_hello x;
-    fake_hello_init(&x, "keyprobe", 500, "nofabric", 16);
-    send_hello(fd, 1, &x.h);
-    Mcefa__PeerFrame *f = recv_frame(fd, &rd, 5000);
-    ck_assert_ptr_nonnull(f);
-    ck_assert_int_eq(f->body_case, MCEFA__PEER_FRAME__BODY_HELLO);
+    Mcefa__PeerFrame *f = admitted_peer(&fd, &rd, "keyprobe", 500);
     ck_assert_uint_ge(f->hello->n_nics, 1);
     uint64_t warm = f->hello->nics[0]->warmup_key;
     mcefa__peer_frame__free_unpacked(f, NULL);
@@ -576,15 +586,8 @@ START_TEST(peer_notifications_checked)
     ck_assert_int_eq(mcefa_segment_export(own, NULL, seg, sizeof(seg)), 0);
     ck_assert_int_eq(mcefa_segment_export(other, NULL, seg2, sizeof(seg2)), 0);
 
-    fd = peer_dial(port_b);
     wire_reader rd;
-    wire_reader_init(&rd, 0);
-    fake_hello x;
-    fake_hello_init(&x, "notifier", 700, "nofabric", 16);
-    send_hello(fd, 1, &x.h);
-    Mcefa__PeerFrame *f = recv_frame(fd, &rd, 3000);
-    ck_assert_ptr_nonnull(f);
-    ck_assert_int_eq(f->status, 0);
+    Mcefa__PeerFrame *f = admitted_peer(&fd, &rd, "notifier", 700);
     mcefa__peer_frame__free_unpacked(f, NULL);
     char longname[300];
     memset(longname, 'h', sizeof(longname) - 1);

@@ -2,24 +2,14 @@
 with notify=TransferNotify(name, msg) deliver (name, msg) to the target
 engine's get_notifies() once the data is there; get_notifies() returns a list
 of TransferNotify, oldest first, each once."""
-import os
-
 import pytest
 
-from conftest import BUILD  # noqa: F401  (puts the build's python dir on sys.path)
+from conftest import engine
 
 import mcefa
-from mcefa import TransferEngine, TransferNotify, TransferOpcode
+from mcefa import TransferNotify, TransferOpcode
 
 MiB = 1 << 20
-
-
-def engine(sock=None):
-    if sock:
-        os.environ["MCEFAD_SOCKET"] = sock
-    te = TransferEngine()
-    assert te.initialize("127.0.0.1", "P2PHANDSHAKE", "tcp", "") == 0
-    return te
 
 
 def test_transfer_notify_shape():
