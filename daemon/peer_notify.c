@@ -25,8 +25,8 @@ static void serve_notify(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame *fr)
     size_t sl = n->segment ? strlen(n->segment) : 0;
     if (sl == 0 || sl > NOTIFY_SEGMENT_MAX) {
         peer_link_reply_error(c, seq, -EINVAL,
-                              "notification refused by host %s: the segment name is %zu bytes, not 1-%d", ident_hostname(),
-                              sl, NOTIFY_SEGMENT_MAX);
+                              "notification refused by host %s: the segment name is %zu bytes, not 1-%d",
+                              ident_hostname(), sl, NOTIFY_SEGMENT_MAX);
         return;
     }
     if (inbox_check_sizes(n->name.len, n->msg.len, &e) < 0) {
@@ -35,8 +35,8 @@ static void serve_notify(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame *fr)
     }
     if (n->epoch && n->epoch != ident_epoch()) {
         peer_link_reply_error(c, seq, -ESTALE,
-                              "host %s's daemon restarted since segment '%s' was opened; open it again", ident_hostname(),
-                              n->segment);
+                              "host %s's daemon restarted since segment '%s' was opened; open it again",
+                              ident_hostname(), n->segment);
         return;
     }
     segment_entry *se = segment_find(n->segment);
