@@ -15,7 +15,8 @@
 #include "session.h"
 
 /* Segment names are at most this long (segment.c); a longer one names
- * nothing here. */
+ * nothing here. The texts leave the segment out: the sender's daemon puts
+ * it in front. */
 #define NOTIFY_SEGMENT_MAX 255
 
 static void serve_notify(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame *fr)
@@ -34,17 +35,15 @@ static void serve_notify(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame *fr)
         return;
     }
     if (n->epoch && n->epoch != ident_epoch()) {
-        peer_link_reply_error(c, seq, -ESTALE,
-                              "host %s's daemon restarted since segment '%s' was opened; open it again",
-                              ident_hostname(), n->segment);
+        peer_link_reply_error(c, seq, -ESTALE, "host %s's daemon restarted since the segment was opened; open it again",
+                              ident_hostname());
         return;
     }
     segment_entry *se = segment_find(n->segment);
     if (!se) {
         peer_link_reply_error(c, seq, -ENOENT,
-                              "segment '%s' not found on host %s: no client there exports it (its owner may have "
-                              "exited), so nobody would take the notification",
-                              n->segment, ident_hostname());
+                              "no client on host %s exports it (its owner may have exited), so nobody would take it",
+                              ident_hostname());
         return;
     }
     if (session_notify(se->owner, se->name, n->name.data, n->name.len, n->msg.data, n->msg.len, &e) < 0) {

@@ -50,7 +50,7 @@ void rpc_notify(reply *r, const Mcefa__Request *req)
             return;
         }
         if (session_notify(se->owner, se->name, m->name.data, m->name.len, m->msg.data, m->msg.len, &e) < 0)
-            reply_err(r, &e);
+            reply_fail(r, e.code, "notification for segment '%s' refused: %s", se->name, e.text);
         return;
     }
     const remote_segment *rs = o->remote;

@@ -160,8 +160,7 @@ int session_notify(session *s, const char *segment, const void *name, size_t nam
 {
     int rc = inbox_push(&s->inbox, config.notify_queue_bytes, name, name_len, msg, msg_len);
     if (rc == -ENOMEM)
-        return err_set(e, rc, "host %s is out of memory queueing a notification for segment '%s'", ident_hostname(),
-                       segment);
+        return err_set(e, rc, "host %s is out of memory queueing it", ident_hostname());
     if (rc < 0) {
         /* Once per filling: a sender retrying in a loop must not flood the log. */
         if (!s->inbox.full_logged)
@@ -171,10 +170,9 @@ int session_notify(session *s, const char *segment, const void *name, size_t nam
                      (unsigned long long)config.notify_queue_bytes);
         s->inbox.full_logged = true;
         return err_set(e, rc,
-                       "notification for segment '%s' refused: its owner (client %s, pid %d, on host %s) is not "
-                       "draining its notifications (get_notifies): %zu (%zu bytes) queued, notify_queue_bytes %llu; "
-                       "retry once it has taken them",
-                       segment, s->name, (int)s->pid, ident_hostname(), s->inbox.n, s->inbox.bytes,
+                       "the segment's owner (client %s, pid %d, on host %s) is not draining its notifications "
+                       "(get_notifies): %zu (%zu bytes) queued, notify_queue_bytes %llu; retry once it has taken them",
+                       s->name, (int)s->pid, ident_hostname(), s->inbox.n, s->inbox.bytes,
                        (unsigned long long)config.notify_queue_bytes);
     }
     return 0;

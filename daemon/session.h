@@ -111,8 +111,9 @@ int session_queue_response(session *s, const Mcefa__Response *resp, int *fds, un
 void session_sent(session *s, size_t n);
 
 /* Queues a notification for s, the owner of segment `segment` (named in
- * the texts), within notify_queue_bytes. Returns 0, or -ENOBUFS (s does
- * not take its notifications) or -ENOMEM with e saying so. */
+ * the log), within notify_queue_bytes. Returns 0, or -ENOBUFS (s does not
+ * take its notifications) or -ENOMEM with e saying why; the caller puts
+ * the segment in front. */
 int session_notify(session *s, const char *segment, const void *name, size_t name_len, const void *msg,
                    size_t msg_len, err *e);
 

@@ -603,8 +603,8 @@ START_TEST(peer_notifications_checked)
         {longname, 1, 1, 0, -EINVAL, "segment name"},
         {seg, MCEFA_NOTIFY_NAME_MAX + 1, 1, 0, -EMSGSIZE, "MCEFA_NOTIFY_NAME_MAX"},
         {seg, 1, MCEFA_NOTIFY_MSG_MAX + 1, 0, -EMSGSIZE, "MCEFA_NOTIFY_MSG_MAX"},
-        {"hostb:1", 1, 1, 0, -ENOENT, "not found"},
-        {"bad\xff\nname", 1, 1, 0, -ENOENT, "not found"},
+        {"hostb:1", 1, 1, 0, -ENOENT, "no client on host hostb exports it"},
+        {"bad\xff\nname", 1, 1, 0, -ENOENT, "no client on host hostb exports it"},
         {seg, 1, 1, 12345, -ESTALE, "open it again"},
     };
     size_t nc = sizeof(cases) / sizeof(cases[0]);
