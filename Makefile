@@ -227,6 +227,10 @@ $(B)/tests/check_peer_auth: $(call obj,tests/check_peer_auth.c daemon/peer_auth.
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(SODIUM_LIBS) $(CHECK_LIBS)
 
+$(B)/tests/check_inbox: $(call obj,tests/check_inbox.c daemon/inbox.c daemon/err.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)
+
 $(B)/tests/check_config: $(call obj,tests/check_config.c daemon/config.c daemon/config_values.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)

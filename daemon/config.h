@@ -70,6 +70,10 @@
     X(UINT, max_outbound_bytes_total, "268435456", 0, CFG_UNBOUNDED, "MCEFAD_MAX_OUTBOUND_TOTAL", "",           \
       "Replies queued for all clients together; past it the client with the most queued is disconnected "      \
       "(many clients that do not read could otherwise hold max_clients x max_outbound_bytes).")                \
+    X(UINT, notify_queue_bytes, "4194304", 131072, 1u << 30, "MCEFAD_NOTIFY_QUEUE_BYTES", "",                  \
+      "Notifications (Mooncake's TransferNotify) held for one client until it takes them, in bytes (name, "    \
+      "message and 24 bytes each); past it a sender gets an error naming the segment whose owner is "          \
+      "not taking them. Nothing is ever dropped. At least 128 KiB: room for the largest one.")                 \
     X(UINT, max_registered_bytes, "0", 0, CFG_UNBOUNDED, "MCEFAD_MAX_REGISTERED", "",                            \
       "Bytes all clients together may register (counting registrations under way); 0 means the machine's "     \
       "physical memory, a bound no working setup exceeds: the daemon maps and pre-faults what is registered, " \

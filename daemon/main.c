@@ -23,6 +23,7 @@
 #include "peer_auth.h"
 #include "peer_hello.h"
 #include "peer_link.h"
+#include "peer_notify.h"
 #include "peer_table.h"
 #include "resolve.h"
 #include "rpc.h"
@@ -114,6 +115,7 @@ static int start_loop_layers(uv_loop_t *loop)
     peer_desc_init();
     xfer_stage_init(loop, config.request_timeout_ms);
     peer_stage_init();
+    peer_notify_init();
     warmup_init(loop, config.request_timeout_ms);
     int rc;
     if (nic_count() &&

@@ -219,6 +219,59 @@ void peer_when_up(peer *p, void (*fn)(void *, int, const char *), void *arg)
     }
 }
 
+/* ---- A request once the connection is up --------------------------------- */
+
+typedef struct when_up_req {
+    peer *p;
+    Mcefa__PeerFrame *f;
+    peer_reply_fn fn;
+    void *arg;
+    unsigned tries;
+} when_up_req;
+
+static void when_up_fail(when_up_req *w, int status, const char *why)
+{
+    Mcefa__PeerFrame fail = MCEFA__PEER_FRAME__INIT;
+    fail.reply = true;
+    fail.status = status;
+    fail.error = (char *)why;
+    w->fn(NULL, w->arg, &fail);
+    free(w);
+}
+
+static void request_when_up(void *arg, int status, const char *why)
+{
+    when_up_req *w = arg;
+    if (status < 0) {
+        when_up_fail(w, status, why ? why : "the peer cannot be reached");
+        return;
+    }
+    if (!w->p->conn && w->tries++ < 1) {
+        /* It went down between "up" and now: connect again, once. */
+        peer_when_up(w->p, request_when_up, w);
+        return;
+    }
+    if (!w->p->conn || peer_link_request(w->p->conn, w->f, w->fn, w->arg) < 0) {
+        when_up_fail(w, -ECONNRESET, "the connection to the peer broke");
+        return;
+    }
+    free(w);
+}
+
+void peer_request_when_up(peer *p, Mcefa__PeerFrame *f, peer_reply_fn fn, void *arg)
+{
+    when_up_req *w = calloc(1, sizeof(*w));
+    if (!w) {
+        log_error("out of memory queueing a peer request; exiting");
+        abort();
+    }
+    w->p = p;
+    w->f = f;
+    w->fn = fn;
+    w->arg = arg;
+    peer_when_up(p, request_when_up, w);
+}
+
 /* ---- A new handshake on the NICs' word ---------------------------------- */
 
 static void rehandshake_done(void *arg, int status, const char *why)

@@ -80,17 +80,18 @@ static void serve_get_segment(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame
 
 typedef struct seg_req {
     peer *p;
-    unsigned tries;
     peer_segment_cb cb;
     void *arg;
     char name[300];
+    Mcefa__GetSegment g;
+    Mcefa__PeerFrame f;
 } seg_req;
 
 static void on_segment_reply(peer_conn *c, void *arg, const Mcefa__PeerFrame *f)
 {
     (void)c;
     seg_req *r = arg;
-    char theirs[300];
+    char theirs[400];
     if (f->status < 0) {
         peer_text_clean(theirs, sizeof(theirs), f->error); /* bound for a log or a client's reply */
         r->cb(r->arg, r->p, f->status, theirs, NULL);
@@ -99,33 +100,8 @@ static void on_segment_reply(peer_conn *c, void *arg, const Mcefa__PeerFrame *f)
         r->cb(r->arg, r->p, -EPROTO, "peer answered without a segment descriptor", NULL);
     else
         r->cb(r->arg, r->p, 0, NULL, f->segment);
+    peer_release(r->p);
     free(r);
-}
-
-static void segment_when_up(void *arg, int status, const char *why)
-{
-    seg_req *r = arg;
-    if (status < 0) {
-        r->cb(r->arg, r->p, status, why, NULL);
-        peer_release(r->p);
-        free(r);
-        return;
-    }
-    Mcefa__GetSegment g = MCEFA__GET_SEGMENT__INIT;
-    g.name = r->name;
-    Mcefa__PeerFrame f = MCEFA__PEER_FRAME__INIT;
-    f.body_case = MCEFA__PEER_FRAME__BODY_GET_SEGMENT;
-    f.get_segment = &g;
-    if (!r->p->conn && r->tries++ < 1) {
-        /* It went down between "up" and now: connect again, once. */
-        peer_when_up(r->p, segment_when_up, r);
-        return;
-    }
-    if (!r->p->conn || peer_link_request(r->p->conn, &f, on_segment_reply, r) < 0) {
-        r->cb(r->arg, r->p, -ECONNRESET, "the connection to the peer broke", NULL);
-        peer_release(r->p);
-        free(r);
-    }
 }
 
 void peer_get_segment(peer *p, const char *name, peer_segment_cb cb, void *arg)
@@ -139,8 +115,13 @@ void peer_get_segment(peer *p, const char *name, peer_segment_cb cb, void *arg)
     r->cb = cb;
     r->arg = arg;
     snprintf(r->name, sizeof(r->name), "%s", name);
+    mcefa__get_segment__init(&r->g);
+    r->g.name = r->name;
+    mcefa__peer_frame__init(&r->f);
+    r->f.body_case = MCEFA__PEER_FRAME__BODY_GET_SEGMENT;
+    r->f.get_segment = &r->g;
     peer_hold(p);
-    peer_when_up(p, segment_when_up, r);
+    peer_request_when_up(p, &r->f, on_segment_reply, r);
 }
 
 void peer_desc_init(void)

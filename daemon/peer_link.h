@@ -70,4 +70,10 @@ void peer_link_run_waiters(peer *p, int status, const char *why);
  * before returning. */
 void peer_when_up(peer *p, void (*fn)(void *arg, int status, const char *why), void *arg);
 
+/* Sends request f (its memory lives until fn runs) once p's connection is
+ * up, connecting if needed and once more if it drops in between. fn gets
+ * the reply, or a failure frame (status < 0, error; c NULL when no
+ * connection came), never before this returns. */
+void peer_request_when_up(peer *p, Mcefa__PeerFrame *f, peer_reply_fn fn, void *arg);
+
 #endif

@@ -1,5 +1,5 @@
 /* Client request handlers, one file per family (rpc_session.c,
- * rpc_memory.c, rpc_segment.c, rpc_batch.c, rpc_admin.c), all with this
+ * rpc_memory.c, rpc_segment.c, rpc_batch.c, rpc_notify.c, rpc_admin.c), all with this
  * shape. dispatch.c's command table says which handles what. A handler
  * fills r, or takes it over with reply_defer and answers later. */
 #ifndef MCEFAD_RPC_H
@@ -30,5 +30,7 @@ void rpc_batch_status(reply *r, const Mcefa__Request *req);
 void rpc_status(reply *r, const Mcefa__Request *req);
 void rpc_set_log_level(reply *r, const Mcefa__Request *req);
 void rpc_warmup_host(reply *r, const Mcefa__Request *req);
+void rpc_notify(reply *r, const Mcefa__Request *req);
+void rpc_get_notifies(reply *r, const Mcefa__Request *req);
 
 #endif

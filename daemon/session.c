@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ident.h"
 #include "log.h"
 
 static struct session_list sessions = TAILQ_HEAD_INITIALIZER(sessions);
@@ -47,6 +48,7 @@ session *session_new(int fd)
     STAILQ_INIT(&s->out);
     LIST_INIT(&s->registering);
     open_set_init(&s->opens);
+    inbox_init(&s->inbox);
     batch_set_init(&s->batches, NULL, 0);
     struct ucred cred;
     socklen_t cl = sizeof(cred);
@@ -142,6 +144,10 @@ void session_teardown(session *s)
     segment_unexport(s->exported);
     s->exported = NULL;
     segment_close_all(&s->opens);
+    /* Nobody else may take them; a new owner of the name starts empty. */
+    if (s->inbox.n)
+        log_info("client %s: %zu notifications it did not take are dropped with it", s->name, s->inbox.n);
+    inbox_clear(&s->inbox);
     region_table_clear(&s->regions);
     memfd_maps_unref(s->maps); /* mappings stay while regions in flight use them */
     plain_proc_unref(s->proc);  /* likewise its pidfd */
@@ -151,6 +157,29 @@ void session_teardown(session *s)
     s->maps = NULL;
     wire_reader_free(&s->rd);
     drop_output(s);
+}
+
+int session_notify(session *s, const char *segment, const void *name, size_t name_len, const void *msg,
+                   size_t msg_len, err *e)
+{
+    int rc = inbox_push(&s->inbox, config.notify_queue_bytes, name, name_len, msg, msg_len);
+    if (rc == -ENOMEM)
+        return err_set(e, rc, "host %s is out of memory queueing it", ident_hostname());
+    if (rc < 0) {
+        /* Once per filling: a sender retrying in a loop must not flood the log. */
+        if (!s->inbox.full_logged)
+            log_warn("client %s (pid %d) does not take its notifications: %zu (%zu bytes) queued for segment %s, "
+                     "notify_queue_bytes %llu; refusing more",
+                     s->name, (int)s->pid, s->inbox.n, s->inbox.bytes, segment,
+                     (unsigned long long)config.notify_queue_bytes);
+        s->inbox.full_logged = true;
+        return err_set(e, rc,
+                       "the segment's owner (client %s, pid %d, on host %s) is not draining its notifications "
+                       "(get_notifies): %zu (%zu bytes) queued, notify_queue_bytes %llu; retry once it has taken them",
+                       s->name, (int)s->pid, ident_hostname(), s->inbox.n, s->inbox.bytes,
+                       (unsigned long long)config.notify_queue_bytes);
+    }
+    return 0;
 }
 
 static void on_evict(defer_item *it)

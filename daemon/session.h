@@ -14,6 +14,7 @@
 
 #include "batch.h"
 #include "defer.h"
+#include "inbox.h"
 #include "mcefa.pb-c.h"
 #include "region.h"
 #include "segment.h"
@@ -86,6 +87,7 @@ typedef struct session {
 
     segment_entry *exported;
     open_set opens;
+    inbox inbox; /* notifications for its segment, until it takes them */
 
     TAILQ_ENTRY(session) link;
 } session;
@@ -111,5 +113,12 @@ uint64_t session_inflight(const session *s);
 int session_queue_response(session *s, const Mcefa__Response *resp, int *fds, unsigned nfds);
 /* n bytes of s's queued replies were written to its socket. */
 void session_sent(session *s, size_t n);
+
+/* Queues a notification for s, the owner of segment `segment` (named in
+ * the log), within notify_queue_bytes. Returns 0, or -ENOBUFS (s does not
+ * take its notifications) or -ENOMEM with e saying why; the caller puts
+ * the segment in front. */
+int session_notify(session *s, const char *segment, const void *name, size_t name_len, const void *msg,
+                   size_t msg_len, err *e);
 
 #endif

@@ -14,4 +14,10 @@
  * transfers packs to about 3 MiB. */
 #define MCEFA_DEFAULT_MAX_FRAME 8388608
 
+/* Largest notification (Mooncake's TransferNotify): name and message
+ * bytes. Mooncake's own senders put a request id or a short JSON text
+ * there; the bounds keep one notification far below a frame. */
+#define MCEFA_NOTIFY_NAME_MAX 256
+#define MCEFA_NOTIFY_MSG_MAX 65536
+
 #endif

@@ -165,6 +165,22 @@ static void send_get_segment(int fd, uint64_t seq, const char *name)
     send_frame(fd, &f);
 }
 
+/* A raw peer B admitted (peer_auth=none): its hello answered with B's own,
+ * which the caller frees. */
+static Mcefa__PeerFrame *admitted_peer(int *fd, wire_reader *rd, const char *host, uint64_t epoch)
+{
+    *fd = peer_dial(port_b);
+    wire_reader_init(rd, 0);
+    fake_hello x;
+    fake_hello_init(&x, host, epoch, "nofabric", 16);
+    send_hello(*fd, 1, &x.h);
+    Mcefa__PeerFrame *f = recv_frame(*fd, rd, 5000);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_msg(f->status == 0 && f->body_case == MCEFA__PEER_FRAME__BODY_HELLO, "hello refused: %s",
+                  f->error ? f->error : "");
+    return f;
+}
+
 /* A reads all of a target on B: the real peers still work. */
 static void pair_still_works(void)
 {
@@ -498,15 +514,9 @@ END_TEST
  * nothing with the warmup key, and two regions' keys are not neighbours. */
 START_TEST(keys_not_derivable)
 {
-    int fd = peer_dial(port_b);
+    int fd;
     wire_reader rd;
-    wire_reader_init(&rd, 0);
-    fake_hello x;
-    fake_hello_init(&x, "keyprobe", 500, "nofabric", 16);
-    send_hello(fd, 1, &x.h);
-    Mcefa__PeerFrame *f = recv_frame(fd, &rd, 5000);
-    ck_assert_ptr_nonnull(f);
-    ck_assert_int_eq(f->body_case, MCEFA__PEER_FRAME__BODY_HELLO);
+    Mcefa__PeerFrame *f = admitted_peer(&fd, &rd, "keyprobe", 500);
     ck_assert_uint_ge(f->hello->n_nics, 1);
     uint64_t warm = f->hello->nics[0]->warmup_key;
     mcefa__peer_frame__free_unpacked(f, NULL);
@@ -535,6 +545,101 @@ START_TEST(keys_not_derivable)
     mcefa_disconnect(c);
     wire_reader_free(&rd);
     close(fd);
+}
+END_TEST
+
+static void send_notify(int fd, uint64_t seq, const char *segment, const char *name, size_t nlen, const char *msg,
+                        size_t mlen, uint64_t epoch)
+{
+    Mcefa__PeerNotify n = MCEFA__PEER_NOTIFY__INIT;
+    n.segment = (char *)segment;
+    n.name.data = (uint8_t *)name;
+    n.name.len = nlen;
+    n.msg.data = (uint8_t *)msg;
+    n.msg.len = mlen;
+    n.epoch = epoch;
+    Mcefa__PeerFrame f = MCEFA__PEER_FRAME__INIT;
+    f.seq = seq;
+    f.body_case = MCEFA__PEER_FRAME__BODY_NOTIFY;
+    f.notify = &n;
+    send_frame(fd, &f);
+}
+
+/* Notifications from a peer: before its hello the connection closes; after
+ * it, each malformed or undeliverable one gets its own error reply (in
+ * printable text) and the connection goes on serving; a good one reaches
+ * the segment's owner, and only it. */
+START_TEST(peer_notifications_checked)
+{
+    static char big[MCEFA_NOTIFY_MSG_MAX + 1];
+    memset(big, 'z', sizeof(big));
+    int fd = peer_dial(port_b);
+    send_notify(fd, 1, "hostb:15000", "n", 1, "m", 1, 0);
+    ck_assert(closed_within(fd, 3000));
+    close(fd);
+
+    mcefa_client *own = client_ok(B.sock, "notified"), *other = client_ok(B.sock, "bystander");
+    uint8_t *buf;
+    ck_assert_int_eq(mcefa_alloc(own, 4096, -1, 0, (void **)&buf), 0);
+    ck_assert_int_eq(mcefa_register(own, buf, 4096), 0);
+    char seg[128], seg2[128];
+    ck_assert_int_eq(mcefa_segment_export(own, NULL, seg, sizeof(seg)), 0);
+    ck_assert_int_eq(mcefa_segment_export(other, NULL, seg2, sizeof(seg2)), 0);
+
+    wire_reader rd;
+    Mcefa__PeerFrame *f = admitted_peer(&fd, &rd, "notifier", 700);
+    mcefa__peer_frame__free_unpacked(f, NULL);
+    char longname[300];
+    memset(longname, 'h', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = 0;
+    struct {
+        const char *segment;
+        size_t nlen, mlen;
+        uint64_t epoch;
+        int status;
+        const char *text;
+    } cases[] = {
+        {"", 1, 1, 0, -EINVAL, "segment name"},
+        {longname, 1, 1, 0, -EINVAL, "segment name"},
+        {seg, MCEFA_NOTIFY_NAME_MAX + 1, 1, 0, -EMSGSIZE, "MCEFA_NOTIFY_NAME_MAX"},
+        {seg, 1, MCEFA_NOTIFY_MSG_MAX + 1, 0, -EMSGSIZE, "MCEFA_NOTIFY_MSG_MAX"},
+        {"hostb:1", 1, 1, 0, -ENOENT, "no client on host hostb exports it"},
+        {"bad\xff\nname", 1, 1, 0, -ENOENT, "no client on host hostb exports it"},
+        {seg, 1, 1, 12345, -ESTALE, "open it again"},
+    };
+    size_t nc = sizeof(cases) / sizeof(cases[0]);
+    for (size_t k = 0; k < nc; k++)
+        send_notify(fd, 10 + k, cases[k].segment, big, cases[k].nlen, big, cases[k].mlen, cases[k].epoch);
+    send_notify(fd, 50, seg, "from-raw-peer", 13, "hello", 5, 0);
+    for (size_t k = 0; k <= nc; k++) {
+        f = recv_frame(fd, &rd, 3000);
+        ck_assert_msg(f != NULL, "no answer to notification %zu (connection closed?)", k);
+        ck_assert(f->reply);
+        if (k == nc) {
+            ck_assert_uint_eq(f->seq, 50);
+            ck_assert_msg(f->status == 0, "good notification refused: %s", f->error);
+        } else {
+            ck_assert_uint_eq(f->seq, 10 + k);
+            ck_assert_msg(f->status == cases[k].status && f->error && strstr(f->error, cases[k].text),
+                          "case %zu: status %d: %s", k, f->status, f->error ? f->error : "");
+            for (const char *p = f->error; *p; p++)
+                ck_assert_msg(*p >= ' ' && *p <= '~', "byte 0x%02x in '%s'", (unsigned char)*p, f->error);
+        }
+        mcefa__peer_frame__free_unpacked(f, NULL);
+    }
+    wire_reader_free(&rd);
+    close(fd);
+    mcefa_notification v[4] = {MCEFA_NOTIFICATION_INIT};
+    ck_assert_int_eq(mcefa_get_notifies(own, v, 4), 1);
+    ck_assert_str_eq(v[0].name, "from-raw-peer");
+    ck_assert_str_eq(v[0].msg, "hello");
+    mcefa_notifications_free(v, 1);
+    v[0] = (mcefa_notification)MCEFA_NOTIFICATION_INIT;
+    ck_assert_int_eq(mcefa_get_notifies(other, v, 4), 0);
+    mcefa_disconnect(own);
+    mcefa_disconnect(other);
+    ck_assert(daemon_alive(&B));
+    pair_still_works();
 }
 END_TEST
 
@@ -728,6 +833,7 @@ int main(void)
     tcase_add_test(none, connections_per_peer_capped);
     tcase_add_test(none, none_works_with_warning);
     tcase_add_test(none, keys_not_derivable);
+    tcase_add_test(none, peer_notifications_checked);
     suite_add_tcase(s, none);
     TCase *cfg = tcase_create("settings");
     tcase_set_timeout(cfg, 90);

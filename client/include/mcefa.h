@@ -199,6 +199,53 @@ int mcefa_batch_error_text(mcefa_batch *b, uint32_t idx, char *buf, size_t len);
  * registered (or disconnect). */
 int mcefa_transfer_sync(mcefa_client *c, const mcefa_transfer *t, size_t n, int timeout_ms);
 
+/* ---- Notifications ---------------------------------------------------- */
+
+/* A notification (Mooncake's TransferNotify) is a name and a message, any
+ * bytes, at most MCEFA_NOTIFY_NAME_MAX (256) and MCEFA_NOTIFY_MSG_MAX
+ * (65536) bytes, for the client that exports a segment. The daemon of the
+ * segment's host keeps a client's notifications in arrival order until it
+ * takes them with mcefa_get_notifies; notifications from one thread arrive
+ * in the order it sent them. */
+
+/* Queues a notification for the owner of segment seg (this host or
+ * another). Returns 0 once it is queued there, or -EMSGSIZE (too long),
+ * -EBADF (seg not open), -ENOTCONN / -ENOENT (nobody exports the segment
+ * any more), -ESTALE (its host's daemon restarted: open it again),
+ * -ENOBUFS (the owner does not take its notifications: its queue is at the
+ * daemon's notify_queue_bytes); the text says which. */
+int mcefa_notify(mcefa_client *c, mcefa_segment seg, const void *name, size_t name_len, const void *msg,
+                 size_t msg_len);
+
+/* mcefa_transfer_sync of n >= 1 transfers that all go to one segment,
+ * then, only if every one completed, mcefa_notify to that segment's owner:
+ * by the time the owner can take the notification the data is there
+ * (writes complete only once delivered). Returns 0, the transfers' error
+ * (nothing is sent then), or the notification's error (the data moved;
+ * the text says so). */
+int mcefa_transfer_sync_notify(mcefa_client *c, const mcefa_transfer *t, size_t n, int timeout_ms, const void *name,
+                               size_t name_len, const void *msg, size_t msg_len);
+
+typedef struct mcefa_notification {
+    size_t struct_size; /* set by the caller: see the top of this file */
+    char *name;         /* name_len bytes and a NUL, owned by the library */
+    size_t name_len;
+    char *msg;          /* msg_len bytes and a NUL, in the same allocation */
+    size_t msg_len;
+    /* Later fields go here. */
+} mcefa_notification;
+
+#define MCEFA_NOTIFICATION_INIT {.struct_size = sizeof(mcefa_notification)}
+
+/* Takes up to max of this client's notifications, oldest first, into v
+ * (v[0].struct_size gives the size of every element, as for
+ * mcefa_segment_regions); they leave the daemon's queue. Returns how many
+ * (0: none queued). Release their memory with mcefa_notifications_free. */
+int mcefa_get_notifies(mcefa_client *c, mcefa_notification *v, size_t max);
+
+/* Frees the memory of n notifications from mcefa_get_notifies. */
+void mcefa_notifications_free(mcefa_notification *v, size_t n);
+
 /* ---- Status ----------------------------------------------------------- */
 
 typedef struct mcefa_daemon_status {

@@ -136,3 +136,13 @@ def pattern(n, seed, start=0):
     base = bytes((i * 7 + seed) & 0xFF for i in range(256))
     s = start % 256
     return (base * ((s + n) // 256 + 1))[s:s + n]
+
+
+def engine(sock=None, protocol="efa"):
+    """An initialized TransferEngine on the daemon at sock (else $MCEFAD_SOCKET)."""
+    from mcefa import TransferEngine
+    if sock:
+        os.environ["MCEFAD_SOCKET"] = sock
+    te = TransferEngine()
+    assert te.initialize("127.0.0.1", "P2PHANDSHAKE", protocol, "") == 0
+    return te

@@ -10,20 +10,12 @@ import time
 
 import pytest
 
-from conftest import BUILD, Peer, pattern
+from conftest import BUILD, Peer, engine, pattern
 
 import mcefa
 from mcefa import TransferEngine, TransferOpcode
 
 MiB = 1 << 20
-
-
-def engine(sock=None):
-    if sock:
-        os.environ["MCEFAD_SOCKET"] = sock
-    te = TransferEngine()
-    assert te.initialize("127.0.0.1", "P2PHANDSHAKE", "efa", "") == 0
-    return te
 
 
 def test_initialize_and_rpc_port(daemon):

@@ -340,29 +340,154 @@ bad:
     return NULL;
 }
 
+/* Bytes of a notification's name or message: bytes-like, or str (UTF-8;
+ * surrogateescape keeps bytes that came in as undecodable). Release with
+ * PyBuffer_Release. */
+static int get_note_bytes(PyObject *o, Py_buffer *view, const char *what)
+{
+    if (PyUnicode_Check(o)) {
+        PyObject *b = PyUnicode_AsEncodedString(o, "utf-8", "surrogateescape");
+        if (!b)
+            return -1;
+        int rc = PyObject_GetBuffer(b, view, PyBUF_SIMPLE);
+        Py_DECREF(b); /* the view holds it */
+        return rc;
+    }
+    if (PyObject_CheckBuffer(o))
+        return PyObject_GetBuffer(o, view, PyBUF_SIMPLE);
+    PyErr_Format(PyExc_TypeError, "notification %s must be str or bytes, not %s", what, Py_TYPE(o)->tp_name);
+    return -1;
+}
+
+/* notify=(name, msg) -> the two views; None -> *have = false. */
+static int get_notify_arg(PyObject *o, Py_buffer *name, Py_buffer *msg, bool *have)
+{
+    *have = false;
+    if (!o || o == Py_None)
+        return 0;
+    if (!PyTuple_Check(o) || PyTuple_GET_SIZE(o) != 2) {
+        PyErr_SetString(PyExc_TypeError, "notify must be a (name, msg) tuple or None");
+        return -1;
+    }
+    if (get_note_bytes(PyTuple_GET_ITEM(o, 0), name, "name") < 0)
+        return -1;
+    if (get_note_bytes(PyTuple_GET_ITEM(o, 1), msg, "msg") < 0) {
+        PyBuffer_Release(name);
+        return -1;
+    }
+    *have = true;
+    return 0;
+}
+
 static PyObject *Client_transfer(ClientObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"transfers", "timeout_ms", NULL};
-    PyObject *ops;
+    static char *kwlist[] = {"transfers", "timeout_ms", "notify", NULL};
+    PyObject *ops, *note = NULL;
     int timeout = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|i", kwlist, &ops, &timeout))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|iO", kwlist, &ops, &timeout, &note))
+        return NULL;
+    Py_buffer name, msg;
+    bool have;
+    if (get_notify_arg(note, &name, &msg, &have) < 0)
         return NULL;
     Py_ssize_t n;
     mcefa_transfer *t = parse_ops(ops, &n);
-    if (!t)
-        return NULL;
-    mcefa_client *c = enter(self);
+    mcefa_client *c = t ? enter(self) : NULL;
     if (!c) {
         PyMem_Free(t);
+        if (have) {
+            PyBuffer_Release(&name);
+            PyBuffer_Release(&msg);
+        }
         return NULL;
     }
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = mcefa_transfer_sync(c, t, (size_t)n, timeout);
-    Py_END_ALLOW_THREADS leave(self);
+    Py_BEGIN_ALLOW_THREADS;
+    if (have)
+        rc = mcefa_transfer_sync_notify(c, t, (size_t)n, timeout, name.buf, (size_t)name.len, msg.buf,
+                                        (size_t)msg.len);
+    else
+        rc = mcefa_transfer_sync(c, t, (size_t)n, timeout);
+    Py_END_ALLOW_THREADS;
+    leave(self);
     PyMem_Free(t);
+    if (have) {
+        PyBuffer_Release(&name);
+        PyBuffer_Release(&msg);
+    }
     if (rc < 0)
         return raise_rc(rc);
     Py_RETURN_NONE;
+}
+
+static PyObject *Client_notify(ClientObject *self, PyObject *args)
+{
+    unsigned long long h;
+    PyObject *no, *mo;
+    if (!PyArg_ParseTuple(args, "KOO", &h, &no, &mo))
+        return NULL;
+    Py_buffer name, msg;
+    if (get_note_bytes(no, &name, "name") < 0)
+        return NULL;
+    if (get_note_bytes(mo, &msg, "msg") < 0) {
+        PyBuffer_Release(&name);
+        return NULL;
+    }
+    mcefa_client *c = enter(self);
+    int rc = 0;
+    if (c) {
+        Py_BEGIN_ALLOW_THREADS rc = mcefa_notify(c, h, name.buf, (size_t)name.len, msg.buf, (size_t)msg.len);
+        Py_END_ALLOW_THREADS leave(self);
+    }
+    PyBuffer_Release(&name);
+    PyBuffer_Release(&msg);
+    if (!c)
+        return NULL;
+    if (rc < 0)
+        return raise_rc(rc);
+    Py_RETURN_NONE;
+}
+
+/* Notifications taken per call into the daemon. */
+#define NOTE_CHUNK 256
+
+static PyObject *Client_get_notifies(ClientObject *self, PyObject *unused)
+{
+    (void)unused;
+    PyObject *list = PyList_New(0);
+    if (!list)
+        return NULL;
+    mcefa_notification v[NOTE_CHUNK];
+    /* Until a call finds fewer than it asked for: the queue is empty. */
+    for (;;) {
+        v[0] = (mcefa_notification)MCEFA_NOTIFICATION_INIT;
+        mcefa_client *c = enter(self);
+        if (!c) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        int rc;
+        Py_BEGIN_ALLOW_THREADS rc = mcefa_get_notifies(c, v, NOTE_CHUNK);
+        Py_END_ALLOW_THREADS leave(self);
+        if (rc < 0) {
+            Py_DECREF(list);
+            return raise_rc(rc);
+        }
+        int ok = 1;
+        for (int i = 0; i < rc && ok; i++) {
+            PyObject *t = Py_BuildValue("(y#y#)", v[i].name, (Py_ssize_t)v[i].name_len, v[i].msg,
+                                        (Py_ssize_t)v[i].msg_len);
+            ok = t && PyList_Append(list, t) == 0;
+            Py_XDECREF(t);
+        }
+        mcefa_notifications_free(v, (size_t)rc);
+        if (!ok) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        if (rc < NOTE_CHUNK)
+            return list;
+    }
 }
 
 static PyObject *Client_submit(ClientObject *self, PyObject *args)
@@ -444,7 +569,12 @@ static PyMethodDef Client_methods[] = {
      "segment_regions(handle) -> [(address, length), ...]"},
     {"warmup", (PyCFunction)Client_warmup, METH_VARARGS, "warmup(segment_name) -> NIC pairs connected"},
     {"transfer", (PyCFunction)(void (*)(void))Client_transfer, METH_VARARGS | METH_KEYWORDS,
-     "transfer([(opcode, local, segment, remote, length), ...], timeout_ms=-1): synchronous"},
+     "transfer([(opcode, local, segment, remote, length), ...], timeout_ms=-1, notify=None): synchronous; "
+     "notify=(name, msg) is sent to the segment's owner once every transfer completed (all to one segment)"},
+    {"notify", (PyCFunction)Client_notify, METH_VARARGS,
+     "notify(segment, name, msg): queue a notification for the segment's owner (str or bytes)"},
+    {"get_notifies", (PyCFunction)Client_get_notifies, METH_NOARGS,
+     "get_notifies() -> [(name, msg), ...] as bytes, oldest first, taken off the daemon's queue"},
     {"submit", (PyCFunction)Client_submit, METH_VARARGS, "submit([...]) -> Batch (asynchronous)"},
     {"status", (PyCFunction)Client_status, METH_NOARGS, "Daemon status as a dict."},
     {NULL, NULL, 0, NULL},

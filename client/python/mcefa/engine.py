@@ -56,9 +56,39 @@ class InnerTransferEngine:
 
 
 class TransferNotify:
+    """Mooncake's TransferNotify: a name and a message for the owner of the
+    target segment, delivered once the transfer's data is there. Both are
+    str (bytes are accepted when sending); received bytes that are not UTF-8
+    come back as surrogate escapes, so nothing is lost."""
+
     def __init__(self, name="", msg=""):
         self.name = name
         self.msg = msg
+
+    def __eq__(self, other):
+        if not isinstance(other, TransferNotify):
+            return NotImplemented
+        return (self.name, self.msg) == (other.name, other.msg)
+
+    def __repr__(self):
+        return "TransferNotify(name=%r, msg=%r)" % (self.name, self.msg)
+
+
+def _notify_arg(notify):
+    """(name, msg) for the binding, or None; TypeError as pybind11 raises
+    for anything that is not a TransferNotify."""
+    if notify is None:
+        return None
+    if not isinstance(notify, TransferNotify):
+        raise TypeError("notify must be a TransferNotify, not %s" % type(notify).__name__)
+    for what, v in (("name", notify.name), ("msg", notify.msg)):
+        if not isinstance(v, (str, bytes)):
+            raise TypeError("TransferNotify.%s must be a str, not %s" % (what, type(v).__name__))
+    return (notify.name, notify.msg)
+
+
+def _text(b):
+    return b.decode("utf-8", "surrogateescape")
 
 
 def _neg(err):
@@ -297,8 +327,16 @@ class TransferEngine:
         return 0
 
     def get_notifies(self):
-        """Notifications are not carried by mcefad: nothing is ever received."""
-        return []
+        """The notifications other engines sent to this engine's segment since
+        the last call, oldest first, as TransferNotify; [] when there are none
+        (or, as in Mooncake, when taking them failed: that is logged)."""
+        c = self._need()
+        try:
+            notes = c.get_notifies()
+        except _mcefa.Error as e:
+            log.error("mcefa: get_notifies failed: %s", e.strerror)
+            return []
+        return [TransferNotify(_text(n), _text(m)) for n, m in notes]
 
     # ---- transfers ----------------------------------------------------------
 
@@ -309,21 +347,31 @@ class TransferEngine:
         h = self._segment(target)
         return [(int(opcode), b, h, p, _check_len(n)) for b, p, n in zip(buffers, peers, lengths)]
 
-    def _sync(self, target, buffers, peers, lengths, opcode):
+    def _sync(self, target, buffers, peers, lengths, opcode, notify=None):
         self._need()
         self._reap()
+        note = _notify_arg(notify)
         try:
             ops = self._ops(target, buffers, peers, lengths, opcode)
             if not ops:
+                if note is not None:
+                    # As Mooncake's submitTransferWithNotify: a notification
+                    # goes with transfers, so it needs at least one.
+                    log.error("mcefa: a transfer with a notification needs at least one buffer")
+                    return -1
                 return 0
+            # The library sends the notification only once every transfer
+            # completed, so the target sees it after the data.
             try:
-                self._client.transfer(ops, self.timeout_ms)
+                self._client.transfer(ops, self.timeout_ms, note)
             except _mcefa.Error as e:
-                # A peer daemon restart makes the cached handle stale: reopen once.
+                # A peer daemon restart makes the cached handle stale: reopen
+                # once. Whether the transfers or the notification met it, what
+                # they reached is gone, so both go again to the new owner.
                 if e.errno not in (116, 107):  # ESTALE, ENOTCONN
                     raise
                 h = self._reopen(target)
-                self._client.transfer([(o, b, h, p, n) for o, b, _, p, n in ops], self.timeout_ms)
+                self._client.transfer([(o, b, h, p, n) for o, b, _, p, n in ops], self.timeout_ms, note)
             return 0
         except _mcefa.Error as e:
             log.error("mcefa: transfer to %s failed: %s", target, e.strerror)
@@ -337,10 +385,7 @@ class TransferEngine:
 
     def transfer_sync(self, target_hostname, buffer, peer_buffer_address, length, opcode, notify=None,
                       transport_hint=""):
-        if notify is not None:
-            log.error("mcefa: transfer notifications are not supported")
-            return -1
-        return self._sync(target_hostname, [buffer], [peer_buffer_address], [length], opcode)
+        return self._sync(target_hostname, [buffer], [peer_buffer_address], [length], opcode, notify)
 
     def batch_transfer_sync_write(self, target_hostname, buffers, peer_buffer_addresses, lengths, transport_hint=""):
         return self._sync(target_hostname, buffers, peer_buffer_addresses, lengths, TransferOpcode.WRITE)
@@ -350,10 +395,7 @@ class TransferEngine:
 
     def batch_transfer_sync(self, target_hostname, buffers, peer_buffer_addresses, lengths, opcode, notify=None,
                             transport_hint=""):
-        if notify is not None:
-            log.error("mcefa: transfer notifications are not supported")
-            return -1
-        return self._sync(target_hostname, buffers, peer_buffer_addresses, lengths, opcode)
+        return self._sync(target_hostname, buffers, peer_buffer_addresses, lengths, opcode, notify)
 
     def _async(self, target, buffers, peers, lengths, opcode, failure):
         c = self._need()
