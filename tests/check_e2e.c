@@ -521,11 +521,14 @@ START_TEST(registration_errors)
     ck_assert_int_eq(mcefa_unregister(c, buf), 0);
     ck_assert_int_eq(mcefa_unregister(c, buf), -ENOENT);
     ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "no region"));
-    /* Memory that is not shareable. */
+    /* Memory the daemon cannot map is plain memory (copied by cross-memory
+     * attach); memory the process does not have is refused. */
     char *heap = malloc(8192);
-    ck_assert_int_eq(mcefa_register(c, heap, 8192), -EINVAL);
-    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "mcefa_alloc"));
+    ck_assert_int_eq(mcefa_register(c, heap, 8192), 0);
+    ck_assert_int_eq(mcefa_unregister(c, heap), 0);
     free(heap);
+    ck_assert_int_eq(mcefa_register(c, (void *)(uintptr_t)0x10000, 8192), -EFAULT);
+    ck_assert_ptr_nonnull(strstr(mcefa_last_error(), "not mapped readable"));
     /* A memfd that its owner could still shrink. */
     int fd = memfd_create("unsealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     ck_assert_int_eq(ftruncate(fd, 8192), 0);
@@ -543,6 +546,60 @@ START_TEST(registration_errors)
     close(p[1]);
     close(fd);
     mcefa_disconnect(c);
+    assert_serving();
+}
+END_TEST
+
+/* Plain registrations from a raw client that lies: descriptors it should
+ * not send, a GPU description beside it, empty, wrapping and kernel-space
+ * ranges, memory the process does not have; each refused with its own
+ * text, descriptors not left for the next request; an honest one works. */
+START_TEST(plain_registration_checked)
+{
+    int fd = raw_connect(D.sock);
+    wire_reader rd;
+    wire_reader_init(&rd, 0);
+    raw_hello_ok(fd, &rd);
+    char *mem = malloc(1 << 16), why[ERRLEN];
+    uint64_t a = (uint64_t)(uintptr_t)mem;
+    Mcefa__RegisterMemory m = MCEFA__REGISTER_MEMORY__INIT;
+    Mcefa__GpuMemory g = MCEFA__GPU_MEMORY__INIT;
+    int pfd[2];
+    ck_assert_int_eq(pipe(pfd), 0);
+    m.plain = 1;
+    m.addr = a;
+    m.length = 4096;
+    m.fd_count = 1;
+    ck_assert_int_eq(raw_register(fd, &rd, 10, &m, pfd, 1, why), -EINVAL);
+    ck_assert_msg(strstr(why, "takes no descriptor"), "%s", why);
+    m.fd_count = 0;
+    m.gpu = &g;
+    ck_assert_int_eq(raw_register(fd, &rd, 11, &m, NULL, 0, why), -EINVAL);
+    m.gpu = NULL;
+    m.length = 0;
+    ck_assert_int_eq(raw_register(fd, &rd, 12, &m, NULL, 0, why), -EINVAL);
+    ck_assert_msg(strstr(why, "empty, wrapping"), "%s", why);
+    m.addr = UINT64_MAX - 100;
+    m.length = 4096;
+    ck_assert_int_eq(raw_register(fd, &rd, 13, &m, NULL, 0, why), -EINVAL);
+    m.addr = UINT64_C(0xffff800000000000);
+    ck_assert_int_eq(raw_register(fd, &rd, 14, &m, NULL, 0, why), -EINVAL);
+    ck_assert_msg(strstr(why, "not a user-space range"), "%s", why);
+    m.addr = 0x10000;
+    ck_assert_int_eq(raw_register(fd, &rd, 15, &m, NULL, 0, why), -EFAULT);
+    ck_assert_msg(strstr(why, "not mapped readable"), "%s", why);
+    /* The last byte unmapped: refused too. */
+    m.addr = a;
+    m.length = UINT64_C(1) << 40;
+    ck_assert_int_eq(raw_register(fd, &rd, 16, &m, NULL, 0, why), -EFAULT);
+    m.length = 1 << 16;
+    ck_assert_int_eq(raw_register(fd, &rd, 17, &m, NULL, 0, why), 0);
+    ck_assert_int_eq(raw_register(fd, &rd, 18, &m, NULL, 0, why), -EEXIST);
+    close(pfd[0]);
+    close(pfd[1]);
+    wire_reader_free(&rd);
+    close(fd);
+    free(mem);
     assert_serving();
 }
 END_TEST
@@ -1294,6 +1351,7 @@ int main(void)
     tcase_add_test(tc, unknown_segment);
     tcase_add_test(tc, segment_names);
     tcase_add_test(tc, registration_errors);
+    tcase_add_test(tc, plain_registration_checked);
     tcase_add_test(tc, refused_descriptors_are_not_reused);
     tcase_add_test(tc, batch_errors);
     tcase_add_test(tc, numa_and_huge_page_buffers);

@@ -393,30 +393,6 @@ static int fd_count(pid_t pid)
     return n;
 }
 
-#define ERRLEN 600
-
-/* Sends one RegisterMemory with nfds descriptors on a raw connection and
- * returns the reply's status (its error text into why). */
-static int raw_register(int fd, wire_reader *rd, uint64_t seq, Mcefa__RegisterMemory *m, const int *fds,
-                        unsigned nfds, char *why)
-{
-    Mcefa__Request req = MCEFA__REQUEST__INIT;
-    req.seq = seq;
-    req.body_case = MCEFA__REQUEST__BODY_REGISTER_MEMORY;
-    req.register_memory = m;
-    uint8_t *buf;
-    size_t len;
-    ck_assert_int_eq(wire_pack(&req.base, &buf, &len), 0);
-    ck_assert_int_eq(wire_send_all(fd, buf, len, fds, nfds), 0);
-    free(buf);
-    Mcefa__Response *r = raw_recv(fd, rd);
-    ck_assert_ptr_nonnull(r);
-    ck_assert_uint_eq(r->seq, seq);
-    int status = r->status;
-    snprintf(why, ERRLEN, "%s", r->error ? r->error : "");
-    mcefa__response__free_unpacked(r, NULL);
-    return status;
-}
 
 /* A client that sends parts of a VMM registration and never the last, or
  * switches ranges half way: the daemon answers, and its descriptors go

@@ -3,6 +3,7 @@
  * hellos), and the settings of peer authentication themselves. Each test
  * checks that the attack changes nothing for the real peers. */
 #include <arpa/inet.h>
+#include <stdbool.h>
 
 #include "net_harness.h"
 #include "suite.h"
@@ -643,6 +644,110 @@ START_TEST(peer_notifications_checked)
 }
 END_TEST
 
+static void send_staged(int fd, uint64_t seq, const char *segment, uint64_t addr, uint64_t len, size_t nnics)
+{
+    uint64_t v[4] = {0x1000, 0x2000, 7, 8};
+    Mcefa__StagedOp m = MCEFA__STAGED_OP__INIT;
+    m.write = seq % 2;
+    m.segment = (char *)segment;
+    m.addr = addr;
+    m.length = len;
+    m.n_rma_addr = m.n_rma_key = nnics;
+    m.rma_addr = v;
+    m.rma_key = v + 2;
+    m.deadline_ms = 2000;
+    Mcefa__PeerFrame f = MCEFA__PEER_FRAME__INIT;
+    f.seq = seq;
+    f.body_case = MCEFA__PEER_FRAME__BODY_STAGED_OP;
+    f.staged_op = &m;
+    send_frame(fd, &f);
+}
+
+/* StagedOp requests from a peer for plain memory of B's segments: before
+ * the hello the connection closes; after it, every malformed one and every
+ * one for memory that is not plain, not in the segment or in no segment
+ * gets its own error answer (with the StagedOp body that says B is done),
+ * nothing is written to the client's memory, and B serves on. A burst past
+ * the per-peer cap is answered too, each request once. */
+START_TEST(staged_ops_checked)
+{
+    int fd = peer_dial(port_b);
+    send_staged(fd, 1, "hostb:15000", 0x1000, 4096, 1);
+    ck_assert(closed_within(fd, 3000));
+    close(fd);
+
+    mcefa_client *own = client_ok(B.sock, "plain-owner");
+    size_t plen = 1 << 20;
+    uint8_t *plain = aligned_alloc(4096, plen), *mapped;
+    memset(plain, 0x5a, plen);
+    ck_assert_int_eq(mcefa_register(own, plain, plen), 0);
+    ck_assert_int_eq(mcefa_alloc(own, 1 << 20, -1, 0, (void **)&mapped), 0);
+    ck_assert_int_eq(mcefa_register(own, mapped, 1 << 20), 0);
+    char seg[128];
+    ck_assert_int_eq(mcefa_segment_export(own, NULL, seg, sizeof(seg)), 0);
+
+    wire_reader rd;
+    Mcefa__PeerFrame *f = admitted_peer(&fd, &rd, "stager", 800);
+    mcefa__peer_frame__free_unpacked(f, NULL);
+    uint64_t pa = (uint64_t)(uintptr_t)plain, ma = (uint64_t)(uintptr_t)mapped;
+    struct {
+        const char *segment;
+        uint64_t addr, len;
+        size_t nnics;
+        int status;
+        const char *text;
+    } cases[] = {
+        {seg, pa, 0, 1, -EINVAL, "1 to"},
+        {seg, pa, (1 << 20) + 1, 1, -EINVAL, "staging_slot_bytes"},
+        {seg, UINT64_MAX - 10, 4096, 1, -EINVAL, "1 to"},
+        {seg, pa, 4096, 0, -EPROTO, "the sender announced 1"},
+        {seg, pa, 4096, 2, -EPROTO, "the sender announced 1"},
+        {"hostb:1", pa, 4096, 1, -ENOENT, "not found"},
+        {seg, ma, 4096, 1, -EFAULT, "not inside plain host memory"},
+        {seg, pa + plen - 100, 4096, 1, -EFAULT, "not inside plain host memory"},
+        {seg, 0x10000, 4096, 1, -EFAULT, "not inside plain host memory"},
+        /* Well formed, but no NIC of B reaches the raw peer's. */
+        {seg, pa, 4096, 1, -ENETUNREACH, "no NIC of this host reaches"},
+    };
+    size_t nc = sizeof(cases) / sizeof(cases[0]);
+    for (size_t k = 0; k < nc; k++)
+        send_staged(fd, 10 + k, cases[k].segment, cases[k].addr, cases[k].len, cases[k].nnics);
+    for (size_t k = 0; k < nc; k++) {
+        f = recv_frame(fd, &rd, 3000);
+        ck_assert_msg(f != NULL, "no answer to staged op %zu (connection closed?)", k);
+        ck_assert(f->reply);
+        ck_assert_uint_eq(f->seq, 10 + k);
+        ck_assert_msg(f->status == cases[k].status && f->error && strstr(f->error, cases[k].text),
+                      "case %zu: status %d: %s", k, f->status, f->error ? f->error : "");
+        ck_assert_msg(f->body_case == MCEFA__PEER_FRAME__BODY_STAGED_OP, "case %zu answered without its body", k);
+        mcefa__peer_frame__free_unpacked(f, NULL);
+    }
+    /* A burst of well-formed requests: each answered once, refused or not. */
+    enum { BURST = 200 };
+    for (unsigned k = 0; k < BURST; k++)
+        send_staged(fd, 1000 + k, seg, pa + 4096 * (k % 200), 4096, 1);
+    static bool seen[BURST];
+    memset(seen, 0, sizeof(seen));
+    for (unsigned k = 0; k < BURST; k++) {
+        f = recv_frame(fd, &rd, 5000);
+        ck_assert_msg(f != NULL, "answer %u of the burst missing", k);
+        ck_assert(f->seq >= 1000 && f->seq < 1000 + BURST && !seen[f->seq - 1000]);
+        seen[f->seq - 1000] = true;
+        ck_assert_msg(f->status == -ENETUNREACH || f->status == -EBUSY, "burst: status %d: %s", f->status,
+                      f->error ? f->error : "");
+        mcefa__peer_frame__free_unpacked(f, NULL);
+    }
+    wire_reader_free(&rd);
+    close(fd);
+    for (size_t i = 0; i < plen; i++)
+        ck_assert_msg(plain[i] == 0x5a, "byte %zu of the plain memory changed", i);
+    mcefa_disconnect(own);
+    free(plain);
+    ck_assert(daemon_alive(&B));
+    pair_still_works();
+}
+END_TEST
+
 /* 5: one host cannot hold more than a few connections (the cap of 1024
  * is for all hosts together); a new epoch closes the old ones. */
 START_TEST(connections_per_peer_capped)
@@ -834,6 +939,7 @@ int main(void)
     tcase_add_test(none, none_works_with_warning);
     tcase_add_test(none, keys_not_derivable);
     tcase_add_test(none, peer_notifications_checked);
+    tcase_add_test(none, staged_ops_checked);
     suite_add_tcase(s, none);
     TCase *cfg = tcase_create("settings");
     tcase_set_timeout(cfg, 90);

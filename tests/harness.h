@@ -282,6 +282,33 @@ static inline void raw_hello_ok(int fd, wire_reader *rd)
     mcefa__response__free_unpacked(r, NULL);
 }
 
+/* Sends one RegisterMemory with nfds descriptors on a raw connection and
+ * returns the reply's status (its error text into why, ERRLEN bytes). */
+#ifndef ERRLEN
+#define ERRLEN 600
+#endif
+static inline int raw_register(int fd, wire_reader *rd, uint64_t seq, Mcefa__RegisterMemory *m, const int *fds,
+                               unsigned nfds, char *why)
+{
+    Mcefa__Request req = MCEFA__REQUEST__INIT;
+    req.seq = seq;
+    req.body_case = MCEFA__REQUEST__BODY_REGISTER_MEMORY;
+    req.register_memory = m;
+    uint8_t *buf;
+    size_t len;
+    ck_assert_int_eq(wire_pack(&req.base, &buf, &len), 0);
+    ck_assert_int_eq(wire_send_all(fd, buf, len, fds, nfds), 0);
+    free(buf);
+    Mcefa__Response *r = raw_recv(fd, rd);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(r->seq, seq);
+    int status = r->status;
+    snprintf(why, ERRLEN, "%s", r->error ? r->error : "");
+    mcefa__response__free_unpacked(r, NULL);
+    return status;
+}
+
+
 /* A byte pattern by seed, and whether a buffer holds it. */
 static inline void fill(uint8_t *p, size_t len, unsigned seed)
 {

@@ -138,11 +138,11 @@ def pattern(n, seed, start=0):
     return (base * ((s + n) // 256 + 1))[s:s + n]
 
 
-def engine(sock=None, protocol="efa"):
+def engine(sock=None, protocol="efa", host="127.0.0.1"):
     """An initialized TransferEngine on the daemon at sock (else $MCEFAD_SOCKET)."""
     from mcefa import TransferEngine
     if sock:
         os.environ["MCEFAD_SOCKET"] = sock
     te = TransferEngine()
-    assert te.initialize("127.0.0.1", "P2PHANDSHAKE", protocol, "") == 0
+    assert te.initialize(host, "P2PHANDSHAKE", protocol, "") == 0
     return te

@@ -15,16 +15,19 @@ import time
 
 import pytest
 
-from conftest import BUILD, Daemon, Peer, free_ports, pattern, peer_secret
+from conftest import BUILD, Daemon, Peer, engine as make_engine, free_ports, pattern, peer_secret
 
 import mcefa
-from mcefa import TransferEngine
 
 MiB = 1 << 20
 KINDS = ["bytearray", "mmap", "numpy", "malloc"]
 # Below, at and above a page and a staging slot (1 MiB by default), and
 # several slots with an odd tail.
 SIZES = [1, 4095, 4097, MiB - 1, MiB + 1, 3 * MiB + 123]
+
+
+def engine(sock, host="127.0.0.1"):
+    return make_engine(sock, "tcp", host)
 
 
 def plain(kind, size):
@@ -47,13 +50,6 @@ def plain(kind, size):
         ctypes.memset(addr, 0, size)
         return addr, addr
     raise ValueError(kind)
-
-
-def engine(sock, host="127.0.0.1"):
-    os.environ["MCEFAD_SOCKET"] = sock
-    te = TransferEngine()
-    assert te.initialize(host, "P2PHANDSHAKE", "tcp", "") == 0
-    return te
 
 
 def roundtrip(te, peer, addr, room):
