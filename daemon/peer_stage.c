@@ -163,8 +163,11 @@ static void serve_staged(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame *fr)
     sv->seq = seq;
     sv->length = m->length;
     sv->p = p;
-    /* Never later than our own timeout, whatever the sender asks. */
+    /* Never later than our own timeout, whatever the sender asks, and a
+     * tenth early: an answer after the sender's link deadline would close
+     * the whole connection there. */
     uint64_t left = m->deadline_ms < config.request_timeout_ms ? m->deadline_ms : config.request_timeout_ms;
+    left -= left / 10;
     stage_req q = {.write = m->write,
                    .segment = m->segment,
                    .addr = m->addr,
