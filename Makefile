@@ -314,6 +314,7 @@ check-gpu: all
 bench: all
 	./tools/bench-local.sh $(B)
 	./tools/bench-net.sh $(B)
+	./tools/bench-plain.sh $(B)
 
 docs-config: $(B)/mcefad
 	$(B)/mcefad --print-config-reference > docs/configuration.md

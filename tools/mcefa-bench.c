@@ -47,6 +47,7 @@ static struct {
     bool check;
     bool json;
     bool init_mem;
+    bool plain_memory;
     bool progress;
     bool warmup;
     bool use_vram;
@@ -86,6 +87,7 @@ static void usage(FILE *o)
             "  --json[=true]            (false)     print the result as one JSON object\n"
             "  --progress=BOOL          (true)      live progress line on stderr\n"
             "  --init_mem=BOOL          (true)      fill buffers before the run\n"
+            "  --plain_memory=BOOL      (false)     host buffers from mmap, not mcefa_alloc (the daemon copies them)\n"
             "  --numa_node=N            (-1)        bind buffers to a NUMA node\n"
             "  --warmup=BOOL            (false)     probe: warm every NIC pair up before submit #0\n"
             "  --use_vram=BOOL          (false)     buffers in GPU memory (cuMemAlloc)\n"
@@ -175,6 +177,8 @@ static void parse_args(int argc, char **argv)
             ok = parse_bool(v, &opt.json) == 0;
         else if (IS("init_mem"))
             ok = parse_bool(v, &opt.init_mem) == 0;
+        else if (IS("plain_memory"))
+            ok = parse_bool(v, &opt.plain_memory) == 0;
         else if (IS("progress"))
             ok = parse_bool(v, &opt.progress) == 0;
         else if (IS("warmup"))
@@ -266,6 +270,12 @@ static void add_buffer(mcefa_client *c, int gpu, void **buf)
         }
         if (opt.init_mem && bench_gpu_zero(gpu, *buf, opt.buffer_size) < 0)
             fail("GPU memset", -EIO);
+    } else if (opt.plain_memory) {
+        /* Ordinary process memory, as numpy or torch CPU tensors are. */
+        *buf = mmap(NULL, opt.buffer_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (*buf == MAP_FAILED)
+            fail("mmap", -errno);
+        memset(*buf, 0, opt.buffer_size); /* plain memory must be there to register */
     } else {
         if ((rc = mcefa_alloc(c, opt.buffer_size, opt.numa_node, 0, buf)) < 0)
             fail("alloc", rc);
@@ -281,6 +291,8 @@ static void drop_buffer(mcefa_client *c, int gpu, void *buf)
     mcefa_unregister(c, buf);
     if (gpu >= 0)
         bench_gpu_free(gpu, buf);
+    else if (opt.plain_memory)
+        munmap(buf, opt.buffer_size);
     else
         mcefa_free(c, buf);
 }
