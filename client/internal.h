@@ -84,6 +84,20 @@ int client_call_fd(mcefa_client *c, Mcefa__Request *req, const int *fds, unsigne
  * built without CUDA). gpu.c. */
 int client_gpu_register(mcefa_client *c, void *addr, size_t len, int *is_gpu, char *why, size_t whylen);
 
+/* Asks the daemon's status: on success *resp holds daemon_status (free it
+ * with mcefa__response__free_unpacked). */
+int client_status_call(mcefa_client *c, Mcefa__Response **resp);
+
+/* Loads the CUDA driver the library uses (MCEFA_CUDA_LIBRARY, else
+ * libcuda.so.1): 0, or a negative errno with why saying what is missing
+ * (also "built without CUDA"). gpu.c. */
+int client_cuda_load(char *why, size_t whylen);
+
+/* The PCI bus ids of the GPUs this process sees, by CUDA ordinal (as its
+ * CUDA_VISIBLE_DEVICES numbers them), up to max: how many there are; 0
+ * without a driver or GPU. gpu.c. */
+int client_gpu_bus_ids(char (*ids)[32], int max);
+
 /* Like client_call for requests whose reply carries nothing. */
 int client_call_simple(mcefa_client *c, Mcefa__Request *req);
 

@@ -216,6 +216,21 @@ typedef struct mcefa_daemon_status {
 /* Fills *st, whose struct_size must be set (MCEFA_DAEMON_STATUS_INIT). */
 int mcefa_status(mcefa_client *c, mcefa_daemon_status *st);
 
+/* ---- Topology --------------------------------------------------------- */
+
+/* Mooncake's get_local_topology as JSON into buf (NUL-terminated, cut at
+ * len): {"cpu:N": [[preferred NICs], [other NICs]], ..., "cuda:K": [...]}.
+ * cpu:N for each NUMA node of the host: the NICs on node N preferred.
+ * cuda:K for each GPU this process sees, K its CUDA ordinal here (as this
+ * process's CUDA_VISIBLE_DEVICES numbers them; none without a CUDA driver
+ * or when built without CUDA): among the NICs on the GPU's NUMA node (all
+ * NICs when none is there) those nearest on PCI preferred. NIC names are
+ * the daemon's (mcefactl nics); device_filter (comma-separated NIC names,
+ * NULL or "": all) keeps only those, and preference is among them.
+ * Returns the JSON's length without the NUL (>= len: call again with a
+ * larger buf), or a negative errno. */
+int mcefa_local_topology(mcefa_client *c, const char *device_filter, char *buf, size_t len);
+
 /* ---- Errors ----------------------------------------------------------- */
 
 /* Text for a negative errno returned by this library. */

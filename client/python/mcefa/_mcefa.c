@@ -427,6 +427,34 @@ static PyObject *Client_status(ClientObject *self, PyObject *unused)
                          (unsigned long long)st.transfers_failed);
 }
 
+static PyObject *Client_local_topology(ClientObject *self, PyObject *args)
+{
+    const char *filter = NULL;
+    if (!PyArg_ParseTuple(args, "|z", &filter))
+        return NULL;
+    size_t len = 16384;
+    /* Again with the size it said, should it have grown in between. */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        char *buf = PyMem_Malloc(len);
+        if (!buf)
+            return PyErr_NoMemory();
+        CLIENT_CALL(self, mcefa_local_topology(c, filter, buf, len))
+        if (rc < 0) {
+            PyMem_Free(buf);
+            return raise_rc(rc);
+        }
+        if ((size_t)rc < len) {
+            PyObject *s = PyUnicode_FromStringAndSize(buf, rc);
+            PyMem_Free(buf);
+            return s;
+        }
+        PyMem_Free(buf);
+        len = (size_t)rc + 1;
+    }
+    PyErr_SetString(PyExc_RuntimeError, "local_topology: the topology kept growing while it was read");
+    return NULL;
+}
+
 static PyMethodDef Client_methods[] = {
     {"close", (PyCFunction)Client_close, METH_NOARGS, "Disconnect from the daemon (after calls in progress)."},
     {"hostname", (PyCFunction)Client_hostname, METH_NOARGS, "Host name the daemon uses in segment names."},
@@ -445,6 +473,8 @@ static PyMethodDef Client_methods[] = {
      "transfer([(opcode, local, segment, remote, length), ...], timeout_ms=-1): synchronous"},
     {"submit", (PyCFunction)Client_submit, METH_VARARGS, "submit([...]) -> Batch (asynchronous)"},
     {"status", (PyCFunction)Client_status, METH_NOARGS, "Daemon status as a dict."},
+    {"local_topology", (PyCFunction)Client_local_topology, METH_VARARGS,
+     "local_topology(device_filter=None) -> Mooncake's topology matrix as a JSON str"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -7,7 +7,6 @@ The protocol argument ("efa", "tcp") is accepted and recorded; which provider
 carries the bytes is the daemon's configuration, not a second engine.
 """
 import enum
-import json
 import logging
 import os
 import threading
@@ -284,8 +283,23 @@ class TransferEngine:
             return _neg(e)
 
     def get_local_topology(self, device_name=None):
-        st = self._need().status()
-        return json.dumps({"hostname": st["hostname"], "segment": self._segment_name, "daemon": st["version"]})
+        """Mooncake's matrix as a JSON str: {"cpu:N": [[preferred NICs], [other NICs]], "cuda:K": [...]},
+        from the daemon's NICs and PCI topology; K is this process's CUDA ordinal. device_name: a
+        comma-separated list of NIC names to keep (None or "": all). As in Mooncake it works before
+        initialize() too (over a connection of its own)."""
+        if device_name is not None and not isinstance(device_name, str):
+            raise TypeError("device_name must be a str or None, not %s" % type(device_name).__name__)
+        c = self._client
+        own = c is None
+        try:
+            if own:
+                c = _mcefa.Client(os.environ.get("MCEFAD_SOCKET"), "mooncake-topology")
+            return c.local_topology(device_name)
+        except _mcefa.Error as e:
+            raise RuntimeError("get_local_topology: %s" % e.strerror) from e
+        finally:
+            if own and c is not None:
+                c.close()
 
     def get_engine(self):
         return InnerTransferEngine(self)
