@@ -363,6 +363,8 @@ void mcefa_disconnect(mcefa_client *c)
 {
     if (!c)
         return;
+    /* Before anything goes: a host function may be using the client. */
+    client_streams_detach(c);
     if (c->sock >= 0)
         close(c->sock);
     if (c->cq)

@@ -32,6 +32,8 @@ typedef struct client_pending {
     unsigned nfds;
 } client_pending;
 
+typedef struct client_streams client_streams; /* stream.c */
+
 struct mcefa_client {
     int sock;
     /* Held while one whole frame goes out, so frames (and the descriptors
@@ -54,6 +56,7 @@ struct mcefa_client {
     char version[32];
     pthread_mutex_t alloc_lock;
     alloc_rec *allocs;
+    client_streams *streams; /* transfers queued on CUDA streams; NULL until the first */
 };
 
 struct mcefa_batch {
@@ -97,6 +100,11 @@ int client_cuda_load(char *why, size_t whylen);
  * CUDA_VISIBLE_DEVICES numbers them), up to max: how many there are; 0
  * without a driver or GPU. gpu.c. */
 int client_gpu_bus_ids(char (*ids)[32], int max);
+
+/* At disconnect: waits for a stream-ordered transfer in progress (made to
+ * fail fast) and leaves those still queued to fail without the client.
+ * stream.c. */
+void client_streams_detach(mcefa_client *c);
 
 /* Like client_call for requests whose reply carries nothing. */
 int client_call_simple(mcefa_client *c, Mcefa__Request *req);

@@ -195,6 +195,30 @@ int mcefa_batch_error_text(mcefa_batch *b, uint32_t idx, char *buf, size_t len);
  * registered (or disconnect). */
 int mcefa_transfer_sync(mcefa_client *c, const mcefa_transfer *t, size_t n, int timeout_ms);
 
+/* ---- Transfers ordered on a CUDA stream --------------------------------- */
+
+/* Queues the n transfers (copied; n may be 0) on CUDA stream `stream` (a
+ * CUstream / cudaStream_t as an integer; 0: the legacy default stream of
+ * the context current in the calling thread): they are submitted once all
+ * work queued on the stream before has finished, and work queued on it
+ * afterwards starts only once they have finished (or failed, or taken
+ * timeout_ms; -1: no limit). The stream waits meanwhile: a host function
+ * of the driver's (cuLaunchHostFunc) submits them and waits. Returns 0 once
+ * queued, or a negative errno when nothing was queued (built without
+ * CUDA: -ENOTSUP; no driver; the driver refused the stream). How they
+ * ended comes later, from mcefa_stream_check. The buffers must stay
+ * registered until the stream got past them. mcefa_disconnect waits for
+ * such transfers in progress (failing them at once) and those the stream
+ * has not reached then fail with -ECONNRESET without moving anything. */
+int mcefa_transfer_on_stream(mcefa_client *c, const mcefa_transfer *t, size_t n, uint64_t stream, int timeout_ms);
+
+/* Counts of the client's mcefa_transfer_on_stream calls so far: *queued,
+ * *finished (the stream got past them), *failed (any pointer may be NULL).
+ * Returns 0 if no failure is left unreported, else the error of the
+ * earliest unreported one (the text, via mcefa_last_error, names the call
+ * and the daemon's reason); each failure is reported once. */
+int mcefa_stream_check(mcefa_client *c, uint64_t *queued, uint64_t *finished, uint64_t *failed);
+
 /* ---- Status ----------------------------------------------------------- */
 
 typedef struct mcefa_daemon_status {

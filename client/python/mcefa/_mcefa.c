@@ -413,6 +413,44 @@ static PyObject *Client_submit(ClientObject *self, PyObject *args)
     return (PyObject *)bo;
 }
 
+static PyObject *Client_transfer_on_stream(ClientObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"transfers", "stream", "timeout_ms", NULL};
+    PyObject *ops, *stream_o;
+    int timeout = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|i", kwlist, &ops, &stream_o, &timeout))
+        return NULL;
+    uint64_t stream;
+    if (get_len(stream_o, &stream, "stream") < 0)
+        return NULL;
+    Py_ssize_t n;
+    mcefa_transfer *t = parse_ops(ops, &n);
+    if (!t)
+        return NULL;
+    mcefa_client *c = enter(self);
+    if (!c) {
+        PyMem_Free(t);
+        return NULL;
+    }
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = mcefa_transfer_on_stream(c, t, (size_t)n, stream, timeout);
+    Py_END_ALLOW_THREADS leave(self);
+    PyMem_Free(t);
+    if (rc < 0)
+        return raise_rc(rc);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Client_stream_check(ClientObject *self, PyObject *unused)
+{
+    (void)unused;
+    uint64_t q, f, x;
+    CLIENT_CALL(self, mcefa_stream_check(c, &q, &f, &x))
+    if (rc < 0)
+        return raise_rc(rc);
+    return Py_BuildValue("(KKK)", (unsigned long long)q, (unsigned long long)f, (unsigned long long)x);
+}
+
 static PyObject *Client_status(ClientObject *self, PyObject *unused)
 {
     (void)unused;
@@ -472,6 +510,10 @@ static PyMethodDef Client_methods[] = {
     {"transfer", (PyCFunction)(void (*)(void))Client_transfer, METH_VARARGS | METH_KEYWORDS,
      "transfer([(opcode, local, segment, remote, length), ...], timeout_ms=-1): synchronous"},
     {"submit", (PyCFunction)Client_submit, METH_VARARGS, "submit([...]) -> Batch (asynchronous)"},
+    {"transfer_on_stream", (PyCFunction)(void (*)(void))Client_transfer_on_stream, METH_VARARGS | METH_KEYWORDS,
+     "transfer_on_stream([...], stream, timeout_ms=-1): queued on a CUDA stream (an int); outcome: stream_check"},
+    {"stream_check", (PyCFunction)Client_stream_check, METH_NOARGS,
+     "stream_check() -> (queued, finished, failed) of transfer_on_stream; raises the earliest unreported failure"},
     {"status", (PyCFunction)Client_status, METH_NOARGS, "Daemon status as a dict."},
     {"local_topology", (PyCFunction)Client_local_topology, METH_VARARGS,
      "local_topology(device_filter=None) -> Mooncake's topology matrix as a JSON str"},
