@@ -25,12 +25,11 @@ static void teardown(void)
 }
 
 #ifdef MCEFA_CUDA
-#include <limits.h>
-
+#include "gpu_mode.h"
 #include "shm/cuda_drv.h"
 
 static int real_gpu;
-static char lib_flag[560];
+static char lib_flag[PATH_MAX + 20];
 
 #define CU_OK(call)                                                                                                \
     do {                                                                                                           \
@@ -132,6 +131,19 @@ static void pair_open(pair *p, const char *name, size_t n)
     p->b = b;
 }
 
+/* The start most tests share: GPU 0 current, a pair whose buffers hold
+ * patterns sa and sb, a stream. */
+static CUstream start(pair *p, const char *name, size_t n, unsigned sa, unsigned sb)
+{
+    use_gpu(0);
+    pair_open(p, name, n);
+    fill(p->a, n, sa);
+    fill(p->b, n, sb);
+    CUstream s;
+    CU_OK(cuda_drv.cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+    return s;
+}
+
 static void expect_counts(mcefa_client *c, int rc, uint64_t q, uint64_t f, uint64_t x)
 {
     uint64_t gq, gf, gx;
@@ -145,14 +157,9 @@ static void expect_counts(mcefa_client *c, int rc, uint64_t q, uint64_t f, uint6
  * the source), and the one queued after it sees the bytes landed. */
 START_TEST(host_memory_in_stream_order)
 {
-    use_gpu(0);
     pair p;
     size_t n = MiB;
-    pair_open(&p, "st-host", n);
-    fill(p.a, n, 1);
-    fill(p.b, n, 2);
-    CUstream s;
-    CU_OK(cuda_drv.cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+    CUstream s = start(&p, "st-host", n, 1, 2);
     gate before, after;
     gate_init(&before, act_fill, p.a, n, 3, 0);
     gate_init(&after, act_same, p.b, n, 3, 1);
@@ -180,19 +187,15 @@ END_TEST
  * same on stream 0, whose synchronous copies wait for queued transfers. */
 START_TEST(gpu_memory_in_stream_order)
 {
-    use_gpu(0);
     pair p;
     size_t n = 4 * MiB;
-    pair_open(&p, "st-gpu", n);
+    CUstream s = start(&p, "st-gpu", n, 1, 2);
     CUdeviceptr dev;
     CU_OK(cuda_drv.cuMemAlloc(&dev, 2 * n));
     ck_assert_msg(mcefa_register(p.c, (void *)(uintptr_t)dev, 2 * n) == 0, "%s", mcefa_last_error());
     uint8_t *src = malloc(n), *out = malloc(n);
     fill(src, n, 4);
     memset(out, 0, n);
-    fill(p.b, n, 2);
-    CUstream s;
-    CU_OK(cuda_drv.cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
     gate g; /* holds the stream until everything is queued */
     gate_init(&g, NULL, NULL, 0, 0, 0);
     CU_OK(cuda_drv.cuLaunchHostFunc(s, gate_fn, &g));
@@ -237,12 +240,9 @@ END_TEST
  * the call it was; what cannot be queued fails at the call. */
 START_TEST(failures_are_reported_once)
 {
-    use_gpu(0);
     pair p;
     size_t n = MiB;
-    pair_open(&p, "st-fail", n);
-    CUstream s;
-    CU_OK(cuda_drv.cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+    CUstream s = start(&p, "st-fail", n, 1, 2);
     uint8_t *plain = malloc(n);
     mcefa_transfer bad = {.opcode = MCEFA_WRITE, .local = plain, .segment = p.seg, .remote = (uintptr_t)p.b,
                           .length = n};
@@ -311,14 +311,9 @@ END_TEST
  * nothing (no use of freed memory: the suite runs under ASan too). */
 START_TEST(disconnect_with_transfers_queued)
 {
-    use_gpu(0);
     pair p;
     size_t n = MiB;
-    pair_open(&p, "st-gone", n);
-    fill(p.a, n, 6);
-    fill(p.b, n, 7);
-    CUstream s;
-    CU_OK(cuda_drv.cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+    CUstream s = start(&p, "st-gone", n, 6, 7);
     gate g;
     gate_init(&g, NULL, NULL, 0, 0, 0);
     CU_OK(cuda_drv.cuLaunchHostFunc(s, gate_fn, &g));
@@ -340,38 +335,11 @@ END_TEST
 
 int main(void)
 {
-    const char *mode = getenv("MCEFA_TEST_GPU");
-    real_gpu = mode && !strcmp(mode, "real");
-    if (real_gpu) {
-        char why[512] = "";
-        int n = 0;
-        pid_t pid = fork(); /* probed in a child: the tests fork the daemon */
-        if (pid == 0)
-            _exit(cuda_drv_load(NULL, why, sizeof(why)) == 0 && cuda_drv.cuDeviceGetCount(&n) == CUDA_SUCCESS && n);
-        int st = 0;
-        waitpid(pid, &st, 0);
-        if (!WIFEXITED(st) || WEXITSTATUS(st) != 1) {
-            cuda_drv_load(NULL, why, sizeof(why));
-            printf("stream (real driver): skipped: no usable GPU here (%s)\n100%%: Checks: 0, Failures: 0, "
-                   "Errors: 0\n",
-                   why[0] ? why : "the driver lists no GPU");
-            return 0;
-        }
-        unsetenv("MCEFA_CUDA_LIBRARY");
-    } else {
-        char standin[512], abs[PATH_MAX];
-        snprintf(standin, sizeof(standin), "%s/tests/libcuda-standin.so", build_dir());
-        if (!realpath(standin, abs)) {
-            printf("stream (stand-in): %s is missing (build with make)\n", standin);
-            return 1;
-        }
-        snprintf(lib_flag, sizeof(lib_flag), "--cuda_library=%s", abs);
-        setenv("MCEFA_CUDA_LIBRARY", abs, 1);
-        setenv("MCEFA_STANDIN_GPUS", "2", 1);
-        /* Stream ops take a while, so work done out of order shows. */
-        setenv("MCEFA_STANDIN_DELAY_US", "2000", 0);
-        printf("stream: CUDA driver stand-in %s (checks mcefa's logic, not a GPU)\n", abs);
-    }
+    /* Stand-in stream ops take a while, so work done out of order shows. */
+    int n = gpu_mode_init("stream", "2000", lib_flag, sizeof(lib_flag));
+    if (n == 0)
+        return 0;
+    real_gpu = n > 0;
     Suite *s = suite_create(real_gpu ? "stream-real" : "stream-standin");
     TCase *tc = tcase_create("on-stream");
     tcase_set_timeout(tc, 60);

@@ -14,33 +14,30 @@ from conftest import BUILD, Daemon, free_ports, peer_secret
 
 STANDIN = os.path.join(BUILD, "tests", "libcuda-standin.so")
 
-# Two packages, one NUMA node each; under each package a switch with a GPU and a NIC (names filled in).
-XML = """<?xml version="1.0" encoding="UTF-8"?>
-<topology version="2.0">
- <object type="Machine" os_index="0">
-  <object type="Package" os_index="0">
-   <object type="NUMANode" os_index="0"/>
-   <object type="Bridge" bridge_type="0-1" depth="0" bridge_pci="0000:[10-1f]">
-    <object type="Bridge" bridge_type="1-1" depth="1" bridge_pci="0000:[11-1f]" pci_busid="0000:10:00.0">
-     <object type="PCIDev" pci_busid="0000:18:00.0" pci_type="0302 [10de:2335] [10de:18be] a1"/>
-     %s
+# One package and NUMA node per GPU, its switch holding the GPU and, when given, a NIC.
+PACKAGE = """
+  <object type="Package" os_index="{node}">
+   <object type="NUMANode" os_index="{node}"/>
+   <object type="Bridge" bridge_type="0-1" depth="0" bridge_pci="0000:[{bus:x}-{bus_end:x}]">
+    <object type="Bridge" bridge_type="1-1" depth="1" bridge_pci="0000:[{bus1:x}-{bus_end:x}]" pci_busid="0000:{bus:x}:00.0">
+     <object type="PCIDev" pci_busid="0000:{gpu:x}:00.0" pci_type="0302 [10de:2335] [10de:18be] a1"/>
+     {nic}
     </object>
    </object>
-  </object>
-  <object type="Package" os_index="1">
-   <object type="NUMANode" os_index="1"/>
-   <object type="Bridge" bridge_type="0-1" depth="0" bridge_pci="0000:[20-2f]">
-    <object type="Bridge" bridge_type="1-1" depth="1" bridge_pci="0000:[21-2f]" pci_busid="0000:20:00.0">
-     <object type="PCIDev" pci_busid="0000:28:00.0" pci_type="0302 [10de:2335] [10de:18be] a1"/>
-     %s
-    </object>
-   </object>
-  </object>
- </object>
-</topology>
-"""
-NIC = """<object type="PCIDev" pci_busid="0000:%s:00.0" pci_type="0200 [1d0f:efa2] [1d0f:efa2] 00">
-      <object type="OSDev" name="%s" osdev_type="3"/></object>"""
+  </object>"""
+NIC = """<object type="PCIDev" pci_busid="0000:{bus:x}:00.0" pci_type="0200 [1d0f:efa2] [1d0f:efa2] 00">
+      <object type="OSDev" name="{name}" osdev_type="3"/></object>"""
+
+
+def topology_xml(nics_by_node):
+    """Node N gets GPU (0x18 + 0x10 N):00.0, the stand-in's physical GPU N, and NIC nics_by_node[N]."""
+    packages = []
+    for node, name in enumerate(nics_by_node):
+        bus = 0x10 + 0x10 * node
+        nic = NIC.format(bus=bus + 9, name=name) if name else ""
+        packages.append(PACKAGE.format(node=node, bus=bus, bus1=bus + 1, bus_end=bus + 0xf, gpu=bus + 8, nic=nic))
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<topology version="2.0">\n <object type="Machine" '
+            'os_index="0">%s\n </object>\n</topology>\n' % "".join(packages))
 
 
 def tcp_nics():
@@ -58,7 +55,7 @@ def placed(tmp_path):
     nics = tcp_nics()
     far = nics[1] if len(nics) > 1 else None
     xml = tmp_path / "topology.xml"
-    xml.write_text(XML % (NIC % ("19", far) if far else "", NIC % ("29", "lo")))
+    xml.write_text(topology_xml([far, "lo"]))
     d = Daemon("--provider=tcp;ofi_rxm", "--nics=" + ",".join(nics), "--topology=%s" % xml,
                "--peer_port=%d" % free_ports(1), "--peer_secret_file=" + peer_secret())
     yield d, nics

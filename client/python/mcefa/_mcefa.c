@@ -340,6 +340,36 @@ bad:
     return NULL;
 }
 
+/* parse_ops, then enter: the transfers (PyMem_Free them) with *c entered
+(leave it), or NULL with nothing held (raised). */
+static mcefa_transfer *ops_enter(ClientObject *self, PyObject *ops, Py_ssize_t *n, mcefa_client **c)
+{
+    mcefa_transfer *t = parse_ops(ops, n);
+    if (t && !(*c = enter(self))) {
+        PyMem_Free(t);
+        t = NULL;
+    }
+    return t;
+}
+
+/* The transfers, synchronous or queued on a CUDA stream, without the GIL. */
+static PyObject *ops_call(ClientObject *self, PyObject *ops, bool on_stream, uint64_t stream, int timeout)
+{
+    Py_ssize_t n;
+    mcefa_client *c;
+    mcefa_transfer *t = ops_enter(self, ops, &n, &c);
+    if (!t)
+        return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = on_stream ? mcefa_transfer_on_stream(c, t, (size_t)n, stream, timeout)
+                                          : mcefa_transfer_sync(c, t, (size_t)n, timeout);
+    Py_END_ALLOW_THREADS leave(self);
+    PyMem_Free(t);
+    if (rc < 0)
+        return raise_rc(rc);
+    Py_RETURN_NONE;
+}
+
 static PyObject *Client_transfer(ClientObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"transfers", "timeout_ms", NULL};
@@ -347,22 +377,7 @@ static PyObject *Client_transfer(ClientObject *self, PyObject *args, PyObject *k
     int timeout = -1;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|i", kwlist, &ops, &timeout))
         return NULL;
-    Py_ssize_t n;
-    mcefa_transfer *t = parse_ops(ops, &n);
-    if (!t)
-        return NULL;
-    mcefa_client *c = enter(self);
-    if (!c) {
-        PyMem_Free(t);
-        return NULL;
-    }
-    int rc;
-    Py_BEGIN_ALLOW_THREADS rc = mcefa_transfer_sync(c, t, (size_t)n, timeout);
-    Py_END_ALLOW_THREADS leave(self);
-    PyMem_Free(t);
-    if (rc < 0)
-        return raise_rc(rc);
-    Py_RETURN_NONE;
+    return ops_call(self, ops, false, 0, timeout);
 }
 
 static PyObject *Client_submit(ClientObject *self, PyObject *args)
@@ -371,17 +386,14 @@ static PyObject *Client_submit(ClientObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "O", &ops))
         return NULL;
     Py_ssize_t n;
-    mcefa_transfer *t = parse_ops(ops, &n);
+    mcefa_client *c;
+    mcefa_transfer *t = ops_enter(self, ops, &n, &c);
     if (!t)
         return NULL;
     if (n == 0 || n > UINT32_MAX - 1) {
+        leave(self);
         PyMem_Free(t);
         PyErr_SetString(PyExc_ValueError, "submit needs 1 or more transfers");
-        return NULL;
-    }
-    mcefa_client *c = enter(self);
-    if (!c) {
-        PyMem_Free(t);
         return NULL;
     }
     mcefa_batch *b = NULL;
@@ -423,22 +435,7 @@ static PyObject *Client_transfer_on_stream(ClientObject *self, PyObject *args, P
     uint64_t stream;
     if (get_len(stream_o, &stream, "stream") < 0)
         return NULL;
-    Py_ssize_t n;
-    mcefa_transfer *t = parse_ops(ops, &n);
-    if (!t)
-        return NULL;
-    mcefa_client *c = enter(self);
-    if (!c) {
-        PyMem_Free(t);
-        return NULL;
-    }
-    int rc;
-    Py_BEGIN_ALLOW_THREADS rc = mcefa_transfer_on_stream(c, t, (size_t)n, stream, timeout);
-    Py_END_ALLOW_THREADS leave(self);
-    PyMem_Free(t);
-    if (rc < 0)
-        return raise_rc(rc);
-    Py_RETURN_NONE;
+    return ops_call(self, ops, true, stream, timeout);
 }
 
 static PyObject *Client_stream_check(ClientObject *self, PyObject *unused)
