@@ -333,6 +333,41 @@ START_TEST(disconnect_with_transfers_queued)
 }
 END_TEST
 
+/* Disconnecting while a host function is inside a transfer (the daemon's
+ * GPU copy is slowed down): the transfer fails at once rather than at its
+ * timeout, and disconnect returns after it, not before. */
+START_TEST(disconnect_during_a_transfer)
+{
+    if (real_gpu) {
+        printf("disconnect_during_a_transfer: skipped: needs the stand-in (a slow daemon)\n");
+        return;
+    }
+    daemon_stop(&D);
+    setenv("MCEFA_STANDIN_DELAY_US", "3000000", 1); /* the daemon's stream ops: 3 s each */
+    setup();
+    setenv("MCEFA_STANDIN_DELAY_US", "2000", 1);
+    pair p;
+    size_t n = MiB;
+    CUstream s = start(&p, "st-slow", n, 1, 2);
+    CUdeviceptr dev;
+    CU_OK(cuda_drv.cuMemAlloc(&dev, n));
+    ck_assert_int_eq(mcefa_register(p.c, (void *)(uintptr_t)dev, n), 0);
+    mcefa_transfer x = {.opcode = MCEFA_READ, .local = (void *)(uintptr_t)dev, .segment = p.seg,
+                        .remote = (uintptr_t)p.b, .length = n};
+    ck_assert_int_eq(mcefa_transfer_on_stream(p.c, &x, 1, (uintptr_t)s, 60000), 0);
+    usleep(500000); /* the host function is in the transfer by now */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    mcefa_disconnect(p.c);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    ck_assert_msg(took < 2.0, "disconnect took %.1f s: it waited for the transfer instead of failing it", took);
+    CU_OK(cuda_drv.cuStreamSynchronize(s)); /* the host function has returned */
+    CU_OK(cuda_drv.cuStreamDestroy(s));
+    CU_OK(cuda_drv.cuMemFree(dev));
+}
+END_TEST
+
 int main(void)
 {
     /* Stand-in stream ops take a while, so work done out of order shows. */
@@ -349,6 +384,7 @@ int main(void)
     tcase_add_test(tc, failures_are_reported_once);
     tcase_add_test(tc, standin_refuses_cuda_in_host_functions);
     tcase_add_test(tc, disconnect_with_transfers_queued);
+    tcase_add_test(tc, disconnect_during_a_transfer);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
