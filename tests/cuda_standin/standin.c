@@ -69,7 +69,11 @@ static unsigned long long g_next_id = 1;        /* buffer ids, handles, events *
 struct CUctx_st { int ord, phys, refs; struct CUstream_st *dflt; /* NULL stream's queue, made on demand */ };
 static struct CUctx_st g_ctx[MAXDEV];
 static _Thread_local struct CUctx_st *t_cur;
-static _Thread_local int t_in_hostfn;           /* this thread runs a host function now */
+/* This thread runs a host function now. Initial-exec, so stream threads
+ * never take this library's dynamic TLS: LeakSanitizer's exit scan of such
+ * a thread still alive (the NULL stream's) read a bogus DTLS range of it
+ * and crashed (gcc 12's ASan). */
+static _Thread_local int t_in_hostfn __attribute__((tls_model("initial-exec")));
 
 enum kind { K_ALLOC, K_IPC, K_VMM };
 
