@@ -363,6 +363,8 @@ void mcefa_disconnect(mcefa_client *c)
 {
     if (!c)
         return;
+    /* Before anything goes: a host function may be using the client. */
+    client_streams_detach(c);
     if (c->sock >= 0)
         close(c->sock);
     if (c->cq)
@@ -507,6 +509,20 @@ int mcefa_segment_warmup(mcefa_client *c, const char *name, unsigned *pairs)
     return 0;
 }
 
+int client_status_call(mcefa_client *c, Mcefa__Response **resp)
+{
+    Mcefa__StatusQuery m = MCEFA__STATUS_QUERY__INIT;
+    Mcefa__Request req = MCEFA__REQUEST__INIT;
+    req.body_case = MCEFA__REQUEST__BODY_STATUS;
+    req.status = &m;
+    int rc = client_call(c, &req, NULL, 0, resp);
+    if (rc == 0 && (*resp)->body_case != MCEFA__RESPONSE__BODY_DAEMON_STATUS) {
+        mcefa__response__free_unpacked(*resp, NULL);
+        return client_error(-EPROTO, "mcefad answered a status request with something else");
+    }
+    return rc;
+}
+
 int mcefa_status(mcefa_client *c, mcefa_daemon_status *st)
 {
     if (!st)
@@ -515,13 +531,8 @@ int mcefa_status(mcefa_client *c, mcefa_daemon_status *st)
     int rc = CLIENT_CHECK_SIZE(size, mcefa_daemon_status, protocol_errors, "MCEFA_DAEMON_STATUS_INIT");
     if (rc < 0)
         return rc;
-    Mcefa__StatusQuery m = MCEFA__STATUS_QUERY__INIT;
-    Mcefa__Request req = MCEFA__REQUEST__INIT;
-    req.body_case = MCEFA__REQUEST__BODY_STATUS;
-    req.status = &m;
     Mcefa__Response *resp;
-    rc = client_call(c, &req, NULL, 0, &resp);
-    if (rc < 0)
+    if ((rc = client_status_call(c, &resp)) < 0)
         return rc;
     Mcefa__DaemonStatus *d = resp->daemon_status;
     mcefa_daemon_status r = {.struct_size = size};

@@ -61,10 +61,25 @@ static int add_chunk(gpu_share *g, CUdeviceptr base, size_t size, int fd)
     return 0;
 }
 
-static const char *driver_path(void)
+int client_cuda_load(char *why, size_t whylen)
 {
     const char *p = getenv("MCEFA_CUDA_LIBRARY");
-    return p && p[0] ? p : NULL;
+    return cuda_drv_load(p && p[0] ? p : NULL, why, whylen);
+}
+
+int client_gpu_bus_ids(char (*ids)[32], int max)
+{
+    char why[512];
+    int n = 0;
+    if (client_cuda_load(why, sizeof(why)) < 0 || cuda_drv.cuDeviceGetCount(&n) != CUDA_SUCCESS)
+        return 0;
+    for (int k = 0; k < n && k < max; k++) {
+        CUdevice d;
+        if (cuda_drv.cuDeviceGet(&d, k) != CUDA_SUCCESS ||
+            cuda_drv.cuDeviceGetPCIBusId(ids[k], (int)sizeof(ids[k]), d) != CUDA_SUCCESS)
+            ids[k][0] = 0; /* keeps the ordinals: an entry that matches no GPU of the daemon's */
+    }
+    return n;
 }
 
 /* The VMM chunks [addr, addr+len) lies in, one exported fd each. */
@@ -237,7 +252,7 @@ static int send_share(mcefa_client *c, gpu_share *g, uint64_t addr, size_t len)
 int client_gpu_register(mcefa_client *c, void *addr, size_t len, int *is_gpu, char *why, size_t whylen)
 {
     *is_gpu = 0;
-    if (cuda_drv_load(driver_path(), why, whylen) < 0)
+    if (client_cuda_load(why, whylen) < 0)
         return 0; /* no driver: not device memory, as far as anyone here can tell */
     CUdeviceptr p = (CUdeviceptr)(uintptr_t)addr;
     unsigned int mtype = 0;
@@ -286,8 +301,23 @@ int client_gpu_register(mcefa_client *c, void *addr, size_t len, int *is_gpu, ch
 
 #else /* built without the CUDA headers */
 
+#define NO_CUDA_TEXT "this libmcefa was built without CUDA"
+
 int mcefa_have_cuda(void)
 {
+    return 0;
+}
+
+int client_cuda_load(char *why, size_t whylen)
+{
+    snprintf(why, whylen, NO_CUDA_TEXT " (rebuild with the CUDA headers: make CUDA=1)");
+    return -ENOTSUP;
+}
+
+int client_gpu_bus_ids(char (*ids)[32], int max)
+{
+    (void)ids;
+    (void)max;
     return 0;
 }
 
@@ -297,7 +327,7 @@ int client_gpu_register(mcefa_client *c, void *addr, size_t len, int *is_gpu, ch
     (void)addr;
     (void)len;
     *is_gpu = 0;
-    snprintf(why, whylen, "this libmcefa was built without CUDA, so GPU memory cannot be registered");
+    snprintf(why, whylen, NO_CUDA_TEXT ", so GPU memory cannot be registered");
     return 0;
 }
 

@@ -32,6 +32,8 @@ typedef struct client_pending {
     unsigned nfds;
 } client_pending;
 
+typedef struct client_streams client_streams; /* stream.c */
+
 struct mcefa_client {
     int sock;
     /* Held while one whole frame goes out, so frames (and the descriptors
@@ -54,6 +56,7 @@ struct mcefa_client {
     char version[32];
     pthread_mutex_t alloc_lock;
     alloc_rec *allocs;
+    client_streams *streams; /* transfers queued on CUDA streams; NULL until the first */
 };
 
 struct mcefa_batch {
@@ -83,6 +86,25 @@ int client_call_fd(mcefa_client *c, Mcefa__Request *req, const int *fds, unsigne
  * returns 0, and why says what was found (no driver, not device memory,
  * built without CUDA). gpu.c. */
 int client_gpu_register(mcefa_client *c, void *addr, size_t len, int *is_gpu, char *why, size_t whylen);
+
+/* Asks the daemon's status: on success *resp holds daemon_status (free it
+ * with mcefa__response__free_unpacked). */
+int client_status_call(mcefa_client *c, Mcefa__Response **resp);
+
+/* Loads the CUDA driver the library uses (MCEFA_CUDA_LIBRARY, else
+ * libcuda.so.1): 0, or a negative errno with why saying what is missing
+ * (also "built without CUDA"). gpu.c. */
+int client_cuda_load(char *why, size_t whylen);
+
+/* The PCI bus ids of the GPUs this process sees, by CUDA ordinal (as its
+ * CUDA_VISIBLE_DEVICES numbers them), up to max: how many there are; 0
+ * without a driver or GPU. gpu.c. */
+int client_gpu_bus_ids(char (*ids)[32], int max);
+
+/* At disconnect: waits for a stream-ordered transfer in progress (made to
+ * fail fast) and leaves those still queued to fail without the client.
+ * stream.c. */
+void client_streams_detach(mcefa_client *c);
 
 /* Like client_call for requests whose reply carries nothing. */
 int client_call_simple(mcefa_client *c, Mcefa__Request *req);

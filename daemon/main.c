@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "affinity.h"
 #include "config.h"
 #include "copypool.h"
 #include "defer.h"
@@ -166,6 +167,9 @@ int main(int argc, char **argv)
         copypool_shutdown();
         return 1;
     }
+    /* What clients are told about device placement: after the NICs, whose
+     * distances it holds. A topology it cannot read was logged. */
+    affinity_init(config.topology);
     /* Peers are served only with NICs; then they must authenticate. A
      * missing or open secret is a configuration error: status 2, which
      * the unit does not restart on. */

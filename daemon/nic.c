@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "efa.h"
 #include "fabric_version.h"
@@ -51,20 +50,6 @@ typedef struct placement {
     topo t;
     char root[4096];
 } placement;
-
-static int placement_load(placement *pl, const char *setting)
-{
-    struct stat st;
-    snprintf(pl->root, sizeof(pl->root), "%s", *setting ? setting : "/sys");
-    if (*setting && stat(setting, &st) != 0)
-        return -errno;
-    if (*setting && !S_ISDIR(st.st_mode)) {
-        snprintf(pl->root, sizeof(pl->root), "/sys");
-        return topo_load_hwloc_xml(setting, &pl->t);
-    }
-    int rc = topo_load_sysfs(pl->root, &pl->t);
-    return rc == -ENOENT ? 0 : rc; /* a tree without PCI devices: the files below still answer */
-}
 
 static int nic_numa_node(const struct fi_info *fi, const char *device, const placement *pl)
 {
@@ -423,7 +408,7 @@ int nic_init(const mcefad_config *cfg)
         log_info("FI_HMEM=system set for libfabric: GPU memory is not registered with NICs, so no provider may "
                  "create a CUDA context at start (set FI_HMEM yourself to override)");
     placement pl = {0};
-    int rc = placement_load(&pl, cfg->topology);
+    int rc = topo_load_setting(cfg->topology, &pl.t, pl.root, sizeof(pl.root));
     if (rc < 0) {
         log_error("cannot read the topology from %s: %s; fix or empty the topology setting", cfg->topology,
                   strerror(-rc));

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "affinity.h"
 #include "config.h"
 #include "gpu.h"
 #include "peer_table.h"
@@ -63,6 +64,28 @@ static void gpus(reply *r, Mcefa__DaemonStatus *st)
         gi->imports = info.imports;
         gi->import_bytes = info.import_bytes;
         st->gpus[st->n_gpus++] = gi;
+    }
+}
+
+/* The host's NUMA nodes and every GPU on its PCI bus with its distance to
+ * each NIC, in the order of st->nics. */
+static void placement(reply *r, Mcefa__DaemonStatus *st)
+{
+    unsigned nn = affinity_numa_count(), ng = affinity_gpu_count(), nnic = nic_count();
+    st->numa_nodes = reply_alloc(r, nn * sizeof(*st->numa_nodes));
+    for (unsigned i = 0; i < nn; i++)
+        st->numa_nodes[st->n_numa_nodes++] = affinity_numa(i);
+    st->pci_gpus = reply_alloc(r, ng * sizeof(*st->pci_gpus));
+    for (unsigned i = 0; i < ng; i++) {
+        const affinity_gpu *g = affinity_gpu_get(i);
+        Mcefa__PciGpu *pg = reply_alloc(r, sizeof(*pg));
+        mcefa__pci_gpu__init(pg);
+        pg->bus_id = (char *)g->bus_id;
+        pg->numa_node = g->numa;
+        pg->nic_distance = reply_alloc(r, nnic * sizeof(*pg->nic_distance));
+        for (unsigned k = 0; k < nnic; k++)
+            pg->nic_distance[pg->n_nic_distance++] = g->nic_distance[k];
+        st->pci_gpus[st->n_pci_gpus++] = pg;
     }
 }
 
@@ -210,6 +233,7 @@ void rpc_status(reply *r, const Mcefa__Request *req)
     peers(r, st);
     segments(r, st, self);
     gpus(r, st);
+    placement(r, st);
     r->resp.body_case = MCEFA__RESPONSE__BODY_DAEMON_STATUS;
     r->resp.daemon_status = st;
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static topo_dev *add(topo *t)
@@ -28,6 +29,19 @@ void topo_free(topo *t)
 {
     free(t->devs);
     memset(t, 0, sizeof(*t));
+}
+
+/* Keeps the node list sorted and without repeats. */
+static void add_numa(topo *t, int node)
+{
+    int i = 0;
+    while (i < t->nnuma && t->numa_nodes[i] < node)
+        i++;
+    if (node < 0 || (i < t->nnuma && t->numa_nodes[i] == node) || t->nnuma == TOPO_NUMA_MAX)
+        return;
+    memmove(&t->numa_nodes[i + 1], &t->numa_nodes[i], (size_t)(t->nnuma - i) * sizeof(int));
+    t->numa_nodes[i] = node;
+    t->nnuma++;
 }
 
 /* ---- hwloc XML ------------------------------------------------------------ */
@@ -127,8 +141,11 @@ int topo_load_hwloc_xml(const char *file, topo *t)
                 }
             } else if (!strcmp(fr.type, "NUMANode")) {
                 char os[16];
-                if (parent_cont >= 0 && attr(p, tl, "os_index", os, sizeof(os)) == 0 && numa[parent_cont] < 0)
-                    numa[parent_cont] = atoi(os);
+                if (attr(p, tl, "os_index", os, sizeof(os)) == 0) {
+                    add_numa(t, atoi(os));
+                    if (parent_cont >= 0 && numa[parent_cont] < 0)
+                        numa[parent_cont] = atoi(os);
+                }
             } else if (!strcmp(fr.type, "Bridge")) {
                 char b[32] = "", r[24] = "";
                 if (attr(p, tl, "pci_busid", b, sizeof(b)) < 0) {
@@ -239,8 +256,19 @@ static void fill_path(topo_dev *d, const char *real)
 int topo_load_sysfs(const char *root, topo *t)
 {
     char dir[PATH_MAX], p[PATH_MAX * 2], real[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s/class/infiniband", root);
+    snprintf(dir, sizeof(dir), "%s/devices/system/node", root);
     DIR *dd = opendir(dir);
+    if (dd) {
+        for (struct dirent *e; (e = readdir(dd));) {
+            char *end;
+            long node = strtol(e->d_name + 4, &end, 10);
+            if (!strncmp(e->d_name, "node", 4) && end != e->d_name + 4 && !*end && node <= INT_MAX)
+                add_numa(t, (int)node);
+        }
+        closedir(dd);
+    }
+    snprintf(dir, sizeof(dir), "%s/class/infiniband", root);
+    dd = opendir(dir);
     if (dd) {
         for (struct dirent *e; (e = readdir(dd));) {
             if (e->d_name[0] == '.')
@@ -287,6 +315,20 @@ int topo_load_sysfs(const char *root, topo *t)
     return 0;
 }
 
+int topo_load_setting(const char *setting, topo *t, char *sysroot, size_t sysroot_len)
+{
+    struct stat st;
+    snprintf(sysroot, sysroot_len, "%s", *setting ? setting : "/sys");
+    if (*setting && stat(setting, &st) != 0)
+        return -errno;
+    if (*setting && !S_ISDIR(st.st_mode)) {
+        snprintf(sysroot, sysroot_len, "/sys");
+        return topo_load_hwloc_xml(setting, t);
+    }
+    int rc = topo_load_sysfs(sysroot, t);
+    return rc == -ENOENT ? 0 : rc;
+}
+
 void topo_keep_nics(topo *t, const char *const *prefixes, int n)
 {
     size_t k = 0;
@@ -321,12 +363,17 @@ static int common(const topo_dev *a, const topo_dev *b)
     return k;
 }
 
+static const topo_dev *find_gpu(const topo *t, const char *busid)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (t->devs[i].gpu == 1 && same_bus(t->devs[i].busid, busid))
+            return &t->devs[i];
+    return NULL;
+}
+
 int topo_gpu_nics(const topo *t, const char *gpu_busid, const char **out, int max)
 {
-    const topo_dev *g = NULL;
-    for (size_t i = 0; i < t->n && !g; i++)
-        if (t->devs[i].gpu == 1 && same_bus(t->devs[i].busid, gpu_busid))
-            g = &t->devs[i];
+    const topo_dev *g = find_gpu(t, gpu_busid);
     if (!g)
         return -ENOENT;
     int best = 0;
@@ -349,4 +396,19 @@ int topo_gpu_nics(const topo *t, const char *gpu_busid, const char **out, int ma
         }
     }
     return n;
+}
+
+int topo_distance(const topo *t, const char *gpu_busid, const char *nic)
+{
+    const topo_dev *g = find_gpu(t, gpu_busid);
+    if (!g)
+        return -ENOENT;
+    for (size_t i = 0; i < t->n; i++) {
+        const topo_dev *d = &t->devs[i];
+        if (d->gpu == 0 && !strcmp(d->name, nic)) {
+            int c = common(g, d); /* depths never exceed TOPO_DEPTH */
+            return (g->depth - c) + (d->depth - c);
+        }
+    }
+    return -ENOENT;
 }

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #define TOPO_DEPTH 16
+#define TOPO_NUMA_MAX 64
 
 typedef struct topo_dev {
     char name[64];  /* NIC: its RDMA device name (rdmap79s0); GPU: its bus id */
@@ -21,6 +22,8 @@ typedef struct topo_dev {
 typedef struct topo {
     topo_dev *devs;
     size_t n, cap;
+    int numa_nodes[TOPO_NUMA_MAX]; /* the host's NUMA nodes, ascending */
+    int nnuma;
 } topo;
 
 /* hwloc 2 XML (lstopo --of xml). GPUs: NVIDIA PCI functions of class
@@ -28,6 +31,11 @@ typedef struct topo {
 int topo_load_hwloc_xml(const char *file, topo *t);
 /* sysfs under root ("/sys" on a live host). */
 int topo_load_sysfs(const char *root, topo *t);
+/* As the topology setting says: "" this host's /sys, a directory a sysfs
+ * tree rooted there, a file an hwloc XML export. sysroot gets the sysfs
+ * root that per-device files are still read from ("/sys" for XML). A sysfs
+ * tree without PCI devices is no error: it just lists none. */
+int topo_load_setting(const char *setting, topo *t, char *sysroot, size_t sysroot_len);
 void topo_free(topo *t);
 
 /* Drops NICs whose name does not start with one of the prefixes (the
@@ -38,5 +46,10 @@ void topo_keep_nics(topo *t, const char *const *prefixes, int n);
  * "59:00.0"): their names into out (up to max). Returns how many there are
  * in all, or -ENOENT for an unknown GPU. */
 int topo_gpu_nics(const topo *t, const char *gpu_busid, const char **out, int max);
+
+/* PCI hops between the GPU with bus id gpu_busid and the NIC named nic
+ * (up from each to their deepest shared bridge, counted per bridge), the
+ * measure Mooncake ranks a GPU's NICs by; -ENOENT when either is not in t. */
+int topo_distance(const topo *t, const char *gpu_busid, const char *nic);
 
 #endif

@@ -64,6 +64,7 @@
     X(cuStreamCreate)                                                                                              \
     X(cuStreamDestroy)                                                                                             \
     X(cuStreamSynchronize)                                                                                         \
+    X(cuLaunchHostFunc)                                                                                            \
     X(cuEventCreate)                                                                                               \
     X(cuEventRecord)                                                                                               \
     X(cuEventQuery)                                                                                                \

@@ -22,13 +22,13 @@
 #include <limits.h>
 #include <sys/mman.h>
 
+#include "gpu_mode.h"
 #include "shm/cuda_drv.h"
 
 static test_daemon D;
 static int real_gpu;
 static int gpus_seen = 2; /* the stand-in's; the real driver's count, probed in main */
-static char standin[512];
-static char lib_flag[560];
+static char lib_flag[PATH_MAX + 20];
 
 #define MiB ((size_t)1 << 20)
 #define GPU_PARTS 15 /* VMM chunks a message carries */
@@ -849,49 +849,15 @@ END_TEST
 
 int main(void)
 {
-    const char *mode = getenv("MCEFA_TEST_GPU");
-    real_gpu = mode && !strcmp(mode, "real");
-    if (real_gpu) {
-        char why[512];
-        int n = 0;
-        /* Probed in a child: this process must not hold CUDA when the tests
-         * fork their target processes. */
-        pid_t pid = fork();
-        if (pid == 0)
-            _exit(cuda_drv_load(NULL, why, sizeof(why)) == 0 && cuda_drv.cuDeviceGetCount(&n) == CUDA_SUCCESS
-                      ? (n > 100 ? 100 : n)
-                      : 0);
-        int st = 0;
-        waitpid(pid, &st, 0);
-        gpus_seen = WIFEXITED(st) ? WEXITSTATUS(st) : 0;
-        if (gpus_seen == 0) {
-            cuda_drv_load(NULL, why, sizeof(why));
-            printf("gpu (real driver): skipped: no usable GPU here (%s)\n100%%: Checks: 0, Failures: 0, Errors: 0\n",
-                   why[0] ? why : "the driver lists no GPU");
-            return 0;
-        }
-        unsetenv("MCEFA_CUDA_LIBRARY");
-    } else {
-        snprintf(standin, sizeof(standin), "%s/tests/libcuda-standin.so", build_dir());
-        if (access(standin, R_OK) != 0) {
-            printf("gpu (stand-in): %s is missing (build with make)\n", standin);
-            return 1;
-        }
-        char abs[PATH_MAX];
-        if (!realpath(standin, abs)) {
-            perror("gpu: realpath of the stand-in");
-            return 1;
-        }
-        snprintf(standin, sizeof(standin), "%s", abs);
-        snprintf(lib_flag, sizeof(lib_flag), "--cuda_library=%s", standin);
-        setenv("MCEFA_CUDA_LIBRARY", standin, 1);
-        setenv("MCEFA_STANDIN_GPUS", "2", 1);
-        /* Every stream op waits a little, so a copy that reads staging or
-         * releases memory before its event completed shows up as wrong
-         * bytes instead of passing by luck. */
-        setenv("MCEFA_STANDIN_DELAY_US", "300", 0);
-        printf("gpu: CUDA driver stand-in %s (checks mcefa's bookkeeping, not a GPU)\n", standin);
-    }
+    /* Stand-in stream ops wait a little, so a copy that reads staging or
+     * releases memory before its event completed shows up as wrong bytes
+     * instead of passing by luck. */
+    int n = gpu_mode_init("gpu", "300", lib_flag, sizeof(lib_flag));
+    if (n == 0)
+        return 0;
+    real_gpu = n > 0;
+    if (real_gpu)
+        gpus_seen = n;
     Suite *s = suite_create(real_gpu ? "gpu-real" : "gpu-standin");
     TCase *tc = tcase_create("same-host");
     tcase_set_timeout(tc, 120);

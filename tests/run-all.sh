@@ -44,7 +44,7 @@ done
 # why, where there is no GPU (make check-gpu runs it where there is).
 for t in "$@"; do
     case "$t" in
-    */check_gpu) run_suite "$t (real driver)" MCEFA_TEST_GPU=real "$t" ;;
+    */check_gpu | */check_stream) run_suite "$t (real driver)" MCEFA_TEST_GPU=real "$t" ;;
     esac
 done
 # The Python suites (pytest) drive real daemons through the binding.

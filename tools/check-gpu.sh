@@ -13,7 +13,7 @@ DURATION=${DURATION:-5}
 BUFFER=${BUFFER:-1073741824}
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-for f in "$B/mcefad" "$B/mcefa-bench" "$B/tests/check_gpu"; do
+for f in "$B/mcefad" "$B/mcefa-bench" "$B/tests/check_gpu" "$B/tests/check_stream"; do
     [ -x "$f" ] || { echo "check-gpu: $f not built; run make first" >&2; exit 1; }
 done
 
@@ -46,6 +46,8 @@ if grep -q 'skipped: no usable GPU' <<<"$out"; then
     exit 1
 fi
 [ $rc -eq 0 ] || status=1
+echo "=== stream-ordered transfers (real driver)"
+MCEFA_TEST_GPU=real MCEFA_BUILD="$B" timeout 120 "$B/tests/check_stream" || status=1
 
 echo "=== GPU benchmarks (${DURATION}s each)"
 dir=$(mktemp -d /tmp/mcefa-gpu-bench-XXXXXX)

@@ -245,6 +245,29 @@ int mcefa_get_notifies(mcefa_client *c, mcefa_notification *v, size_t max);
 
 /* Frees the memory of n notifications from mcefa_get_notifies. */
 void mcefa_notifications_free(mcefa_notification *v, size_t n);
+/* ---- Transfers ordered on a CUDA stream --------------------------------- */
+
+/* Queues the n transfers (copied; n may be 0) on CUDA stream `stream` (a
+ * CUstream / cudaStream_t as an integer; 0: the legacy default stream of
+ * the context current in the calling thread): they are submitted once all
+ * work queued on the stream before has finished, and work queued on it
+ * afterwards starts only once they have finished (or failed, or taken
+ * timeout_ms; -1: no limit). The stream waits meanwhile: a host function
+ * of the driver's (cuLaunchHostFunc) submits them and waits. Returns 0 once
+ * queued, or a negative errno when nothing was queued (built without
+ * CUDA: -ENOTSUP; no driver; the driver refused the stream). How they
+ * ended comes later, from mcefa_stream_check. The buffers must stay
+ * registered until the stream got past them. mcefa_disconnect waits for
+ * such transfers in progress (failing them at once) and those the stream
+ * has not reached then fail with -ECONNRESET without moving anything. */
+int mcefa_transfer_on_stream(mcefa_client *c, const mcefa_transfer *t, size_t n, uint64_t stream, int timeout_ms);
+
+/* Counts of the client's mcefa_transfer_on_stream calls so far: *queued,
+ * *finished (the stream got past them), *failed (any pointer may be NULL).
+ * Returns 0 if no failure is left unreported, else the error of the
+ * earliest unreported one (the text, via mcefa_last_error, names the call
+ * and the daemon's reason); each failure is reported once. */
+int mcefa_stream_check(mcefa_client *c, uint64_t *queued, uint64_t *finished, uint64_t *failed);
 
 /* ---- Status ----------------------------------------------------------- */
 
@@ -271,6 +294,21 @@ typedef struct mcefa_daemon_status {
 
 /* Fills *st, whose struct_size must be set (MCEFA_DAEMON_STATUS_INIT). */
 int mcefa_status(mcefa_client *c, mcefa_daemon_status *st);
+
+/* ---- Topology --------------------------------------------------------- */
+
+/* Mooncake's get_local_topology as JSON into buf (NUL-terminated, cut at
+ * len): {"cpu:N": [[preferred NICs], [other NICs]], ..., "cuda:K": [...]}.
+ * cpu:N for each NUMA node of the host: the NICs on node N preferred.
+ * cuda:K for each GPU this process sees, K its CUDA ordinal here (as this
+ * process's CUDA_VISIBLE_DEVICES numbers them; none without a CUDA driver
+ * or when built without CUDA): among the NICs on the GPU's NUMA node (all
+ * NICs when none is there) those nearest on PCI preferred. NIC names are
+ * the daemon's (mcefactl nics); device_filter (comma-separated NIC names,
+ * NULL or "": all) keeps only those, and preference is among them.
+ * Returns the JSON's length without the NUL (>= len: call again with a
+ * larger buf), or a negative errno. */
+int mcefa_local_topology(mcefa_client *c, const char *device_filter, char *buf, size_t len);
 
 /* ---- Errors ----------------------------------------------------------- */
 

@@ -20,6 +20,15 @@
  *   MCEFA_STANDIN_GPUS      emulated physical devices, 0..8 (default 2)
  *   CUDA_VISIBLE_DEVICES    comma list of physical indices, as the driver
  *   MCEFA_STANDIN_DELAY_US  stream threads sleep this long before each op
+ *
+ * Host functions (cuLaunchHostFunc) run on the stream's thread in order
+ * with its copies and events; a CUDA call from inside one fails with
+ * CUDA_ERROR_NOT_PERMITTED, which the real driver allows itself to do.
+ * The NULL stream gets a thread of its own per context the first time a
+ * host function is queued there; synchronous calls and other NULL-stream
+ * work of that context wait until its queue has drained (legacy default
+ * stream semantics, as far as host functions go; the real legacy stream
+ * also waits for the context's other blocking streams, this one does not).
  *   MCEFA_STANDIN_IPC_DENY  =1: cuIpcOpenMemHandle fails NOT_PERMITTED
  *   MCEFA_STANDIN_TRACE     =1: one stderr line per call (read at first call)
  */
@@ -57,9 +66,14 @@ static int g_ipc_deny;
 static size_t g_page = 4096;
 static unsigned long long g_next_id = 1;        /* buffer ids, handles, events */
 
-struct CUctx_st { int ord, phys, refs; };
+struct CUctx_st { int ord, phys, refs; struct CUstream_st *dflt; /* NULL stream's queue, made on demand */ };
 static struct CUctx_st g_ctx[MAXDEV];
 static _Thread_local struct CUctx_st *t_cur;
+/* This thread runs a host function now. Initial-exec, so stream threads
+ * never take this library's dynamic TLS: LeakSanitizer's exit scan of such
+ * a thread still alive (the NULL stream's) read a bogus DTLS range of it
+ * and crashed (gcc 12's ASan). */
+static _Thread_local int t_in_hostfn __attribute__((tls_model("initial-exec")));
 
 enum kind { K_ALLOC, K_IPC, K_VMM };
 
@@ -106,7 +120,7 @@ struct hostmem {
     struct hostmem *next;
 };
 
-enum opkind { OP_HTOD, OP_DTOH, OP_DTOD, OP_EVENT };
+enum opkind { OP_HTOD, OP_DTOH, OP_DTOD, OP_EVENT, OP_HOSTFN };
 
 struct op {                     /* arguments captured at enqueue time */
     enum opkind kind;
@@ -118,6 +132,8 @@ struct op {                     /* arguments captured at enqueue time */
     const void *hsrc;
     size_t n;
     unsigned long long ev_id, ev_seq;
+    CUhostFn fn;                /* OP_HOSTFN */
+    void *user;
     struct op *next;
 };
 
@@ -202,7 +218,13 @@ static CUresult traced(const char *fn, CUresult r)
 /* Every entry point returns through RET so that tracing sees it; __func__
  * is the exported (versioned) name, since cuda.h renamed the definition. */
 #define RET(x) return traced(__func__, (x))
-#define NEED_INIT() do { if (!atomic_load(&g_inited)) RET(CUDA_ERROR_NOT_INITIALIZED); } while (0)
+#define NEED_INIT()                                                                          \
+    do {                                                                                     \
+        if (t_in_hostfn)        /* documented: host functions must not call CUDA */          \
+            RET(CUDA_ERROR_NOT_PERMITTED);                                                   \
+        if (!atomic_load(&g_inited))                                                         \
+            RET(CUDA_ERROR_NOT_INITIALIZED);                                                 \
+    } while (0)
 #define FAIL(c) do { r = (c); goto out; } while (0)
 
 static void lock(void) { pthread_mutex_lock(&g_lock); }
@@ -524,7 +546,13 @@ static void *stream_main(void *arg)
             lock();
         }
         CUresult r = CUDA_SUCCESS;
-        if (o->kind == OP_EVENT) {
+        if (o->kind == OP_HOSTFN) {
+            unlock();           /* it may block, and other threads go on meanwhile */
+            t_in_hostfn = 1;
+            o->fn(o->user);
+            t_in_hostfn = 0;
+            lock();
+        } else if (o->kind == OP_EVENT) {
             struct CUevent_st *e = event_by_id(o->ev_id);
             if (e && e->seq == o->ev_seq)   /* a later record supersedes it */
                 event_complete(e);
@@ -561,6 +589,31 @@ static CUresult enqueue(struct CUstream_st *s, const struct op *o)
     return CUDA_SUCCESS;
 }
 
+/* Waits until stream s (may be NULL) has run everything queued on it. */
+static void drain(struct CUstream_st *s)
+{
+    while (s && (s->head || s->busy))
+        pthread_cond_wait(&s->idle, &g_lock);
+}
+
+/* A stream of context c with its thread, or NULL. */
+static struct CUstream_st *stream_new(struct CUctx_st *c)
+{
+    struct CUstream_st *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->ctx = c;
+    pthread_cond_init(&s->work, NULL);
+    pthread_cond_init(&s->idle, NULL);
+    if (pthread_create(&s->thr, NULL, stream_main, s) != 0) {
+        pthread_cond_destroy(&s->work);
+        pthread_cond_destroy(&s->idle);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
 /* Common path of every copy.  dctx/sctx: contexts whose device the device
  * side(s) must be on (NULL: the current one).  async: hs may name a stream. */
 static CUresult submit(struct op *o, CUstream hs, int async, CUcontext dctx, CUcontext sctx)
@@ -580,7 +633,10 @@ static CUresult submit(struct op *o, CUstream hs, int async, CUcontext dctx, CUc
     CUresult r = prep_copy(o, (dctx ? dctx : cur)->phys, (sctx ? sctx : cur)->phys);
     if (r != CUDA_SUCCESS)
         return r;
-    return s ? enqueue(s, o) : exec_copy(o);
+    if (s)
+        return enqueue(s, o);
+    drain(cur->dflt);           /* NULL-stream work queued before comes first */
+    return exec_copy(o);
 }
 
 static CUresult copy_call(enum opkind k, CUdeviceptr dst, void *hdst, CUdeviceptr src,
@@ -1660,18 +1716,9 @@ CUresult CUDAAPI cuStreamCreate(CUstream *phStream, unsigned int Flags)
     struct CUctx_st *c = cur_ctx();
     if (!c)
         FAIL(CUDA_ERROR_INVALID_CONTEXT);
-    struct CUstream_st *s = calloc(1, sizeof *s);
+    struct CUstream_st *s = stream_new(c);
     if (!s)
         FAIL(CUDA_ERROR_OUT_OF_MEMORY);
-    s->ctx = c;
-    pthread_cond_init(&s->work, NULL);
-    pthread_cond_init(&s->idle, NULL);
-    if (pthread_create(&s->thr, NULL, stream_main, s) != 0) {
-        pthread_cond_destroy(&s->work);
-        pthread_cond_destroy(&s->idle);
-        free(s);
-        FAIL(CUDA_ERROR_OUT_OF_MEMORY);
-    }
     s->next = g_streams;
     g_streams = s;
     *phStream = s;
@@ -1712,8 +1759,10 @@ CUresult CUDAAPI cuStreamSynchronize(CUstream hStream)
     lock();
     if (!cur_ctx())
         FAIL(CUDA_ERROR_INVALID_CONTEXT);
-    if (!hStream)               /* NULL stream work was done at the call */
+    if (!hStream) {             /* NULL stream copies ran at the call; host functions may be queued */
+        drain(cur_ctx()->dflt);
         goto out;
+    }
     struct CUstream_st *s = stream_find(hStream);
     if (!s)
         FAIL(CUDA_ERROR_INVALID_HANDLE);
@@ -1764,6 +1813,8 @@ CUresult CUDAAPI cuEventRecord(CUevent hEvent, CUstream hStream)
     if (e->ctx != (s ? s->ctx : c))     /* documented: same context */
         FAIL(CUDA_ERROR_INVALID_HANDLE);
     struct op o = { .kind = OP_EVENT, .ev_id = e->id, .ev_seq = e->seq + 1 };
+    if (!s && c->dflt && (c->dflt->head || c->dflt->busy))
+        s = c->dflt;            /* behind the NULL stream's queued host functions */
     if (s && (r = enqueue(s, &o)) != CUDA_SUCCESS)
         goto out;
     e->seq++;
@@ -1838,6 +1889,33 @@ CUresult CUDAAPI cuEventElapsedTime(float *pMilliseconds, CUevent hStart, CUeven
         FAIL(CUDA_ERROR_NOT_READY);
     *pMilliseconds = (float)((double)(b->t.tv_sec - a->t.tv_sec) * 1e3 +
                              (double)(b->t.tv_nsec - a->t.tv_nsec) / 1e6);
+out:
+    unlock();
+    RET(r);
+}
+
+/* ---- host functions ---- */
+
+CUresult CUDAAPI cuLaunchHostFunc(CUstream hStream, CUhostFn fn, void *userData)
+{
+    CUresult r = CUDA_SUCCESS;
+    NEED_INIT();
+    if (!fn)
+        RET(CUDA_ERROR_INVALID_VALUE);
+    lock();
+    struct CUctx_st *c = cur_ctx();
+    struct CUstream_st *s = hStream ? stream_find(hStream) : NULL;
+    if (hStream && !s)
+        FAIL(CUDA_ERROR_INVALID_HANDLE);
+    if (!c || (s && s->ctx != c))   /* stricter: a stream is used under its own context */
+        FAIL(CUDA_ERROR_INVALID_CONTEXT);
+    if (!s) {
+        if (!c->dflt && !(c->dflt = stream_new(c)))
+            FAIL(CUDA_ERROR_OUT_OF_MEMORY);
+        s = c->dflt;
+    }
+    struct op o = { .kind = OP_HOSTFN, .fn = fn, .user = userData };
+    r = enqueue(s, &o);
 out:
     unlock();
     RET(r);

@@ -89,17 +89,22 @@ def peer_secret():
     return _secret
 
 
-@pytest.fixture
-def daemon_pair():
-    """Two daemons reaching each other through libfabric (tcp;ofi_rxm on lo)."""
+def start_pair(*extra):
+    """Two daemons, hosta and hostb, reaching each other through libfabric (tcp;ofi_rxm on lo)."""
     if subprocess.call(["fi_info", "-p", "tcp;ofi_rxm"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
         pytest.skip("libfabric's tcp;ofi_rxm provider is not available here")
     pa = free_ports(2)
     pb = pa + 1
     common = ["--provider=tcp;ofi_rxm", "--nics=lo", "--request_timeout_ms=5000",
-              "--peer_secret_file=" + peer_secret()]
+              "--peer_secret_file=" + peer_secret(), *extra]
     a = Daemon(*common, "--hostname=hosta", "--peer_port=%d" % pa, "--peer_hosts=hostb=127.0.0.1:%d" % pb)
     b = Daemon(*common, "--hostname=hostb", "--peer_port=%d" % pb, "--peer_hosts=hosta=127.0.0.1:%d" % pa)
+    return a, b
+
+
+@pytest.fixture
+def daemon_pair():
+    a, b = start_pair()
     yield a, b
     a.stop()
     b.stop()

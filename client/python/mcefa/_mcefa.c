@@ -379,6 +379,36 @@ static int get_notify_arg(PyObject *o, Py_buffer *name, Py_buffer *msg, bool *ha
     return 0;
 }
 
+/* parse_ops, then enter: the transfers (PyMem_Free them) with *c entered
+(leave it), or NULL with nothing held (raised). */
+static mcefa_transfer *ops_enter(ClientObject *self, PyObject *ops, Py_ssize_t *n, mcefa_client **c)
+{
+    mcefa_transfer *t = parse_ops(ops, n);
+    if (t && !(*c = enter(self))) {
+        PyMem_Free(t);
+        t = NULL;
+    }
+    return t;
+}
+
+/* The transfers, synchronous or queued on a CUDA stream, without the GIL. */
+static PyObject *ops_call(ClientObject *self, PyObject *ops, bool on_stream, uint64_t stream, int timeout)
+{
+    Py_ssize_t n;
+    mcefa_client *c;
+    mcefa_transfer *t = ops_enter(self, ops, &n, &c);
+    if (!t)
+        return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = on_stream ? mcefa_transfer_on_stream(c, t, (size_t)n, stream, timeout)
+                                          : mcefa_transfer_sync(c, t, (size_t)n, timeout);
+    Py_END_ALLOW_THREADS leave(self);
+    PyMem_Free(t);
+    if (rc < 0)
+        return raise_rc(rc);
+    Py_RETURN_NONE;
+}
+
 static PyObject *Client_transfer(ClientObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"transfers", "timeout_ms", "notify", NULL};
@@ -390,11 +420,12 @@ static PyObject *Client_transfer(ClientObject *self, PyObject *args, PyObject *k
     bool have;
     if (get_notify_arg(note, &name, &msg, &have) < 0)
         return NULL;
+    if (!have)
+        return ops_call(self, ops, false, 0, timeout);
     Py_ssize_t n;
-    mcefa_transfer *t = parse_ops(ops, &n);
-    mcefa_client *c = t ? enter(self) : NULL;
-    if (!c) {
-        PyMem_Free(t);
+    mcefa_client *c;
+    mcefa_transfer *t = ops_enter(self, ops, &n, &c);
+    if (!t) {
         if (have) {
             PyBuffer_Release(&name);
             PyBuffer_Release(&msg);
@@ -496,17 +527,14 @@ static PyObject *Client_submit(ClientObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "O", &ops))
         return NULL;
     Py_ssize_t n;
-    mcefa_transfer *t = parse_ops(ops, &n);
+    mcefa_client *c;
+    mcefa_transfer *t = ops_enter(self, ops, &n, &c);
     if (!t)
         return NULL;
     if (n == 0 || n > UINT32_MAX - 1) {
+        leave(self);
         PyMem_Free(t);
         PyErr_SetString(PyExc_ValueError, "submit needs 1 or more transfers");
-        return NULL;
-    }
-    mcefa_client *c = enter(self);
-    if (!c) {
-        PyMem_Free(t);
         return NULL;
     }
     mcefa_batch *b = NULL;
@@ -538,6 +566,29 @@ static PyObject *Client_submit(ClientObject *self, PyObject *args)
     return (PyObject *)bo;
 }
 
+static PyObject *Client_transfer_on_stream(ClientObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"transfers", "stream", "timeout_ms", NULL};
+    PyObject *ops, *stream_o;
+    int timeout = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|i", kwlist, &ops, &stream_o, &timeout))
+        return NULL;
+    uint64_t stream;
+    if (get_len(stream_o, &stream, "stream") < 0)
+        return NULL;
+    return ops_call(self, ops, true, stream, timeout);
+}
+
+static PyObject *Client_stream_check(ClientObject *self, PyObject *unused)
+{
+    (void)unused;
+    uint64_t q, f, x;
+    CLIENT_CALL(self, mcefa_stream_check(c, &q, &f, &x))
+    if (rc < 0)
+        return raise_rc(rc);
+    return Py_BuildValue("(KKK)", (unsigned long long)q, (unsigned long long)f, (unsigned long long)x);
+}
+
 static PyObject *Client_status(ClientObject *self, PyObject *unused)
 {
     (void)unused;
@@ -552,6 +603,34 @@ static PyObject *Client_status(ClientObject *self, PyObject *unused)
                          (unsigned long long)st.transfers_completed, "transfers_failed",
                          (unsigned long long)st.transfers_failed, "staging_slots", st.staging_slots,
                          "staging_in_use", st.staging_in_use, "staging_waiting", st.staging_waiting);
+}
+
+static PyObject *Client_local_topology(ClientObject *self, PyObject *args)
+{
+    const char *filter = NULL;
+    if (!PyArg_ParseTuple(args, "|z", &filter))
+        return NULL;
+    size_t len = 16384;
+    /* Again with the size it said, should it have grown in between. */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        char *buf = PyMem_Malloc(len);
+        if (!buf)
+            return PyErr_NoMemory();
+        CLIENT_CALL(self, mcefa_local_topology(c, filter, buf, len))
+        if (rc < 0) {
+            PyMem_Free(buf);
+            return raise_rc(rc);
+        }
+        if ((size_t)rc < len) {
+            PyObject *s = PyUnicode_FromStringAndSize(buf, rc);
+            PyMem_Free(buf);
+            return s;
+        }
+        PyMem_Free(buf);
+        len = (size_t)rc + 1;
+    }
+    PyErr_SetString(PyExc_RuntimeError, "local_topology: the topology kept growing while it was read");
+    return NULL;
 }
 
 static PyMethodDef Client_methods[] = {
@@ -576,7 +655,13 @@ static PyMethodDef Client_methods[] = {
     {"get_notifies", (PyCFunction)Client_get_notifies, METH_NOARGS,
      "get_notifies() -> [(name, msg), ...] as bytes, oldest first, taken off the daemon's queue"},
     {"submit", (PyCFunction)Client_submit, METH_VARARGS, "submit([...]) -> Batch (asynchronous)"},
+    {"transfer_on_stream", (PyCFunction)(void (*)(void))Client_transfer_on_stream, METH_VARARGS | METH_KEYWORDS,
+     "transfer_on_stream([...], stream, timeout_ms=-1): queued on a CUDA stream (an int); outcome: stream_check"},
+    {"stream_check", (PyCFunction)Client_stream_check, METH_NOARGS,
+     "stream_check() -> (queued, finished, failed) of transfer_on_stream; raises the earliest unreported failure"},
     {"status", (PyCFunction)Client_status, METH_NOARGS, "Daemon status as a dict."},
+    {"local_topology", (PyCFunction)Client_local_topology, METH_VARARGS,
+     "local_topology(device_filter=None) -> Mooncake's topology matrix as a JSON str"},
     {NULL, NULL, 0, NULL},
 };
 

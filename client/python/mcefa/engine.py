@@ -7,7 +7,6 @@ The protocol argument ("efa", "tcp") is accepted and recorded; which provider
 carries the bytes is the daemon's configuration, not a second engine.
 """
 import enum
-import json
 import logging
 import os
 import threading
@@ -314,8 +313,23 @@ class TransferEngine:
             return _neg(e)
 
     def get_local_topology(self, device_name=None):
-        st = self._need().status()
-        return json.dumps({"hostname": st["hostname"], "segment": self._segment_name, "daemon": st["version"]})
+        """Mooncake's matrix as a JSON str: {"cpu:N": [[preferred NICs], [other NICs]], "cuda:K": [...]},
+        from the daemon's NICs and PCI topology; K is this process's CUDA ordinal. device_name: a
+        comma-separated list of NIC names to keep (None or "": all). As in Mooncake it works before
+        initialize() too (over a connection of its own)."""
+        if device_name is not None and not isinstance(device_name, str):
+            raise TypeError("device_name must be a str or None, not %s" % type(device_name).__name__)
+        c = self._client
+        own = c is None
+        try:
+            if own:
+                c = _mcefa.Client(os.environ.get("MCEFAD_SOCKET"), "mooncake-topology")
+            return c.local_topology(device_name)
+        except _mcefa.Error as e:
+            raise RuntimeError("get_local_topology: %s" % e.strerror) from e
+        finally:
+            if own and c is not None:
+                c.close()
 
     def get_engine(self):
         return InnerTransferEngine(self)
@@ -436,6 +450,73 @@ class TransferEngine:
 
     def transfer_submit_read(self, target_hostname, buffer, peer_buffer_address, length, transport_hint=""):
         return self._async(target_hostname, [buffer], [peer_buffer_address], [length], TransferOpcode.READ, None)
+
+    # ---- transfers ordered on a CUDA stream (Mooncake's *_on_cuda) -----------
+
+    def _on_cuda(self, what, target, buffers, peers, lengths, opcode, stream_ptr):
+        """Queues the transfers on the CUDA stream stream_ptr (an int: a cudaStream_t such as
+        torch.cuda.current_stream().cuda_stream; 0 the default stream of the current device): they start once
+        the stream's earlier work is done, and its later work waits for them. Returns None, as Mooncake does;
+        raises RuntimeError when they cannot be queued, or when an earlier *_on_cuda transfer failed and was not
+        yet reported (check_on_cuda_transfers reports it without raising)."""
+        c = self._need()
+        if not SUPPORT_CUDA:
+            raise RuntimeError("mcefa: %s: this mcefa was built without CUDA, so transfers cannot be ordered on "
+                               "a CUDA stream; rebuild libmcefa with the CUDA headers" % what)
+        if not isinstance(stream_ptr, int) or isinstance(stream_ptr, bool):
+            raise TypeError("stream_ptr must be an int (a cudaStream_t), not %s" % type(stream_ptr).__name__)
+        _check_len(stream_ptr, "stream_ptr")
+        err = self._on_cuda_failure()
+        if err is not None:
+            raise RuntimeError("mcefa: %s: not queued, since an earlier transfer on a CUDA stream failed: %s"
+                               % (what, err.strerror)) from err
+        try:
+            ops = self._ops(target, buffers, peers, lengths, opcode)
+            if ops:
+                c.transfer_on_stream(ops, stream_ptr, self.timeout_ms)
+        except _mcefa.Error as e:
+            raise RuntimeError("mcefa: %s to %s: %s" % (what, target, e.strerror)) from e
+
+    def _on_cuda_failure(self):
+        """The earliest unreported failure of a stream-ordered transfer (an mcefa.Error), or None."""
+        try:
+            self._need().stream_check()
+            return None
+        except _mcefa.Error as e:
+            if e.errno in (116, 107):  # ESTALE, ENOTCONN: a peer restarted; reopen its segment next time
+                with self._lock:
+                    self._segments.clear()
+            return e
+
+    def transfer_write_on_cuda(self, target_hostname, buffer, peer_buffer_address, length, stream_ptr=0,
+                               transport_hint=""):
+        self._on_cuda("transfer_write_on_cuda", target_hostname, [buffer], [peer_buffer_address], [length],
+                      TransferOpcode.WRITE, stream_ptr)
+
+    def transfer_read_on_cuda(self, target_hostname, buffer, peer_buffer_address, length, stream_ptr=0,
+                              transport_hint=""):
+        self._on_cuda("transfer_read_on_cuda", target_hostname, [buffer], [peer_buffer_address], [length],
+                      TransferOpcode.READ, stream_ptr)
+
+    def batch_transfer_write_on_cuda(self, target_hostname, buffers, peer_buffer_addresses, lengths, stream_ptr=0,
+                                     transport_hint=""):
+        self._on_cuda("batch_transfer_write_on_cuda", target_hostname, buffers, peer_buffer_addresses, lengths,
+                      TransferOpcode.WRITE, stream_ptr)
+
+    def batch_transfer_read_on_cuda(self, target_hostname, buffers, peer_buffer_addresses, lengths, stream_ptr=0,
+                                    transport_hint=""):
+        self._on_cuda("batch_transfer_read_on_cuda", target_hostname, buffers, peer_buffer_addresses, lengths,
+                      TransferOpcode.READ, stream_ptr)
+
+    def check_on_cuda_transfers(self):
+        """mcefa's own (Mooncake ends the process instead): 0 if no *_on_cuda transfer failed since the last
+        check, else the earliest failure's negative errno, logged with its reason. Call it after synchronizing
+        the stream to know the stream's transfers all completed."""
+        err = self._on_cuda_failure()
+        if err is None:
+            return 0
+        log.error("mcefa: %s", err.strerror)
+        return _neg(err)
 
     def _take(self, batch_id):
         """(found, batch): only the caller that takes an id may use it."""
