@@ -10,6 +10,7 @@
 #include "peer_auth.h"
 #include "peer_link.h"
 #include "segment.h"
+#include "xfer_stage.h"
 
 static void serve_get_segment(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame *fr)
 {
@@ -35,20 +36,17 @@ static void serve_get_segment(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame
                               g->name);
         return;
     }
-    /* GPU memory is left out: no NIC registers it yet, so other hosts
-     * cannot reach it (a transfer there reads "not registered"). Plain
-     * memory is in, as staged: no NIC holds it, and other hosts reach it
-     * through this daemon's staging buffers (StagedOp). */
+    /* Plain host memory and GPU memory go in as staged: no NIC holds
+     * them, and other hosts reach them through this daemon's staging
+     * buffers (StagedOp). */
     size_t i = 0;
     for (size_t k = 0; k < t->n; k++) {
         region *r = t->v[k];
-        if (r->gpu >= 0)
-            continue;
         mcefa__remote_region__init(&rv[i]);
         rv[i].addr = r->addr;
         rv[i].length = r->length;
         rv[i].numa_node = r->numa_node;
-        if (region_is_plain(r)) {
+        if (xfer_stage_region(r)) {
             rv[i].staged = true;
             d.regions[i] = &rv[i];
             i++;

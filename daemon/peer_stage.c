@@ -144,14 +144,14 @@ static void serve_staged(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame *fr)
         return;
     }
     region *r = region_table_find(e->regions, m->addr, m->length);
-    if (!r || !region_is_plain(r)) {
-        refuse(c, seq, m->length, -EFAULT, "0x%" PRIx64 " + %" PRIu64 " is not inside plain host memory of segment "
-               "'%.200s'; open the segment again", m->addr, m->length, m->segment);
+    if (!r || !xfer_stage_region(r)) {
+        refuse(c, seq, m->length, -EFAULT, "0x%" PRIx64 " + %" PRIu64 " is not inside plain host memory or GPU memory "
+               "of segment '%.200s'; open the segment again", m->addr, m->length, m->segment);
         return;
     }
     if (atomic_load(&r->faulted)) {
-        refuse(c, seq, m->length, -EFAULT, "plain host memory 0x%" PRIx64 " of segment '%.200s' is no longer mapped "
-               "in its owner process", r->addr, m->segment);
+        refuse(c, seq, m->length, -EFAULT, "memory 0x%" PRIx64 " of segment '%.200s' faulted in an earlier copy (no "
+               "longer mapped in its owner process)", r->addr, m->segment);
         return;
     }
     serving *sv = calloc(1, sizeof(*sv));

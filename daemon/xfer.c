@@ -288,11 +288,6 @@ static int check_one(session *s, const Mcefa__Transfer *t, size_t i, planned *pl
                            "transfer %zu: remote range 0x%" PRIx64 " + %" PRIu64
                            " is not inside a registered region of segment '%s' on host %s",
                            i, t->remote_addr, t->length, rs->name, peer_host(p));
-        if (pl->lr->gpu >= 0)
-            return err_set(e, -EOPNOTSUPP,
-                           "transfer %zu: local range 0x%" PRIx64 " is GPU memory (GPU %s), and transfers of GPU "
-                           "memory to other hosts are not supported yet; stage it through registered host memory",
-                           i, t->local_addr, gpu_bus_id(pl->lr->gpu));
         if (atomic_load(&pl->lr->faulted))
             return err_set(e, -EFAULT,
                            "transfer %zu: local region 0x%" PRIx64 " + %" PRIu64 " faulted in an earlier copy (its "

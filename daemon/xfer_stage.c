@@ -43,11 +43,31 @@ static uint64_t nic_max_piece(uint64_t want)
     return want;
 }
 
-/* What a failed plain copy means, for the text a user reads. */
-static void copy_text(char *out, size_t n, const char *whose, uint64_t addr, int err)
+bool xfer_stage_region(const region *r)
 {
-    snprintf(out, n, "%s plain host memory at 0x%" PRIx64 ": %s", whose, addr,
-             err == -ECANCELED ? "cancelled: the client disconnected" : plain_copy_error(err));
+    return region_is_plain(r) || r->gpu >= 0;
+}
+
+/* What a failed copy of client memory means, for the text a user reads. */
+static void copy_text(char *out, size_t n, const char *whose, const region *r, uint64_t addr, const copy_job *j,
+                      int err)
+{
+    if (err == -ECANCELED)
+        snprintf(out, n, "%s memory at 0x%" PRIx64 ": cancelled: the client disconnected", whose, addr);
+    else if (r->gpu >= 0)
+        snprintf(out, n, "%s GPU memory at 0x%" PRIx64 ": the GPU copy failed: %s", whose, addr,
+                 j->why ? j->why : strerror(-err));
+    else
+        snprintf(out, n, "%s plain host memory at 0x%" PRIx64 ": %s", whose, addr, plain_copy_error(err));
+}
+
+/* One side of a copy job: client memory of r at client address a, however
+ * the daemon reaches it (its mapping, a GPU, another process). */
+static void copy_side(const region *r, uint64_t a, void **ptr, int *gpu, plain_proc **proc)
+{
+    *ptr = region_translate(r, a);
+    *gpu = r->gpu;
+    *proc = plain_region_proc(r);
 }
 
 /* ---- Pieces of this host's transfers ------------------------------------- */
@@ -116,7 +136,7 @@ static void copied_out(copy_job *job, int err)
 {
     stage_piece *x = container_of(job, stage_piece, job);
     if (err)
-        copy_text(x->why, sizeof(x->why), "local", x->laddr, err);
+        copy_text(x->why, sizeof(x->why), "local", x->lr, x->laddr, job, err);
     piece_end(x, err, x->why);
 }
 
@@ -127,9 +147,8 @@ static void copy_out(stage_piece *x)
     memset(j, 0, sizeof(*j));
     j->owner = x->s;
     j->src = staging_ptr((unsigned)x->slot);
-    j->dst = (void *)(uintptr_t)x->laddr;
-    j->dst_proc = plain_region_proc(x->lr);
-    j->src_gpu = j->dst_gpu = -1;
+    j->src_gpu = -1;
+    copy_side(x->lr, x->laddr, &j->dst, &j->dst_gpu, &j->dst_proc);
     j->len = x->len;
     j->done = copied_out;
     copypool_submit(j, j, 1);
@@ -190,7 +209,7 @@ static void copied_in(copy_job *job, int err)
 {
     stage_piece *x = container_of(job, stage_piece, job);
     if (err) {
-        copy_text(x->why, sizeof(x->why), "local", x->laddr, err);
+        copy_text(x->why, sizeof(x->why), "local", x->lr, x->laddr, job, err);
         piece_end(x, err, x->why);
     } else if (x->exchange) {
         defer_from_thread(&x->later, send_later);
@@ -225,10 +244,11 @@ static void slot_ready(stage_wait *w, unsigned slot)
         copy_job *j = &x->job;
         memset(j, 0, sizeof(*j));
         j->owner = x->s;
-        j->src = (const void *)(uintptr_t)x->laddr;
-        j->src_proc = plain_region_proc(x->lr);
+        void *src;
+        copy_side(x->lr, x->laddr, &src, &j->src_gpu, &j->src_proc);
+        j->src = src;
         j->dst = staging_ptr(slot);
-        j->src_gpu = j->dst_gpu = -1;
+        j->dst_gpu = -1;
         j->len = x->len;
         j->done = copied_in;
         copypool_submit(j, j, 1);
@@ -337,7 +357,7 @@ static void send_piece(stage_piece *x)
 
 bool xfer_stage_needed(const region *lr, const remote_region *rr)
 {
-    return rr->staged || region_is_plain(lr);
+    return rr->staged || xfer_stage_region(lr);
 }
 
 int xfer_stage_check(const region *lr, const remote_segment *rs, const remote_region *rr, size_t i, err *e)
@@ -350,13 +370,13 @@ int xfer_stage_check(const region *lr, const remote_segment *rs, const remote_re
                        "its owner should register memory from allocate_managed_buffer / mcefa_alloc, or its operator "
                        "set staging_bytes",
                        i, rs->name, peer_host(p));
-    if (region_is_plain(lr) && !staging_slots())
+    if (xfer_stage_region(lr) && !staging_slots())
         return err_set(e, -EOPNOTSUPP,
-                       "transfer %zu: local range 0x%" PRIx64 " is plain host memory, which reaches other hosts only "
-                       "through this daemon's staging buffers, and it has none (staging_bytes 0, or no NIC); register "
-                       "memory from allocate_managed_buffer / mcefa_alloc, or set staging_bytes",
-                       i, lr->addr);
-    if (!region_is_plain(lr) && !lr->mrs)
+                       "transfer %zu: local range 0x%" PRIx64 " is %s, which reaches other hosts only through this "
+                       "daemon's staging buffers, and it has none (staging_bytes 0, or no NIC); set staging_bytes%s",
+                       i, lr->addr, lr->gpu >= 0 ? "GPU memory" : "plain host memory",
+                       lr->gpu >= 0 ? "" : ", or register memory from allocate_managed_buffer / mcefa_alloc");
+    if (!xfer_stage_region(lr) && !lr->mrs)
         return err_set(e, -EIO, "transfer %zu: the local region is not registered with the NICs", i);
     return 0;
 }
@@ -367,7 +387,7 @@ void xfer_stage_start(stage_piece *x)
     while (x) {
         stage_piece *next = x->next;
         x->next = NULL;
-        if (x->exchange && !region_is_plain(x->lr)) {
+        if (x->exchange && !xfer_stage_region(x->lr)) {
             send_piece(x);
         } else {
             x->wait.ready = slot_ready;
@@ -381,7 +401,7 @@ uint32_t xfer_stage_submit(session *s, batch *b, uint32_t idx, const Mcefa__Tran
                            remote_segment *rs, remote_region *rr, stage_piece **chain)
 {
     peer *p = rs->peer;
-    bool exchange = rr->staged, plain = region_is_plain(lr);
+    bool exchange = rr->staged, plain = xfer_stage_region(lr);
     uint64_t chunk = exchange ? peer_staging_slot(p) : staging_slot_bytes();
     if (exchange && plain && staging_slot_bytes() < chunk)
         chunk = staging_slot_bytes();
@@ -544,11 +564,11 @@ static void serve_copy(serve_piece *sp, bool into_client)
     j->len = sp->len;
     if (into_client) {
         j->src = staging_ptr((unsigned)sp->slot);
-        j->dst = (void *)(uintptr_t)sp->addr;
-        j->dst_proc = plain_region_proc(sp->r);
+        copy_side(sp->r, sp->addr, &j->dst, &j->dst_gpu, &j->dst_proc);
     } else {
-        j->src = (const void *)(uintptr_t)sp->addr;
-        j->src_proc = plain_region_proc(sp->r);
+        void *src;
+        copy_side(sp->r, sp->addr, &src, &j->src_gpu, &j->src_proc);
+        j->src = src;
         j->dst = staging_ptr((unsigned)sp->slot);
     }
     j->done = serve_copied;
@@ -604,7 +624,7 @@ static void serve_copied(copy_job *job, int err)
     if (err) {
         if (err == -EFAULT)
             atomic_store(&sp->r->faulted, true);
-        copy_text(sp->why, sizeof(sp->why), "the segment's", sp->addr, err);
+        copy_text(sp->why, sizeof(sp->why), "the segment's", sp->r, sp->addr, job, err);
         serve_end(sp, err, sp->why);
     } else if (sp->write) {
         serve_end(sp, 0, NULL);

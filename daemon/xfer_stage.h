@@ -1,13 +1,14 @@
-/* Transfers through staging buffers (staging.h), for memory no NIC holds:
+/* Transfers through staging buffers (staging.h), for memory no NIC holds
+ * (plain host memory, GPU memory without FI_HMEM):
  *
- * - a local plain region to or from a remote region a NIC holds: this
- *   daemon copies each piece between the client and a staging slot, and
- *   the slot is the RMA's local buffer;
- * - any local region to or from a remote *staged* region (plain memory of
- *   the other host): an exchange, one StagedOp request per piece; the
- *   other daemon copies between its client and its own slot, and its NIC
- *   reads the piece from our memory (write) or writes it into ours (read)
- *   before it answers. A local plain region goes through our slot too.
+ * - a local staged region to or from a remote region a NIC holds: this
+ *   daemon copies each piece between the client's memory and a staging
+ *   slot, and the slot is the RMA's local buffer;
+ * - any local region to or from a remote *staged* region: an exchange, one
+ *   StagedOp request per piece; the other daemon copies between its
+ *   client's memory and its own slot, and its NIC reads the piece from our
+ *   memory (write) or writes it into ours (read) before it answers. A
+ *   local staged region goes through our slot too.
  *
  * Pieces are staging_slot_bytes at most and run concurrently, bounded by
  * the free slots and, per peer, by XFER_STAGE_WINDOW requests in flight.
@@ -52,6 +53,9 @@ void xfer_stage_set_sender(stage_send_fn fn);
 /* Frees pieces still kept back after failed exchanges (at shutdown). */
 void xfer_stage_shutdown(void);
 
+/* Memory no NIC holds, which other hosts reach through staging: plain
+ * host memory, and GPU memory (until NICs register it: FI_HMEM). */
+bool xfer_stage_region(const region *r);
 /* Loop thread. Whether transfer t between lr and rr (on rs's peer) goes
  * through staging, and if it cannot, why (0: fine, or direct RMA). */
 int xfer_stage_check(const region *lr, const remote_segment *rs, const remote_region *rr, size_t i, err *e);

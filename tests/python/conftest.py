@@ -151,3 +151,46 @@ def engine(sock=None, protocol="efa", host="127.0.0.1"):
     te = TransferEngine()
     assert te.initialize(host, "P2PHANDSHAKE", protocol, "") == 0
     return te
+
+
+@pytest.fixture
+def pair():
+    """Two daemons over tcp;ofi_rxm that the test may kill: stop() in the
+    end tolerates a daemon the test killed itself."""
+    if subprocess.call(["fi_info", "-p", "tcp;ofi_rxm"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+        pytest.skip("libfabric's tcp;ofi_rxm provider is not available here")
+    made = []
+
+    def make(*extra_a, extra_b=(), common_extra=()):
+        pa = free_ports(2)
+        common = ["--provider=tcp;ofi_rxm", "--nics=lo", "--request_timeout_ms=3000",
+                  "--peer_secret_file=" + peer_secret(), *common_extra]
+        a = Daemon(*common, *extra_a, "--hostname=hosta", "--peer_port=%d" % pa,
+                   "--peer_hosts=hostb=127.0.0.1:%d" % (pa + 1))
+        b = Daemon(*common, *extra_b, "--hostname=hostb", "--peer_port=%d" % (pa + 1),
+                   "--peer_hosts=hosta=127.0.0.1:%d" % pa)
+        made.extend([a, b])
+        return a, b
+
+    yield make
+    for d in made:
+        if d.alive():
+            d.stop()
+        else:
+            shutil.rmtree(d.dir, ignore_errors=True)
+
+
+def staging_idle(sock, wait_s=15):
+    """The daemon's staging slots all come back (after a lost exchange it
+    keeps them one request timeout)."""
+    import mcefa
+    c = mcefa.Client(sock)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        st = c.status()
+        if st["staging_in_use"] == 0 and st["staging_waiting"] == 0:
+            c.close()
+            return True
+        time.sleep(0.1)
+    c.close()
+    return False

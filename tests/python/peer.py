@@ -2,7 +2,8 @@
 holds pattern 1. Prints "<rpc_port> <buffer address> <segment>", then answers
 "check OFF LEN SEED" with ok/bad until "quit". The buffer is a managed one, or
 with a third argument plain memory of that kind (registered with
-register_memory): bytearray, mmap, numpy, malloc."""
+register_memory): bytearray, mmap, numpy, malloc; or gpu: device memory of
+the CUDA driver named by $MCEFA_CUDA_LIBRARY (the tests' stand-in)."""
 import ctypes
 import mmap
 import sys
@@ -36,27 +37,57 @@ def plain_buffer(kind, size):
     raise ValueError(kind)
 
 
+class Gpu:
+    """Device memory through the driver library, filled and read by copies."""
+
+    def __init__(self, size):
+        import os
+        cu = self.cu = ctypes.CDLL(os.environ["MCEFA_CUDA_LIBRARY"])
+        assert cu.cuInit(0) == 0
+        dev, ctx, ptr = ctypes.c_int(), ctypes.c_void_p(), ctypes.c_uint64()
+        assert cu.cuDeviceGet(ctypes.byref(dev), 0) == 0
+        assert cu.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev) == 0
+        assert cu.cuCtxSetCurrent(ctx) == 0
+        assert cu.cuMemAlloc_v2(ctypes.byref(ptr), ctypes.c_size_t(size)) == 0
+        self.addr = ptr.value
+
+    def write(self, addr, data):
+        assert self.cu.cuMemcpyHtoD_v2(ctypes.c_uint64(addr), data, ctypes.c_size_t(len(data))) == 0
+
+    def read(self, addr, n):
+        out = ctypes.create_string_buffer(n)
+        assert self.cu.cuMemcpyDtoH_v2(out, ctypes.c_uint64(addr), ctypes.c_size_t(n)) == 0
+        return out.raw
+
+
 def main():
     host, size = sys.argv[1], int(sys.argv[2])
     kind = sys.argv[3] if len(sys.argv) > 3 else "managed"
     te = TransferEngine()
     assert te.initialize(host, "P2PHANDSHAKE", "tcp", "") == 0
-    keep = None
+    keep = gpu = None
     if kind == "managed":
         addr = te.allocate_managed_buffer(size)
+    elif kind == "gpu":
+        gpu = Gpu(size)
+        addr = gpu.addr
+        assert te.register_memory(addr, size) == 0
     else:
         keep, addr = plain_buffer(kind, size)
         assert te.register_memory(addr, size) == 0
     assert addr
-    te.write_bytes_to_buffer(addr, pattern(size, 1), size)
+    if gpu:
+        gpu.write(addr, pattern(size, 1))
+    else:
+        te.write_bytes_to_buffer(addr, pattern(size, 1), size)
     print(te.get_rpc_port(), addr, te._segment_name, flush=True)
     for line in sys.stdin:
         w = line.split()
         if not w or w[0] == "quit":
             break
         off, n, seed = int(w[1]), int(w[2]), int(w[3])
-        ok = te.read_bytes_from_buffer(addr + off, n) == pattern(n, seed, off)
-        print("ok" if ok else "bad", flush=True)
+        got = gpu.read(addr + off, n) if gpu else te.read_bytes_from_buffer(addr + off, n)
+        print("ok" if got == pattern(n, seed, off) else "bad", flush=True)
 
 
 main()

@@ -194,8 +194,8 @@ def test_on_cuda_failures_surface(gpu_daemon):
 
 @need_standin
 def test_on_cuda_to_another_host(monkeypatch):
-    """Host memory crosses hosts in stream order; GPU memory to another host is refused (not yet
-    supported: docs/gpu.md) and says so through check_on_cuda_transfers."""
+    """Host memory and GPU memory (through the staging buffers) cross hosts in stream order;
+    a failure shows through check_on_cuda_transfers."""
     monkeypatch.setenv("MCEFA_CUDA_LIBRARY", STANDIN)
     a, b = start_pair("--cuda_library=" + STANDIN)
     peer = Peer(b.sock, 2 * MiB, hostname="hostb")
@@ -210,14 +210,21 @@ def test_on_cuda_to_another_host(monkeypatch):
         assert cu.cuStreamSynchronize(s) == 0
         assert te.check_on_cuda_transfers() == 0
         assert peer.check(MiB, MiB, 9)
+        assert cu.cuMemcpyHtoD_v2(ctypes.c_uint64(gpu), pattern(MiB, 12), ctypes.c_size_t(MiB)) == 0
         te.transfer_write_on_cuda(peer.target, gpu, peer.addr, MiB, s.value)
         assert cu.cuStreamSynchronize(s) == 0
-        assert te.check_on_cuda_transfers() == -95  # EOPNOTSUPP
-        te.batch_transfer_write_on_cuda(peer.target, [gpu], [peer.addr], [MiB], s.value)
+        assert te.check_on_cuda_transfers() == 0
+        assert peer.check(0, MiB, 12)
+        te.batch_transfer_read_on_cuda(peer.target, [gpu], [peer.addr + MiB], [MiB], s.value)
         assert cu.cuStreamSynchronize(s) == 0
-        with pytest.raises(RuntimeError, match="GPU memory.*not supported yet"):
-            te.transfer_read_on_cuda(peer.target, gpu, peer.addr, MiB, s.value)
-        assert peer.check(0, MiB, 1)  # untouched
+        assert te.check_on_cuda_transfers() == 0
+        back = ctypes.create_string_buffer(MiB)
+        assert cu.cuMemcpyDtoH_v2(back, ctypes.c_uint64(gpu), ctypes.c_size_t(MiB)) == 0
+        assert back.raw == pattern(MiB, 9, MiB)
+        # A failure (outside the segment) shows through the check.
+        te.transfer_write_on_cuda(peer.target, gpu, peer.addr + 2 * MiB, MiB, s.value)
+        assert cu.cuStreamSynchronize(s) == 0
+        assert te.check_on_cuda_transfers() < 0
         assert cu.cuStreamDestroy_v2(s) == 0
         assert te.unregister_memory(gpu) == 0
     finally:

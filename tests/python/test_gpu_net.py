@@ -1,0 +1,131 @@
+"""GPU memory across hosts through the staging buffers (no provider here
+offers FI_HMEM): GPU to GPU, GPU to host and host to GPU between two
+daemons over tcp;ofi_rxm, sizes below, at and above a staging slot and not
+multiples of it, then a target killed mid-transfer and a daemon killed
+mid-transfer. The device memory comes from the CUDA driver stand-in
+(build/tests/libcuda-standin.so), which checks mcefa's bookkeeping and
+copies, not a GPU: nothing here is verified on GPU hardware."""
+import ctypes
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import BUILD, Peer, engine, pattern, staging_idle
+
+MiB = 1 << 20
+STANDIN = os.path.join(BUILD, "tests", "libcuda-standin.so")
+SIZES = [1, 4097, MiB - 1, MiB, MiB + 1, 3 * MiB + 5]
+
+pytestmark = pytest.mark.skipif(not os.path.exists(STANDIN),
+                                reason="built without the CUDA headers: no driver stand-in")
+
+
+@pytest.fixture
+def gpu_pair(pair, monkeypatch):
+    monkeypatch.setenv("MCEFA_CUDA_LIBRARY", STANDIN)
+    return pair(common_extra=("--cuda_library=" + STANDIN,))
+
+
+class LocalGpu:
+    """Device memory of this process through the stand-in."""
+
+    def __init__(self, size):
+        cu = self.cu = ctypes.CDLL(STANDIN)
+        assert cu.cuInit(0) == 0
+        dev, ctx, ptr = ctypes.c_int(), ctypes.c_void_p(), ctypes.c_uint64()
+        assert cu.cuDeviceGet(ctypes.byref(dev), 0) == 0
+        assert cu.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev) == 0
+        assert cu.cuCtxSetCurrent(ctx) == 0
+        assert cu.cuMemAlloc_v2(ctypes.byref(ptr), ctypes.c_size_t(size)) == 0
+        self.addr = ptr.value
+
+    def write(self, addr, data):
+        assert self.cu.cuMemcpyHtoD_v2(ctypes.c_uint64(addr), data, ctypes.c_size_t(len(data))) == 0
+
+    def read(self, addr, n):
+        out = ctypes.create_string_buffer(n)
+        assert self.cu.cuMemcpyDtoH_v2(out, ctypes.c_uint64(addr), ctypes.c_size_t(n)) == 0
+        return out.raw
+
+
+def rounds(te, peer, write_local, read_local, local_addr):
+    for i, n in enumerate(SIZES):
+        roff, loff = 4096 * i + 3, 11 * i
+        assert te.transfer_sync_read(peer.target, local_addr + loff, peer.addr + roff, n) == 0, n
+        assert read_local(local_addr + loff, n) == pattern(n, 1, roff), n
+        seed = 40 + i
+        write_local(local_addr + loff, pattern(n, seed, roff))
+        assert te.transfer_sync_write(peer.target, local_addr + loff, peer.addr + roff, n) == 0, n
+        assert peer.check(roff, n, seed), n
+        write_local(local_addr + loff, pattern(n, 1, roff))
+        assert te.transfer_sync_write(peer.target, local_addr + loff, peer.addr + roff, n) == 0, n
+
+
+def test_gpu_to_gpu_and_host_across_daemons(gpu_pair):
+    a, b = gpu_pair
+    size = 24 * MiB
+    te = engine(a.sock, "tcp", "hosta")
+    gpu = LocalGpu(size)
+    assert te.register_memory(gpu.addr, size) == 0
+    host = te.allocate_managed_buffer(size)
+    for kind in ("gpu", "managed", "bytearray"):
+        peer = Peer(b.sock, size, hostname="hostb", kind=kind)
+        try:
+            rounds(te, peer, gpu.write, gpu.read, gpu.addr)  # our GPU, their GPU / host / plain memory
+            if kind == "gpu":  # our host memory, their GPU
+                rounds(te, peer, lambda a, d: te.write_bytes_to_buffer(a, d, len(d)), te.read_bytes_from_buffer,
+                       host)
+            # Many slot-sized pieces in one transfer: they overlap copies and the network.
+            n = 20 * MiB + 7
+            gpu.write(gpu.addr, pattern(n, 66))
+            assert te.transfer_sync_write(peer.target, gpu.addr, peer.addr, n) == 0
+            assert peer.check(0, n, 66)
+        finally:
+            peer.stop()
+    assert staging_idle(a.sock) and staging_idle(b.sock)
+
+
+def test_gpu_target_killed_mid_transfer(gpu_pair):
+    a, b = gpu_pair
+    size = 32 * MiB
+    te = engine(a.sock, "tcp", "hosta")
+    gpu = LocalGpu(size)
+    assert te.register_memory(gpu.addr, size) == 0
+    peer = Peer(b.sock, size, hostname="hostb", kind="gpu")
+    bids = [te.batch_transfer_async_write(peer.target, [gpu.addr], [peer.addr], [size]) for _ in range(4)]
+    peer.proc.send_signal(signal.SIGKILL)
+    peer.proc.wait(10)
+    t0 = time.monotonic()
+    rcs = [te.get_batch_transfer_status([bid]) for bid in bids]
+    assert time.monotonic() - t0 < 15
+    assert all(bid > 0 for bid in bids) and any(rc < 0 for rc in rcs), rcs
+    assert a.alive() and b.alive()
+    assert staging_idle(a.sock) and staging_idle(b.sock)
+
+
+def test_gpu_daemon_killed_mid_transfer(gpu_pair):
+    a, b = gpu_pair
+    size = 32 * MiB
+    te = engine(a.sock, "tcp", "hosta")
+    gpu = LocalGpu(size)
+    assert te.register_memory(gpu.addr, size) == 0
+    peer = Peer(b.sock, size, hostname="hostb", kind="managed")
+    try:
+        assert te.transfer_sync_read(peer.target, gpu.addr, peer.addr, MiB) == 0
+        bid = te.batch_transfer_async_read(peer.target, [gpu.addr], [peer.addr], [size])
+        b.proc.send_signal(signal.SIGKILL)
+        b.proc.wait(10)
+        t0 = time.monotonic()
+        assert te.get_batch_transfer_status([bid]) < 0
+        assert time.monotonic() - t0 < 15
+    finally:
+        peer.proc.kill()
+        peer.proc.wait(10)
+    # Daemon A goes on: a same-host GPU copy works.
+    me = "hosta:%d" % te.get_rpc_port()
+    gpu.write(gpu.addr, pattern(MiB, 9))
+    assert te.transfer_sync_write(me, gpu.addr, gpu.addr + 2 * MiB, MiB) == 0
+    assert gpu.read(gpu.addr + 2 * MiB, MiB) == pattern(MiB, 9)
+    assert staging_idle(a.sock)
