@@ -83,6 +83,42 @@ else
             --buffer_size="$BUFFER" --check=true || status=1
     done
 fi
+# Across daemons (two on this machine over tcp;ofi_rxm on lo, no FI_HMEM):
+# GPU to GPU through the staging buffers, next to host memory to host memory
+# on the same pair in the same run (issue 14's target: >= 0.8x).
+if fi_info -p 'tcp;ofi_rxm' >/dev/null 2>&1; then
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/peer.secret"
+    chmod 600 "$dir/peer.secret"
+    pa=$((21000 + RANDOM % 5000))
+    common=(--provider='tcp;ofi_rxm' --nics=lo --peer_secret_file="$dir/peer.secret" --log_level=warn --metrics_listen=)
+    "$B/mcefad" --socket_path="$dir/a.sock" --hostname=hosta --peer_port=$pa --peer_hosts="hostb=127.0.0.1:$((pa + 1))" \
+        "${common[@]}" 2>>"$dir/mcefad.log" &
+    net_a=$!
+    "$B/mcefad" --socket_path="$dir/b.sock" --hostname=hostb --peer_port=$((pa + 1)) --peer_hosts="hosta=127.0.0.1:$pa" \
+        "${common[@]}" 2>>"$dir/mcefad.log" &
+    net_b=$!
+    for _ in $(seq 100); do [ -S "$dir/a.sock" ] && [ -S "$dir/b.sock" ] && break; sleep 0.05; done
+    net_rate() { # vram(true|false) -> MB/s of 4 MiB writes A -> B, data checked
+        "$B/mcefa-bench" --mode=target --socket="$dir/b.sock" --use_vram=$1 --buffer_size=268435456 >"$dir/nt.out" &
+        local t=$!
+        for _ in $(seq 200); do grep -q '^segment:' "$dir/nt.out" 2>/dev/null && break; sleep 0.05; done
+        "$B/mcefa-bench" --mode=initiator --socket="$dir/a.sock" --segment_id="$(awk '/^segment:/{print $2}' "$dir/nt.out")" \
+            --operation=write --block_size=4194304 --batch_size=4 --threads=2 --buffer_size=268435456 --use_vram=$1 \
+            --duration="$DURATION" --check=true --progress=false --json >"$dir/nr.json" || status=1
+        kill $t; wait $t 2>/dev/null
+        local b d
+        b=$(sed -n 's/.*"bytes":\([0-9.]*\).*/\1/p' "$dir/nr.json")
+        d=$(sed -n 's/.*"duration_s":\([0-9.]*\).*/\1/p' "$dir/nr.json")
+        awk -v b="$b" -v d="$d" 'BEGIN{printf "%.0f\n", (d>0)?b/d/1e6:0}'
+    }
+    host=$(net_rate false)
+    gpu=$(net_rate true)
+    echo "--- across daemons (tcp;ofi_rxm on lo), 4 MiB writes: host->host $host MB/s, GPU->GPU (staged) $gpu MB/s," \
+        "ratio $(awk -v g="$gpu" -v h="$host" 'BEGIN{printf "%.2f", (h>0)?g/h:0}')"
+    kill $net_a $net_b; wait $net_a $net_b 2>/dev/null
+else
+    echo "--- across daemons: skipped (libfabric's tcp;ofi_rxm provider is not available here)"
+fi
 echo "--- host memcpy (yardstick)"
 bench --mode=memcpy --block_size=16777216 --batch_size=4 --buffer_size="$BUFFER"
 [ $status -eq 0 ] && echo "check-gpu: passed" || echo "check-gpu: FAILED (see above; daemon log: $dir/mcefad.log)"
