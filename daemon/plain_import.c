@@ -1,6 +1,7 @@
 #include "plain_import.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdatomic.h>
@@ -9,7 +10,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #ifndef SO_PEERPIDFD
@@ -21,6 +21,11 @@ struct plain_proc {
     pid_t pid;
     uid_t uid;
     int pidfd;
+    /* /proc/<pid>/mem, opened at the first plain registration: it is bound
+     * to the address space the process had then, so after an exec (of a
+     * setuid program, say) or its exit every copy through it fails instead
+     * of reaching whatever now runs under that pid. */
+    _Atomic int memfd;
 };
 
 static int ptrace_scope(void)
@@ -42,8 +47,13 @@ int plain_proc_open(int sock, pid_t pid, uid_t uid, plain_proc **out, err *e)
      * the connection is up. */
     int pidfd = -1;
     socklen_t sl = sizeof(pidfd);
-    if (getsockopt(sock, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &sl) < 0 || pidfd < 0)
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &sl) < 0 || pidfd < 0) {
+        /* Only a kernel without the option falls back; any other failure
+         * (the client already exited) must not name its pid's successor. */
+        if (errno != ENOPROTOOPT)
+            return err_set(e, -ESRCH, "client pid %d: %s", (int)pid, strerror(errno));
         pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    }
     if (pidfd < 0)
         return err_set(e, -errno, "cannot open a pidfd for client pid %d: %s", (int)pid, strerror(errno));
     plain_proc *p = calloc(1, sizeof(*p));
@@ -55,6 +65,7 @@ int plain_proc_open(int sock, pid_t pid, uid_t uid, plain_proc **out, err *e)
     p->pid = pid;
     p->uid = uid;
     p->pidfd = pidfd;
+    atomic_init(&p->memfd, -1);
     *out = p;
     return 0;
 }
@@ -69,6 +80,8 @@ void plain_proc_unref(plain_proc *p)
     if (!p || atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
         return;
     close(p->pidfd);
+    if (atomic_load(&p->memfd) >= 0)
+        close(atomic_load(&p->memfd));
     free(p);
 }
 
@@ -85,26 +98,77 @@ static bool gone(const plain_proc *p)
     return poll(&pf, 1, 0) != 0;
 }
 
+/* The uids of pid now (real, effective, saved, filesystem) all equal uid:
+ * not a setuid program it exec'd since it connected. */
+static bool same_user(pid_t pid, uid_t uid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    bool ok = false;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned r, e, s, fs;
+        if (sscanf(line, "Uid: %u %u %u %u", &r, &e, &s, &fs) == 4) {
+            ok = r == uid && e == uid && s == uid && fs == uid;
+            break;
+        }
+    }
+    fclose(f);
+    return ok;
+}
+
+/* Opens /proc/<pid>/mem for p once: then (the pidfd still alive) the pid
+ * is still p's process, and its uids say it is still the program that
+ * connected. Any thread; the first opener wins. */
+static int open_mem(plain_proc *p)
+{
+    int fd = atomic_load(&p->memfd);
+    if (fd >= 0)
+        return fd;
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/mem", (int)p->pid);
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return errno == EACCES ? -EPERM : errno == ENOENT ? -ESRCH : -errno;
+    if (gone(p)) {
+        close(fd);
+        return -ESRCH;
+    }
+    if (p->uid != 0 && !same_user(p->pid, p->uid)) {
+        close(fd);
+        return -EPERM;
+    }
+    int none = -1;
+    if (!atomic_compare_exchange_strong(&p->memfd, &none, fd)) {
+        close(fd);
+        fd = none;
+    }
+    return fd;
+}
+
 int plain_copy(plain_proc *p, uint64_t raddr, void *local, size_t len, bool to_proc)
 {
+    int fd = open_mem(p);
+    if (fd < 0)
+        return fd;
     char *l = local;
     while (len) {
-        if (gone(p))
-            return -ESRCH;
-        struct iovec li = {.iov_base = l, .iov_len = len};
-        struct iovec ri = {.iov_base = (void *)(uintptr_t)raddr, .iov_len = len};
-        ssize_t n = to_proc ? process_vm_writev(p->pid, &li, 1, &ri, 1, 0) : process_vm_readv(p->pid, &li, 1, &ri, 1, 0);
+        ssize_t n = to_proc ? pwrite(fd, l, len, (off_t)raddr) : pread(fd, l, len, (off_t)raddr);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0)
-            return n == 0 ? -EFAULT : errno == ENOMEM ? -EFAULT : -errno;
+        /* 0: the address space is gone (exit or exec); EIO: nothing mapped
+         * there (or not writable). */
+        if (n == 0)
+            return -ESRCH;
+        if (n < 0)
+            return errno == EIO || errno == EFAULT ? -EFAULT : errno == ENOMEM ? -ENOMEM : -errno;
         l += n;
         raddr += (uint64_t)n;
         len -= (size_t)n;
     }
-    /* What was read may come from a successor that took the pid: only a
-     * process still alive after the copy was the one it read. */
-    return !to_proc && gone(p) ? -ESRCH : 0;
+    return 0;
 }
 
 const char *plain_copy_error(int err)
@@ -116,6 +180,8 @@ const char *plain_copy_error(int err)
         return "the daemon may no longer reach the client's memory (its ptrace permission was withdrawn)";
     case -EFAULT:
         return "the client's range is no longer mapped (or not writable): memory freed without unregistering it";
+    case -ENOMEM:
+        return "the kernel ran out of memory copying it";
     default:
         return "cross-memory copy failed";
     }
@@ -148,7 +214,8 @@ static int access_error(plain_proc *p, int code, uint64_t at, uint64_t addr, uin
         return err_set(e, -EPERM,
                        "cannot register plain host memory 0x%" PRIx64 " + %" PRIu64 ": mcefad (uid %u) may not read "
                        "the memory of client pid %d (uid %u): cross-memory attach needs the same uid and a dumpable "
-                       "client, or CAP_SYS_PTRACE for mcefad (its systemd unit grants it)%s; or register memory from "
+                       "client, or CAP_SYS_PTRACE for mcefad (its systemd unit grants it)%s, and a client whose uids "
+                       "are all the one it connected with (not a setuid program); or register memory from "
                        "mcefa_alloc / allocate_managed_buffer, which needs neither",
                        addr, length, (unsigned)geteuid(), (int)p->pid, (unsigned)p->uid, yama);
     }

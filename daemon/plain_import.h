@@ -1,8 +1,10 @@
 /* Host memory kind 4: a client's ordinary memory (malloc, numpy, torch CPU
- * tensors, mmap), which the daemon cannot map. It reaches those bytes by
- * cross-memory attach (process_vm_readv / process_vm_writev) into the
- * client process, named by a pidfd taken while its socket is connected, so
- * a pid reused after the client died is never copied into (docs/security.md,
+ * tensors, mmap), which the daemon cannot map. It reaches those bytes
+ * through /proc/<pid>/mem of the client process (pread / pwrite), named by
+ * the pidfd of its socket taken when it connected and opened once while
+ * that pidfd shows it alive: the file is bound to the address space the
+ * client had then, so after its exit or an exec (a setuid program) every
+ * copy fails instead of reaching the pid's next owner (docs/security.md,
  * "Plain host memory").
  *
  * The kernel allows it when the daemon may ptrace the client: the same uid
@@ -24,7 +26,7 @@
 typedef struct plain_proc plain_proc;
 
 /* The process on the other end of the connected Unix socket sock (pid from
- * SO_PEERCRED). */
+ * SO_PEERCRED): call when it connects. */
 int plain_proc_open(int sock, pid_t pid, uid_t uid, plain_proc **out, err *e);
 void plain_proc_ref(plain_proc *p);
 void plain_proc_unref(plain_proc *p);

@@ -388,10 +388,10 @@ static void register_plain(reply *r, session *s, const Mcefa__RegisterMemory *m)
                    m->addr, m->length);
         return;
     }
-    err e = {0};
-    if (!s->proc && plain_proc_open(s->fd, s->pid, s->uid, &s->proc, &e) < 0) {
-        err_prefix(&e, "cannot register plain host memory 0x%" PRIx64, m->addr);
-        reply_err(r, &e);
+    if (!s->proc) {
+        /* Taken only when it connected: later its pid may name another. */
+        reply_fail(r, -ESRCH, "cannot register plain host memory 0x%" PRIx64 ": the daemon could not take a pidfd "
+                              "for this client when it connected (see the daemon's log)", m->addr);
         return;
     }
     if (admit(r, s, m->addr, m->length, false) < 0)

@@ -58,6 +58,11 @@ session *session_new(int fd)
         s->gid = cred.gid;
     }
     snprintf(s->name, sizeof(s->name), "pid%d", (int)s->pid);
+    /* The process that connected, for plain host memory: now, while the
+     * connection proves it is alive, not when it first registers some. */
+    err pe = {0};
+    if (config.plain_memory && plain_proc_open(fd, s->pid, s->uid, &s->proc, &pe) < 0)
+        log_info("client pid %d: no plain host memory for it: %s", (int)s->pid, pe.text);
     s->admin = s->uid == 0 || s->uid == geteuid();
     if (!s->admin && admin_gid >= 0) {
         gid_t groups[256];

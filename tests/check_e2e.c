@@ -604,6 +604,84 @@ START_TEST(plain_registration_checked)
 }
 END_TEST
 
+/* A client registers plain memory, forks a child that keeps its
+ * connection, and execs another program: the child's transfers from the
+ * registered range then fail (-ESRCH) instead of reading the new program's
+ * memory under the same pid (it could be a setuid program). */
+START_TEST(plain_memory_after_exec_is_unreachable)
+{
+    int ready[2], go[2];
+    ck_assert_int_eq(pipe(ready), 0);
+    ck_assert_int_eq(pipe(go), 0);
+    pid_t p = fork();
+    ck_assert_int_ge(p, 0);
+    if (p == 0) {
+        mcefa_client *c;
+        if (mcefa_connect(D.sock, "execer", &c) < 0)
+            _exit(10);
+        size_t n = 1 << 16;
+        char *mem = malloc(n);
+        memset(mem, 0x77, n);
+        if (mcefa_register(c, mem, n) < 0 || mcefa_segment_export(c, "exec-seg", NULL, 0) < 0)
+            _exit(11);
+        void *buf;
+        if (mcefa_alloc(c, n, -1, 0, &buf) < 0 || mcefa_register(c, buf, n) < 0)
+            _exit(12);
+        mcefa_segment seg;
+        if (mcefa_segment_open(c, "exec-seg", &seg) < 0)
+            _exit(13);
+        mcefa_transfer x = {MCEFA_READ, buf, seg, (uint64_t)(uintptr_t)mem, n};
+        if (mcefa_transfer_sync(c, &x, 1, 5000) < 0 || ((char *)buf)[n - 1] != 0x77)
+            _exit(14); /* before the exec it works */
+        pid_t child = fork();
+        if (child == 0) {
+            /* Keeps the connection; waits for the exec, then tries again. */
+            char b;
+            if (read(go[0], &b, 1) != 1)
+                _exit(20);
+            memset(buf, 0, n);
+            int rc = mcefa_transfer_sync(c, &x, 1, 5000);
+            char res = rc == -ESRCH && ((char *)buf)[0] == 0 ? 'y' : 'n';
+            if (write(ready[1], &res, 1) != 1)
+                _exit(22);
+            _exit(0);
+        }
+        if (write(ready[1], &child, sizeof(child)) != sizeof(child))
+            _exit(15);
+        execl("/bin/sleep", "sleep", "30", (char *)NULL);
+        _exit(16);
+    }
+    pid_t child;
+    ck_assert_int_eq(read(ready[0], &child, sizeof(child)), sizeof(child));
+    /* The exec is done once /proc/<pid>/exe is sleep. */
+    char exe[256] = "", path[64];
+    snprintf(path, sizeof(path), "/proc/%d/exe", (int)p);
+    for (int i = 0; i < 500; i++) {
+        ssize_t l = readlink(path, exe, sizeof(exe) - 1);
+        exe[l > 0 ? l : 0] = 0;
+        if (strstr(exe, "sleep"))
+            break;
+        usleep(10000);
+    }
+    ck_assert_msg(strstr(exe, "sleep"), "the client did not exec (%s)", exe);
+    ck_assert_int_eq(write(go[1], "x", 1), 1);
+    /* The grandchild's answer: 'y' when its transfer failed with -ESRCH
+     * and moved nothing. */
+    char res = 0;
+    ck_assert_int_eq(read(ready[0], &res, 1), 1);
+    ck_assert_msg(res == 'y', "the transfer from the exec'd client's memory did not fail with -ESRCH");
+    kill(child, SIGKILL);
+    int st;
+    kill(p, SIGKILL);
+    waitpid(p, &st, 0);
+    close(ready[0]);
+    close(ready[1]);
+    close(go[0]);
+    close(go[1]);
+    assert_serving();
+}
+END_TEST
+
 /* A RegisterMemory refused for its descriptor count must not leave its
  * descriptors for the next request to take. */
 START_TEST(refused_descriptors_are_not_reused)
@@ -1352,6 +1430,7 @@ int main(void)
     tcase_add_test(tc, segment_names);
     tcase_add_test(tc, registration_errors);
     tcase_add_test(tc, plain_registration_checked);
+    tcase_add_test(tc, plain_memory_after_exec_is_unreachable);
     tcase_add_test(tc, refused_descriptors_are_not_reused);
     tcase_add_test(tc, batch_errors);
     tcase_add_test(tc, numa_and_huge_page_buffers);
