@@ -48,6 +48,7 @@ static void serve_get_segment(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame
         rv[i].numa_node = r->numa_node;
         if (xfer_stage_region(r)) {
             rv[i].staged = true;
+            rv[i].region_id = r->id;
             d.regions[i] = &rv[i];
             i++;
             continue;

@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "ident.h"
 #include "peer_auth.h"
 #include "peer_internal.h"
 #include "peer_link.h"
@@ -59,6 +60,8 @@ static int send_staged(peer *p, const stage_req *q, stage_reply_fn fn, void *arg
     m.rma_addr = (uint64_t *)q->rma_addr;
     m.rma_key = (uint64_t *)q->rma_key;
     m.nics_absent = q->absent;
+    m.epoch = q->epoch;
+    m.region_id = q->region_id;
     m.deadline_ms = q->deadline_ms > now ? (uint32_t)(q->deadline_ms - now < UINT32_MAX ? q->deadline_ms - now : UINT32_MAX) : 0;
     Mcefa__PeerFrame f = MCEFA__PEER_FRAME__INIT;
     f.body_case = MCEFA__PEER_FRAME__BODY_STAGED_OP;
@@ -147,6 +150,11 @@ static void serve_staged(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame *fr)
     if (!r || !xfer_stage_region(r)) {
         refuse(c, seq, m->length, -EFAULT, "0x%" PRIx64 " + %" PRIu64 " is not inside plain host memory or GPU memory "
                "of segment '%.200s'; open the segment again", m->addr, m->length, m->segment);
+        return;
+    }
+    if (m->epoch != ident_epoch() || m->region_id != r->id) {
+        refuse(c, seq, m->length, -ESTALE, "segment '%.200s' changed since it was described (%s); open it again",
+               m->segment, m->epoch != ident_epoch() ? "this daemon restarted" : "its region was registered anew");
         return;
     }
     if (atomic_load(&r->faulted)) {

@@ -23,7 +23,9 @@ region *region_create(const region_ops *ops, uint64_t addr, uint64_t length, voi
     region *r = calloc(1, sizeof(*r));
     if (!r)
         return NULL;
+    static _Atomic uint64_t next_id;
     atomic_init(&r->refs, 1);
+    r->id = atomic_fetch_add(&next_id, 1) + 1;
     r->ops = ops;
     r->addr = addr;
     r->length = length;

@@ -42,6 +42,7 @@ typedef struct nic_mr {
 
 typedef struct region {
     _Atomic int refs;
+    uint64_t id; /* never reused in a daemon's run: names it to other hosts (StagedOp) */
     const region_ops *ops;
     uint64_t addr;   /* client virtual address */
     uint64_t length;

@@ -46,6 +46,7 @@ remote_segment *remote_from_descriptor(peer *p, const Mcefa__SegmentDescriptor *
         rr->numa_node = x->numa_node;
         rr->absent = x->staged ? ~UINT64_C(0) : x->nics_absent;
         rr->staged = x->staged;
+        rr->region_id = x->region_id;
         rr->rma_addr = calloc(2 * ((size_t)nr + 1), sizeof(uint64_t));
         if (!rr->rma_addr) {
             err_set(e, -ENOMEM, "out of memory");

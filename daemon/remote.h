@@ -18,6 +18,7 @@ typedef struct remote_region {
     uint64_t *rma_key;
     uint64_t absent; /* bit j: not registered on remote NIC j, never to be used for it */
     bool staged;     /* plain memory of the peer: reached by StagedOp requests, never by RMA */
+    uint64_t region_id; /* staged: the peer's name for the registration */
 } remote_region;
 
 typedef struct remote_segment {

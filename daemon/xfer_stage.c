@@ -95,7 +95,7 @@ struct stage_piece {
     uint64_t raddr, rkey;
     /* Exchange: the target in the other host's segment. */
     char *segment;
-    uint64_t taddr;
+    uint64_t taddr, epoch, region_id;
     uint64_t deadline_ms;
     int err;
     char why[300];
@@ -344,7 +344,9 @@ static void send_piece(stage_piece *x)
                    .rma_key = keys,
                    .nnics = nn,
                    .absent = absent,
-                   .deadline_ms = x->deadline_ms};
+                   .deadline_ms = x->deadline_ms,
+                   .epoch = x->epoch,
+                   .region_id = x->region_id};
     (*w)++;
     if (!sender || sender(x->p, &q, on_reply, x) < 0) {
         (*w)--;
@@ -437,6 +439,8 @@ uint32_t xfer_stage_submit(session *s, batch *b, uint32_t idx, const Mcefa__Tran
         x->deadline_ms = deadline;
         if (exchange) {
             x->taddr = t->remote_addr + off;
+            x->epoch = rs->epoch;
+            x->region_id = rr->region_id;
             if (!(x->segment = strdup(rs->name))) {
                 free(x);
                 fail = -ENOMEM;

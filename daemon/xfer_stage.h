@@ -40,6 +40,7 @@ typedef struct stage_req {
     unsigned nnics;
     uint64_t absent;
     uint64_t deadline_ms; /* absolute, this host's clock */
+    uint64_t epoch, region_id; /* the receiver's, from the descriptor */
 } stage_req;
 
 /* answered: the other daemon replied (it is done with our memory);

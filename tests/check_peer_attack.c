@@ -644,6 +644,8 @@ START_TEST(peer_notifications_checked)
 }
 END_TEST
 
+static uint64_t staged_epoch, staged_rid; /* B's, as its hello and descriptor said */
+
 static void send_staged(int fd, uint64_t seq, const char *segment, uint64_t addr, uint64_t len, size_t nnics)
 {
     uint64_t v[4] = {0x1000, 0x2000, 7, 8};
@@ -656,6 +658,8 @@ static void send_staged(int fd, uint64_t seq, const char *segment, uint64_t addr
     m.rma_addr = v;
     m.rma_key = v + 2;
     m.deadline_ms = 2000;
+    m.epoch = staged_epoch;
+    m.region_id = staged_rid;
     Mcefa__PeerFrame f = MCEFA__PEER_FRAME__INIT;
     f.seq = seq;
     f.body_case = MCEFA__PEER_FRAME__BODY_STAGED_OP;
@@ -688,8 +692,21 @@ START_TEST(staged_ops_checked)
 
     wire_reader rd;
     Mcefa__PeerFrame *f = admitted_peer(&fd, &rd, "stager", 800);
+    staged_epoch = f->hello->epoch;
     mcefa__peer_frame__free_unpacked(f, NULL);
     uint64_t pa = (uint64_t)(uintptr_t)plain, ma = (uint64_t)(uintptr_t)mapped;
+    /* The descriptor names the plain region as staged, with its id. */
+    send_get_segment(fd, 2, seg);
+    f = recv_frame(fd, &rd, 5000);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_msg(f->body_case == MCEFA__PEER_FRAME__BODY_SEGMENT, "no descriptor: %s", f->error ? f->error : "");
+    for (size_t k = 0; k < f->segment->n_regions; k++)
+        if (f->segment->regions[k]->addr == pa) {
+            ck_assert(f->segment->regions[k]->staged && f->segment->regions[k]->n_rma_addr == 0);
+            staged_rid = f->segment->regions[k]->region_id;
+        }
+    ck_assert_uint_ne(staged_rid, 0);
+    mcefa__peer_frame__free_unpacked(f, NULL);
     struct {
         const char *segment;
         uint64_t addr, len;
@@ -708,10 +725,21 @@ START_TEST(staged_ops_checked)
         {seg, 0x10000, 4096, 1, -EFAULT, "not inside plain host memory"},
         /* Well formed, but no NIC of B reaches the raw peer's. */
         {seg, pa, 4096, 1, -ENETUNREACH, "no NIC of this host reaches"},
+        /* Another incarnation of B, another registration there. */
+        {seg, pa, 4096, 1, -ESTALE, "this daemon restarted"},
+        {seg, pa, 4096, 1, -ESTALE, "registered anew"},
     };
     size_t nc = sizeof(cases) / sizeof(cases[0]);
-    for (size_t k = 0; k < nc; k++)
+    for (size_t k = 0; k < nc; k++) {
+        uint64_t e = staged_epoch, rid = staged_rid;
+        if (k == nc - 2)
+            staged_epoch ^= 1;
+        if (k == nc - 1)
+            staged_rid += 1000;
         send_staged(fd, 10 + k, cases[k].segment, cases[k].addr, cases[k].len, cases[k].nnics);
+        staged_epoch = e;
+        staged_rid = rid;
+    }
     for (size_t k = 0; k < nc; k++) {
         f = recv_frame(fd, &rd, 3000);
         ck_assert_msg(f != NULL, "no answer to staged op %zu (connection closed?)", k);
