@@ -27,6 +27,7 @@ static struct {
     bool stopping;
     pthread_t *threads;
     unsigned nthreads;
+    unsigned alive; /* threads not yet past their last take() */
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 /* Between the daemon's own memory: host by memcpy under the fault guard,
@@ -133,6 +134,8 @@ static void *copy_thread(void *arg)
         while (!pool.first && !pool.stopping)
             pthread_cond_wait(&pool.cond, &pool.lock);
         copy_job *j = take();
+        if (!j)
+            pool.alive--; /* under the lock: a later submit sees it */
         pthread_mutex_unlock(&pool.lock);
         if (!j) {
             gpu_copy_thread_exit();
@@ -156,8 +159,14 @@ int copypool_init(unsigned nthreads)
         return -ENOMEM;
     pool.stopping = false;
     for (unsigned i = 0; i < nthreads; i++) {
+        pthread_mutex_lock(&pool.lock);
+        pool.alive++;
+        pthread_mutex_unlock(&pool.lock);
         rc = pthread_create(&pool.threads[i], NULL, copy_thread, NULL);
         if (rc) {
+            pthread_mutex_lock(&pool.lock);
+            pool.alive--;
+            pthread_mutex_unlock(&pool.lock);
             copypool_shutdown();
             return -rc;
         }
@@ -192,7 +201,7 @@ void copypool_submit(copy_job *first, copy_job *last, size_t count)
 {
     last->next = NULL;
     pthread_mutex_lock(&pool.lock);
-    if (pool.stopping && !pool.nthreads) {
+    if (pool.stopping && !pool.alive) {
         /* The threads are gone (the daemon is stopping): late jobs, from
          * work finishing meanwhile, run here so none is lost. */
         pthread_mutex_unlock(&pool.lock);

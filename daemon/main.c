@@ -214,11 +214,13 @@ int main(int argc, char **argv)
     /* Copies in flight finish before the threads go; sessions are freed as
      * their last transfer completes. */
     copypool_shutdown();
-    gpu_shutdown(); /* GPU regions released meanwhile are unmapped now */
     nic_worker_stop();
-    /* What the threads handed back to the loop in the end runs here. */
+    /* What the threads handed back to the loop in the end runs here, then
+     * staged pieces still waiting end, and what they hand back runs. */
     defer_drain();
     xfer_stage_shutdown();
+    defer_drain();
+    gpu_shutdown(); /* GPU regions released meanwhile are unmapped now */
     staging_shutdown(); /* its NIC registrations before the NICs */
     nic_shutdown();
     peer_table_free(); /* after the NIC workers: their ops point into peers */

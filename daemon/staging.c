@@ -164,6 +164,24 @@ void staging_put(unsigned slot)
     in_put = false;
 }
 
+void staging_cancel_waiters(void)
+{
+    for (;;) {
+        pthread_mutex_lock(&st.lock);
+        stage_wait *w = st.head;
+        if (w) {
+            st.head = w->next;
+            if (!st.head)
+                st.tail = NULL;
+            st.waiting--;
+        }
+        pthread_mutex_unlock(&st.lock);
+        if (!w)
+            return;
+        w->cancel(w);
+    }
+}
+
 unsigned staging_in_use(void)
 {
     pthread_mutex_lock(&st.lock);

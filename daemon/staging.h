@@ -20,6 +20,7 @@ typedef void (*stage_ready_fn)(stage_wait *w, unsigned slot);
 struct stage_wait {
     stage_wait *next;
     stage_ready_fn ready;
+    void (*cancel)(stage_wait *w); /* staging_cancel_waiters: it gets no slot */
     unsigned slot; /* staging.c's: the slot handed over */
 };
 
@@ -36,6 +37,8 @@ char *staging_ptr(unsigned slot);
 /* Asks for a slot; w->ready set by the caller. */
 void staging_get(stage_wait *w);
 void staging_put(unsigned slot);
+/* At shutdown: every waiter's cancel, in order (on this thread). */
+void staging_cancel_waiters(void);
 /* Slots in use and pieces waiting, for status. */
 unsigned staging_in_use(void);
 unsigned staging_waiting(void);

@@ -97,6 +97,7 @@ struct stage_piece {
     char *segment;
     uint64_t taddr, epoch, region_id;
     uint64_t deadline_ms;
+    uint64_t gen; /* the peer's generation when planned: dest and rkey are of it */
     int err;
     char why[300];
     TAILQ_ENTRY(stage_piece) link; /* waiting for its peer's window, or held back */
@@ -192,13 +193,13 @@ static void post(stage_piece *x)
     op->rkey = x->rkey;
     op->deadline_ms = x->deadline_ms;
     op->peer_gen = peer_gen(x->p);
-    op->gen = atomic_load(peer_gen(x->p));
+    op->gen = x->gen;
     op->done = op_done;
     op->release = op_release;
     nic_submit(op);
 }
 
-static void send_piece(stage_piece *x);
+static bool send_piece(stage_piece *x);
 
 static void send_later(defer_item *it)
 {
@@ -259,18 +260,23 @@ static void slot_ready(stage_wait *w, unsigned slot)
     }
 }
 
-/* A request to p finished: the next piece waiting for p's window goes. */
+/* A request to p finished: the next piece waiting for p's window goes.
+ * Pieces that end instead (stale, or the link is down) are passed over in
+ * this loop, never by recursion: thousands may be waiting. */
+static void piece_cancel(stage_wait *w)
+{
+    piece_end(container_of(w, stage_piece, wait), -ECANCELED, "the daemon is stopping");
+}
+
 static void kick(peer *p)
 {
     for (stage_piece *x = TAILQ_FIRST(&window_wait), *next; x; x = next) {
         next = TAILQ_NEXT(x, link);
-        if (x->p == p) {
-            TAILQ_REMOVE(&window_wait, x, link);
-            if (stale(x))
-                continue;
-            send_piece(x);
+        if (x->p != p)
+            continue;
+        TAILQ_REMOVE(&window_wait, x, link);
+        if (send_piece(x))
             return;
-        }
     }
 }
 
@@ -312,15 +318,16 @@ static void on_reply(void *arg, int status, const char *why, bool answered)
         piece_end(x, 0, NULL);
 }
 
-/* Loop thread: one StagedOp request for x, when its peer's window has room. */
-static void send_piece(stage_piece *x)
+/* Loop thread: one StagedOp request for x, when its peer's window has
+ * room. false: x ended instead (stale, or not sent). */
+static bool send_piece(stage_piece *x)
 {
     unsigned *w = peer_stage_window(x->p);
     if (stale(x))
-        return;
+        return false;
     if (*w >= XFER_STAGE_WINDOW) {
         TAILQ_INSERT_TAIL(&window_wait, x, link);
-        return;
+        return true;
     }
     /* The memory the other NIC reaches: our slot, or the client's region. */
     const region *m = x->slot >= 0 ? staging_region() : x->lr;
@@ -353,8 +360,9 @@ static void send_piece(stage_piece *x)
         snprintf(x->why, sizeof(x->why), "the connection to host %s's daemon is down (%s); open the segment again",
                  peer_host(x->p), peer_last_error(x->p)[0] ? peer_last_error(x->p) : "not connected");
         piece_end(x, -ENOTCONN, x->why);
-        kick(x->p);
+        return false;
     }
+    return true;
 }
 
 bool xfer_stage_needed(const region *lr, const remote_region *rr)
@@ -393,6 +401,7 @@ void xfer_stage_start(stage_piece *x)
             send_piece(x);
         } else {
             x->wait.ready = slot_ready;
+            x->wait.cancel = piece_cancel;
             staging_get(&x->wait);
         }
         x = next;
@@ -437,6 +446,7 @@ uint32_t xfer_stage_submit(session *s, batch *b, uint32_t idx, const Mcefa__Tran
         x->slot = -1;
         x->p = p;
         x->deadline_ms = deadline;
+        x->gen = atomic_load(peer_gen(p));
         if (exchange) {
             x->taddr = t->remote_addr + off;
             x->epoch = rs->epoch;
@@ -491,6 +501,7 @@ static void free_closed(uv_handle_t *h)
 
 void xfer_stage_shutdown(void)
 {
+    staging_cancel_waiters();
     while (!TAILQ_EMPTY(&window_wait)) {
         stage_piece *x = TAILQ_FIRST(&window_wait);
         TAILQ_REMOVE(&window_wait, x, link);
@@ -531,6 +542,7 @@ typedef struct serve_piece {
     fi_addr_t dest;
     uint64_t raddr, rkey;
     uint64_t deadline_ms;
+    uint64_t gen; /* the peer's generation when the request came */
     int err;
     char why[300];
     stage_served_fn done;
@@ -616,7 +628,7 @@ static void serve_post(serve_piece *sp)
     op->rkey = sp->rkey;
     op->deadline_ms = sp->deadline_ms;
     op->peer_gen = peer_gen(sp->p);
-    op->gen = atomic_load(peer_gen(sp->p));
+    op->gen = sp->gen;
     op->done = serve_op_done;
     op->release = serve_op_release;
     nic_submit(op);
@@ -649,6 +661,11 @@ static void serve_slot(stage_wait *w, unsigned slot)
         serve_copy(sp, false);
 }
 
+static void serve_cancel(stage_wait *w)
+{
+    serve_end(container_of(w, serve_piece, wait), -ECANCELED, "the daemon is stopping");
+}
+
 static void serve_fail_later(defer_item *it)
 {
     serve_reply(it);
@@ -666,6 +683,7 @@ int xfer_stage_serve(peer *p, region *r, const stage_req *q, stage_served_fn don
     sp->len = q->length;
     sp->slot = -1;
     sp->deadline_ms = q->deadline_ms;
+    sp->gen = atomic_load(peer_gen(p));
     sp->done = done;
     sp->arg = arg;
     remote_region sender_mem = {.rma_addr = (uint64_t *)q->rma_addr, .rma_key = (uint64_t *)q->rma_key,
@@ -685,6 +703,7 @@ int xfer_stage_serve(peer *p, region *r, const stage_req *q, stage_served_fn don
     sp->raddr = q->rma_addr[j];
     sp->rkey = q->rma_key[j];
     sp->wait.ready = serve_slot;
+    sp->wait.cancel = serve_cancel;
     staging_get(&sp->wait);
     return 0;
 }
