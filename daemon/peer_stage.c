@@ -132,7 +132,11 @@ static void serve_staged(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame *fr)
                " bytes (this host's staging_slot_bytes)", m->length, m->addr, slot);
         return;
     }
-    if (m->n_rma_addr != peer_nrnics(p) || m->n_rma_key != peer_nrnics(p) || !m->segment) {
+    if (!m->segment || !*m->segment) {
+        refuse(c, seq, m->length, -EINVAL, "staged piece without a segment name");
+        return;
+    }
+    if (m->n_rma_addr != peer_nrnics(p) || m->n_rma_key != peer_nrnics(p)) {
         refuse(c, seq, m->length, -EPROTO, "staged piece names memory on %zu NICs; the sender announced %u",
                m->n_rma_addr, peer_nrnics(p));
         return;

@@ -10,17 +10,25 @@
 
 #include "nic.h"
 
+/* Two pools of slots: pieces of this host's transfers take from one,
+ * pieces served for other hosts from the other, so two hosts staging into
+ * each other can never hold all their slots waiting for each other. */
+typedef struct pool {
+    unsigned first, n;  /* its slots: first .. first+n-1 */
+    unsigned *free_v;   /* stack of free slot numbers */
+    unsigned nfree, used, waiting;
+    stage_wait *head, *tail;
+} pool;
+
 static struct {
     pthread_mutex_t lock;
     char *base;
     size_t len;
     region *r;
-    unsigned nslots, used;
+    unsigned nslots;
     uint64_t slot_bytes;
-    unsigned *free_v; /* stack of free slot numbers */
-    unsigned nfree;
-    stage_wait *head, *tail;
-    unsigned waiting;
+    unsigned *free_mem;
+    pool pools[2];
 } st = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void release_staging(region *r)
@@ -46,10 +54,10 @@ int staging_init(uint64_t bytes, uint64_t slot_bytes, err *e)
     char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (p == MAP_FAILED)
         return err_set(e, -errno, "cannot map %zu bytes of staging memory (staging_bytes): %s", len, strerror(errno));
-    st.free_v = calloc(n, sizeof(unsigned));
-    region *r = st.free_v ? region_create(&staging_ops, (uint64_t)(uintptr_t)p, len, p, -1) : NULL;
+    st.free_mem = calloc(n, sizeof(unsigned));
+    region *r = st.free_mem ? region_create(&staging_ops, (uint64_t)(uintptr_t)p, len, p, -1) : NULL;
     if (!r) {
-        free(st.free_v);
+        free(st.free_mem);
         munmap(p, len);
         return err_set(e, -ENOMEM, "out of memory");
     }
@@ -58,16 +66,23 @@ int staging_init(uint64_t bytes, uint64_t slot_bytes, err *e)
     if (nic_register_region(r, e) < 0) {
         err_prefix(e, "cannot register the staging memory (staging_bytes %" PRIu64 ")", bytes);
         region_unref(r);
-        free(st.free_v);
-        st.free_v = NULL;
+        free(st.free_mem);
+        st.free_mem = NULL;
         return e->code;
     }
     st.r = r;
     st.nslots = n;
     st.slot_bytes = slot_bytes;
-    for (unsigned i = 0; i < n; i++)
-        st.free_v[i] = n - 1 - i;
-    st.nfree = n;
+    /* Half for serving (at least one each when there are two). */
+    unsigned serve = n >= 2 ? n / 2 : 0;
+    st.pools[STAGE_SEND] = (pool){.first = 0, .n = n - serve, .free_v = st.free_mem};
+    st.pools[STAGE_SERVE] = (pool){.first = n - serve, .n = serve, .free_v = st.free_mem + (n - serve)};
+    for (int k = 0; k < 2; k++) {
+        pool *q = &st.pools[k];
+        for (unsigned i = 0; i < q->n; i++)
+            q->free_v[i] = q->first + q->n - 1 - i;
+        q->nfree = q->n;
+    }
     return 0;
 }
 
@@ -76,9 +91,10 @@ void staging_shutdown(void)
     if (st.r)
         region_unref(st.r);
     st.r = NULL;
-    free(st.free_v);
-    st.free_v = NULL;
-    st.nslots = st.nfree = 0;
+    free(st.free_mem);
+    st.free_mem = NULL;
+    st.nslots = 0;
+    memset(st.pools, 0, sizeof(st.pools));
 }
 
 unsigned staging_slots(void)
@@ -101,23 +117,26 @@ char *staging_ptr(unsigned slot)
     return st.base + (size_t)slot * st.slot_bytes;
 }
 
-void staging_get(stage_wait *w)
+void staging_get(stage_wait *w, int which)
 {
     pthread_mutex_lock(&st.lock);
-    if (st.nfree && !st.head) {
-        unsigned slot = st.free_v[--st.nfree];
-        st.used++;
+    pool *q = &st.pools[which];
+    if (!q->n)
+        q = &st.pools[STAGE_SEND]; /* a single slot serves both */
+    if (q->nfree && !q->head) {
+        unsigned slot = q->free_v[--q->nfree];
+        q->used++;
         pthread_mutex_unlock(&st.lock);
         w->ready(w, slot);
         return;
     }
     w->next = NULL;
-    if (st.tail)
-        st.tail->next = w;
+    if (q->tail)
+        q->tail->next = w;
     else
-        st.head = w;
-    st.tail = w;
-    st.waiting++;
+        q->head = w;
+    q->tail = w;
+    q->waiting++;
     pthread_mutex_unlock(&st.lock);
 }
 
@@ -130,16 +149,17 @@ static _Thread_local bool in_put;
 void staging_put(unsigned slot)
 {
     pthread_mutex_lock(&st.lock);
-    stage_wait *w = st.head;
+    pool *q = &st.pools[slot >= st.pools[STAGE_SERVE].first && st.pools[STAGE_SERVE].n ? STAGE_SERVE : STAGE_SEND];
+    stage_wait *w = q->head;
     if (w) {
         /* Straight to the oldest waiter: the slot stays in use. */
-        st.head = w->next;
-        if (!st.head)
-            st.tail = NULL;
-        st.waiting--;
+        q->head = w->next;
+        if (!q->head)
+            q->tail = NULL;
+        q->waiting--;
     } else {
-        st.free_v[st.nfree++] = slot;
-        st.used--;
+        q->free_v[q->nfree++] = slot;
+        q->used--;
     }
     pthread_mutex_unlock(&st.lock);
     if (!w)
@@ -166,26 +186,28 @@ void staging_put(unsigned slot)
 
 void staging_cancel_waiters(void)
 {
-    for (;;) {
-        pthread_mutex_lock(&st.lock);
-        stage_wait *w = st.head;
-        if (w) {
-            st.head = w->next;
-            if (!st.head)
-                st.tail = NULL;
-            st.waiting--;
+    for (int k = 0; k < 2; k++)
+        for (;;) {
+            pthread_mutex_lock(&st.lock);
+            pool *q = &st.pools[k];
+            stage_wait *w = q->head;
+            if (w) {
+                q->head = w->next;
+                if (!q->head)
+                    q->tail = NULL;
+                q->waiting--;
+            }
+            pthread_mutex_unlock(&st.lock);
+            if (!w)
+                break;
+            w->cancel(w);
         }
-        pthread_mutex_unlock(&st.lock);
-        if (!w)
-            return;
-        w->cancel(w);
-    }
 }
 
 unsigned staging_in_use(void)
 {
     pthread_mutex_lock(&st.lock);
-    unsigned n = st.used;
+    unsigned n = st.pools[0].used + st.pools[1].used;
     pthread_mutex_unlock(&st.lock);
     return n;
 }
@@ -193,7 +215,7 @@ unsigned staging_in_use(void)
 unsigned staging_waiting(void)
 {
     pthread_mutex_lock(&st.lock);
-    unsigned n = st.waiting;
+    unsigned n = st.pools[0].waiting + st.pools[1].waiting;
     pthread_mutex_unlock(&st.lock);
     return n;
 }

@@ -34,8 +34,11 @@ uint64_t staging_slot_bytes(void);
 region *staging_region(void);
 char *staging_ptr(unsigned slot);
 
-/* Asks for a slot; w->ready set by the caller. */
-void staging_get(stage_wait *w);
+/* The two pools (half the slots each): pieces of this host's transfers,
+ * and pieces served for other hosts; with one slot it serves both. */
+enum { STAGE_SEND = 0, STAGE_SERVE = 1 };
+/* Asks for a slot of a pool; w->ready (and w->cancel) set by the caller. */
+void staging_get(stage_wait *w, int which);
 void staging_put(unsigned slot);
 /* At shutdown: every waiter's cancel, in order (on this thread). */
 void staging_cancel_waiters(void);

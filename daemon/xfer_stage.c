@@ -402,7 +402,7 @@ void xfer_stage_start(stage_piece *x)
         } else {
             x->wait.ready = slot_ready;
             x->wait.cancel = piece_cancel;
-            staging_get(&x->wait);
+            staging_get(&x->wait, STAGE_SEND);
         }
         x = next;
     }
@@ -417,6 +417,16 @@ uint32_t xfer_stage_submit(session *s, batch *b, uint32_t idx, const Mcefa__Tran
     if (exchange && plain && staging_slot_bytes() < chunk)
         chunk = staging_slot_bytes();
     chunk = nic_max_piece(chunk);
+    /* Every piece is planned now: bound them (memory, and the transfer's
+     * piece count), so one transfer cannot make millions. */
+    if ((t->length - 1) / chunk >= XFER_STAGE_MAX_PIECES) {
+        char why[300];
+        snprintf(why, sizeof(why), "a transfer through staging buffers moves at most %" PRIu64 " bytes (%d pieces of "
+                 "%" PRIu64 "); split it into smaller transfers", (uint64_t)XFER_STAGE_MAX_PIECES * chunk,
+                 XFER_STAGE_MAX_PIECES, chunk);
+        batch_finish(b, idx, -E2BIG, strdup(why));
+        return 0;
+    }
     unsigned use[NIC_MAX], nuse = 0;
     if (!exchange && !(nuse = xfer_usable_nics(staging_region(), p, rr, rs->nrnics, use))) {
         batch_finish(b, idx, -ENETUNREACH,
@@ -704,6 +714,6 @@ int xfer_stage_serve(peer *p, region *r, const stage_req *q, stage_served_fn don
     sp->rkey = q->rma_key[j];
     sp->wait.ready = serve_slot;
     sp->wait.cancel = serve_cancel;
-    staging_get(&sp->wait);
+    staging_get(&sp->wait, STAGE_SERVE);
     return 0;
 }

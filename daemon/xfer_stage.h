@@ -30,6 +30,8 @@
 /* StagedOp requests one host has in flight to another; the receiver
  * refuses more than twice this from one peer. */
 #define XFER_STAGE_WINDOW 32
+/* Pieces one staged transfer may have (64 GiB at 1 MiB slots). */
+#define XFER_STAGE_MAX_PIECES 65536
 
 /* One staged request, as the sender describes it. */
 typedef struct stage_req {

@@ -304,3 +304,31 @@ def test_access_refused_to_other_user():
         p.send_signal(signal.SIGTERM)
         p.wait(20)
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_two_hosts_staging_into_each_other(pair):
+    # Both daemons stage into each other's plain memory at once, with more
+    # pieces than either has slots: sends and serves use separate slots,
+    # so neither side can hold all its slots waiting for the other.
+    a, b = pair("--staging_bytes=4194304", extra_b=("--staging_bytes=4194304",))
+    n = 24 * MiB
+    ka, pa_ = plain("bytearray", n)
+    kb, pb_ = plain("bytearray", n)
+    ea = engine(a.sock, "hosta")
+    eb = engine(b.sock, "hostb")
+    assert ea.register_memory(pa_, n) == 0 and eb.register_memory(pb_, n) == 0
+    ctypes.memmove(pa_, pattern(n, 3), n)
+    ctypes.memmove(pb_, pattern(n, 4), n)
+    ta = "hosta:%d" % ea.get_rpc_port()
+    tb = "hostb:%d" % eb.get_rpc_port()
+    half = n // 2
+    # A's first half into B's second half, B's first half into A's second.
+    bid_a = ea.batch_transfer_async_write(tb, [pa_], [pb_ + half], [half])
+    bid_b = eb.batch_transfer_async_write(ta, [pb_], [pa_ + half], [half])
+    assert bid_a > 0 and bid_b > 0
+    assert ea.get_batch_transfer_status([bid_a]) == 0
+    assert eb.get_batch_transfer_status([bid_b]) == 0
+    assert ctypes.string_at(pb_ + half, half) == pattern(half, 3)
+    assert ctypes.string_at(pa_ + half, half) == pattern(half, 4)
+    assert staging_idle(a.sock) and staging_idle(b.sock)
+    del ka, kb
