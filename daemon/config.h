@@ -92,7 +92,7 @@
       "Pre-fault registered memory when it is registered, so first transfers do not pay page faults.")          \
     X(BOOL, plain_memory, "true", 0, 0, "MCEFAD_PLAIN_MEMORY", "",                                               \
       "Accept plain host memory (malloc, numpy, torch CPU tensors): the daemon copies it with "               \
-      "process_vm_readv/writev, which needs the client's uid or CAP_SYS_PTRACE. false refuses it: a client "  \
+      "/proc/<pid>/mem, which needs the client's uid or CAP_SYS_PTRACE. false refuses it: a client "          \
       "whose memory pages block (a FUSE file it serves) can hold a copy thread.")                             \
     X(UINT, staging_bytes, "33554432", 0, CFG_UNBOUNDED, "MCEFAD_STAGING_BYTES", "",                             \
       "Host buffers, registered with every NIC at start, through which plain host memory travels to and from " \
