@@ -72,6 +72,18 @@ static void copy_side(const region *r, uint64_t a, void **ptr, int *gpu, plain_p
 
 /* ---- Pieces of this host's transfers ------------------------------------- */
 
+/* A transfer through staging: its chunks (a slot each) are taken in order
+ * by at most XFER_STAGE_PIECES pieces, each moving one chunk at a time, so
+ * a transfer of any size holds a bounded amount of daemon memory. */
+typedef struct stage_xfer {
+    _Atomic int refs;      /* its pieces */
+    _Atomic uint32_t next; /* the next chunk no piece has taken */
+    uint32_t nchunks;
+    uint64_t chunk, length;
+    uint64_t laddr, taddr; /* the transfer's first byte, here and there */
+    char *segment;         /* exchange: the target segment's name */
+} stage_xfer;
+
 struct stage_piece {
     stage_wait wait;
     copy_job job;
@@ -79,6 +91,9 @@ struct stage_piece {
     defer_item later;
     uv_timer_t hold; /* keeps our memory back after an unanswered exchange */
     stage_piece *next; /* planned, not yet started */
+    stage_xfer *xf;
+    uint32_t k; /* its chunk now */
+    uint64_t rbase; /* local staging: RMA address of the transfer's first byte on its remote NIC */
     session *s;
     batch *b;
     uint32_t idx;
@@ -106,31 +121,80 @@ struct stage_piece {
 static TAILQ_HEAD(, stage_piece) window_wait = TAILQ_HEAD_INITIALIZER(window_wait);
 static TAILQ_HEAD(, stage_piece) held = TAILQ_HEAD_INITIALIZER(held);
 
+static void xf_unref(stage_xfer *xf)
+{
+    if (atomic_fetch_sub(&xf->refs, 1) == 1) {
+        free(xf->segment);
+        free(xf);
+    }
+}
+
 /* Lets go of what the piece holds; the session last, as it holds the batch. */
 static void piece_release(stage_piece *x)
 {
     session *s = x->s;
     if (x->slot >= 0)
         staging_put((unsigned)x->slot);
+    x->slot = -1;
     region_unref(x->lr);
-    free(x->segment);
+    xf_unref(x->xf);
     free(x);
     session_unref(s);
 }
 
-/* Any thread: the piece is over. */
-static void piece_end(stage_piece *x, int err, const char *why)
+/* Points x at chunk k of its transfer. */
+static void piece_chunk(stage_piece *x, uint32_t k)
+{
+    stage_xfer *xf = x->xf;
+    uint64_t off = (uint64_t)k * xf->chunk;
+    x->k = k;
+    x->laddr = xf->laddr + off;
+    x->len = xf->length - off < xf->chunk ? xf->length - off : xf->chunk;
+    x->taddr = xf->taddr + off;
+    x->raddr = x->rbase + off;
+    x->err = 0;
+    x->why[0] = 0;
+}
+
+static void piece_start(stage_piece *x);
+
+/* Any thread: x's chunk is over. Reports it; on success x takes the next
+ * chunk nobody took, on failure every chunk nobody took fails with it (in
+ * this loop: a failing transfer never recurses chunk by chunk). keep: x
+ * stays (its memory kept back), the caller frees it later. */
+static void chunk_end(stage_piece *x, int err, const char *why, bool keep)
 {
     char text[sizeof(x->why)] = "";
     if (why)
         snprintf(text, sizeof(text), "%s", why);
+    stage_xfer *xf = x->xf;
     batch *b = x->b;
     uint32_t idx = x->idx;
     session *s = x->s;
     session_ref(s); /* the batch outlives piece_release */
-    piece_release(x);
-    batch_piece_done(b, idx, err, err && text[0] ? text : NULL);
+    const char *w = err && text[0] ? text : NULL;
+    uint32_t n = xf->nchunks; /* xf may go with x */
+    uint32_t k = err ? atomic_exchange(&xf->next, n) : atomic_fetch_add(&xf->next, 1);
+    if (err || k >= n) {
+        if (!keep)
+            piece_release(x);
+        batch_piece_done(b, idx, err, w);
+        for (; err && k < n; k++)
+            batch_piece_done(b, idx, err, w);
+    } else {
+        if (x->slot >= 0)
+            staging_put((unsigned)x->slot); /* behind whoever waits for one */
+        x->slot = -1;
+        batch_piece_done(b, idx, 0, NULL);
+        piece_chunk(x, k);
+        piece_start(x);
+    }
     session_unref(s);
+}
+
+static void piece_end(stage_piece *x, int err, const char *why)
+{
+    chunk_end(x, err, why, false);
 }
 
 static void copied_out(copy_job *job, int err)
@@ -302,7 +366,7 @@ static void on_reply(void *arg, int status, const char *why, bool answered)
         /* The other daemon may still be working on this piece: its NIC
          * could yet reach our memory, so the memory stays ours (slot and
          * region held) for one request timeout; the transfer fails now. */
-        batch_piece_done(x->b, x->idx, status, why);
+        chunk_end(x, status, why, true);
         x->hold.data = x;
         uv_timer_init(loop, &x->hold);
         uv_unref((uv_handle_t *)&x->hold);
@@ -391,19 +455,25 @@ int xfer_stage_check(const region *lr, const remote_segment *rs, const remote_re
     return 0;
 }
 
+/* Any thread: x's chunk begins (a request goes from the loop). */
+static void piece_start(stage_piece *x)
+{
+    if (x->exchange && !xfer_stage_region(x->lr)) {
+        defer_from_thread(&x->later, send_later);
+    } else {
+        x->wait.ready = slot_ready;
+        x->wait.cancel = piece_cancel;
+        staging_get(&x->wait, STAGE_SEND);
+    }
+}
+
 /* Loop thread: starts planned pieces (after the batch counted them). */
 void xfer_stage_start(stage_piece *x)
 {
     while (x) {
         stage_piece *next = x->next;
         x->next = NULL;
-        if (x->exchange && !xfer_stage_region(x->lr)) {
-            send_piece(x);
-        } else {
-            x->wait.ready = slot_ready;
-            x->wait.cancel = piece_cancel;
-            staging_get(&x->wait, STAGE_SEND);
-        }
+        piece_start(x);
         x = next;
     }
 }
@@ -417,12 +487,11 @@ uint32_t xfer_stage_submit(session *s, batch *b, uint32_t idx, const Mcefa__Tran
     if (exchange && plain && staging_slot_bytes() < chunk)
         chunk = staging_slot_bytes();
     chunk = nic_max_piece(chunk);
-    /* Every piece is planned now: bound them (memory, and the transfer's
-     * piece count), so one transfer cannot make millions. */
+    /* Chunks are counted in 32 bits (and by the batch): bound them. */
     if ((t->length - 1) / chunk >= XFER_STAGE_MAX_PIECES) {
         char why[300];
-        snprintf(why, sizeof(why), "a transfer through staging buffers moves at most %" PRIu64 " bytes (%d pieces of "
-                 "%" PRIu64 "); split it into smaller transfers", (uint64_t)XFER_STAGE_MAX_PIECES * chunk,
+        snprintf(why, sizeof(why), "a transfer through staging buffers moves at most %" PRIu64 " bytes (%u pieces of "
+                 "%" PRIu64 " bytes); split it into smaller transfers", (uint64_t)XFER_STAGE_MAX_PIECES * chunk,
                  XFER_STAGE_MAX_PIECES, chunk);
         batch_finish(b, idx, -E2BIG, strdup(why));
         return 0;
@@ -436,37 +505,47 @@ uint32_t xfer_stage_submit(session *s, batch *b, uint32_t idx, const Mcefa__Tran
     }
     uint64_t deadline = clock_now_ms() + timeout_ms;
     unsigned start = nuse ? route_first(nuse) : 0;
+    uint32_t nchunks = (uint32_t)((t->length + chunk - 1) / chunk);
+    uint32_t npieces = nchunks < XFER_STAGE_PIECES ? nchunks : XFER_STAGE_PIECES;
+    stage_xfer *xf = calloc(1, sizeof(*xf));
+    if (!xf || (exchange && !(xf->segment = strdup(rs->name)))) {
+        free(xf);
+        batch_finish(b, idx, -ENOMEM, strdup("out of memory"));
+        return 0;
+    }
+    xf->nchunks = nchunks;
+    xf->chunk = chunk;
+    xf->length = t->length;
+    xf->laddr = t->local_addr;
+    xf->taddr = t->remote_addr;
+    atomic_init(&xf->next, npieces);
+    atomic_init(&xf->refs, 1); /* ours while planning */
     stage_piece *first = NULL, **tail = &first;
     uint32_t n = 0;
     int fail = 0;
-    for (uint64_t off = 0, k = 0; off < t->length; off += chunk, k++) {
+    for (uint32_t k = 0; k < npieces; k++) {
         stage_piece *x = calloc(1, sizeof(*x));
         if (!x) {
             fail = -ENOMEM;
             break;
         }
+        x->xf = xf;
         x->s = s;
         x->b = b;
         x->idx = idx;
         x->write = t->opcode == MCEFA__OPCODE__OP_WRITE;
         x->exchange = exchange;
         x->lr = lr;
-        x->laddr = t->local_addr + off;
-        x->len = t->length - off < chunk ? t->length - off : chunk;
         x->slot = -1;
         x->p = p;
         x->deadline_ms = deadline;
         x->gen = atomic_load(peer_gen(p));
         if (exchange) {
-            x->taddr = t->remote_addr + off;
             x->epoch = rs->epoch;
             x->region_id = rr->region_id;
-            if (!(x->segment = strdup(rs->name))) {
-                free(x);
-                fail = -ENOMEM;
-                break;
-            }
+            x->segment = xf->segment;
         } else {
+            /* Each piece keeps one NIC pair for all its chunks. */
             unsigned li = use[(start + k) % nuse];
             int j = xfer_pick_remote(p, li, rr, rs->nrnics);
             if (j < 0) {
@@ -477,9 +556,11 @@ uint32_t xfer_stage_submit(session *s, batch *b, uint32_t idx, const Mcefa__Tran
             x->li = li;
             x->n = nic_get(li);
             x->dest = peer_pair(p, li, (unsigned)j);
-            x->raddr = rr->rma_addr[j] + (t->remote_addr - rr->addr) + off;
+            x->rbase = rr->rma_addr[j] + (t->remote_addr - rr->addr);
             x->rkey = rr->rma_key[j];
         }
+        piece_chunk(x, k);
+        atomic_fetch_add(&xf->refs, 1);
         region_ref(lr);
         session_ref(s);
         *tail = x;
@@ -491,13 +572,16 @@ uint32_t xfer_stage_submit(session *s, batch *b, uint32_t idx, const Mcefa__Tran
             stage_piece *next = first->next;
             region_unref(first->lr);
             session_unref(first->s);
-            free(first->segment);
+            atomic_fetch_sub(&xf->refs, 1);
             free(first);
             first = next;
         }
+        xf_unref(xf);
         batch_finish(b, idx, fail, strdup(fail == -ENOMEM ? "out of memory" : "no NIC pair reaches the peer"));
         return 0;
     }
+    xf_unref(xf); /* the pieces hold it now */
+    n = nchunks;
     atomic_store(&b->reqs[idx].remaining, n);
     *tail = *chain;
     *chain = first;
@@ -528,8 +612,8 @@ void xfer_stage_shutdown(void)
             staging_put((unsigned)x->slot);
         x->slot = -1;
         region_unref(x->lr);
-        free(x->segment);
-        x->segment = NULL;
+        xf_unref(x->xf);
+        x->xf = NULL;
         uv_close((uv_handle_t *)&x->hold, free_closed);
         session_unref(s);
     }

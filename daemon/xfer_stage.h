@@ -30,8 +30,11 @@
 /* StagedOp requests one host has in flight to another; the receiver
  * refuses more than twice this from one peer. */
 #define XFER_STAGE_WINDOW 32
-/* Pieces one staged transfer may have (64 GiB at 1 MiB slots). */
-#define XFER_STAGE_MAX_PIECES 65536
+/* Chunks (a slot each) one staged transfer may have: 16 TiB at 1 MiB
+ * slots, 64 GiB at a peer's smallest (4 KiB). */
+#define XFER_STAGE_MAX_PIECES (1u << 24)
+/* Pieces of one transfer in flight at once, each a chunk at a time. */
+#define XFER_STAGE_PIECES 8
 
 /* One staged request, as the sender describes it. */
 typedef struct stage_req {
