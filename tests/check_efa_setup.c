@@ -202,7 +202,7 @@ START_TEST(asks_what_efa_needs)
     /* Each NIC's endpoint got exactly the options the plan names for that
      * version (with 1.17: none at all), and nothing else. */
     efa_opt_step plan[EFA_OPT_STEPS_MAX];
-    size_t np = efa_opt_plan(FI_VERSION(g[n - 1].major, g[n - 1].minor), "tcp;ofi_rxm", "", plan);
+    size_t np = efa_opt_plan(FI_VERSION(g[n - 1].major, g[n - 1].minor), "tcp;ofi_rxm", "", false, plan);
     for (int k = 0; k < 2; k++) {
         char dom[64];
         snprintf(dom, sizeof(dom), "domain=%s\n", if_a[k]);
