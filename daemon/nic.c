@@ -335,35 +335,24 @@ static int ask_getinfo(uint32_t version, void *arg)
     return fi_getinfo(version, NULL, NULL, 0, a->hints, &a->list);
 }
 
-/* fi_getinfo for prov at the newest API version the library takes
- * (fabric_version.h): below 1.18 efa turns device RDMA off on p4d, p5 and
- * p5e, and the options of efa_opt_plan need newer versions still. */
-static struct fi_info *get_info(const char *prov, bool delivery, uint32_t *api, int *rc)
+/* fi_getinfo for prov with hints of efa_fill_hints: at the newest API
+ * version the library takes when *api is 0 (fabric_version.h: below 1.18
+ * efa turns device RDMA off on p4d, p5 and p5e, and the options of
+ * efa_opt_plan need newer versions still), else at *api. With hmem, the
+ * list is asked at the version the plain one answered: NICs are chosen
+ * from the plain list (asking FI_HMEM must not change which fabric a NIC
+ * gets: efa-direct offers it only with p2p), then opened with their FI_HMEM
+ * entry where there is one. */
+static struct fi_info *get_info(const char *prov, bool delivery, bool hmem, uint32_t *api, int *rc)
 {
     ask_args a = {.hints = fi_allocinfo()};
-    if (!a.hints || efa_fill_hints(a.hints, prov, delivery, false) < 0) {
+    if (!a.hints || efa_fill_hints(a.hints, prov, delivery, hmem) < 0) {
         fi_freeinfo(a.hints);
         *rc = -FI_ENOMEM;
         return NULL;
     }
-    *rc = fabric_version_negotiate(FABRIC_VERSION_HEADERS, fi_version(), ask_getinfo, &a, api);
-    fi_freeinfo(a.hints);
-    return *rc ? NULL : a.list;
-}
-
-/* The same list with FI_HMEM (and FI_MR_HMEM) asked, at the version the
- * plain list answered: NICs are chosen from the plain list (asking FI_HMEM
- * must not change which fabric a NIC gets: efa-direct offers it only with
- * p2p), then opened with their FI_HMEM entry where there is one. */
-static struct fi_info *get_hmem_info(const char *prov, bool delivery, uint32_t api, int *rc)
-{
-    ask_args a = {.hints = fi_allocinfo()};
-    if (!a.hints || efa_fill_hints(a.hints, prov, delivery, true) < 0) {
-        fi_freeinfo(a.hints);
-        *rc = -FI_ENOMEM;
-        return NULL;
-    }
-    *rc = ask_getinfo(api, &a);
+    *rc = *api ? ask_getinfo(*api, &a)
+               : fabric_version_negotiate(FABRIC_VERSION_HEADERS, fi_version(), ask_getinfo, &a, api);
     fi_freeinfo(a.hints);
     return *rc ? NULL : a.list;
 }
@@ -373,7 +362,8 @@ static struct fi_info *hmem_entry(struct fi_info *hlist, const struct fi_info *f
 {
     for (struct fi_info *h = hlist; h; h = h->next)
         if (!strcmp(h->fabric_attr->prov_name, fi->fabric_attr->prov_name) &&
-            !strcmp(h->domain_attr->name, fi->domain_attr->name) && !strcmp(h->fabric_attr->name, fi->fabric_attr->name))
+            !strcmp(h->domain_attr->name, fi->domain_attr->name) &&
+            !strcmp(h->fabric_attr->name, fi->fabric_attr->name))
             return h;
     return NULL;
 }
@@ -582,10 +572,11 @@ int nic_init(const mcefad_config *cfg)
     }
     uint32_t api = 0;
     bool delivery = true;
-    struct fi_info *list = get_info(prov, true, &api, &rc);
+    struct fi_info *list = get_info(prov, true, false, &api, &rc);
     if (!list) {
         delivery = false;
-        list = get_info(prov, false, &api, &rc);
+        api = 0;
+        list = get_info(prov, false, false, &api, &rc);
         if (list)
             log_warn("provider %s cannot report delivery completion: a write completes when the NIC sent it, "
                      "not when it landed",
@@ -634,7 +625,8 @@ int nic_init(const mcefad_config *cfg)
     } else {
         open_args base = {.cfg = cfg, .api = api, .pl = &pl};
         if (hmem_ask.ask) {
-            base.hlist = get_hmem_info(prov, delivery, api, &base.hlist_rc);
+            uint32_t at = api;
+            base.hlist = get_info(prov, delivery, true, &at, &base.hlist_rc);
             if (!base.hlist)
                 log_info("provider %s lists no NIC with FI_HMEM (%s): every NIC is host-only for GPU memory", prov,
                          fi_strerror(-base.hlist_rc));

@@ -143,26 +143,46 @@ static int daemon_getinfo(getinfo_call *out, int max)
     return n;
 }
 
-/* A field of NIC ifname in mcefactl --json nics: the text after "field":. */
-static void nic_field(const test_daemon *d, const char *ifname, const char *field, char *out, size_t len)
+/* Where field of NIC ifname starts in mcefactl --json nics (read into
+ * buf): just after "field":. */
+static const char *nic_json_at(const test_daemon *d, const char *ifname, const char *field, char *buf, size_t len)
 {
-    char cmd[400], buf[8192];
+    char cmd[400];
     snprintf(cmd, sizeof(cmd), "%s/mcefactl --socket=%s --json nics", build_dir(), d->sock);
     FILE *p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
-    size_t got = fread(buf, 1, sizeof(buf) - 1, p);
+    size_t got = fread(buf, 1, len - 1, p);
     buf[got] = 0;
     pclose(p);
     char key[64];
     snprintf(key, sizeof(key), "\"name\":\"%s\"", ifname);
-    char *at = strstr(buf, key);
+    const char *at = strstr(buf, key);
     ck_assert_msg(at != NULL, "NIC %s not in %s", ifname, buf);
     snprintf(key, sizeof(key), "\"%s\":", field);
     at = strstr(at, key);
-    ck_assert_ptr_nonnull(at);
-    at += strlen(key);
+    ck_assert_msg(at != NULL, "no %s in %s", field, buf);
+    return at + strlen(key);
+}
+
+/* A field of NIC ifname in mcefactl --json nics: the text after "field":. */
+static void nic_field(const test_daemon *d, const char *ifname, const char *field, char *out, size_t len)
+{
+    char buf[16384];
+    const char *at = nic_json_at(d, ifname, field, buf, sizeof(buf));
     size_t l = strcspn(at, ",}");
     snprintf(out, len, "%.*s", (int)l, at);
+}
+
+/* A text field of NIC ifname, its quotes and escapes undone. */
+static void nic_text(const test_daemon *d, const char *ifname, const char *field, char *out, size_t len)
+{
+    char buf[16384];
+    const char *at = nic_json_at(d, ifname, field, buf, sizeof(buf));
+    ck_assert_msg(*at == '"', "%s is not text: %s", field, at);
+    size_t k = 0;
+    for (at++; *at && *at != '"' && k + 1 < len; at++)
+        out[k++] = *at == '\\' && at[1] ? *++at : *at;
+    out[k] = 0;
 }
 
 static uint64_t nic_ops(const test_daemon *d, const char *ifname)
@@ -268,31 +288,6 @@ END_TEST
 
 /* ---- GPU memory: FI_HMEM and the plan per NIC --------------------------- */
 
-/* A text field of NIC ifname in mcefactl --json nics (quotes and escapes
- * undone where they matter here). */
-static void nic_text(const test_daemon *d, const char *ifname, const char *field, char *out, size_t len)
-{
-    char cmd[400], buf[16384];
-    snprintf(cmd, sizeof(cmd), "%s/mcefactl --socket=%s --json nics", build_dir(), d->sock);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    size_t got = fread(buf, 1, sizeof(buf) - 1, p);
-    buf[got] = 0;
-    pclose(p);
-    char key[64];
-    snprintf(key, sizeof(key), "\"name\":\"%s\"", ifname);
-    char *at = strstr(buf, key);
-    ck_assert_msg(at != NULL, "NIC %s not in %s", ifname, buf);
-    snprintf(key, sizeof(key), "\"%s\":\"", field);
-    at = strstr(at, key);
-    ck_assert_msg(at != NULL, "no %s in %s", field, buf);
-    at += strlen(key);
-    size_t k = 0;
-    for (; *at && *at != '"' && k + 1 < len; at++)
-        out[k++] = *at == '\\' && at[1] ? *++at : *at;
-    out[k] = 0;
-}
-
 /* How many recorded lines of the daemon's NIC ifname (tcp;ofi_rxm) name
  * every word given. */
 static int nic_recorded(const char *what, const char *ifname, const char *w1, const char *w2)
@@ -387,7 +382,8 @@ START_TEST(gpu_plan_when_the_provider_grants_hmem)
     size_t len = (3 << 20) + 24576;
     register_memfd_on(c, len, -1);
     ck_assert_int_eq(registered_on(if_a[0], len), 1);
-    ck_assert_int_eq(nic_recorded("mr_reg", if_a[0], "iface=0 ", "flags=0x0 "), nic_recorded("mr_reg", if_a[0], NULL, NULL));
+    ck_assert_int_eq(nic_recorded("mr_reg", if_a[0], "iface=0 ", "flags=0x0 "),
+                     nic_recorded("mr_reg", if_a[0], NULL, NULL));
     mcefa_disconnect(c);
 }
 END_TEST

@@ -98,7 +98,8 @@ START_TEST(plan_named_cases)
     f.hmem_caps = 0;
     f.no_entry = "No data available";
     f.prov = "tcp;ofi_rxm";
-    expect("refused", f, GPU_REG_STAGING, "provider tcp;ofi_rxm offers no FI_HMEM entry for this NIC (fi_getinfo: No data");
+    expect("refused", f, GPU_REG_STAGING,
+           "provider tcp;ofi_rxm offers no FI_HMEM entry for this NIC (fi_getinfo: No data");
 
     f = all_good();
     f.api = f.headers = V(1, 17);
