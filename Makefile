@@ -190,8 +190,13 @@ $(B)/tests/check_efa: $(call obj,tests/check_efa.c daemon/efa.c daemon/efa_dev.c
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(FABRIC_LIBS) $(PB_LIBS) $(SODIUM_LIBS) $(CHECK_LIBS) -ldl
 
-# Starts daemons; its expectations come from efa.c's option plan.
-$(B)/tests/check_efa_setup: $(call obj,tests/check_efa_setup.c daemon/efa.c daemon/err.c) $(LIBMCEFA_A)
+$(B)/tests/check_nic_hmem: $(call obj,tests/check_nic_hmem.c daemon/nic_hmem.c daemon/efa.c daemon/err.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(FABRIC_LIBS) $(CHECK_LIBS)
+
+# Starts daemons; its expectations come from efa.c's option plan and
+# nic_hmem.c's GPU plan.
+$(B)/tests/check_efa_setup: $(call obj,tests/check_efa_setup.c daemon/efa.c daemon/nic_hmem.c daemon/err.c) $(LIBMCEFA_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(CLIENT_LINK) $(FABRIC_LIBS) $(CHECK_LIBS)
 

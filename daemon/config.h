@@ -86,8 +86,9 @@
       "Let every client that may connect to the socket open every segment; by default a segment opens only "   \
       "for its owner's user, root and admin_group.")                                                          \
     X(STR, cuda_library, "", 0, 4095, "MCEFAD_CUDA_LIBRARY", "",                                                 \
-      "CUDA driver library loaded (dlopen) at the first GPU registration; empty means libcuda.so.1 as the "     \
-      "dynamic linker finds it. Tests point it at their driver stand-in.")                                     \
+      "CUDA driver library loaded (dlopen) at the first GPU registration, or at start where a NIC's GPU plan "   \
+      "needs it (gpudirect); empty means libcuda.so.1 as the dynamic linker finds it. Tests point it at their " \
+      "driver stand-in.")                                                                                       \
     X(BOOL, populate, "true", 0, 0, "MCEFAD_POPULATE", "",                                                       \
       "Pre-fault registered memory when it is registered, so first transfers do not pay page faults.")          \
     X(BOOL, plain_memory, "true", 0, 0, "MCEFAD_PLAIN_MEMORY", "",                                               \
@@ -119,6 +120,11 @@
     X(BOOL, require_device_rdma, "false", 0, 0, "MCEFAD_REQUIRE_DEVICE_RDMA", "",                                \
       "Refuse to start when an efa NIC's RDMA read or write is emulated with send/receive, or cannot be told; " \
       "by default that is logged as a warning.")                                                               \
+    X(BOOL, gpudirect, "true", 0, 0, "MCEFAD_GPUDIRECT", "",                                                     \
+      "Ask the provider for FI_HMEM, so GPU memory can be registered with NICs directly (dmabuf or CUDA "       \
+      "iface) where the provider, libfabric (1.18 or later, dmabuf 1.20), the kernel and the CUDA driver "     \
+      "allow it; the choice per NIC is logged and shown by mcefactl nics. false keeps FI_HMEM=system, so no "  \
+      "provider touches a GPU at start (it may keep a context of ~600 MiB on GPU 0).")                         \
     X(BOOL, register_all_nics, "false", 0, 0, "MCEFAD_REGISTER_ALL_NICS", "",                                     \
       "Register every region with every NIC. By default a region of known NUMA node is registered only with "  \
       "the NICs on that node (and those of unknown node), which bounds pinned memory per NIC; memory of "      \

@@ -16,7 +16,7 @@ bool efa_is_provider(const char *prov)
     return prov && (!strcmp(prov, "efa") || !strncmp(prov, "efa;", 4));
 }
 
-int efa_fill_hints(struct fi_info *hints, const char *prov, bool delivery_complete)
+int efa_fill_hints(struct fi_info *hints, const char *prov, bool delivery_complete, bool hmem)
 {
     hints->ep_attr->type = FI_EP_RDM;
     hints->caps = FI_RMA | FI_READ | FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE | FI_REMOTE_COMM;
@@ -24,18 +24,17 @@ int efa_fill_hints(struct fi_info *hints, const char *prov, bool delivery_comple
     /* Every mr_mode bit nic.c knows how to honour; the provider keeps
      * those it needs. */
     hints->domain_attr->mr_mode = FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY | FI_MR_ENDPOINT;
+    if (hmem) {
+        /* Every GPU buffer is registered before use, so FI_MR_HMEM (the
+         * provider requires that) is one more bit nic.c honours. */
+        hints->caps |= FI_HMEM;
+        hints->domain_attr->mr_mode |= FI_MR_HMEM;
+    }
     hints->domain_attr->threading = FI_THREAD_SAFE;
     hints->tx_attr->op_flags = delivery_complete ? FI_DELIVERY_COMPLETE : 0;
     free(hints->fabric_attr->prov_name);
     hints->fabric_attr->prov_name = strdup(prov);
     return hints->fabric_attr->prov_name ? 0 : -ENOMEM;
-}
-
-bool efa_prepare_env(void)
-{
-    if (getenv("FI_HMEM"))
-        return false;
-    return setenv("FI_HMEM", "system", 0) == 0;
 }
 
 /* ---- Fabric choice ------------------------------------------------------ */
@@ -111,13 +110,17 @@ int efa_choose_fabric(const efa_offer *v, size_t n, const char *prov, const char
 
 /* ---- Endpoint options --------------------------------------------------- */
 
-size_t efa_opt_plan(uint32_t api, const char *prov, const char *fabric, efa_opt_step *out)
+size_t efa_opt_plan(uint32_t api, const char *prov, const char *fabric, bool hmem, efa_opt_step *out)
 {
     size_t n = 0;
     bool efa = efa_is_provider(prov), direct = efa && fabric && !strcmp(fabric, EFA_DIRECT_FABRIC);
     /* efa-direct has no shm path: the option is a no-op there. */
     if (efa && !direct && api >= FI_VERSION(1, 21))
         out[n++] = (efa_opt_step){EFA_OPT_SHM_OFF, true, "FI_OPT_SHARED_MEMORY_PERMITTED"};
+    /* Any provider with FI_HMEM: one that cannot stop calling CUDA must not
+     * see GPU memory (nic_hmem.h). */
+    if (hmem && api >= FI_VERSION(1, 18))
+        out[n++] = (efa_opt_step){EFA_OPT_CUDA_API_OFF, true, "FI_OPT_CUDA_API_PERMITTED"};
     if (efa && api >= FI_VERSION(1, 18)) {
         out[n++] = (efa_opt_step){EFA_OPT_EMULATED_READ, false, "FI_OPT_EFA_EMULATED_READ"};
         out[n++] = (efa_opt_step){EFA_OPT_EMULATED_WRITE, false, "FI_OPT_EFA_EMULATED_WRITE"};
@@ -139,6 +142,14 @@ int efa_opt_run(struct fid_ep *ep, const efa_opt_step *s, efa_ep_facts *f)
         bool permitted = false;
         rc = fi_setopt(&ep->fid, FI_OPT_ENDPOINT, FI_OPT_SHARED_MEMORY_PERMITTED, &permitted, sizeof(permitted));
         f->shm_off = rc == 0;
+#endif
+        break;
+    }
+    case EFA_OPT_CUDA_API_OFF: {
+#if FABRIC_VERSION_HEADERS >= FI_VERSION(1, 18)
+        bool permitted = false;
+        rc = fi_setopt(&ep->fid, FI_OPT_ENDPOINT, FI_OPT_CUDA_API_PERMITTED, &permitted, sizeof(permitted));
+        f->cuda_api_rc = rc;
 #endif
         break;
     }

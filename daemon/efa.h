@@ -24,16 +24,11 @@ bool efa_is_provider(const char *prov);
 
 /* Fills hints (from fi_allocinfo) for prov: RDM endpoints with RMA, remote
  * communication only (no FI_LOCAL_COMM: efa would open an shm sub-provider
- * under every NIC), no FI_HMEM yet (GPU memory is not registered with NICs),
- * every mr_mode bit nic.c honours, FI_DELIVERY_COMPLETE writes when
- * delivery_complete. Returns 0 or -ENOMEM. */
-int efa_fill_hints(struct fi_info *hints, const char *prov, bool delivery_complete);
-
-/* Sets FI_HMEM=system unless the environment sets FI_HMEM: until GPU memory
- * is registered with NICs, the provider must not create a CUDA context on
- * GPU 0 at start (libfabric >= 1.20 reads it; older ones probe anyway).
- * Call before the first fi_getinfo. Returns true when it set it. */
-bool efa_prepare_env(void);
+ * under every NIC), every mr_mode bit nic.c honours, FI_DELIVERY_COMPLETE
+ * writes when delivery_complete, and with hmem FI_HMEM in the caps and
+ * FI_MR_HMEM in the mr_mode (GPU memory registered with NICs: nic_hmem.h).
+ * Returns 0 or -ENOMEM. */
+int efa_fill_hints(struct fi_info *hints, const char *prov, bool delivery_complete, bool hmem);
 
 /* ---- Fabric choice ------------------------------------------------------ */
 
@@ -63,6 +58,7 @@ void efa_fabrics_offered(const efa_offer *v, size_t n, const char *prov, const c
 
 typedef enum efa_opt {
     EFA_OPT_SHM_OFF,        /* set FI_OPT_SHARED_MEMORY_PERMITTED = false */
+    EFA_OPT_CUDA_API_OFF,   /* set FI_OPT_CUDA_API_PERMITTED = false */
     EFA_OPT_EMULATED_READ,  /* get FI_OPT_EFA_EMULATED_READ */
     EFA_OPT_EMULATED_WRITE, /* get FI_OPT_EFA_EMULATED_WRITE */
     EFA_OPT_MAX_RMA_SIZE,   /* get FI_OPT_MAX_RMA_SIZE */
@@ -77,19 +73,22 @@ typedef struct efa_opt_step {
 #define EFA_OPT_STEPS_MAX 8
 
 /* The fi_setopt/fi_getopt calls for an endpoint of provider prov and
- * fabric at API version api, in order, into out (EFA_OPT_STEPS_MAX).
+ * fabric at API version api, in order, into out (EFA_OPT_STEPS_MAX);
+ * hmem: the endpoint has FI_HMEM, so any provider is told not to call CUDA
+ * (FI_OPT_CUDA_API_PERMITTED, >= 1.18: nic_hmem.h says why).
  * Returns how many. Since the API version asked never exceeds the headers',
  * every option planned is one the headers define. */
-size_t efa_opt_plan(uint32_t api, const char *prov, const char *fabric, efa_opt_step *out);
+size_t efa_opt_plan(uint32_t api, const char *prov, const char *fabric, bool hmem, efa_opt_step *out);
 
 /* What the options said about one endpoint. */
 typedef struct efa_ep_facts {
     int emulated_read, emulated_write; /* 1 emulated, 0 device RDMA, -1 not read */
     uint64_t max_rma;                  /* 0: not read */
     bool shm_off;                      /* FI_OPT_SHARED_MEMORY_PERMITTED = false was accepted */
+    int cuda_api_rc;                   /* FI_OPT_CUDA_API_PERMITTED = false: 0, the error, 1 not tried */
 } efa_ep_facts;
 
-#define EFA_EP_FACTS_INIT {.emulated_read = -1, .emulated_write = -1}
+#define EFA_EP_FACTS_INIT {.emulated_read = -1, .emulated_write = -1, .cuda_api_rc = 1}
 
 /* Runs one planned step on ep, recording the outcome in f. Returns 0 or
  * the negative libfabric error. */

@@ -183,6 +183,19 @@ const char *gpu_bus_id(int dev)
     return dev >= 0 && (unsigned)dev < gpu_count() ? devs[dev].bus_id : "?";
 }
 
+int gpu_dmabuf_supported(void)
+{
+    unsigned n = gpu_count();
+    int all = n ? 1 : -1;
+    for (unsigned i = 0; i < n; i++) {
+        int v = 0;
+        if (cuda_drv.cuDeviceGetAttribute(&v, CU_DEVICE_ATTRIBUTE_DMA_BUF_SUPPORTED, devs[i].dev) != CUDA_SUCCESS ||
+            !v)
+            all = 0;
+    }
+    return all;
+}
+
 static void count_import(int dev, int sign, uint64_t bytes)
 {
     pthread_mutex_lock(&info_lock);
@@ -513,6 +526,31 @@ fail:
     return NULL;
 }
 
+static bool is_gpu_region(const region *r)
+{
+    return r->ops == &ipc_ops || r->ops == &vmm_ops;
+}
+
+int gpu_region_device(const region *r)
+{
+    return is_gpu_region(r) && r->gpu >= 0 && (unsigned)r->gpu < gpu_count() ? (int)devs[r->gpu].dev : -1;
+}
+
+int gpu_region_dmabuf(const region *r, int *fd, uint64_t *offset)
+{
+    if (!is_gpu_region(r))
+        return -ENOENT;
+    /* The dmabuf covers the allocation (IPC) or every chunk of the VMM
+     * range from the first: its first byte is the import's first byte. */
+    const gpu_alloc *im = r->ops == &ipc_ops ? r->map_base : ((const gpu_vmm_map *)r->map_base)->chunk[0];
+    CUdeviceptr start = r->ops == &ipc_ops ? im->dptr : ((const gpu_vmm_map *)r->map_base)->va;
+    if (im->dmabuf_fd < 0)
+        return -ENOENT;
+    *fd = im->dmabuf_fd;
+    *offset = (uint64_t)((CUdeviceptr)(uintptr_t)r->ptr - start);
+    return 0;
+}
+
 int gpu_import(gpu_desc *d, uint64_t addr, uint64_t length, region **out, err *e)
 {
     int rc = gpu_ensure(e);
@@ -604,6 +642,25 @@ void *gpu_context(int dev)
 {
     (void)dev;
     return NULL;
+}
+
+int gpu_dmabuf_supported(void)
+{
+    return -1;
+}
+
+int gpu_region_device(const region *r)
+{
+    (void)r;
+    return -1;
+}
+
+int gpu_region_dmabuf(const region *r, int *fd, uint64_t *offset)
+{
+    (void)r;
+    (void)fd;
+    (void)offset;
+    return -ENOENT;
 }
 
 int gpu_import(gpu_desc *d, uint64_t addr, uint64_t length, region **out, err *e)

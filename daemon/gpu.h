@@ -49,6 +49,19 @@ const char *gpu_bus_id(int dev);
  * if dev is not a GPU of this daemon. */
 void *gpu_context(int dev);
 
+/* Whether every GPU of the daemon reports dmabuf support
+ * (CU_DEVICE_ATTRIBUTE_DMA_BUF_SUPPORTED): 1, 0 when some does not, -1
+ * when the driver is not loaded or lists none. */
+int gpu_dmabuf_supported(void);
+
+/* For registering a GPU region with NICs (nic_register_gpu_region): the
+ * daemon's CUDA device ordinal of its GPU, or -1 for a region of other
+ * kind; and the dmabuf the client sent with its allocation, which stays
+ * open as long as the region (*fd borrowed, not to be closed), with where
+ * the region's first byte lies in it: 0, or -ENOENT where none came. */
+int gpu_region_device(const region *r);
+int gpu_region_dmabuf(const region *r, int *fd, uint64_t *offset);
+
 /* A region of GPU kind for the client range [addr, addr+length); d's
  * descriptors are closed whatever it returns. */
 int gpu_import(gpu_desc *d, uint64_t addr, uint64_t length, region **out, err *e);

@@ -106,7 +106,6 @@ static int start_loop_layers(uv_loop_t *loop)
     defer_init(loop);
     session_init(g ? (int)g->gr_gid : -1);
     segment_init(ident_hostname(), config.segment_port_base);
-    gpu_init(config.cuda_library);
     xfer_init(config.copy_chunk_bytes, config.stripe_threshold, config.request_timeout_ms);
     rpc_memory_init(loop);
     peer_table_init(nic_count(), (unsigned)config.max_peers);
@@ -160,6 +159,8 @@ int main(int argc, char **argv)
         log_error("cannot start %llu copy threads: %s", (unsigned long long)config.copy_threads, strerror(-rc));
         return 1;
     }
+    /* The driver's path before the NICs: their GPU plans may load it. */
+    gpu_init(config.cuda_library);
     /* NICs first: READY (socket listening) means every NIC context is up. */
     if ((rc = nic_init(&config)) < 0) {
         nic_worker_stop();

@@ -11,14 +11,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
 
 #include "efa.h"
 #include "fabric_version.h"
+#include "gpu.h"
 #include "log.h"
 #include "topo.h"
 
 static nic *nics[NIC_MAX];
 static unsigned nnics;
+/* Whether FI_HMEM is asked, decided once before libfabric starts; NICs'
+ * facts point at its text. */
+static nic_hmem_ask hmem_ask;
 
 unsigned nic_count(void)
 {
@@ -100,11 +106,17 @@ const char *nic_link_state(const nic *n, char *buf, size_t len)
 
 /* ---- Opening ------------------------------------------------------------ */
 
+/* A failed call is kept in open_err; it is an error unless the NIC is
+ * being tried with FI_HMEM (then it is reopened host-only). */
 #define CHECK(call, what)                                                                              \
     do {                                                                                               \
         int rc_ = (call);                                                                              \
         if (rc_) {                                                                                     \
-            log_error("NIC %s: %s failed: %s", n->name, what, fi_strerror(-rc_));                      \
+            snprintf(n->open_err, sizeof(n->open_err), "%s: %s", what, fi_strerror(rc_ < 0 ? -rc_ : rc_)); \
+            if (n->hmem)                                                                               \
+                log_warn("NIC %s: %s with FI_HMEM failed: %s", n->name, what, fi_strerror(-rc_));      \
+            else                                                                                       \
+                log_error("NIC %s: %s failed: %s", n->name, what, fi_strerror(-rc_));                  \
             return rc_ < 0 ? rc_ : -rc_;                                                               \
         }                                                                                              \
     } while (0)
@@ -112,6 +124,8 @@ const char *nic_link_state(const nic *n, char *buf, size_t len)
 /* What nic_open needs besides the fi_getinfo entry. */
 typedef struct open_args {
     const mcefad_config *cfg;
+    struct fi_info *hlist; /* the list with FI_HMEM asked, NULL if none */
+    int hlist_rc;          /* why there is none: fi_getinfo's answer */
     uint32_t api;
     const efa_dev_attr *dev; /* libefa's answer, known or not */
     const char *dev_why;     /* why it is not known */
@@ -135,7 +149,10 @@ static void run_options(nic *n, const efa_opt_step *plan, size_t np, bool before
         if (plan[i].before_enable != before)
             continue;
         int rc = efa_opt_run(n->ep, &plan[i], f);
-        if (rc && plan[i].opt == EFA_OPT_SHM_OFF)
+        if (rc && plan[i].opt == EFA_OPT_CUDA_API_OFF)
+            log_warn("NIC %s: %s=false refused (%s): no GPUDirect on this NIC, reopening it host-only", n->name,
+                     plan[i].name, fi_strerror(-rc));
+        else if (rc && plan[i].opt == EFA_OPT_SHM_OFF)
             log_warn("NIC %s: %s=false refused (%s): efa keeps an shm sub-provider under this NIC", n->name,
                      plan[i].name, fi_strerror(-rc));
         else if (rc)
@@ -182,6 +199,7 @@ static void describe_efa(const nic *n, char *buf, size_t len)
 
 static int nic_open(nic *n, struct fi_info *fi, const open_args *a)
 {
+    n->open_err[0] = 0;
     n->info = fi_dupinfo(fi);
     snprintf(n->name, sizeof(n->name), "%s", device_name(fi));
     snprintf(n->domain_name, sizeof(n->domain_name), "%s", fi->domain_attr->name);
@@ -226,9 +244,17 @@ static int nic_open(nic *n, struct fi_info *fi, const open_args *a)
     CHECK(fi_ep_bind(n->ep, &n->av->fid, 0), "fi_ep_bind(av)");
     CHECK(fi_ep_bind(n->ep, &n->cq->fid, FI_TRANSMIT | FI_RECV), "fi_ep_bind(cq)");
     efa_opt_step plan[EFA_OPT_STEPS_MAX];
-    size_t np = efa_opt_plan(a->api, n->provider, n->fabric, plan);
+    size_t np = efa_opt_plan(a->api, n->provider, n->fabric, n->hmem, plan);
     efa_ep_facts facts = EFA_EP_FACTS_INIT;
     run_options(n, plan, np, true, &facts);
+    if (n->hmem)
+        n->hmem_facts.cuda_api_rc = facts.cuda_api_rc;
+    if (n->hmem && facts.cuda_api_rc != 0) {
+        /* An endpoint with FI_HMEM whose provider may call CUDA is what
+         * GPUDirect must avoid: the caller reopens the NIC without it. */
+        snprintf(n->open_err, sizeof(n->open_err), "FI_OPT_CUDA_API_PERMITTED=false refused");
+        return -EOPNOTSUPP;
+    }
     CHECK(fi_enable(n->ep), "fi_enable");
     run_options(n, plan, np, false, &facts);
     n->shm_off = facts.shm_off;
@@ -269,7 +295,8 @@ static int nic_open(nic *n, struct fi_info *fi, const open_args *a)
     return 0;
 }
 
-static void nic_close(nic *n)
+/* Closes what nic_open opened, so it can open the NIC again. */
+static void nic_release(nic *n)
 {
     nic_mr_close(&n->warmup);
     if (n->ep)
@@ -284,6 +311,17 @@ static void nic_close(nic *n)
         fi_close(&n->fabric_fid->fid);
     if (n->info)
         fi_freeinfo(n->info);
+    n->ep = NULL;
+    n->cq = NULL;
+    n->av = NULL;
+    n->domain = NULL;
+    n->fabric_fid = NULL;
+    n->info = NULL;
+}
+
+static void nic_close(nic *n)
+{
+    nic_release(n);
     free(n);
 }
 
@@ -297,20 +335,37 @@ static int ask_getinfo(uint32_t version, void *arg)
     return fi_getinfo(version, NULL, NULL, 0, a->hints, &a->list);
 }
 
-/* fi_getinfo for prov at the newest API version the library takes
- * (fabric_version.h): below 1.18 efa turns device RDMA off on p4d, p5 and
- * p5e, and the options of efa_opt_plan need newer versions still. */
-static struct fi_info *get_info(const char *prov, bool delivery, uint32_t *api, int *rc)
+/* fi_getinfo for prov with hints of efa_fill_hints: at the newest API
+ * version the library takes when *api is 0 (fabric_version.h: below 1.18
+ * efa turns device RDMA off on p4d, p5 and p5e, and the options of
+ * efa_opt_plan need newer versions still), else at *api. With hmem, the
+ * list is asked at the version the plain one answered: NICs are chosen
+ * from the plain list (asking FI_HMEM must not change which fabric a NIC
+ * gets: efa-direct offers it only with p2p), then opened with their FI_HMEM
+ * entry where there is one. */
+static struct fi_info *get_info(const char *prov, bool delivery, bool hmem, uint32_t *api, int *rc)
 {
     ask_args a = {.hints = fi_allocinfo()};
-    if (!a.hints || efa_fill_hints(a.hints, prov, delivery) < 0) {
+    if (!a.hints || efa_fill_hints(a.hints, prov, delivery, hmem) < 0) {
         fi_freeinfo(a.hints);
         *rc = -FI_ENOMEM;
         return NULL;
     }
-    *rc = fabric_version_negotiate(FABRIC_VERSION_HEADERS, fi_version(), ask_getinfo, &a, api);
+    *rc = *api ? ask_getinfo(*api, &a)
+               : fabric_version_negotiate(FABRIC_VERSION_HEADERS, fi_version(), ask_getinfo, &a, api);
     fi_freeinfo(a.hints);
     return *rc ? NULL : a.list;
+}
+
+/* The entry of hlist for the same provider, domain and fabric as fi. */
+static struct fi_info *hmem_entry(struct fi_info *hlist, const struct fi_info *fi)
+{
+    for (struct fi_info *h = hlist; h; h = h->next)
+        if (!strcmp(h->fabric_attr->prov_name, fi->fabric_attr->prov_name) &&
+            !strcmp(h->domain_attr->name, fi->domain_attr->name) &&
+            !strcmp(h->fabric_attr->name, fi->fabric_attr->name))
+            return h;
+    return NULL;
 }
 
 /* ---- Start and stop ----------------------------------------------------- */
@@ -347,6 +402,53 @@ static bool listed(const char *list, const char *device, const char *domain)
     return config_list_contains(list, device) || config_list_contains(list, domain);
 }
 
+/* What the GPU plan of a NIC opened from fi knows before opening it. */
+static void hmem_facts_start(nic *n, const struct fi_info *fi, const struct fi_info *hfi, const open_args *a)
+{
+    nic_hmem_facts *f = &n->hmem_facts;
+    snprintf(n->provider, sizeof(n->provider), "%s", fi->fabric_attr->prov_name);
+    n->hmem_note[0] = 0;
+    *f = (nic_hmem_facts){.prov = n->provider,
+                          .not_asked = hmem_ask.ask ? NULL : hmem_ask.why,
+                          .hmem_caps = hfi ? hfi->caps : 0,
+                          .api = a->api,
+                          .lib = fi_version(),
+                          .headers = FABRIC_VERSION_HEADERS,
+                          .cuda_api_rc = NIC_HMEM_NOT_TRIED,
+                          .driver = -1,
+                          .dmabuf_attr = -1,
+                          .peermem = -1};
+    if (hmem_ask.ask && !hfi) {
+        snprintf(n->hmem_note, sizeof(n->hmem_note), "%s",
+                 a->hlist ? "no entry for this domain and fabric" : fi_strerror(-a->hlist_rc));
+        f->no_entry = n->hmem_note;
+    }
+}
+
+/* Opens a NIC with its FI_HMEM entry where the plan could use it, and
+ * host-only when there is none or opening with it fails. */
+static int open_one(nic *n, struct fi_info *fi, const open_args *a)
+{
+    struct fi_info *hfi = hmem_ask.ask ? hmem_entry(a->hlist, fi) : NULL;
+    hmem_facts_start(n, fi, hfi, a);
+    if (hfi && nic_hmem_open_with(&n->hmem_facts)) {
+        int rc = nic_open(n, hfi, a);
+        if (rc == 0)
+            return 0;
+        int cuda_rc = n->hmem_facts.cuda_api_rc;
+        if (cuda_rc == 0 || cuda_rc == NIC_HMEM_NOT_TRIED) {
+            /* Failed for another reason than the option: say what. */
+            snprintf(n->hmem_note, sizeof(n->hmem_note), "%s", *n->open_err ? n->open_err : fi_strerror(-rc));
+            n->hmem_facts.open_fail = n->hmem_note;
+        }
+        log_warn("NIC %s: opening it with FI_HMEM failed (%s): opening it host-only", n->name,
+                 *n->open_err ? n->open_err : fi_strerror(-rc));
+        nic_release(n);
+    }
+    n->hmem = false;
+    return nic_open(n, fi, a);
+}
+
 /* Opens the chosen entries the nics settings allow. */
 static int open_chosen(struct fi_info **ent, const efa_offer *offers, size_t n, const size_t *chosen, size_t nchosen,
                        const open_args *base, dev_cache *devs, size_t *ndevs)
@@ -371,7 +473,7 @@ static int open_chosen(struct fi_info **ent, const efa_offer *offers, size_t n, 
         a.dev = d ? &d->attr : &unknown;
         a.dev_why = d ? d->why : "too many devices";
         a.offered = offered;
-        int rc = nic_open(nn, fi, &a);
+        int rc = open_one(nn, fi, &a);
         if (rc < 0) {
             nic_close(nn);
             return rc;
@@ -395,6 +497,52 @@ static void warn_unmatched(const char *list, const char *prov)
     }
 }
 
+/* Facts of the host, asked once: the CUDA driver only when some NIC's
+ * plan depends on it (loading it costs nothing on the GPUs themselves). */
+static void host_facts(nic_hmem_facts *f, err *driver_err)
+{
+    struct utsname u;
+    f->kernel = uname(&u) == 0 ? nic_hmem_kernel_version(u.release) : 0;
+    f->peermem = access("/sys/module/nvidia_peermem", F_OK) == 0 || access("/sys/module/efa_nv_peermem", F_OK) == 0;
+    f->driver = gpu_ensure(driver_err) == 0 && gpu_count() > 0;
+    if (f->driver == 0 && !driver_err->code)
+        err_set(driver_err, -ENODEV, "the CUDA driver lists no GPU");
+    f->driver_why = f->driver ? NULL : driver_err->text;
+    f->dmabuf_attr = f->driver ? gpu_dmabuf_supported() : -1;
+}
+
+/* Decides each NIC's GPU plan, logs it, and warns where FI_HMEM was
+ * offered (so the provider set up CUDA: its GPU 0 context costs ~600 MiB)
+ * but no NIC can use it. */
+static void plan_gpu(void)
+{
+    nic_hmem_facts host = {.driver = -1, .dmabuf_attr = -1, .peermem = -1};
+    static err driver_err; /* host.driver_why points into it; the facts keep it */
+    bool asked_driver = false;
+    unsigned offered = 0, direct = 0;
+    for (unsigned i = 0; i < nnics; i++) {
+        nic *n = nics[i];
+        nic_hmem_facts *f = &n->hmem_facts;
+        if (nic_hmem_needs_driver(f)) {
+            if (!asked_driver)
+                host_facts(&host, &driver_err);
+            asked_driver = true;
+            f->driver = host.driver;
+            f->driver_why = host.driver_why;
+            f->dmabuf_attr = host.dmabuf_attr;
+            f->kernel = host.kernel;
+            f->peermem = host.peermem;
+        }
+        nic_hmem_plan_for(f, &n->gpu);
+        offered += (f->hmem_caps & FI_HMEM) != 0;
+        direct += n->gpu.reg != GPU_REG_STAGING;
+        log_info("NIC %s: GPU memory: %s (%s)", n->name, nic_hmem_reg_name(n->gpu.reg), n->gpu.why);
+    }
+    if (offered && !direct && !hmem_ask.set_system)
+        log_warn("the provider offered FI_HMEM but no NIC can register GPU memory (see above): it may hold a CUDA "
+                 "context on GPU 0 (about 600 MiB) for nothing; set gpudirect=false (or FI_HMEM=system) to avoid it");
+}
+
 int nic_init(const mcefad_config *cfg)
 {
     const char *prov = cfg->provider;
@@ -404,9 +552,16 @@ int nic_init(const mcefad_config *cfg)
     }
     nic_register_init(cfg->register_all_nics);
     /* Before anything calls into libfabric: it reads FI_HMEM once. */
-    if (efa_prepare_env())
-        log_info("FI_HMEM=system set for libfabric: GPU memory is not registered with NICs, so no provider may "
-                 "create a CUDA context at start (set FI_HMEM yourself to override)");
+#ifdef MCEFA_CUDA
+    bool cuda_build = true;
+#else
+    bool cuda_build = false;
+#endif
+    nic_hmem_decide_ask(cfg->gpudirect, cuda_build, FABRIC_VERSION_HEADERS, getenv("FI_HMEM"), &hmem_ask);
+    if (hmem_ask.set_system && setenv("FI_HMEM", "system", 0) == 0)
+        log_info("FI_HMEM=system set for libfabric: GPU memory is not registered with NICs (%s), so no provider "
+                 "may create a CUDA context at start (set FI_HMEM yourself to override)",
+                 hmem_ask.why);
     placement pl = {0};
     int rc = topo_load_setting(cfg->topology, &pl.t, pl.root, sizeof(pl.root));
     if (rc < 0) {
@@ -416,9 +571,12 @@ int nic_init(const mcefad_config *cfg)
         return rc;
     }
     uint32_t api = 0;
-    struct fi_info *list = get_info(prov, true, &api, &rc);
+    bool delivery = true;
+    struct fi_info *list = get_info(prov, true, false, &api, &rc);
     if (!list) {
-        list = get_info(prov, false, &api, &rc);
+        delivery = false;
+        api = 0;
+        list = get_info(prov, false, false, &api, &rc);
         if (list)
             log_warn("provider %s cannot report delivery completion: a write completes when the NIC sent it, "
                      "not when it landed",
@@ -466,7 +624,16 @@ int nic_init(const mcefad_config *cfg)
             log_error("%s", e.text);
     } else {
         open_args base = {.cfg = cfg, .api = api, .pl = &pl};
+        if (hmem_ask.ask) {
+            uint32_t at = api;
+            base.hlist = get_info(prov, delivery, true, &at, &base.hlist_rc);
+            if (!base.hlist)
+                log_info("provider %s lists no NIC with FI_HMEM (%s): every NIC is host-only for GPU memory", prov,
+                         fi_strerror(-base.hlist_rc));
+        }
         rc = open_chosen(ent, offers, n, chosen, (size_t)nchosen, &base, devs, &ndevs);
+        if (base.hlist)
+            fi_freeinfo(base.hlist);
     }
     free(ent);
     free(offers);
@@ -490,6 +657,7 @@ int nic_init(const mcefad_config *cfg)
                  prov);
         return 0;
     }
+    plan_gpu();
     uint32_t lib = fi_version();
     const char *fabric = nics[0]->fabric;
     for (unsigned i = 1; i < nnics; i++)

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "efa_dev.h"
 #include "err.h"
+#include "nic_hmem.h"
 #include "region.h"
 
 #define NIC_ADDR_MAX 64
@@ -42,7 +43,7 @@ typedef struct nic {
     struct fid_ep *ep;
     int mr_mode;
     bool delivery_complete; /* writes complete only once the data is at the target */
-    bool hmem;              /* FI_HMEM in the caps the provider granted */
+    bool hmem;              /* FI_HMEM in the caps of the entry the NIC was opened with */
     bool shm_off;           /* efa's shm sub-provider turned off by option */
     /* RMA emulated with send/receive: 1, 0 device RDMA, -1 cannot tell (or not efa). */
     int emulated_read, emulated_write;
@@ -54,6 +55,12 @@ typedef struct nic {
     uint8_t addr[NIC_ADDR_MAX];
     size_t addrlen;
     uint64_t key_mask; /* keys we choose fit the provider's key size */
+    /* GPU memory: what the plan was decided from (strings point into the
+     * NIC or at static text), and the plan (nic_hmem.h), fixed at start. */
+    nic_hmem_facts hmem_facts;
+    char hmem_note[ERR_TEXT_MAX]; /* why the FI_HMEM entry was missing or failed to open */
+    nic_hmem_plan gpu;
+    char open_err[200];           /* the libfabric call that failed opening the NIC */
     /* An 8-byte region peers read to warm a NIC pair up. */
     uint64_t warmup_word;
     nic_mr warmup;

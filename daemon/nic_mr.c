@@ -43,12 +43,18 @@ static uint64_t random_key(const nic *n)
 
 int nic_mr_reg(nic *n, const nic_mem *m, uint64_t access, nic_mr *out, err *e)
 {
+    if (m->reg != GPU_REG_STAGING && nic_hmem_region_reg(&n->gpu, m->reg == GPU_REG_DMABUF) != m->reg)
+        return err_set(e, -EOPNOTSUPP, "NIC %s cannot register GPU memory by %s: its GPU plan is %s (%s)", n->name,
+                       nic_hmem_reg_name(m->reg), nic_hmem_reg_name(n->gpu.reg), n->gpu.why);
     struct fid_mr *mr = NULL;
     int rc;
     /* A random key can collide with one in use (-FI_ENOKEY): draw again. */
     for (int tries = 0;; tries++) {
         uint64_t key = (n->mr_mode & FI_MR_PROV_KEY) ? 0 : random_key(n);
-        rc = fi_mr_reg(n->domain, m->addr, m->len, access, 0, key, 0, &mr, NULL);
+        nic_hmem_mr_args a;
+        if ((rc = nic_hmem_mr_args_fill(m, access, key, &a, e)) < 0)
+            return err_prefix(e, "NIC %s", n->name);
+        rc = fi_mr_regattr(n->domain, &a.attr, a.flags, &mr);
         if (rc != -FI_ENOKEY || (n->mr_mode & FI_MR_PROV_KEY) || tries >= 8)
             break;
     }
@@ -61,8 +67,10 @@ int nic_mr_reg(nic *n, const nic_mem *m, uint64_t access, nic_mr *out, err *e)
         if (mr)
             fi_close(&mr->fid);
         rc = rc < 0 ? rc : -rc;
-        return err_set(e, rc, "registering with NIC %s failed: %s (is the memlock limit high enough?)", n->name,
-                       fi_strerror(-rc));
+        return err_set(e, rc, "registering %s with NIC %s failed: %s (is the memlock limit high enough?)",
+                       m->reg == GPU_REG_STAGING ? "memory" : m->reg == GPU_REG_DMABUF ? "GPU memory by dmabuf"
+                                                                                    : "GPU memory (iface CUDA)",
+                       n->name, fi_strerror(-rc));
     }
     out->mr = mr;
     out->key = fi_mr_key(mr);
@@ -94,7 +102,7 @@ static void release_mrs(region *r)
 
 typedef struct reg_task {
     nic *n;
-    const nic_mem *m;
+    nic_mem m;
     nic_mr *out;
     pthread_t thread;
     bool threaded;
@@ -105,11 +113,27 @@ typedef struct reg_task {
 static void *reg_run(void *arg)
 {
     reg_task *t = arg;
-    t->rc = nic_mr_reg(t->n, t->m, FI_READ | FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE, t->out, &t->e);
+    t->rc = nic_mr_reg(t->n, &t->m, FI_READ | FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE, t->out, &t->e);
     return NULL;
 }
 
-int nic_register_region(region *r, err *e)
+/* How one NIC takes r: host memory as it is; GPU memory as the NIC's plan
+ * says (staging: not at all). */
+typedef struct reg_how {
+    bool gpu;
+    int dmabuf_fd, device;
+    uint64_t dmabuf_off;
+} reg_how;
+
+static gpu_reg reg_kind(const nic *n, const reg_how *h)
+{
+    return h->gpu ? nic_hmem_region_reg(&n->gpu, h->dmabuf_fd >= 0) : GPU_REG_STAGING;
+}
+
+/* Registers r with the NICs route_register picks that take it (all of
+ * them for host memory); returns how many hold it, or the first error
+ * with nothing left registered. */
+static int register_on_nics(region *r, const reg_how *h, err *e)
 {
     unsigned nnics = nic_count();
     if (!nnics)
@@ -118,9 +142,14 @@ int nic_register_region(region *r, err *e)
     bool use[NIC_MAX];
     for (unsigned i = 0; i < nnics; i++)
         numa[i] = nic_get(i)->numa_node;
-    unsigned nuse = route_register(numa, nnics, r->numa_node, register_all, use);
+    route_register(numa, nnics, r->numa_node, register_all, use);
+    unsigned nuse = 0;
+    for (unsigned i = 0; i < nnics; i++) {
+        use[i] = use[i] && (!h->gpu || reg_kind(nic_get(i), h) != GPU_REG_STAGING);
+        nuse += use[i];
+    }
     r->mrs = calloc(nnics, sizeof(*r->mrs));
-    reg_task *tasks = calloc(nuse, sizeof(*tasks));
+    reg_task *tasks = calloc(nuse ? nuse : 1, sizeof(*tasks));
     if (!r->mrs || !tasks) {
         free(r->mrs);
         free(tasks);
@@ -129,13 +158,22 @@ int nic_register_region(region *r, err *e)
     }
     r->nmrs = nnics;
     r->unregister = release_mrs;
-    nic_mem m = {.addr = r->ptr, .len = r->length};
     char names[NIC_MAX * 8] = "";
     for (unsigned i = 0, k = 0; i < nnics; i++)
         if (use[i]) {
-            tasks[k++] = (reg_task){.n = nic_get(i), .m = &m, .out = &r->mrs[i]};
+            nic *n = nic_get(i);
+            gpu_reg how = reg_kind(n, h);
+            tasks[k++] = (reg_task){.n = n,
+                                    .m = {.addr = r->ptr,
+                                          .len = r->length,
+                                          .reg = how,
+                                          .device = h->device,
+                                          .dmabuf_fd = how == GPU_REG_DMABUF ? h->dmabuf_fd : -1,
+                                          .dmabuf_off = h->dmabuf_off},
+                                    .out = &r->mrs[i]};
             size_t l = strlen(names);
-            snprintf(names + l, sizeof(names) - l, "%s%s", l ? ", " : "", nic_get(i)->name);
+            snprintf(names + l, sizeof(names) - l, "%s%s%s%s", l ? ", " : "", n->name, h->gpu ? " by " : "",
+                     h->gpu ? nic_hmem_reg_name(how) : "");
         }
     bool parallel = nuse > 1 && r->length >= REG_PARALLEL_MIN;
     for (unsigned k = 1; parallel && k < nuse; k++)
@@ -159,7 +197,21 @@ int nic_register_region(region *r, err *e)
         return rc;
     }
     log_debug("region 0x%" PRIx64 " + %" PRIu64 " (NUMA node %d) registered with NIC(s) %s", r->addr, r->length,
-              r->numa_node, names);
-    return 0;
+              r->numa_node, nuse ? names : "none");
+    return (int)nuse;
 }
 
+int nic_register_region(region *r, err *e)
+{
+    reg_how h = {.dmabuf_fd = -1, .device = -1};
+    int rc = register_on_nics(r, &h, e);
+    return rc < 0 ? rc : 0;
+}
+
+int nic_register_gpu_region(region *r, int dmabuf_fd, uint64_t dmabuf_off, int device, err *e)
+{
+    if (device < 0)
+        return err_set(e, -EINVAL, "region 0x%" PRIx64 " is not GPU memory of this daemon: no CUDA device", r->addr);
+    reg_how h = {.gpu = true, .dmabuf_fd = dmabuf_fd, .dmabuf_off = dmabuf_off, .device = device};
+    return register_on_nics(r, &h, e);
+}

@@ -8,19 +8,16 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "nic_hmem.h"
 #include "region.h"
 
 struct nic;
 
-/* Memory to register: host memory today; GPU memory (iface, device,
- * dmabuf fd) extends this descriptor, not the callers. */
-typedef struct nic_mem {
-    void *addr;
-    size_t len;
-} nic_mem;
-
-/* The one registration path: m on NIC n with the given FI_* access bits,
- * honouring the provider's mr_mode (keys, endpoint binding, addresses). */
+/* The one registration path: m (nic_hmem.h: host memory, or GPU memory by
+ * iface or dmabuf) on NIC n with the given FI_* access bits, through
+ * fi_mr_regattr, honouring the provider's mr_mode (keys, endpoint binding,
+ * addresses). GPU memory only where n's plan takes that way (-EOPNOTSUPP
+ * with the plan's reason otherwise). */
 int nic_mr_reg(struct nic *n, const nic_mem *m, uint64_t access, nic_mr *out, err *e);
 void nic_mr_close(nic_mr *m);
 
@@ -32,5 +29,24 @@ void nic_register_init(bool all_nics);
  * has a slot per NIC, NULL where it is not registered. Large regions are
  * registered with several NICs at once. */
 int nic_register_region(region *r, err *e);
+
+/* Registers GPU region r (gpu.c's import: r->ptr is the daemon's device
+ * address) with the NICs route_register picks whose GPU plan is not
+ * staging, each the way its plan says (nic_hmem_region_reg): dmabuf with
+ * dmabuf_fd (-1: none; borrowed, the caller keeps it open while
+ * registering) at dmabuf_off, else iface CUDA with device (the daemon's
+ * ordinal). Where it returns, r->mrs has a slot per NIC, NULL where the
+ * region is not registered (staging NICs). Returns how many NICs hold it
+ * (0: none can take GPU memory, transfers must stage) or a negative errno
+ * with e naming the NIC, having registered nothing. A caller:
+ *
+ *     int fd = -1, dev = gpu_region_device(r);
+ *     uint64_t off = 0;
+ *     gpu_region_dmabuf(r, &fd, &off);    (-ENOENT: none, fd stays -1)
+ *     int k = nic_register_gpu_region(r, fd, off, dev, &e);
+ *
+ * Nothing calls it yet: GPU memory to other hosts is refused in xfer.c
+ * until remote transfers of GPU regions are wired (docs/gpu.md). */
+int nic_register_gpu_region(region *r, int dmabuf_fd, uint64_t dmabuf_off, int device, err *e);
 
 #endif

@@ -141,7 +141,9 @@ static void nics(reply *r, Mcefa__DaemonStatus *st)
         ni->tx_depth = n->tx_depth;
         ni->max_rma_bytes = n->max_rma_bytes;
         ni->hmem = n->hmem;
-        ni->dmabuf = n->hmem && n->api_version >= FI_VERSION(1, 20);
+        ni->dmabuf = n->gpu.reg == GPU_REG_DMABUF;
+        ni->gpu_registration = (char *)nic_hmem_reg_name(n->gpu.reg);
+        ni->gpu_registration_why = n->gpu.why;
         ni->rma_emulated = (char *)efa_rma_emulated_name(n->provider, n->emulated_read, n->emulated_write);
         ni->efa_unknown = n->efa_why;
         if (n->efa.known) {

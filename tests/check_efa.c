@@ -25,21 +25,38 @@ START_TEST(hints_ask_remote_rma_only)
     for (int delivery = 0; delivery <= 1; delivery++) {
         struct fi_info *h = fi_allocinfo();
         ck_assert_ptr_nonnull(h);
-        ck_assert_int_eq(efa_fill_hints(h, "efa", delivery), 0);
+        ck_assert_int_eq(efa_fill_hints(h, "efa", delivery, false), 0);
         ck_assert_int_eq(h->ep_attr->type, FI_EP_RDM);
         uint64_t want = FI_RMA | FI_READ | FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE | FI_REMOTE_COMM;
         ck_assert_uint_eq(h->caps & want, want);
         /* No local communication: efa would open an shm sub-provider. */
         ck_assert_uint_eq(h->caps & FI_LOCAL_COMM, 0);
-        /* GPU memory is not registered with NICs yet. */
+        /* FI_HMEM only when asked (hints_ask_hmem_only_when_told). */
         ck_assert_uint_eq(h->caps & FI_HMEM, 0);
         ck_assert_uint_eq(h->mode & (FI_CONTEXT | FI_CONTEXT2), FI_CONTEXT | FI_CONTEXT2);
         ck_assert_uint_ne(h->domain_attr->mr_mode & FI_MR_PROV_KEY, 0);
         ck_assert_str_eq(h->fabric_attr->prov_name, "efa");
         ck_assert_uint_eq(h->tx_attr->op_flags & FI_DELIVERY_COMPLETE, delivery ? FI_DELIVERY_COMPLETE : 0);
         /* Filling again (the retry without delivery) replaces the name. */
-        ck_assert_int_eq(efa_fill_hints(h, "tcp;ofi_rxm", false), 0);
+        ck_assert_int_eq(efa_fill_hints(h, "tcp;ofi_rxm", false, false), 0);
         ck_assert_str_eq(h->fabric_attr->prov_name, "tcp;ofi_rxm");
+        fi_freeinfo(h);
+    }
+}
+END_TEST
+
+START_TEST(hints_ask_hmem_only_when_told)
+{
+    for (int hmem = 0; hmem <= 1; hmem++) {
+        struct fi_info *h = fi_allocinfo();
+        ck_assert_ptr_nonnull(h);
+        ck_assert_int_eq(efa_fill_hints(h, "efa", true, hmem), 0);
+        ck_assert_uint_eq(h->caps & FI_HMEM, hmem ? FI_HMEM : 0);
+        ck_assert_uint_eq(h->domain_attr->mr_mode & FI_MR_HMEM, hmem ? FI_MR_HMEM : 0);
+        /* Everything else is as without. */
+        ck_assert_uint_ne(h->caps & FI_RMA, 0);
+        ck_assert_uint_eq(h->caps & FI_LOCAL_COMM, 0);
+        ck_assert_uint_ne(h->domain_attr->mr_mode & FI_MR_PROV_KEY, 0);
         fi_freeinfo(h);
     }
 }
@@ -203,16 +220,21 @@ END_TEST
 
 /* ---- Endpoint options --------------------------------------------------- */
 
-static size_t plan(uint32_t api, const char *prov, const char *fabric, efa_opt *ops, bool *before)
+static size_t plan_hmem(uint32_t api, const char *prov, const char *fabric, bool hmem, efa_opt *ops, bool *before)
 {
     efa_opt_step s[EFA_OPT_STEPS_MAX];
-    size_t n = efa_opt_plan(api, prov, fabric, s);
+    size_t n = efa_opt_plan(api, prov, fabric, hmem, s);
     for (size_t i = 0; i < n; i++) {
         ops[i] = s[i].opt;
         before[i] = s[i].before_enable;
         ck_assert_ptr_nonnull(s[i].name);
     }
     return n;
+}
+
+static size_t plan(uint32_t api, const char *prov, const char *fabric, efa_opt *ops, bool *before)
+{
+    return plan_hmem(api, prov, fabric, false, ops, before);
 }
 
 START_TEST(option_plan_by_version)
@@ -248,6 +270,31 @@ START_TEST(option_plan_by_version)
 }
 END_TEST
 
+START_TEST(cuda_calls_are_turned_off_with_hmem)
+{
+    const char *provs[] = {"efa", "efa", "tcp;ofi_rxm"}, *fabrics[] = {"efa", "efa-direct", "127.0.0.1/32"};
+    for (uint32_t v = FI_VERSION(1, 9); v <= FI_VERSION(2, 6); v = v == FI_VERSION(1, 22) ? FI_VERSION(2, 0) : v + 1)
+        for (size_t p = 0; p < 3; p++) {
+            efa_opt with[EFA_OPT_STEPS_MAX], without[EFA_OPT_STEPS_MAX];
+            bool bw[EFA_OPT_STEPS_MAX], bo[EFA_OPT_STEPS_MAX];
+            size_t nw = plan_hmem(v, provs[p], fabrics[p], true, with, bw);
+            size_t no = plan_hmem(v, provs[p], fabrics[p], false, without, bo);
+            /* Without FI_HMEM never; with it, on any provider, exactly once
+             * from 1.18 on, before fi_enable (the provider reads it there). */
+            size_t cuda = 0;
+            for (size_t i = 0; i < nw; i++)
+                if (with[i] == EFA_OPT_CUDA_API_OFF) {
+                    cuda++;
+                    ck_assert(bw[i]);
+                }
+            for (size_t i = 0; i < no; i++)
+                ck_assert_int_ne(without[i], EFA_OPT_CUDA_API_OFF);
+            ck_assert_uint_eq(cuda, v >= FI_VERSION(1, 18) ? 1 : 0);
+            ck_assert_uint_eq(nw, no + cuda);
+        }
+}
+END_TEST
+
 START_TEST(shm_is_never_asked_for)
 {
     /* At no version and on no fabric does a step do anything with shm
@@ -256,13 +303,13 @@ START_TEST(shm_is_never_asked_for)
     for (uint32_t minor = 9; minor <= 22; minor++)
         for (size_t f = 0; f < 3; f++) {
             efa_opt_step s[EFA_OPT_STEPS_MAX];
-            size_t n = efa_opt_plan(FI_VERSION(1, minor), f == 2 ? "tcp;ofi_rxm" : "efa", fabrics[f], s);
+            size_t n = efa_opt_plan(FI_VERSION(1, minor), f == 2 ? "tcp;ofi_rxm" : "efa", fabrics[f], minor & 1, s);
             for (size_t i = 0; i < n; i++)
                 if (s[i].opt == EFA_OPT_SHM_OFF)
                     ck_assert(s[i].before_enable && f == 0 && minor >= 21);
         }
     struct fi_info *h = fi_allocinfo();
-    ck_assert_int_eq(efa_fill_hints(h, "efa", true), 0);
+    ck_assert_int_eq(efa_fill_hints(h, "efa", true, false), 0);
     ck_assert_uint_eq(h->caps & FI_LOCAL_COMM, 0);
     fi_freeinfo(h);
 }
@@ -439,12 +486,14 @@ int main(void)
     Suite *s = suite_create("efa");
     TCase *tc = tcase_create("efa");
     tcase_add_test(tc, hints_ask_remote_rma_only);
+    tcase_add_test(tc, hints_ask_hmem_only_when_told);
     tcase_add_test(tc, version_steps_down_on_enosys);
     tcase_add_test(tc, fabric_choice_on_a_21_list);
     tcase_add_test(tc, fabric_choice_on_an_efa_only_list);
     tcase_add_test(tc, fabric_choice_on_tcp);
     tcase_add_test(tc, option_plan_by_version);
     tcase_add_test(tc, shm_is_never_asked_for);
+    tcase_add_test(tc, cuda_calls_are_turned_off_with_hmem);
     tcase_add_test(tc, emulated_rma_is_resolved);
     tcase_add_test(tc, emulated_rma_warns_or_refuses);
     tcase_add_test(tc, hosts_on_different_fabrics_are_told_why);

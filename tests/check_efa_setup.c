@@ -9,11 +9,20 @@
  * RMA at >= 1.18) are never planned for tcp, so here the check is that the
  * options the daemon sets or reads are exactly efa_opt_plan's for the API
  * version it got (none with Debian's 1.17). check_efa covers the plans for
- * efa. Needs root and iproute2; skips with the reason otherwise. */
+ * efa. Needs root and iproute2; skips with the reason otherwise.
+ *
+ * GPU memory: tcp offers no FI_HMEM, so the recorder's MCEFA_FI_HMEM modes
+ * make it look like a provider that grants it, or whose domains or
+ * FI_OPT_CUDA_API_PERMITTED refuse it; the tests check what mcefad asks,
+ * how it opens each NIC and the plan it shows (nic_hmem.h). With headers
+ * below 1.18 (Debian's 1.17) no NIC can get GPUDirect: then the check is
+ * that the daemon says so and never opens a NIC with FI_HMEM. Nothing here
+ * touches a GPU or EFA: it shows mcefad's decisions, not the hardware's. */
 #include <inttypes.h>
 
 #include "efa.h"
 #include "fabric_version.h"
+#include "nic_hmem.h"
 #include "net_harness.h"
 #include "suite.h"
 
@@ -83,6 +92,7 @@ static void teardown(void)
     daemon_stop(&A);
     daemon_stop(&B);
     unsetenv("FI_HMEM");
+    unsetenv("MCEFA_FI_HMEM");
 }
 
 /* ---- Reading what was recorded ------------------------------------------ */
@@ -112,6 +122,7 @@ static int recorded(const char *first, ...)
 typedef struct getinfo_call {
     unsigned major, minor;
     unsigned long long caps;
+    unsigned mr_mode;
     char hmem[32];
     int rc;
 } getinfo_call;
@@ -124,34 +135,54 @@ static int daemon_getinfo(getinfo_call *out, int max)
     int n = 0;
     while (fgets(line, sizeof(line), f) && n < max) {
         getinfo_call g;
-        if (sscanf(line, "getinfo version=%u.%u prov=tcp;ofi_rxm caps=%llx mode=%*s hmem_env=%31s rc=%d", &g.major,
-                   &g.minor, &g.caps, g.hmem, &g.rc) == 5)
+        if (sscanf(line, "getinfo version=%u.%u prov=tcp;ofi_rxm caps=%llx mr_mode=%x mode=%*s hmem_env=%31s rc=%d",
+                   &g.major, &g.minor, &g.caps, &g.mr_mode, g.hmem, &g.rc) == 6)
             out[n++] = g;
     }
     fclose(f);
     return n;
 }
 
-/* A field of NIC ifname in mcefactl --json nics: the text after "field":. */
-static void nic_field(const test_daemon *d, const char *ifname, const char *field, char *out, size_t len)
+/* Where field of NIC ifname starts in mcefactl --json nics (read into
+ * buf): just after "field":. */
+static const char *nic_json_at(const test_daemon *d, const char *ifname, const char *field, char *buf, size_t len)
 {
-    char cmd[400], buf[8192];
+    char cmd[400];
     snprintf(cmd, sizeof(cmd), "%s/mcefactl --socket=%s --json nics", build_dir(), d->sock);
     FILE *p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
-    size_t got = fread(buf, 1, sizeof(buf) - 1, p);
+    size_t got = fread(buf, 1, len - 1, p);
     buf[got] = 0;
     pclose(p);
     char key[64];
     snprintf(key, sizeof(key), "\"name\":\"%s\"", ifname);
-    char *at = strstr(buf, key);
+    const char *at = strstr(buf, key);
     ck_assert_msg(at != NULL, "NIC %s not in %s", ifname, buf);
     snprintf(key, sizeof(key), "\"%s\":", field);
     at = strstr(at, key);
-    ck_assert_ptr_nonnull(at);
-    at += strlen(key);
+    ck_assert_msg(at != NULL, "no %s in %s", field, buf);
+    return at + strlen(key);
+}
+
+/* A field of NIC ifname in mcefactl --json nics: the text after "field":. */
+static void nic_field(const test_daemon *d, const char *ifname, const char *field, char *out, size_t len)
+{
+    char buf[16384];
+    const char *at = nic_json_at(d, ifname, field, buf, sizeof(buf));
     size_t l = strcspn(at, ",}");
     snprintf(out, len, "%.*s", (int)l, at);
+}
+
+/* A text field of NIC ifname, its quotes and escapes undone. */
+static void nic_text(const test_daemon *d, const char *ifname, const char *field, char *out, size_t len)
+{
+    char buf[16384];
+    const char *at = nic_json_at(d, ifname, field, buf, sizeof(buf));
+    ck_assert_msg(*at == '"', "%s is not text: %s", field, at);
+    size_t k = 0;
+    for (at++; *at && *at != '"' && k + 1 < len; at++)
+        out[k++] = *at == '\\' && at[1] ? *++at : *at;
+    out[k] = 0;
 }
 
 static uint64_t nic_ops(const test_daemon *d, const char *ifname)
@@ -172,6 +203,20 @@ static int registered_on(const char *ifname, size_t len)
 
 /* ---- Tests -------------------------------------------------------------- */
 
+#ifdef MCEFA_CUDA
+#define CUDA_BUILD true
+#else
+#define CUDA_BUILD false
+#endif
+
+/* What the daemon decides about FI_HMEM by default in this build. */
+static nic_hmem_ask default_ask(const char *env)
+{
+    nic_hmem_ask a;
+    nic_hmem_decide_ask(true, CUDA_BUILD, FABRIC_VERSION_HEADERS, env, &a);
+    return a;
+}
+
 START_TEST(asks_what_efa_needs)
 {
     unsetenv("FI_HMEM");
@@ -184,33 +229,41 @@ START_TEST(asks_what_efa_needs)
     /* First the newest version these headers know. */
     ck_assert_uint_eq(g[0].major, FI_MAJOR_VERSION);
     ck_assert_uint_eq(g[0].minor, FI_MINOR_VERSION);
+    /* FI_HMEM is asked last, once, at the version that answered, and only
+     * where a NIC could use it; FI_HMEM=system is kept otherwise, so no
+     * provider probes a GPU (nic_hmem.h). */
+    nic_hmem_ask ask = default_ask(NULL);
+    printf("asks_what_efa_needs: FI_HMEM %s%s%s\n", ask.ask ? "asked" : "not asked", ask.ask ? "" : ": ", ask.why);
+    int plain = ask.ask ? n - 1 : n;
     for (int i = 0; i < n; i++) {
         /* Remote communication only: no shm sub-provider under efa. */
         ck_assert_uint_eq(g[i].caps & FI_LOCAL_COMM, 0);
         ck_assert_uint_ne(g[i].caps & FI_REMOTE_COMM, 0);
         ck_assert_uint_eq(g[i].caps & (FI_RMA | FI_READ | FI_WRITE), FI_RMA | FI_READ | FI_WRITE);
-        ck_assert_uint_eq(g[i].caps & FI_HMEM, 0);
-        /* Set before the first call, so no provider probes a GPU. */
-        ck_assert_str_eq(g[i].hmem, "system");
+        ck_assert_uint_eq(g[i].caps & FI_HMEM, i < plain ? 0 : FI_HMEM);
+        ck_assert_uint_eq(g[i].mr_mode & FI_MR_HMEM, i < plain ? 0 : FI_MR_HMEM);
+        ck_assert_str_eq(g[i].hmem, ask.set_system ? "system" : "-");
     }
     /* The version that answered is the one mcefactl reports. */
     char api[16], want[24];
     nic_field(&A, if_a[0], "api_version", api, sizeof(api));
-    snprintf(want, sizeof(want), "\"%u.%u\"", g[n - 1].major, g[n - 1].minor);
-    ck_assert_int_eq(g[n - 1].rc, 0);
+    snprintf(want, sizeof(want), "\"%u.%u\"", g[plain - 1].major, g[plain - 1].minor);
+    ck_assert_int_eq(g[plain - 1].rc, 0);
     ck_assert_str_eq(api, want);
+    if (ask.ask)
+        ck_assert(g[n - 1].major == g[plain - 1].major && g[n - 1].minor == g[plain - 1].minor);
     /* Each NIC's endpoint got exactly the options the plan names for that
      * version (with 1.17: none at all), and nothing else. */
     efa_opt_step plan[EFA_OPT_STEPS_MAX];
-    size_t np = efa_opt_plan(FI_VERSION(g[n - 1].major, g[n - 1].minor), "tcp;ofi_rxm", "", plan);
+    size_t np = efa_opt_plan(FI_VERSION(g[plain - 1].major, g[plain - 1].minor), "tcp;ofi_rxm", "", false, plan);
     for (int k = 0; k < 2; k++) {
         char dom[64];
-        snprintf(dom, sizeof(dom), "domain=%s\n", if_a[k]);
+        snprintf(dom, sizeof(dom), "domain=%s ", if_a[k]);
         ck_assert_int_eq(recorded("endpoint prov=tcp;ofi_rxm ", dom, NULL), 1);
         snprintf(dom, sizeof(dom), "domain=%s ", if_a[k]);
         int opts = recorded("opt prov=tcp;ofi_rxm ", dom, NULL);
-        printf("asks_what_efa_needs: API %u.%u, NIC %s: %d endpoint option call(s), plan %zu\n", g[n - 1].major,
-               g[n - 1].minor, if_a[k], opts, np);
+        printf("asks_what_efa_needs: API %u.%u, NIC %s: %d endpoint option call(s), plan %zu\n", g[plain - 1].major,
+               g[plain - 1].minor, if_a[k], opts, np);
         ck_assert_int_eq(opts, (int)np);
     }
     /* max_wr 0: the provider's tx depth. */
@@ -230,6 +283,193 @@ START_TEST(keeps_fi_hmem_set_by_the_user)
     int n = daemon_getinfo(g, 8);
     ck_assert_int_ge(n, 1);
     ck_assert_str_eq(g[0].hmem, "cuda");
+}
+END_TEST
+
+/* ---- GPU memory: FI_HMEM and the plan per NIC --------------------------- */
+
+/* How many recorded lines of the daemon's NIC ifname (tcp;ofi_rxm) name
+ * every word given. */
+static int nic_recorded(const char *what, const char *ifname, const char *w1, const char *w2)
+{
+    char dom[64];
+    snprintf(dom, sizeof(dom), "%s=%s ", !strcmp(what, "domain") ? "name" : "domain", ifname);
+    char head[64];
+    snprintf(head, sizeof(head), "%s prov=tcp;ofi_rxm ", what);
+    return recorded(head, dom, w1 ? w1 : "", w2 ? w2 : "", NULL);
+}
+
+/* Starts A on its first NIC with the recorder in FI_HMEM mode mode (NULL:
+ * the provider as it is), FI_HMEM=cuda (a user who lets providers use
+ * CUDA, so FI_HMEM is asked whatever the headers) and the CUDA driver
+ * stand-in, which the plan loads where libfabric allows GPUDirect. */
+static void start_hmem(const char *mode, const char *gpudirect)
+{
+    setenv("FI_HMEM", "cuda", 1);
+    if (mode)
+        setenv("MCEFA_FI_HMEM", mode, 1);
+    char lib[600] = "--cuda_library=", path[512], abs[4096];
+    snprintf(path, sizeof(path), "%s/tests/libcuda-standin.so", build_dir());
+    if (realpath(path, abs))
+        snprintf(lib, sizeof(lib), "--cuda_library=%s", abs);
+    setenv("MCEFA_STANDIN_GPUS", "2", 1);
+    const char *extra[] = {lib, gpudirect, NULL};
+    start(&A, ns_a, "10.232.1.1", if_a[0], true, extra);
+    unsetenv("MCEFA_FI_HMEM");
+}
+
+/* The plan A shows for its first NIC; prints it. */
+static void plan_of_a(const char *test, char *reg, size_t rl, char *why, size_t wl)
+{
+    nic_text(&A, if_a[0], "gpu_registration", reg, rl);
+    nic_text(&A, if_a[0], "gpu_registration_why", why, wl);
+    printf("%s: NIC %s: GPU memory by %s (%s)\n", test, if_a[0], reg, why);
+}
+
+static void expect_why(const char *why, const char *part)
+{
+    ck_assert_msg(strstr(why, part) != NULL, "'%s' does not say '%s'", why, part);
+}
+
+/* The getinfo with FI_HMEM asked: caps, mr_mode, at the version of the
+ * plain list before it. */
+static void expect_hmem_asked(void)
+{
+    getinfo_call g[8];
+    int n = daemon_getinfo(g, 8);
+    ck_assert_int_ge(n, 2);
+    ck_assert_uint_eq(g[n - 1].caps & FI_HMEM, FI_HMEM);
+    ck_assert_uint_eq(g[n - 1].mr_mode & FI_MR_HMEM, FI_MR_HMEM);
+    ck_assert_uint_eq(g[n - 2].caps & FI_HMEM, 0);
+    ck_assert(g[n - 1].major == g[n - 2].major && g[n - 1].minor == g[n - 2].minor);
+    ck_assert_str_eq(g[n - 1].hmem, "cuda");
+}
+
+START_TEST(gpu_plan_when_the_provider_grants_hmem)
+{
+    start_hmem("grant", NULL);
+    char reg[32], why[ERR_TEXT_MAX];
+    plan_of_a("gpu_plan_when_the_provider_grants_hmem", reg, sizeof(reg), why, sizeof(why));
+    if (!CUDA_BUILD) {
+        ck_assert_str_eq(reg, "staging");
+        expect_why(why, "without CUDA");
+        return;
+    }
+    expect_hmem_asked();
+    char hmem[8];
+    nic_field(&A, if_a[0], "hmem", hmem, sizeof(hmem));
+#if FABRIC_VERSION_HEADERS >= FI_VERSION(1, 18)
+    /* Opened with FI_HMEM, CUDA calls turned off before fi_enable, then
+     * dmabuf (the stand-in's GPUs report it; headers >= 1.20 and a kernel
+     * >= 5.12 assumed) or iface. */
+    ck_assert_str_eq(hmem, "true");
+    ck_assert_int_eq(nic_recorded("domain", if_a[0], "hmem=1", "rc=0"), 1);
+    ck_assert_int_eq(nic_recorded("endpoint", if_a[0], "hmem=1", NULL), 1);
+    ck_assert_int_eq(nic_recorded("setopt", if_a[0], "name=10 ", "rc=0"), 1);
+    ck_assert_str_eq(reg, FABRIC_VERSION_HEADERS >= FI_VERSION(1, 20) ? "dmabuf" : "iface");
+#else
+    /* Granted, but these headers cannot turn the provider's CUDA calls
+     * off: the NIC is opened host-only and says why. */
+    ck_assert_str_eq(hmem, "false");
+    ck_assert_int_eq(nic_recorded("domain", if_a[0], "hmem=1", NULL), 0);
+    ck_assert_int_eq(nic_recorded("domain", if_a[0], "hmem=0", "rc=0"), 1);
+    ck_assert_int_eq(recorded("setopt ", "name=10 ", NULL), 0);
+    ck_assert_str_eq(reg, "staging");
+    expect_why(why, "below 1.18");
+#endif
+    /* Host memory still registers as before, on a NIC of either kind. */
+    mcefa_client *c = client_ok(A.sock, "hmem");
+    size_t len = (3 << 20) + 24576;
+    register_memfd_on(c, len, -1);
+    ck_assert_int_eq(registered_on(if_a[0], len), 1);
+    ck_assert_int_eq(nic_recorded("mr_reg", if_a[0], "iface=0 ", "flags=0x0 "),
+                     nic_recorded("mr_reg", if_a[0], NULL, NULL));
+    mcefa_disconnect(c);
+}
+END_TEST
+
+START_TEST(gpu_plan_when_the_provider_refuses_hmem)
+{
+    /* tcp itself: fi_getinfo with FI_HMEM finds nothing. */
+    start_hmem(NULL, NULL);
+    char reg[32], why[ERR_TEXT_MAX], hmem[8];
+    plan_of_a("gpu_plan_when_the_provider_refuses_hmem", reg, sizeof(reg), why, sizeof(why));
+    ck_assert_str_eq(reg, "staging");
+    nic_field(&A, if_a[0], "hmem", hmem, sizeof(hmem));
+    ck_assert_str_eq(hmem, "false");
+    if (!CUDA_BUILD) {
+        expect_why(why, "without CUDA");
+        return;
+    }
+    expect_hmem_asked();
+    getinfo_call g[8];
+    int n = daemon_getinfo(g, 8);
+    ck_assert_int_eq(g[n - 1].rc, -FI_ENODATA);
+    expect_why(why, "offers no FI_HMEM entry");
+    expect_why(why, fi_strerror(FI_ENODATA));
+    ck_assert_int_eq(nic_recorded("domain", if_a[0], "hmem=0", "rc=0"), 1);
+}
+END_TEST
+
+START_TEST(gpu_plan_when_the_domain_refuses_hmem)
+{
+    start_hmem("domain_refuses", NULL);
+    char reg[32], why[ERR_TEXT_MAX];
+    plan_of_a("gpu_plan_when_the_domain_refuses_hmem", reg, sizeof(reg), why, sizeof(why));
+    ck_assert_str_eq(reg, "staging");
+    /* Host-only in the end, whatever was tried. */
+    ck_assert_int_eq(nic_recorded("domain", if_a[0], "hmem=0", "rc=0"), 1);
+    if (!CUDA_BUILD)
+        return;
+#if FABRIC_VERSION_HEADERS >= FI_VERSION(1, 18)
+    ck_assert_int_eq(nic_recorded("domain", if_a[0], "hmem=1", "rc=-95"), 1);
+    expect_why(why, "opening the NIC with FI_HMEM failed (fi_domain");
+#else
+    ck_assert_int_eq(nic_recorded("domain", if_a[0], "hmem=1", NULL), 0);
+    expect_why(why, "below 1.18");
+#endif
+}
+END_TEST
+
+START_TEST(gpu_plan_when_cuda_calls_cannot_be_turned_off)
+{
+    start_hmem("cuda_api_refused", NULL);
+    char reg[32], why[ERR_TEXT_MAX];
+    plan_of_a("gpu_plan_when_cuda_calls_cannot_be_turned_off", reg, sizeof(reg), why, sizeof(why));
+    ck_assert_str_eq(reg, "staging");
+    ck_assert_int_eq(nic_recorded("endpoint", if_a[0], "hmem=0", NULL), 1);
+    if (!CUDA_BUILD)
+        return;
+#if FABRIC_VERSION_HEADERS >= FI_VERSION(1, 18)
+    /* Refused before fi_enable: reopened without FI_HMEM. */
+    ck_assert_int_eq(nic_recorded("setopt", if_a[0], "name=10 ", "rc=-95"), 1);
+    ck_assert_int_eq(nic_recorded("endpoint", if_a[0], "hmem=1", NULL), 1);
+    expect_why(why, "FI_OPT_CUDA_API_PERMITTED=false refused");
+#else
+    ck_assert_int_eq(recorded("setopt ", "name=10 ", NULL), 0);
+    expect_why(why, "below 1.18");
+#endif
+}
+END_TEST
+
+START_TEST(gpudirect_false_asks_no_hmem)
+{
+    unsetenv("FI_HMEM");
+    const char *extra[] = {"--gpudirect=false", NULL};
+    setenv("MCEFA_FI_HMEM", "grant", 1);
+    start(&A, ns_a, "10.232.1.1", if_a[0], true, extra);
+    unsetenv("MCEFA_FI_HMEM");
+    getinfo_call g[8];
+    int n = daemon_getinfo(g, 8);
+    ck_assert_int_ge(n, 1);
+    for (int i = 0; i < n; i++) {
+        ck_assert_uint_eq(g[i].caps & FI_HMEM, 0);
+        ck_assert_str_eq(g[i].hmem, "system");
+    }
+    char reg[32], why[ERR_TEXT_MAX];
+    plan_of_a("gpudirect_false_asks_no_hmem", reg, sizeof(reg), why, sizeof(why));
+    ck_assert_str_eq(reg, "staging");
+    expect_why(why, "FI_HMEM not asked (gpudirect=false)");
 }
 END_TEST
 
@@ -373,6 +613,11 @@ int main(void)
     tcase_add_test(tc, register_all_nics_keeps_every_nic);
     tcase_add_test(tc, remote_nics_without_the_region_are_never_used);
     tcase_add_test(tc, hosts_on_different_fabrics_say_so);
+    tcase_add_test(tc, gpu_plan_when_the_provider_grants_hmem);
+    tcase_add_test(tc, gpu_plan_when_the_provider_refuses_hmem);
+    tcase_add_test(tc, gpu_plan_when_the_domain_refuses_hmem);
+    tcase_add_test(tc, gpu_plan_when_cuda_calls_cannot_be_turned_off);
+    tcase_add_test(tc, gpudirect_false_asks_no_hmem);
     suite_add_tcase(s, tc);
     return run_suite(s); /* netns_down runs at exit */
 }

@@ -73,6 +73,11 @@ static int get_status(mcefa_client *c, Mcefa__Response **out)
 
 static void print_status(const Mcefa__DaemonStatus *d)
 {
+    size_t by_dmabuf = 0, by_iface = 0; /* NICs registering GPU memory directly */
+    for (size_t i = 0; i < d->n_nics; i++) {
+        by_dmabuf += !strcmp(d->nics[i]->gpu_registration, "dmabuf");
+        by_iface += !strcmp(d->nics[i]->gpu_registration, "iface");
+    }
     if (json) {
         printf("{\"version\":");
         jstr(d->daemon_version);
@@ -84,10 +89,11 @@ static void print_status(const Mcefa__DaemonStatus *d)
         jstr(d->log_level);
         printf(",\"nics\":%zu,\"peers\":%zu,\"clients\":%zu,\"segments\":%zu,\"transfers_completed\":%" PRIu64
                ",\"transfers_failed\":%" PRIu64 ",\"bytes_local\":%" PRIu64 ",\"bytes_network\":%" PRIu64
-               ",\"staging_slots\":%u,\"staging_slot_bytes\":%" PRIu64 ",\"staging_in_use\":%u,\"staging_waiting\":%u}\n",
+               ",\"staging_slots\":%u,\"staging_slot_bytes\":%" PRIu64 ",\"staging_in_use\":%u,\"staging_waiting\":%u"
+               ",\"gpudirect_nics\":{\"dmabuf\":%zu,\"iface\":%zu}}\n",
                d->n_nics, d->n_peers, d->n_clients, d->n_segments, d->transfers_completed, d->transfers_failed,
                d->bytes_copied, d->bytes_sent, d->staging_slots, d->staging_slot_bytes, d->staging_in_use,
-               d->staging_waiting);
+               d->staging_waiting, by_dmabuf, by_iface);
         return;
     }
     printf("mcefad %s on %s\n", d->daemon_version, d->hostname);
@@ -99,6 +105,9 @@ static void print_status(const Mcefa__DaemonStatus *d)
            " over NICs\n",
            d->transfers_completed, d->transfers_failed, d->bytes_copied, d->bytes_sent);
     printf("  GPUs        %zu (%s)\n", d->n_gpus, d->gpu_state);
+    if (d->n_nics)
+        printf("  GPUDirect   %zu of %zu NIC%s (%zu dmabuf, %zu iface; the others stage GPU memory: see nics)\n",
+               by_dmabuf + by_iface, d->n_nics, d->n_nics == 1 ? "" : "s", by_dmabuf, by_iface);
     printf("  staging     %u of %u slots of %" PRIu64 " bytes in use, %u pieces waiting\n", d->staging_in_use,
            d->staging_slots, d->staging_slot_bytes, d->staging_waiting);
 }
@@ -197,6 +206,10 @@ static void print_nics(const Mcefa__DaemonStatus *d)
             printf(",\"tx_depth\":%" PRIu64 ",\"max_rma_bytes\":%" PRIu64 ",\"hmem\":%s,\"dmabuf\":%s,\"rma_emulated\":",
                    n->tx_depth, n->max_rma_bytes, n->hmem ? "true" : "false", n->dmabuf ? "true" : "false");
             jstr(n->rma_emulated);
+            printf(",\"gpu_registration\":");
+            jstr(n->gpu_registration);
+            printf(",\"gpu_registration_why\":");
+            jstr(n->gpu_registration_why);
             if (n->efa)
                 printf(",\"efa\":{\"rdma_read\":%s,\"rdma_write\":%s,\"max_rdma_size\":%u,\"inline_buf_size\":%u,"
                        "\"max_sq_wr\":%u,\"max_sq_sge\":%u,\"max_rq_wr\":%u,\"device_caps\":%u}",
@@ -225,15 +238,22 @@ static void print_nics(const Mcefa__DaemonStatus *d)
                n->errors);
     }
     /* How each NIC was set up: what docs/deployment.md says to check. */
-    printf("\n%-16s %-18s %-9s %-8s %-6s %8s %14s %-5s %-6s %-12s %s\n", "NIC", "domain", "libfabric", "provider",
-           "API", "tx depth", "max RMA", "HMEM", "dmabuf", "RMA emulated", "EFA device (libefa)");
+    printf("\n%-16s %-18s %-9s %-8s %-6s %8s %14s %-5s %-7s %-12s %s\n", "NIC", "domain", "libfabric", "provider",
+           "API", "tx depth", "max RMA", "HMEM", "GPU reg", "RMA emulated", "EFA device (libefa)");
     for (size_t i = 0; i < d->n_nics; i++) {
         const Mcefa__NicInfo *n = d->nics[i];
-        printf("%-16s %-18s %-9s %-8s %-6s %8" PRIu64 " %14s %-5s %-6s %-12s %s\n", n->name, n->domain,
+        printf("%-16s %-18s %-9s %-8s %-6s %8" PRIu64 " %14s %-5s %-7s %-12s %s\n", n->name, n->domain,
                fi_ver(n->libfabric_version, v1, sizeof(v1)), fi_ver(n->provider_version, v2, sizeof(v2)),
                fi_ver(n->api_version, v3, sizeof(v3)), n->tx_depth,
                bytes_or_unbounded(n->max_rma_bytes, rma, sizeof(rma)), n->hmem ? "yes" : "no",
-               n->dmabuf ? "yes" : "no", n->rma_emulated, efa_text(n, efa, sizeof(efa)));
+               *n->gpu_registration ? n->gpu_registration : "-", n->rma_emulated, efa_text(n, efa, sizeof(efa)));
+    }
+    /* Why each NIC takes GPU memory the way it does (docs/gpu.md). */
+    printf("\nGPU memory per NIC (dmabuf, iface, or staging through host buffers):\n");
+    for (size_t i = 0; i < d->n_nics; i++) {
+        const Mcefa__NicInfo *n = d->nics[i];
+        printf("  %-16s %-8s %s\n", n->name, *n->gpu_registration ? n->gpu_registration : "-",
+               n->gpu_registration_why);
     }
 }
 
@@ -429,7 +449,8 @@ static void usage(FILE *o)
     fprintf(o, "usage: mcefactl [--socket=PATH] [--json] COMMAND\n"
                "  status              version, uptime, provider, epoch, counters\n"
                "  nics                NICs: provider, NUMA node, link, outstanding WRs, bytes/ops/errors; libfabric,\n"
-               "                      API, fabric, tx depth, max RMA, HMEM, emulated RMA, libefa's device limits\n"
+               "                      API, fabric, tx depth, max RMA, HMEM, GPU plan (and why), emulated RMA,\n"
+               "                      libefa's device limits\n"
                "  peers               peer hosts: epoch, NIC pairs connected, bytes, last error\n"
                "  clients             clients: pid, uid, name, regions, bytes registered, batches in flight\n"
                "  segments            exported segments\n"
