@@ -81,7 +81,9 @@ FABRIC_CFLAGS := $(shell $(PKG_CONFIG) --cflags libfabric 2>/dev/null)
 FABRIC_LIBS := $(shell $(PKG_CONFIG) --libs libfabric 2>/dev/null || echo -lfabric)
 endif
 SODIUM_LIBS := $(shell $(PKG_CONFIG) --libs libsodium 2>/dev/null || echo -lsodium)
-CPPFLAGS += $(shell $(PKG_CONFIG) --cflags libsodium 2>/dev/null) $(FABRIC_CFLAGS)
+# libhwloc (Debian's libhwloc-dev): the PCI topology, topo.c.
+HWLOC_LIBS := $(shell $(PKG_CONFIG) --libs hwloc 2>/dev/null || echo -lhwloc)
+CPPFLAGS += $(shell $(PKG_CONFIG) --cflags libsodium 2>/dev/null) $(shell $(PKG_CONFIG) --cflags hwloc 2>/dev/null) $(FABRIC_CFLAGS)
 CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt)
 
@@ -136,7 +138,7 @@ $(B)/obj/%.o: %.c $(PROTO_GEN)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -c -o $@ $<
 
 $(B)/mcefad: $(DAEMON_OBJ) $(COMMON_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(UV_LIBS) $(PB_LIBS) $(FABRIC_LIBS) $(SODIUM_LIBS) -lpthread -ldl
+	$(CC) $(LDFLAGS) -o $@ $^ $(UV_LIBS) $(PB_LIBS) $(FABRIC_LIBS) $(SODIUM_LIBS) $(HWLOC_LIBS) -lpthread -ldl
 
 $(LIBMCEFA_A): $(CLIENT_OBJ) $(COMMON_OBJ)
 	@rm -f $@
@@ -207,7 +209,7 @@ $(B)/tests/check_region: $(call obj,tests/check_region.c daemon/region.c)
 # With libmcefa: the Mooncake matrix it builds from what topo.c places.
 $(B)/tests/check_topo: $(call obj,tests/check_topo.c daemon/topo.c) $(LIBMCEFA_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(CLIENT_LINK) $(CHECK_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(CLIENT_LINK) $(HWLOC_LIBS) $(CHECK_LIBS)
 
 $(B)/tests/check_route: $(call obj,tests/check_route.c daemon/route.c)
 	@mkdir -p $(dir $@)

@@ -361,7 +361,7 @@ static int load_file(mcefad_config *cfg, const char *path)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: mcefad [--version] [--config=PATH] [--check-config] [--print-topology[=HWLOC_XML]]\n"
+    fprintf(out, "usage: mcefad [--version] [--config=PATH] [--check-config] [--print-topology[=XML|DIR]]\n"
                  "              [--NAME=VALUE ...]\n\n"
                  "Per-host transfer daemon. Settings (flag, environment, default, values):\n");
     for (size_t i = 0; i < NSETTINGS; i++) {

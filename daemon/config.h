@@ -185,7 +185,7 @@ typedef struct mcefad_config {
     /* Not settings: what to do this run. */
     char *config_file;
     bool check_only;
-    char *print_topology; /* "" for this host's sysfs, else an hwloc XML file */
+    char *print_topology; /* read as the topology setting is: "" this host, else an hwloc XML file or a sysfs tree */
 } mcefad_config;
 
 /* Fills cfg from defaults, the config file (--config=PATH or MCEFAD_CONFIG),

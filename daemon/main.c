@@ -2,6 +2,7 @@
  * bottom-up, runs the loop, stops them top-down. Nothing else lives here. */
 #include <errno.h>
 #include <grp.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,12 +43,16 @@
 #define PEER_CONNS_MAX 1024
 
 /* --print-topology: each GPU and the NICs that will serve its memory. */
-static int print_topology(const char *xml)
+static int print_topology(const char *where)
 {
     topo t = {0};
-    int rc = *xml ? topo_load_hwloc_xml(xml, &t) : topo_load_sysfs("/sys", &t);
+    char sysroot[PATH_MAX];
+    int rc = topo_load_setting(where, &t, sysroot, sizeof(sysroot));
     if (rc < 0) {
-        fprintf(stderr, "mcefad: cannot read the topology from %s: %s\n", *xml ? xml : "/sys", strerror(-rc));
+        fprintf(stderr, "mcefad: cannot read the topology from %s: %s (an hwloc XML export, a sysfs tree, or none "
+                        "for this host)\n",
+                *where ? where : "/sys", strerror(-rc));
+        topo_free(&t);
         config_free(&config);
         return 2;
     }

@@ -564,11 +564,17 @@ int nic_init(const mcefad_config *cfg)
                  hmem_ask.why);
     placement pl = {0};
     int rc = topo_load_setting(cfg->topology, &pl.t, pl.root, sizeof(pl.root));
-    if (rc < 0) {
+    if (rc < 0 && *cfg->topology) {
         log_error("cannot read the topology from %s: %s; fix or empty the topology setting", cfg->topology,
                   strerror(-rc));
         topo_free(&pl.t);
         return rc;
+    }
+    /* This host's own: the NICs' sysfs files still tell their NUMA nodes. */
+    if (rc < 0) {
+        log_warn("hwloc cannot read this host's topology: %s; NIC NUMA nodes come from %s alone", strerror(-rc),
+                 pl.root);
+        topo_free(&pl.t);
     }
     uint32_t api = 0;
     bool delivery = true;

@@ -1,7 +1,7 @@
 #include "topo.h"
 
-#include <dirent.h>
 #include <errno.h>
+#include <hwloc.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,275 +44,147 @@ static void add_numa(topo *t, int node)
     t->nnuma++;
 }
 
-/* ---- hwloc XML ------------------------------------------------------------ */
+/* ---- From hwloc ------------------------------------------------------------ */
 
-/* Value of attribute `name` inside one tag, into out. */
-static int attr(const char *tag, size_t taglen, const char *name, char *out, size_t outlen)
+/* The NUMA node of the CPU-side object a device's PCI tree hangs from,
+ * where that object holds exactly one (a PCI tree attached to the whole
+ * machine of a two-node host has none). */
+static int dev_numa(hwloc_topology_t h, hwloc_obj_t pci)
 {
-    size_t nl = strlen(name);
-    for (const char *p = tag; p + nl + 2 < tag + taglen; p++) {
-        if ((p == tag || p[-1] == ' ') && !strncmp(p, name, nl) && p[nl] == '=' && p[nl + 1] == '"') {
-            const char *v = p + nl + 2, *e = memchr(v, '"', (size_t)(tag + taglen - v));
-            if (!e)
-                return -1;
-            size_t l = (size_t)(e - v) < outlen - 1 ? (size_t)(e - v) : outlen - 1;
-            memcpy(out, v, l);
-            out[l] = 0;
-            return 0;
-        }
-    }
-    return -1;
+    hwloc_obj_t a = hwloc_get_non_io_ancestor_obj(h, pci);
+    if (!a || !a->nodeset || hwloc_bitmap_weight(a->nodeset) != 1)
+        return -1;
+    return hwloc_bitmap_first(a->nodeset);
 }
 
-typedef struct frame {
-    char type[16];
-    char id[32];    /* bridge id for Bridges */
-    int container;  /* index into numa[] for Package/Group/Machine, else -1 */
-    int dev;        /* index in t->devs of the PCIDev being read, else -1 */
-    int is_gpu_pci; /* a GPU PCI function: becomes a device on its own */
-} frame;
-
-int topo_load_hwloc_xml(const char *file, topo *t)
+static int add_dev(hwloc_topology_t h, topo *t, hwloc_obj_t pci, int gpu, const char *name)
 {
-    FILE *f = fopen(file, "r");
-    if (!f)
-        return -errno;
-    /* Read to the end, in chunks: the file may be a pipe (<(lstopo ...)). */
-    size_t len = 0, cap = 1 << 16;
-    char *x = malloc(cap);
-    for (size_t got; x && (got = fread(x + len, 1, cap - len - 1, f)) > 0;) {
-        len += got;
-        if (cap - len - 1 == 0) {
-            if (cap >= (64u << 20)) {
-                free(x);
-                x = NULL; /* no topology is this large */
-                break;
-            }
-            char *nx = realloc(x, cap * 2);
-            if (!nx) {
-                free(x);
-                x = NULL;
-                break;
-            }
-            x = nx;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (!x)
-        return -EFBIG;
-    x[len] = 0;
-
-    frame st[64];
-    int sp = 0;
-    int numa[256], ncont = 0;
-    int *dev_cont = calloc(4096, sizeof(int)); /* device -> container */
-    if (!dev_cont) {
-        free(x);
+    topo_dev *d = add(t);
+    if (!d)
         return -ENOMEM;
+    const struct hwloc_pcidev_attr_s *a = &pci->attr->pcidev;
+    snprintf(d->busid, sizeof(d->busid), "%04x:%02x:%02x.%01x", a->domain, a->bus, a->dev, a->func);
+    snprintf(d->name, sizeof(d->name), "%s", name ? name : d->busid);
+    d->gpu = gpu;
+    d->numa = dev_numa(h, pci);
+    /* The bridges above, root first; past TOPO_DEPTH (no real tree is that
+     * deep) only the top ones are compared. */
+    int k = 0;
+    for (hwloc_obj_t b = pci->parent; b && b->type == HWLOC_OBJ_BRIDGE; b = b->parent)
+        k++;
+    d->depth = k < TOPO_DEPTH ? k : TOPO_DEPTH;
+    for (hwloc_obj_t b = pci->parent; b && b->type == HWLOC_OBJ_BRIDGE; b = b->parent)
+        if (--k < TOPO_DEPTH)
+            d->path[k] = b->gp_index;
+    return 0;
+}
+
+static int by_busid(const void *a, const void *b)
+{
+    const topo_dev *x = a, *y = b;
+    int c = strcmp(x->busid, y->busid);
+    return c ? c : strcmp(x->name, y->name);
+}
+
+static int from_hwloc(hwloc_topology_t h, topo *t)
+{
+    for (hwloc_obj_t n = NULL; (n = hwloc_get_next_obj_by_type(h, HWLOC_OBJ_NUMANODE, n));)
+        add_numa(t, (int)n->os_index);
+    for (hwloc_obj_t p = NULL; (p = hwloc_get_next_pcidev(h, p));) {
+        const struct hwloc_pcidev_attr_s *a = &p->attr->pcidev;
+        int rc = 0;
+        if (a->vendor_id == 0x10de && (a->class_id == 0x0300 || a->class_id == 0x0302))
+            rc = add_dev(h, t, p, 1, NULL);
+        for (hwloc_obj_t o = p->io_first_child; o && rc == 0; o = o->next_sibling)
+            if (o->type == HWLOC_OBJ_OS_DEVICE && o->attr->osdev.type == HWLOC_OBJ_OSDEV_OPENFABRICS && o->name)
+                rc = add_dev(h, t, p, 0, o->name);
+        if (rc < 0)
+            return rc;
     }
-    char path[TOPO_DEPTH][32];
-    int depth = 0;
-    int rc = 0;
-    for (char *p = x; (p = strchr(p, '<')) != NULL;) {
-        char *e = strchr(p, '>');
-        if (!e)
-            break;
-        size_t tl = (size_t)(e - p) + 1;
-        if (!strncmp(p, "</object", 8)) {
-            if (sp == 0) {
-                rc = -EINVAL;
-                break;
-            }
-            frame *fr = &st[--sp];
-            if (!strcmp(fr->type, "Bridge") && depth > 0)
-                depth--;
-        } else if (!strncmp(p, "<object ", 8)) {
-            int selfclose = e[-1] == '/';
-            frame fr = {.container = -1, .dev = -1};
-            attr(p, tl, "type", fr.type, sizeof(fr.type));
-            int parent_cont = -1;
-            for (int i = sp - 1; i >= 0 && parent_cont < 0; i--)
-                parent_cont = st[i].container;
-            if (!strcmp(fr.type, "Package") || !strcmp(fr.type, "Group") || !strcmp(fr.type, "Machine")) {
-                if (ncont < 256) {
-                    numa[ncont] = -1;
-                    fr.container = ncont++;
-                }
-            } else if (!strcmp(fr.type, "NUMANode")) {
-                char os[16];
-                if (attr(p, tl, "os_index", os, sizeof(os)) == 0) {
-                    add_numa(t, atoi(os));
-                    if (parent_cont >= 0 && numa[parent_cont] < 0)
-                        numa[parent_cont] = atoi(os);
-                }
-            } else if (!strcmp(fr.type, "Bridge")) {
-                char b[32] = "", r[24] = "";
-                if (attr(p, tl, "pci_busid", b, sizeof(b)) < 0) {
-                    attr(p, tl, "bridge_pci", r, sizeof(r));
-                    snprintf(b, sizeof(b), "host%s", r);
-                }
-                /* A bridge with nothing below it changes no path. */
-                if (!selfclose) {
-                    if (depth < TOPO_DEPTH)
-                        snprintf(path[depth], sizeof(path[depth]), "%s", b);
-                    depth++;
-                }
-            } else if (!strcmp(fr.type, "PCIDev")) {
-                char ty[64] = "", bus[16] = "";
-                attr(p, tl, "pci_type", ty, sizeof(ty));
-                attr(p, tl, "pci_busid", bus, sizeof(bus));
-                fr.is_gpu_pci = (!strncmp(ty, "0302", 4) || !strncmp(ty, "0300", 4)) && strstr(ty, "[10de:") == ty + 5;
-                /* Remember the function; it becomes a NIC when an
-                 * OpenFabrics OSDev shows up below it. */
-                topo_dev *d = add(t);
-                if (!d) {
-                    rc = -ENOMEM;
-                    break;
-                }
-                snprintf(d->busid, sizeof(d->busid), "%s", bus);
-                d->depth = depth < TOPO_DEPTH ? depth : TOPO_DEPTH;
-                memcpy(d->path, path, sizeof(path));
-                d->gpu = fr.is_gpu_pci ? 1 : -1; /* -1: not (yet) interesting */
-                if (fr.is_gpu_pci)
-                    snprintf(d->name, sizeof(d->name), "%s", bus);
-                fr.dev = (int)(t->n - 1);
-                if (t->n <= 4096)
-                    dev_cont[t->n - 1] = parent_cont;
-            } else if (!strcmp(fr.type, "OSDev")) {
-                char ot[8] = "", name[64] = "";
-                attr(p, tl, "osdev_type", ot, sizeof(ot));
-                attr(p, tl, "name", name, sizeof(name));
-                int pdev = -1;
-                for (int i = sp - 1; i >= 0 && pdev < 0; i--)
-                    pdev = st[i].dev;
-                if (pdev >= 0 && !strcmp(ot, "3") && t->devs[pdev].gpu == -1) {
-                    t->devs[pdev].gpu = 0;
-                    snprintf(t->devs[pdev].name, sizeof(t->devs[pdev].name), "%s", name);
-                }
-            }
-            if (!selfclose) {
-                if (sp == 64) {
-                    rc = -E2BIG;
-                    break;
-                }
-                st[sp++] = fr;
-            }
-        }
-        p = e + 1;
-    }
-    /* Keep GPUs and NICs; give each its NUMA node. */
-    size_t k = 0;
-    for (size_t i = 0; i < t->n; i++) {
-        if (t->devs[i].gpu < 0)
-            continue;
-        int c = i < 4096 ? dev_cont[i] : -1;
-        t->devs[i].numa = c >= 0 ? numa[c] : -1;
-        t->devs[k++] = t->devs[i];
-    }
-    t->n = k;
-    free(dev_cont);
-    free(x);
+    if (t->n)
+        qsort(t->devs, t->n, sizeof(*t->devs), by_busid);
+    return 0;
+}
+
+/* GPU libraries' discovery would create a CUDA context in the daemon (and
+ * take seconds); the PCI tree says where GPUs are. */
+static const char *const no_components[] = {"cuda", "nvml", "opencl", "rsmi", "levelzero", "gl"};
+
+/* This host (or HWLOC_FSROOT's) when xml is NULL, else that export. */
+static int load_hwloc(const char *xml, topo *t)
+{
+    hwloc_topology_t h;
+    if (hwloc_topology_init(&h) < 0)
+        return errno ? -errno : -ENOMEM;
+    /* Every NUMA node, not only those the daemon's cgroup may use. */
+    int rc = hwloc_topology_set_flags(h, HWLOC_TOPOLOGY_FLAG_INCLUDE_DISALLOWED);
+    /* hwloc drops the I/O tree by default; its important part holds the
+     * GPUs, the NICs, their OpenFabrics devices and every bridge above. */
+    if (rc == 0)
+        rc = hwloc_topology_set_io_types_filter(h, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
+    if (rc == 0)
+        rc = hwloc_topology_set_cache_types_filter(h, HWLOC_TYPE_FILTER_KEEP_NONE);
+    /* Refused (EINVAL) for a component this hwloc lacks, which needs no
+     * excluding. */
+    for (size_t i = 0; rc == 0 && i < sizeof(no_components) / sizeof(no_components[0]); i++)
+        hwloc_topology_set_components(h, HWLOC_TOPOLOGY_COMPONENTS_FLAG_BLACKLIST, no_components[i]);
+    /* errno tells why (ENOENT for a missing file, EINVAL for one hwloc
+     * cannot parse). */
+    errno = 0;
+    if (rc == 0 && xml)
+        rc = hwloc_topology_set_xml(h, xml);
+    if (rc == 0)
+        rc = hwloc_topology_load(h);
+    rc = rc < 0 ? (errno ? -errno : -EINVAL) : from_hwloc(h, t);
+    hwloc_topology_destroy(h);
     return rc;
 }
 
-/* ---- sysfs ---------------------------------------------------------------- */
-
-static int read_int(const char *path, int dflt)
+int topo_load_hwloc_xml(const char *file, topo *t)
 {
-    FILE *f = fopen(path, "r");
-    int v = dflt;
-    if (f) {
-        if (fscanf(f, "%i", &v) != 1)
-            v = dflt;
-        fclose(f);
-    }
-    return v;
+    return load_hwloc(file, t);
 }
 
-/* The PCI bridges above a device, from its resolved sysfs path
- * (/sys/devices/pci0000:00/0000:00:01.0/0000:01:00.0/...). */
-static void fill_path(topo_dev *d, const char *real)
+/* hwloc reads another Linux root through HWLOC_FSROOT (the sys/ beneath
+ * it), and root is a sysfs tree: a scratch root whose sys links to it
+ * stands in. The variable is set only around that load, a test and
+ * development mode the daemon uses while it starts, when none of its
+ * threads reads the environment. */
+static int load_sysfs_tree(const char *root, topo *t)
 {
-    char buf[PATH_MAX];
-    snprintf(buf, sizeof(buf), "%s", real);
-    d->depth = 0;
-    for (char *tok = strtok(buf, "/"); tok; tok = strtok(NULL, "/")) {
-        unsigned a, b, c, fn;
-        int root = !strncmp(tok, "pci", 3);
-        int pci = sscanf(tok, "%x:%x:%x.%x", &a, &b, &c, &fn) == 4;
-        if (!root && !pci)
-            continue;
-        if (d->depth < TOPO_DEPTH)
-            snprintf(d->path[d->depth++], sizeof(d->path[0]), "%s", tok);
+    char abs[PATH_MAX], dir[PATH_MAX], link[PATH_MAX + 8];
+    if (!realpath(root, abs))
+        return -errno;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof(dir), "%s/mcefad-fsroot-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir))
+        return -errno;
+    snprintf(link, sizeof(link), "%s/sys", dir);
+    int rc = symlink(abs, link) < 0 ? -errno : 0;
+    if (rc == 0) {
+        const char *was = getenv("HWLOC_FSROOT");
+        char *old = was ? strdup(was) : NULL;
+        if (was && !old)
+            rc = -ENOMEM;
+        else if (setenv("HWLOC_FSROOT", dir, 1) < 0)
+            rc = -errno;
+        else {
+            rc = load_hwloc(NULL, t);
+            if (old)
+                setenv("HWLOC_FSROOT", old, 1);
+            else
+                unsetenv("HWLOC_FSROOT");
+        }
+        free(old);
+        unlink(link);
     }
-    /* The device itself is the last component, not a bridge. */
-    if (d->depth > 0) {
-        snprintf(d->busid, sizeof(d->busid), "%s", d->path[d->depth - 1]);
-        d->depth--;
-    }
+    rmdir(dir);
+    return rc;
 }
 
 int topo_load_sysfs(const char *root, topo *t)
 {
-    char dir[PATH_MAX], p[PATH_MAX * 2], real[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s/devices/system/node", root);
-    DIR *dd = opendir(dir);
-    if (dd) {
-        for (struct dirent *e; (e = readdir(dd));) {
-            char *end;
-            long node = strtol(e->d_name + 4, &end, 10);
-            if (!strncmp(e->d_name, "node", 4) && end != e->d_name + 4 && !*end && node <= INT_MAX)
-                add_numa(t, (int)node);
-        }
-        closedir(dd);
-    }
-    snprintf(dir, sizeof(dir), "%s/class/infiniband", root);
-    dd = opendir(dir);
-    if (dd) {
-        for (struct dirent *e; (e = readdir(dd));) {
-            if (e->d_name[0] == '.')
-                continue;
-            snprintf(p, sizeof(p), "%s/%s/device", dir, e->d_name);
-            if (!realpath(p, real))
-                continue;
-            topo_dev *d = add(t);
-            if (!d)
-                break;
-            snprintf(d->name, sizeof(d->name), "%s", e->d_name);
-            fill_path(d, real);
-            snprintf(p, sizeof(p), "%s/%s/device/numa_node", dir, e->d_name);
-            d->numa = read_int(p, -1);
-        }
-        closedir(dd);
-    }
-    snprintf(dir, sizeof(dir), "%s/bus/pci/devices", root);
-    dd = opendir(dir);
-    if (!dd)
-        return t->n ? 0 : -ENOENT;
-    for (struct dirent *e; (e = readdir(dd));) {
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(p, sizeof(p), "%s/%s/vendor", dir, e->d_name);
-        int vendor = read_int(p, 0);
-        snprintf(p, sizeof(p), "%s/%s/class", dir, e->d_name);
-        int cls = read_int(p, 0) >> 8;
-        if (vendor != 0x10de || (cls != 0x0302 && cls != 0x0300))
-            continue;
-        snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-        if (!realpath(p, real))
-            continue;
-        topo_dev *d = add(t);
-        if (!d)
-            break;
-        d->gpu = 1;
-        fill_path(d, real);
-        snprintf(d->name, sizeof(d->name), "%s", d->busid);
-        snprintf(p, sizeof(p), "%s/%s/numa_node", dir, e->d_name);
-        d->numa = read_int(p, -1);
-    }
-    closedir(dd);
-    return 0;
+    return strcmp(root, "/sys") ? load_sysfs_tree(root, t) : load_hwloc(NULL, t);
 }
 
 int topo_load_setting(const char *setting, topo *t, char *sysroot, size_t sysroot_len)
@@ -325,8 +197,7 @@ int topo_load_setting(const char *setting, topo *t, char *sysroot, size_t sysroo
         snprintf(sysroot, sysroot_len, "/sys");
         return topo_load_hwloc_xml(setting, t);
     }
-    int rc = topo_load_sysfs(sysroot, t);
-    return rc == -ENOENT ? 0 : rc;
+    return topo_load_sysfs(sysroot, t);
 }
 
 void topo_keep_nics(topo *t, const char *const *prefixes, int n)
@@ -358,9 +229,15 @@ static int same_bus(const char *a, const char *b)
 static int common(const topo_dev *a, const topo_dev *b)
 {
     int k = 0;
-    while (k < a->depth && k < b->depth && k < TOPO_DEPTH && !strcmp(a->path[k], b->path[k]))
+    while (k < a->depth && k < b->depth && a->path[k] == b->path[k])
         k++;
     return k;
+}
+
+static int hops(const topo_dev *g, const topo_dev *d)
+{
+    int c = common(g, d);
+    return (g->depth - c) + (d->depth - c);
 }
 
 static const topo_dev *find_gpu(const topo *t, const char *busid)
@@ -371,30 +248,55 @@ static const topo_dev *find_gpu(const topo *t, const char *busid)
     return NULL;
 }
 
-int topo_gpu_nics(const topo *t, const char *gpu_busid, const char **out, int max)
+static topo_tier tier(const topo_dev *g, const topo_dev *d)
+{
+    if (common(g, d) > 0)
+        return TOPO_PCIE;
+    return g->numa >= 0 && d->numa == g->numa ? TOPO_NUMA : TOPO_REMOTE;
+}
+
+int topo_gpu_nic_order(const topo *t, const char *gpu_busid, topo_choice *out, int max)
 {
     const topo_dev *g = find_gpu(t, gpu_busid);
     if (!g)
         return -ENOENT;
-    int best = 0;
-    for (size_t i = 0; i < t->n; i++)
-        if (t->devs[i].gpu == 0) {
-            int c = common(g, &t->devs[i]);
-            best = c > best ? c : best;
-        }
     int n = 0;
     for (size_t i = 0; i < t->n; i++) {
         const topo_dev *d = &t->devs[i];
         if (d->gpu != 0)
             continue;
-        /* No shared bridge at all: fall back to the GPU's NUMA node. */
-        int match = best > 0 ? common(g, d) == best : (g->numa < 0 || d->numa == g->numa);
-        if (match) {
-            if (n < max)
-                out[n] = d->name;
-            n++;
-        }
+        topo_choice c = {d->name, tier(g, d), hops(g, d)};
+        n++;
+        if (!out || max <= 0)
+            continue;
+        /* Insertion behind every entry not farther: stable, and a host
+         * has a few dozen NICs at most. */
+        int k = n - 1 < max ? n - 1 : max;
+        while (k > 0 && (out[k - 1].tier > c.tier || (out[k - 1].tier == c.tier && out[k - 1].hops > c.hops)))
+            k--;
+        if (k == max)
+            continue;
+        int last = n - 1 < max ? n - 1 : max - 1;
+        memmove(&out[k + 1], &out[k], (size_t)(last - k) * sizeof(*out));
+        out[k] = c;
     }
+    return n;
+}
+
+int topo_gpu_nics(const topo *t, const char *gpu_busid, const char **out, int max)
+{
+    int all = topo_gpu_nic_order(t, gpu_busid, NULL, 0);
+    if (all <= 0)
+        return all;
+    topo_choice *o = malloc((size_t)all * sizeof(*o));
+    if (!o)
+        return -ENOMEM;
+    topo_gpu_nic_order(t, gpu_busid, o, all);
+    int n = 0;
+    for (; n < all && o[n].tier == o[0].tier && o[n].hops == o[0].hops; n++)
+        if (n < max)
+            out[n] = o[n].nic;
+    free(o);
     return n;
 }
 
@@ -405,10 +307,8 @@ int topo_distance(const topo *t, const char *gpu_busid, const char *nic)
         return -ENOENT;
     for (size_t i = 0; i < t->n; i++) {
         const topo_dev *d = &t->devs[i];
-        if (d->gpu == 0 && !strcmp(d->name, nic)) {
-            int c = common(g, d); /* depths never exceed TOPO_DEPTH */
-            return (g->depth - c) + (d->depth - c);
-        }
+        if (d->gpu == 0 && !strcmp(d->name, nic))
+            return hops(g, d);
     }
     return -ENOENT;
 }

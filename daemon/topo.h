@@ -1,11 +1,12 @@
-/* PCI topology: which NICs sit nearest to which GPU. Built from sysfs on a
- * live host, or from an hwloc XML export (tests use the real AWS instance
- * topologies). Nearest = the NICs that share the deepest PCI bridge with
- * the GPU; where none shares one, the NICs on the GPU's NUMA node. */
+/* PCI topology: which NICs sit nearest to which GPU. Read with libhwloc,
+ * from this host (its sysfs), from a sysfs tree elsewhere, or from an
+ * hwloc XML export (tests use the real AWS instance topologies), and kept
+ * as a plain snapshot: the choice functions below are pure. */
 #ifndef MCEFAD_TOPO_H
 #define MCEFAD_TOPO_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define TOPO_DEPTH 16
 #define TOPO_NUMA_MAX 64
@@ -15,10 +16,12 @@ typedef struct topo_dev {
     char busid[16]; /* dddd:bb:dd.f */
     int numa;       /* -1 unknown */
     int gpu;        /* 1 GPU, 0 NIC */
-    int depth;
-    char path[TOPO_DEPTH][32]; /* bridges from the root down */
+    int depth;      /* PCI bridges above the device, host bridge included */
+    uint64_t path[TOPO_DEPTH]; /* those bridges from the root down (hwloc's ids) */
 } topo_dev;
 
+/* Devices in PCI bus id order, the order CUDA numbers GPUs in with
+ * CUDA_DEVICE_ORDER=PCI_BUS_ID. */
 typedef struct topo {
     topo_dev *devs;
     size_t n, cap;
@@ -26,15 +29,18 @@ typedef struct topo {
     int nnuma;
 } topo;
 
-/* hwloc 2 XML (lstopo --of xml). GPUs: NVIDIA PCI functions of class
- * 0300/0302. NICs: OpenFabrics OS devices (rdmap* on EFA). */
+/* GPUs: NVIDIA PCI functions of class 0300/0302. NICs: OpenFabrics OS
+ * devices (rdmap* on EFA) of a PCI function. All return 0 or a negative
+ * errno; hwloc's own complaints about a file go to stderr. */
+
+/* An hwloc 2 XML export (lstopo --of xml), a file or a pipe. */
 int topo_load_hwloc_xml(const char *file, topo *t);
-/* sysfs under root ("/sys" on a live host). */
+/* A Linux sysfs tree rooted at root: "/sys" is this host. One without PCI
+ * devices (containers) is no error: it just lists none. */
 int topo_load_sysfs(const char *root, topo *t);
 /* As the topology setting says: "" this host's /sys, a directory a sysfs
  * tree rooted there, a file an hwloc XML export. sysroot gets the sysfs
- * root that per-device files are still read from ("/sys" for XML). A sysfs
- * tree without PCI devices is no error: it just lists none. */
+ * root that per-device files are still read from ("/sys" for XML). */
 int topo_load_setting(const char *setting, topo *t, char *sysroot, size_t sysroot_len);
 void topo_free(topo *t);
 
@@ -42,14 +48,34 @@ void topo_free(topo *t);
  * daemon keeps the NICs it opened; "rdmap" keeps EFA, not InfiniBand). */
 void topo_keep_nics(topo *t, const char *const *prefixes, int n);
 
-/* NICs nearest to the GPU with bus id gpu_busid ("0000:59:00.0" or
- * "59:00.0"): their names into out (up to max). Returns how many there are
- * in all, or -ENOENT for an unknown GPU. */
+/* How near a NIC is to a GPU, nearest first. */
+typedef enum topo_tier {
+    TOPO_PCIE = 0,   /* in the GPU's PCI tree: they share a bridge (host bridge included) */
+    TOPO_NUMA = 1,   /* another PCI tree of the GPU's NUMA node */
+    TOPO_REMOTE = 2, /* anywhere else, or the GPU's node is unknown */
+} topo_tier;
+
+typedef struct topo_choice {
+    const char *nic; /* the NIC's name, in t */
+    topo_tier tier;
+    int hops; /* as topo_distance */
+} topo_choice;
+
+/* Every NIC of t for the GPU with bus id gpu_busid ("0000:59:00.0" or
+ * "59:00.0"), in the order its memory should be placed on them: by tier,
+ * then by hops, then in t's order. Fills up to max entries of out;
+ * returns how many NICs t has, or -ENOENT for an unknown GPU. */
+int topo_gpu_nic_order(const topo *t, const char *gpu_busid, topo_choice *out, int max);
+
+/* The GPU's nearest NICs: the first of topo_gpu_nic_order and those of
+ * its tier and hops. Their names into out (up to max); returns how many
+ * there are in all, or -ENOENT for an unknown GPU. */
 int topo_gpu_nics(const topo *t, const char *gpu_busid, const char **out, int max);
 
 /* PCI hops between the GPU with bus id gpu_busid and the NIC named nic
- * (up from each to their deepest shared bridge, counted per bridge), the
- * measure Mooncake ranks a GPU's NICs by; -ENOENT when either is not in t. */
+ * (up from each to their deepest shared bridge, counted per bridge; all
+ * of both paths when they share none), the measure Mooncake ranks a GPU's
+ * NICs by; -ENOENT when either is not in t. */
 int topo_distance(const topo *t, const char *gpu_busid, const char *nic);
 
 #endif

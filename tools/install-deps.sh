@@ -4,7 +4,8 @@
 # (libefa, the EFA verbs provider, ships in ibverbs-providers; the sanitizer
 # runtimes come with gcc; python3-venv for the offline pip-install test,
 # python3-numpy for the plain-memory tests (numpy arrays as Mooncake users register them),
-# util-linux for setpriv, libsodium for peer authentication, systemd for systemd-analyze verify;
+# util-linux for setpriv, libsodium for peer authentication, libhwloc-dev for the PCI
+# topology (GPU-NIC placement), systemd for systemd-analyze verify;
 # clang for the fuzz targets, whose libFuzzer and sanitizer runtimes are in
 # libclang-rt-14-dev, only recommended by clang and so named here.)
 set -euo pipefail
@@ -16,6 +17,7 @@ packages=(
     libsodium-dev
     libprotobuf-c-dev protobuf-c-compiler
     libnuma-dev
+    libhwloc-dev
     check
     clang libclang-rt-14-dev
     python3 python3-dev python3-pytest python3-setuptools python3-venv python3-numpy

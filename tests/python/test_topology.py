@@ -14,11 +14,14 @@ from conftest import BUILD, Daemon, free_ports, peer_secret
 
 STANDIN = os.path.join(BUILD, "tests", "libcuda-standin.so")
 
-# One package and NUMA node per GPU, its switch holding the GPU and, when given, a NIC.
+# One package, NUMA node and CPU per GPU, its switch holding the GPU and, when given, a NIC. hwloc reads
+# only whole exports: every CPU-side object names its CPUs and nodes (the sets, as hex masks).
+SETS = 'cpuset="{m:#x}" complete_cpuset="{m:#x}" nodeset="{m:#x}" complete_nodeset="{m:#x}"'
 PACKAGE = """
-  <object type="Package" os_index="{node}">
-   <object type="NUMANode" os_index="{node}"/>
-   <object type="Bridge" bridge_type="0-1" depth="0" bridge_pci="0000:[{bus:x}-{bus_end:x}]">
+  <object type="Package" os_index="{node}" %s>
+   <object type="NUMANode" os_index="{node}" %s/>
+   <object type="PU" os_index="{node}" %s/>
+""" % (SETS, SETS, SETS) + """   <object type="Bridge" bridge_type="0-1" depth="0" bridge_pci="0000:[{bus:x}-{bus_end:x}]">
     <object type="Bridge" bridge_type="1-1" depth="1" bridge_pci="0000:[{bus1:x}-{bus_end:x}]" pci_busid="0000:{bus:x}:00.0">
      <object type="PCIDev" pci_busid="0000:{gpu:x}:00.0" pci_type="0302 [10de:2335] [10de:18be] a1"/>
      {nic}
@@ -35,9 +38,11 @@ def topology_xml(nics_by_node):
     for node, name in enumerate(nics_by_node):
         bus = 0x10 + 0x10 * node
         nic = NIC.format(bus=bus + 9, name=name) if name else ""
-        packages.append(PACKAGE.format(node=node, bus=bus, bus1=bus + 1, bus_end=bus + 0xf, gpu=bus + 8, nic=nic))
+        packages.append(PACKAGE.format(node=node, m=1 << node, bus=bus, bus1=bus + 1, bus_end=bus + 0xf,
+                                       gpu=bus + 8, nic=nic))
+    machine = SETS.format(m=(1 << len(nics_by_node)) - 1)
     return ('<?xml version="1.0" encoding="UTF-8"?>\n<topology version="2.0">\n <object type="Machine" '
-            'os_index="0">%s\n </object>\n</topology>\n' % "".join(packages))
+            'os_index="0" %s>%s\n </object>\n</topology>\n' % (machine, "".join(packages)))
 
 
 def tcp_nics():
