@@ -70,6 +70,50 @@ static void copy_side(const region *r, uint64_t a, void **ptr, int *gpu, plain_p
     *proc = plain_region_proc(r);
 }
 
+/* What every RMA step of a piece records when the provider reports. */
+static void note_op(peer *p, const net_op *op, int err, const char *why, int *xerr, char *xwhy, size_t n)
+{
+    peer_count_op(p, op->len, err != 0);
+    if (op->rehandshake)
+        peer_ask_rehandshake(p, op->gen, err);
+    if (err) {
+        *xerr = err;
+        snprintf(xwhy, n, "%s", why ? why : "RMA failed");
+    }
+}
+
+/* One RMA between staging slot `slot` (on local NIC li) and the other
+ * host, queued to the NIC's worker. */
+typedef struct slot_rma {
+    nic *n;
+    unsigned li;
+    bool write;
+    int slot;
+    size_t len;
+    fi_addr_t dest;
+    uint64_t raddr, rkey, deadline_ms, gen;
+    peer *p;
+} slot_rma;
+
+static void post_slot(net_op *op, const slot_rma *r, net_op_done_fn done, void (*release)(net_op *))
+{
+    memset(op, 0, sizeof(*op));
+    op->nic = r->n;
+    op->write = r->write;
+    op->local = staging_ptr((unsigned)r->slot);
+    op->desc = staging_region()->mrs[r->li].desc;
+    op->len = r->len;
+    op->dest = r->dest;
+    op->raddr = r->raddr;
+    op->rkey = r->rkey;
+    op->deadline_ms = r->deadline_ms;
+    op->peer_gen = peer_gen(r->p);
+    op->gen = r->gen;
+    op->done = done;
+    op->release = release;
+    nic_submit(op);
+}
+
 /* ---- Pieces of this host's transfers ------------------------------------- */
 
 /* A transfer through staging: its chunks (a slot each) are taken in order
@@ -222,13 +266,7 @@ static void copy_out(stage_piece *x)
 static void op_done(net_op *op, int err, const char *why)
 {
     stage_piece *x = container_of(op, stage_piece, op);
-    peer_count_op(x->p, op->len, err != 0);
-    if (op->rehandshake)
-        peer_ask_rehandshake(x->p, op->gen, err);
-    if (err) {
-        x->err = err;
-        snprintf(x->why, sizeof(x->why), "%s", why ? why : "RMA failed");
-    }
+    note_op(x->p, op, err, why, &x->err, x->why, sizeof(x->why));
 }
 
 /* The provider let go of the slot: only now may it be reused or read. */
@@ -245,22 +283,9 @@ static void op_release(net_op *op)
 
 static void post(stage_piece *x)
 {
-    net_op *op = &x->op;
-    memset(op, 0, sizeof(*op));
-    op->nic = x->n;
-    op->write = x->write;
-    op->local = staging_ptr((unsigned)x->slot);
-    op->desc = staging_region()->mrs[x->li].desc;
-    op->len = x->len;
-    op->dest = x->dest;
-    op->raddr = x->raddr;
-    op->rkey = x->rkey;
-    op->deadline_ms = x->deadline_ms;
-    op->peer_gen = peer_gen(x->p);
-    op->gen = x->gen;
-    op->done = op_done;
-    op->release = op_release;
-    nic_submit(op);
+    slot_rma r = {.n = x->n, .li = x->li, .write = x->write, .slot = x->slot, .len = x->len, .dest = x->dest,
+                  .raddr = x->raddr, .rkey = x->rkey, .deadline_ms = x->deadline_ms, .gen = x->gen, .p = x->p};
+    post_slot(&x->op, &r, op_done, op_release);
 }
 
 static bool send_piece(stage_piece *x);
@@ -688,13 +713,7 @@ static void serve_copy(serve_piece *sp, bool into_client)
 static void serve_op_done(net_op *op, int err, const char *why)
 {
     serve_piece *sp = container_of(op, serve_piece, op);
-    peer_count_op(sp->p, op->len, err != 0);
-    if (op->rehandshake)
-        peer_ask_rehandshake(sp->p, op->gen, err);
-    if (err) {
-        sp->err = err;
-        snprintf(sp->why, sizeof(sp->why), "%s", why ? why : "RMA failed");
-    }
+    note_op(sp->p, op, err, why, &sp->err, sp->why, sizeof(sp->why));
 }
 
 static void serve_op_release(net_op *op)
@@ -710,22 +729,11 @@ static void serve_op_release(net_op *op)
 
 static void serve_post(serve_piece *sp)
 {
-    net_op *op = &sp->op;
-    memset(op, 0, sizeof(*op));
-    op->nic = sp->n;
-    op->write = !sp->write; /* a write into our segment reads the sender's memory */
-    op->local = staging_ptr((unsigned)sp->slot);
-    op->desc = staging_region()->mrs[sp->li].desc;
-    op->len = sp->len;
-    op->dest = sp->dest;
-    op->raddr = sp->raddr;
-    op->rkey = sp->rkey;
-    op->deadline_ms = sp->deadline_ms;
-    op->peer_gen = peer_gen(sp->p);
-    op->gen = sp->gen;
-    op->done = serve_op_done;
-    op->release = serve_op_release;
-    nic_submit(op);
+    /* A write into our segment reads the sender's memory. */
+    slot_rma r = {.n = sp->n, .li = sp->li, .write = !sp->write, .slot = sp->slot, .len = sp->len,
+                  .dest = sp->dest, .raddr = sp->raddr, .rkey = sp->rkey, .deadline_ms = sp->deadline_ms,
+                  .gen = sp->gen, .p = sp->p};
+    post_slot(&sp->op, &r, serve_op_done, serve_op_release);
 }
 
 static void serve_copied(copy_job *job, int err)

@@ -194,3 +194,30 @@ def staging_idle(sock, wait_s=15):
         time.sleep(0.1)
     c.close()
     return False
+
+
+class DriverGpu:
+    """Device memory of this process through a CUDA driver library (the
+    tests' stand-in), written and read by the driver's copies."""
+
+    def __init__(self, library, size):
+        import ctypes
+        self.ct = ctypes
+        cu = self.cu = ctypes.CDLL(library)
+        assert cu.cuInit(0) == 0
+        dev, ctx, ptr = ctypes.c_int(), ctypes.c_void_p(), ctypes.c_uint64()
+        assert cu.cuDeviceGet(ctypes.byref(dev), 0) == 0
+        assert cu.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev) == 0
+        assert cu.cuCtxSetCurrent(ctx) == 0
+        assert cu.cuMemAlloc_v2(ctypes.byref(ptr), ctypes.c_size_t(size)) == 0
+        self.addr = ptr.value
+
+    def write(self, addr, data):
+        ct = self.ct
+        assert self.cu.cuMemcpyHtoD_v2(ct.c_uint64(addr), data, ct.c_size_t(len(data))) == 0
+
+    def read(self, addr, n):
+        ct = self.ct
+        out = ct.create_string_buffer(n)
+        assert self.cu.cuMemcpyDtoH_v2(out, ct.c_uint64(addr), ct.c_size_t(n)) == 0
+        return out.raw

@@ -10,6 +10,8 @@ import sys
 
 from mcefa import TransferEngine
 
+from conftest import DriverGpu
+
 
 def pattern(n, seed, start=0):
     base = bytes((i * 7 + seed) & 0xFF for i in range(256))
@@ -37,29 +39,6 @@ def plain_buffer(kind, size):
     raise ValueError(kind)
 
 
-class Gpu:
-    """Device memory through the driver library, filled and read by copies."""
-
-    def __init__(self, size):
-        import os
-        cu = self.cu = ctypes.CDLL(os.environ["MCEFA_CUDA_LIBRARY"])
-        assert cu.cuInit(0) == 0
-        dev, ctx, ptr = ctypes.c_int(), ctypes.c_void_p(), ctypes.c_uint64()
-        assert cu.cuDeviceGet(ctypes.byref(dev), 0) == 0
-        assert cu.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev) == 0
-        assert cu.cuCtxSetCurrent(ctx) == 0
-        assert cu.cuMemAlloc_v2(ctypes.byref(ptr), ctypes.c_size_t(size)) == 0
-        self.addr = ptr.value
-
-    def write(self, addr, data):
-        assert self.cu.cuMemcpyHtoD_v2(ctypes.c_uint64(addr), data, ctypes.c_size_t(len(data))) == 0
-
-    def read(self, addr, n):
-        out = ctypes.create_string_buffer(n)
-        assert self.cu.cuMemcpyDtoH_v2(out, ctypes.c_uint64(addr), ctypes.c_size_t(n)) == 0
-        return out.raw
-
-
 def main():
     host, size = sys.argv[1], int(sys.argv[2])
     kind = sys.argv[3] if len(sys.argv) > 3 else "managed"
@@ -69,7 +48,8 @@ def main():
     if kind == "managed":
         addr = te.allocate_managed_buffer(size)
     elif kind == "gpu":
-        gpu = Gpu(size)
+        import os
+        gpu = DriverGpu(os.environ["MCEFA_CUDA_LIBRARY"], size)
         addr = gpu.addr
         assert te.register_memory(addr, size) == 0
     else:

@@ -5,14 +5,13 @@ multiples of it, then a target killed mid-transfer and a daemon killed
 mid-transfer. The device memory comes from the CUDA driver stand-in
 (build/tests/libcuda-standin.so), which checks mcefa's bookkeeping and
 copies, not a GPU: nothing here is verified on GPU hardware."""
-import ctypes
 import os
 import signal
 import time
 
 import pytest
 
-from conftest import BUILD, Peer, engine, pattern, staging_idle
+from conftest import BUILD, DriverGpu, Peer, engine, pattern, staging_idle
 
 MiB = 1 << 20
 STANDIN = os.path.join(BUILD, "tests", "libcuda-standin.so")
@@ -28,26 +27,8 @@ def gpu_pair(pair, monkeypatch):
     return pair(common_extra=("--cuda_library=" + STANDIN,))
 
 
-class LocalGpu:
-    """Device memory of this process through the stand-in."""
-
-    def __init__(self, size):
-        cu = self.cu = ctypes.CDLL(STANDIN)
-        assert cu.cuInit(0) == 0
-        dev, ctx, ptr = ctypes.c_int(), ctypes.c_void_p(), ctypes.c_uint64()
-        assert cu.cuDeviceGet(ctypes.byref(dev), 0) == 0
-        assert cu.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev) == 0
-        assert cu.cuCtxSetCurrent(ctx) == 0
-        assert cu.cuMemAlloc_v2(ctypes.byref(ptr), ctypes.c_size_t(size)) == 0
-        self.addr = ptr.value
-
-    def write(self, addr, data):
-        assert self.cu.cuMemcpyHtoD_v2(ctypes.c_uint64(addr), data, ctypes.c_size_t(len(data))) == 0
-
-    def read(self, addr, n):
-        out = ctypes.create_string_buffer(n)
-        assert self.cu.cuMemcpyDtoH_v2(out, ctypes.c_uint64(addr), ctypes.c_size_t(n)) == 0
-        return out.raw
+def LocalGpu(size):
+    return DriverGpu(STANDIN, size)
 
 
 def rounds(te, peer, write_local, read_local, local_addr):
