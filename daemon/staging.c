@@ -184,6 +184,26 @@ void staging_put(unsigned slot)
     in_put = false;
 }
 
+bool staging_cancel(stage_wait *w, int which)
+{
+    pthread_mutex_lock(&st.lock);
+    pool *q = &st.pools[which];
+    if (!q->n)
+        q = &st.pools[STAGE_SEND];
+    bool found = false;
+    for (stage_wait **pp = &q->head, *prev = NULL; *pp; prev = *pp, pp = &(*pp)->next)
+        if (*pp == w) {
+            *pp = w->next;
+            if (q->tail == w)
+                q->tail = prev;
+            q->waiting--;
+            found = true;
+            break;
+        }
+    pthread_mutex_unlock(&st.lock);
+    return found;
+}
+
 void staging_cancel_waiters(void)
 {
     for (int k = 0; k < 2; k++)

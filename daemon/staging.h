@@ -7,6 +7,7 @@
 #ifndef MCEFAD_STAGING_H
 #define MCEFAD_STAGING_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,6 +41,9 @@ enum { STAGE_SEND = 0, STAGE_SERVE = 1 };
 /* Asks for a slot of a pool; w->ready (and w->cancel) set by the caller. */
 void staging_get(stage_wait *w, int which);
 void staging_put(unsigned slot);
+/* Takes w out of pool which's queue: true if it was waiting there (it
+ * gets no slot), false if a slot was handed to it meanwhile. */
+bool staging_cancel(stage_wait *w, int which);
 /* At shutdown: every waiter's cancel, in order (on this thread). */
 void staging_cancel_waiters(void);
 /* Slots in use and pieces waiting, for status. */

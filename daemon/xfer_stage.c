@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,10 +24,25 @@ static uv_loop_t *loop;
 static uint64_t timeout_ms = 10000;
 static stage_send_fn sender;
 
+/* Served pieces waiting for a slot, for the sweep that answers those whose
+ * deadline passes meanwhile (an answer after the sender's own deadline
+ * would close its whole peer link). Any thread, under serve_lock. */
+static pthread_mutex_t serve_lock = PTHREAD_MUTEX_INITIALIZER;
+static LIST_HEAD(, serve_piece) serve_waiting = LIST_HEAD_INITIALIZER(serve_waiting);
+static uv_timer_t sweep;
+static bool sweep_on;
+#define SWEEP_MS 100
+
+static void sweep_waiting(uv_timer_t *t);
+
 void xfer_stage_init(uv_loop_t *l, uint64_t timeout)
 {
     loop = l;
     timeout_ms = timeout;
+    uv_timer_init(loop, &sweep);
+    uv_unref((uv_handle_t *)&sweep);
+    uv_timer_start(&sweep, sweep_waiting, SWEEP_MS, SWEEP_MS);
+    sweep_on = true;
 }
 
 void xfer_stage_set_sender(stage_send_fn fn)
@@ -620,6 +636,9 @@ static void free_closed(uv_handle_t *h)
 
 void xfer_stage_shutdown(void)
 {
+    if (sweep_on)
+        uv_close((uv_handle_t *)&sweep, NULL);
+    sweep_on = false;
     staging_cancel_waiters();
     while (!TAILQ_EMPTY(&window_wait)) {
         stage_piece *x = TAILQ_FIRST(&window_wait);
@@ -648,6 +667,8 @@ void xfer_stage_shutdown(void)
 
 typedef struct serve_piece {
     stage_wait wait;
+    LIST_ENTRY(serve_piece) waiting; /* in serve_waiting until it has a slot */
+    bool listed;
     copy_job job;
     net_op op;
     defer_item later;
@@ -751,9 +772,19 @@ static void serve_copied(copy_job *job, int err)
     }
 }
 
+static void unlist(serve_piece *sp)
+{
+    pthread_mutex_lock(&serve_lock);
+    if (sp->listed)
+        LIST_REMOVE(sp, waiting);
+    sp->listed = false;
+    pthread_mutex_unlock(&serve_lock);
+}
+
 static void serve_slot(stage_wait *w, unsigned slot)
 {
     serve_piece *sp = container_of(w, serve_piece, wait);
+    unlist(sp);
     sp->slot = (int)slot;
     if (clock_now_ms() >= sp->deadline_ms)
         serve_end(sp, -ETIMEDOUT, "its deadline passed while it waited for a staging buffer");
@@ -765,7 +796,33 @@ static void serve_slot(stage_wait *w, unsigned slot)
 
 static void serve_cancel(stage_wait *w)
 {
-    serve_end(container_of(w, serve_piece, wait), -ECANCELED, "the daemon is stopping");
+    serve_piece *sp = container_of(w, serve_piece, wait);
+    unlist(sp);
+    serve_end(sp, -ECANCELED, "the daemon is stopping");
+}
+
+/* Loop thread, every SWEEP_MS: served pieces still waiting for a slot past
+ * their deadline are answered now, not when a slot comes. */
+static void sweep_waiting(uv_timer_t *t)
+{
+    (void)t;
+    uint64_t now = clock_now_ms();
+    for (;;) {
+        serve_piece *due = NULL;
+        pthread_mutex_lock(&serve_lock);
+        serve_piece *sp;
+        LIST_FOREACH(sp, &serve_waiting, waiting)
+            if (now >= sp->deadline_ms && staging_cancel(&sp->wait, STAGE_SERVE)) {
+                LIST_REMOVE(sp, waiting);
+                sp->listed = false;
+                due = sp;
+                break;
+            }
+        pthread_mutex_unlock(&serve_lock);
+        if (!due)
+            return;
+        serve_end(due, -ETIMEDOUT, "its deadline passed while it waited for a staging buffer on this host");
+    }
 }
 
 static void serve_fail_later(defer_item *it)
@@ -806,6 +863,10 @@ int xfer_stage_serve(peer *p, region *r, const stage_req *q, stage_served_fn don
     sp->rkey = q->rma_key[j];
     sp->wait.ready = serve_slot;
     sp->wait.cancel = serve_cancel;
+    pthread_mutex_lock(&serve_lock);
+    LIST_INSERT_HEAD(&serve_waiting, sp, waiting);
+    sp->listed = true;
+    pthread_mutex_unlock(&serve_lock);
     staging_get(&sp->wait, STAGE_SERVE);
     return 0;
 }

@@ -110,3 +110,28 @@ def test_gpu_daemon_killed_mid_transfer(gpu_pair):
     assert te.transfer_sync_write(me, gpu.addr, gpu.addr + 2 * MiB, MiB) == 0
     assert gpu.read(gpu.addr + 2 * MiB, MiB) == pattern(MiB, 9)
     assert staging_idle(a.sock)
+
+
+def test_pieces_waiting_past_their_deadline_are_answered(pair, monkeypatch):
+    # Daemon B serves slowly (every stand-in GPU copy takes 400 ms) from one
+    # serve slot: pieces that wait for it past their deadline are answered
+    # -ETIMEDOUT by B's sweep, in time, so the peer link stays up and the
+    # same open segment works for the next transfer.
+    monkeypatch.setenv("MCEFA_CUDA_LIBRARY", STANDIN)
+    monkeypatch.setenv("MCEFA_STANDIN_DELAY_US", "400000")
+    a, b = pair(extra_b=("--staging_bytes=2097152",),
+                common_extra=("--cuda_library=" + STANDIN, "--request_timeout_ms=2500"))
+    te = engine(a.sock, "tcp", "hosta")
+    host = te.allocate_managed_buffer(16 * MiB)
+    peer = Peer(b.sock, 16 * MiB, hostname="hostb", kind="gpu")
+    try:
+        assert te.transfer_sync_write(peer.target, host, peer.addr, 4096) == 0
+        t0 = time.monotonic()
+        assert te.transfer_sync_write(peer.target, host, peer.addr, 16 * MiB) < 0  # most pieces time out
+        assert time.monotonic() - t0 < 10
+        # The link held: no reopen needed, the segment still works.
+        te.write_bytes_to_buffer(host, pattern(4096, 5), 4096)
+        assert te.transfer_sync_write(peer.target, host, peer.addr, 4096) == 0
+        assert peer.check(0, 4096, 5)
+    finally:
+        peer.stop()
