@@ -117,12 +117,29 @@ char *staging_ptr(unsigned slot)
     return st.base + (size_t)slot * st.slot_bytes;
 }
 
+/* With the lock held: pool `which` (a single slot serves both). */
+static pool *pool_for(int which)
+{
+    return st.pools[which].n ? &st.pools[which] : &st.pools[STAGE_SEND];
+}
+
+/* With the lock held: q's oldest waiter taken off its queue, or NULL. */
+static stage_wait *pop_waiter(pool *q)
+{
+    stage_wait *w = q->head;
+    if (w) {
+        q->head = w->next;
+        if (!q->head)
+            q->tail = NULL;
+        q->waiting--;
+    }
+    return w;
+}
+
 void staging_get(stage_wait *w, int which)
 {
     pthread_mutex_lock(&st.lock);
-    pool *q = &st.pools[which];
-    if (!q->n)
-        q = &st.pools[STAGE_SEND]; /* a single slot serves both */
+    pool *q = pool_for(which);
     if (q->nfree && !q->head) {
         unsigned slot = q->free_v[--q->nfree];
         q->used++;
@@ -149,15 +166,10 @@ static _Thread_local bool in_put;
 void staging_put(unsigned slot)
 {
     pthread_mutex_lock(&st.lock);
-    pool *q = &st.pools[slot >= st.pools[STAGE_SERVE].first && st.pools[STAGE_SERVE].n ? STAGE_SERVE : STAGE_SEND];
-    stage_wait *w = q->head;
-    if (w) {
-        /* Straight to the oldest waiter: the slot stays in use. */
-        q->head = w->next;
-        if (!q->head)
-            q->tail = NULL;
-        q->waiting--;
-    } else {
+    pool *q = pool_for(slot >= st.pools[STAGE_SERVE].first ? STAGE_SERVE : STAGE_SEND);
+    /* Straight to the oldest waiter, if any: the slot stays in use. */
+    stage_wait *w = pop_waiter(q);
+    if (!w) {
         q->free_v[q->nfree++] = slot;
         q->used--;
     }
@@ -187,9 +199,7 @@ void staging_put(unsigned slot)
 bool staging_cancel(stage_wait *w, int which)
 {
     pthread_mutex_lock(&st.lock);
-    pool *q = &st.pools[which];
-    if (!q->n)
-        q = &st.pools[STAGE_SEND];
+    pool *q = pool_for(which);
     bool found = false;
     for (stage_wait **pp = &q->head, *prev = NULL; *pp; prev = *pp, pp = &(*pp)->next)
         if (*pp == w) {
@@ -209,14 +219,7 @@ void staging_cancel_waiters(void)
     for (int k = 0; k < 2; k++)
         for (;;) {
             pthread_mutex_lock(&st.lock);
-            pool *q = &st.pools[k];
-            stage_wait *w = q->head;
-            if (w) {
-                q->head = w->next;
-                if (!q->head)
-                    q->tail = NULL;
-                q->waiting--;
-            }
+            stage_wait *w = pop_waiter(&st.pools[k]);
             pthread_mutex_unlock(&st.lock);
             if (!w)
                 break;

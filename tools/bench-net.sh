@@ -27,20 +27,8 @@ WINDOW=$((BATCH * THREADS))
 PA=$((21000 + RANDOM % 5000))
 PB=$((PA + 1))
 
-dir=$(mktemp -d /tmp/mcefa-bench-net-XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-# Both daemons authenticate each other with one secret, as in production.
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/peer.secret"
-chmod 600 "$dir/peer.secret"
-export MCEFAD_PEER_SECRET_FILE="$dir/peer.secret"
-
-num() { sed -n 's/.*"'"$1"'":\([0-9.]*\).*/\1/p'; }
+. "$(dirname "$0")/bench-common.sh"
+bench_setup bench-net
 
 start_pair() {
     "$MCEFAD" --socket_path="$dir/a.sock" --hostname=hosta --provider="$PROVIDER" --nics="$NIC" \

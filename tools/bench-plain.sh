@@ -24,19 +24,8 @@ PB=$((PA + 1))
 for f in "$B/mcefad" "$B/mcefa-bench"; do
     [ -x "$f" ] || { echo "bench-plain: $f not built; run make first" >&2; exit 1; }
 done
-dir=$(mktemp -d /tmp/mcefa-bench-plain-XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/peer.secret"
-chmod 600 "$dir/peer.secret"
-export MCEFAD_PEER_SECRET_FILE="$dir/peer.secret"
-
-num() { sed -n 's/.*"'"$1"'":\([0-9.]*\).*/\1/p'; }
+. "$(dirname "$0")/bench-common.sh"
+bench_setup bench-plain
 
 "$B/mcefad" --socket_path="$dir/a.sock" --hostname=hosta --provider="$PROVIDER" --nics="$NIC" \
     --peer_port=$PA --peer_hosts="hostb=127.0.0.1:$PB" --log_level=warn --metrics_listen= 2>>"$dir/a.log" &

@@ -89,16 +89,17 @@ def peer_secret():
     return _secret
 
 
-def start_pair(*extra):
-    """Two daemons, hosta and hostb, reaching each other through libfabric (tcp;ofi_rxm on lo)."""
+def start_pair(*extra, extra_a=(), extra_b=(), timeout_ms=5000):
+    """Two daemons, hosta and hostb, reaching each other through libfabric
+    (tcp;ofi_rxm on lo): extra for both, extra_a / extra_b for one."""
     if subprocess.call(["fi_info", "-p", "tcp;ofi_rxm"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
         pytest.skip("libfabric's tcp;ofi_rxm provider is not available here")
     pa = free_ports(2)
     pb = pa + 1
-    common = ["--provider=tcp;ofi_rxm", "--nics=lo", "--request_timeout_ms=5000",
+    common = ["--provider=tcp;ofi_rxm", "--nics=lo", "--request_timeout_ms=%d" % timeout_ms,
               "--peer_secret_file=" + peer_secret(), *extra]
-    a = Daemon(*common, "--hostname=hosta", "--peer_port=%d" % pa, "--peer_hosts=hostb=127.0.0.1:%d" % pb)
-    b = Daemon(*common, "--hostname=hostb", "--peer_port=%d" % pb, "--peer_hosts=hosta=127.0.0.1:%d" % pa)
+    a = Daemon(*common, *extra_a, "--hostname=hosta", "--peer_port=%d" % pa, "--peer_hosts=hostb=127.0.0.1:%d" % pb)
+    b = Daemon(*common, *extra_b, "--hostname=hostb", "--peer_port=%d" % pb, "--peer_hosts=hosta=127.0.0.1:%d" % pa)
     return a, b
 
 
@@ -157,18 +158,10 @@ def engine(sock=None, protocol="efa", host="127.0.0.1"):
 def pair():
     """Two daemons over tcp;ofi_rxm that the test may kill: stop() in the
     end tolerates a daemon the test killed itself."""
-    if subprocess.call(["fi_info", "-p", "tcp;ofi_rxm"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
-        pytest.skip("libfabric's tcp;ofi_rxm provider is not available here")
     made = []
 
     def make(*extra_a, extra_b=(), common_extra=()):
-        pa = free_ports(2)
-        common = ["--provider=tcp;ofi_rxm", "--nics=lo", "--request_timeout_ms=3000",
-                  "--peer_secret_file=" + peer_secret(), *common_extra]
-        a = Daemon(*common, *extra_a, "--hostname=hosta", "--peer_port=%d" % pa,
-                   "--peer_hosts=hostb=127.0.0.1:%d" % (pa + 1))
-        b = Daemon(*common, *extra_b, "--hostname=hostb", "--peer_port=%d" % (pa + 1),
-                   "--peer_hosts=hosta=127.0.0.1:%d" % pa)
+        a, b = start_pair(*common_extra, extra_a=extra_a, extra_b=extra_b, timeout_ms=3000)
         made.extend([a, b])
         return a, b
 
@@ -221,3 +214,27 @@ class DriverGpu:
         out = ct.create_string_buffer(n)
         assert self.cu.cuMemcpyDtoH_v2(out, ct.c_uint64(addr), ct.c_size_t(n)) == 0
         return out.raw
+
+
+def plain_buffer(kind, size):
+    """Ordinary memory of this process of one kind (not from mcefa_alloc), zeroed:
+    (the object that keeps it alive, its address)."""
+    import ctypes
+    import mmap
+    if kind == "bytearray":
+        buf = bytearray(size)
+        return buf, ctypes.addressof((ctypes.c_char * size).from_buffer(buf))
+    if kind == "mmap":
+        buf = mmap.mmap(-1, size)
+        return buf, ctypes.addressof((ctypes.c_char * size).from_buffer(buf))
+    if kind == "numpy":
+        import numpy
+        buf = numpy.zeros(size, dtype=numpy.uint8)
+        return buf, buf.ctypes.data
+    if kind == "malloc":
+        libc = ctypes.CDLL(None)
+        libc.malloc.restype = ctypes.c_void_p
+        addr = libc.malloc(size)
+        ctypes.memset(addr, 0, size)
+        return addr, addr
+    raise ValueError(kind)

@@ -4,39 +4,11 @@ holds pattern 1. Prints "<rpc_port> <buffer address> <segment>", then answers
 with a third argument plain memory of that kind (registered with
 register_memory): bytearray, mmap, numpy, malloc; or gpu: device memory of
 the CUDA driver named by $MCEFA_CUDA_LIBRARY (the tests' stand-in)."""
-import ctypes
-import mmap
 import sys
 
 from mcefa import TransferEngine
 
-from conftest import DriverGpu
-
-
-def pattern(n, seed, start=0):
-    base = bytes((i * 7 + seed) & 0xFF for i in range(256))
-    s = start % 256
-    return (base * ((s + n) // 256 + 1))[s:s + n]
-
-
-def plain_buffer(kind, size):
-    """Ordinary process memory of one kind, and its address (the object keeps it alive)."""
-    if kind == "bytearray":
-        buf = bytearray(size)
-        return buf, ctypes.addressof((ctypes.c_char * size).from_buffer(buf))
-    if kind == "mmap":
-        buf = mmap.mmap(-1, size)
-        return buf, ctypes.addressof((ctypes.c_char * size).from_buffer(buf))
-    if kind == "numpy":
-        import numpy
-        buf = numpy.zeros(size, dtype=numpy.uint8)
-        return buf, buf.ctypes.data
-    if kind == "malloc":
-        libc = ctypes.CDLL(None)
-        libc.malloc.restype = ctypes.c_void_p
-        addr = libc.malloc(size)
-        return addr, addr
-    raise ValueError(kind)
+from conftest import DriverGpu, pattern, plain_buffer
 
 
 def main():

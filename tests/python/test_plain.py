@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, Peer, engine as make_engine, pattern, staging_idle
+from conftest import BUILD, Peer, engine as make_engine, pattern, plain_buffer, staging_idle
 
 import mcefa
 
@@ -32,24 +32,9 @@ def engine(sock, host="127.0.0.1"):
 
 def plain(kind, size):
     """(keep-alive object, address) of ordinary memory of this process."""
-    if kind == "bytearray":
-        buf = bytearray(size)
-        return buf, ctypes.addressof((ctypes.c_char * size).from_buffer(buf))
-    if kind == "mmap":
-        buf = mmap.mmap(-1, size)
-        return buf, ctypes.addressof((ctypes.c_char * size).from_buffer(buf))
     if kind == "numpy":
-        numpy = pytest.importorskip("numpy")
-        buf = numpy.zeros(size, dtype=numpy.uint8)
-        return buf, buf.ctypes.data
-    if kind == "malloc":
-        libc = ctypes.CDLL(None)
-        libc.malloc.restype = ctypes.c_void_p
-        libc.free.argtypes = [ctypes.c_void_p]
-        addr = libc.malloc(size)
-        ctypes.memset(addr, 0, size)
-        return addr, addr
-    raise ValueError(kind)
+        pytest.importorskip("numpy")
+    return plain_buffer(kind, size)
 
 
 def roundtrip(te, peer, addr, room):
