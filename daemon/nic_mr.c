@@ -93,6 +93,7 @@ static void release_mrs(region *r)
     free(r->mrs);
     r->mrs = NULL;
     r->nmrs = 0;
+    r->nics_held = 0;
 }
 
 /* Regions at least this large are registered with their NICs at once,
@@ -143,8 +144,15 @@ static int register_on_nics(region *r, const reg_how *h, err *e)
     for (unsigned i = 0; i < nnics; i++)
         numa[i] = nic_get(i)->numa_node;
     route_register(numa, nnics, r->numa_node, register_all, use);
+    /* GPU memory goes to its GPU's own NICs (r->near) where the topology
+     * places it: pinning it on every NIC of the node costs each NIC a
+     * registration of the whole range and buys nothing, since transfers
+     * take the near NICs first. */
+    bool by_gpu = h->gpu && r->near && !register_all;
     unsigned nuse = 0;
     for (unsigned i = 0; i < nnics; i++) {
+        if (by_gpu)
+            use[i] = r->near >> i & 1;
         use[i] = use[i] && (!h->gpu || reg_kind(nic_get(i), h) != GPU_REG_STAGING);
         nuse += use[i];
     }
@@ -196,6 +204,7 @@ static int register_on_nics(region *r, const reg_how *h, err *e)
         r->unregister = NULL;
         return rc;
     }
+    r->nics_held = nuse;
     log_debug("region 0x%" PRIx64 " + %" PRIu64 " (NUMA node %d) registered with NIC(s) %s", r->addr, r->length,
               r->numa_node, nuse ? names : "none");
     return (int)nuse;

@@ -31,22 +31,16 @@ void nic_register_init(bool all_nics);
 int nic_register_region(region *r, err *e);
 
 /* Registers GPU region r (gpu.c's import: r->ptr is the daemon's device
- * address) with the NICs route_register picks whose GPU plan is not
- * staging, each the way its plan says (nic_hmem_region_reg): dmabuf with
- * dmabuf_fd (-1: none; borrowed, the caller keeps it open while
+ * address) with its near NICs (r->near, set by the caller; route_register
+ * picks when it is 0, every NIC with register_all_nics) whose GPU plan is
+ * not staging, each the way its plan says (nic_hmem_region_reg): dmabuf
+ * with dmabuf_fd (-1: none; borrowed, the caller keeps it open while
  * registering) at dmabuf_off, else iface CUDA with device (the daemon's
  * ordinal). Where it returns, r->mrs has a slot per NIC, NULL where the
- * region is not registered (staging NICs). Returns how many NICs hold it
- * (0: none can take GPU memory, transfers must stage) or a negative errno
- * with e naming the NIC, having registered nothing. A caller:
- *
- *     int fd = -1, dev = gpu_region_device(r);
- *     uint64_t off = 0;
- *     gpu_region_dmabuf(r, &fd, &off);    (-ENOENT: none, fd stays -1)
- *     int k = nic_register_gpu_region(r, fd, off, dev, &e);
- *
- * Nothing calls it yet: GPU memory to other hosts is refused in xfer.c
- * until remote transfers of GPU regions are wired (docs/gpu.md). */
+ * region is not registered, and r->nics_held counts the others. Returns
+ * that count (0: none can take GPU memory, transfers must stage) or a
+ * negative errno with e naming the NIC, having registered nothing. The
+ * one caller is rpc_memory.c (register_gpu_with_nics). */
 int nic_register_gpu_region(region *r, int dmabuf_fd, uint64_t dmabuf_off, int device, err *e);
 
 #endif

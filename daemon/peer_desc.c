@@ -36,9 +36,9 @@ static void serve_get_segment(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame
                               g->name);
         return;
     }
-    /* Plain host memory and GPU memory go in as staged: no NIC holds
-     * them, and other hosts reach them through this daemon's staging
-     * buffers (StagedOp). */
+    /* Plain host memory, and GPU memory no NIC registered, go in as
+     * staged: other hosts reach them through this daemon's staging buffers
+     * (StagedOp). */
     size_t i = 0;
     for (size_t k = 0; k < t->n; k++) {
         region *r = t->v[k];
@@ -46,7 +46,8 @@ static void serve_get_segment(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame
         rv[i].addr = r->addr;
         rv[i].length = r->length;
         rv[i].numa_node = r->numa_node;
-        if (xfer_stage_region(r)) {
+        rv[i].nics_preferred = r->near;
+        if (region_is_staged(r)) {
             rv[i].staged = true;
             rv[i].region_id = r->id;
             d.regions[i] = &rv[i];

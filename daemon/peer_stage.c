@@ -60,6 +60,7 @@ static int send_staged(peer *p, const stage_req *q, stage_reply_fn fn, void *arg
     m.rma_addr = (uint64_t *)q->rma_addr;
     m.rma_key = (uint64_t *)q->rma_key;
     m.nics_absent = q->absent;
+    m.nics_preferred = q->preferred;
     m.epoch = q->epoch;
     m.region_id = q->region_id;
     m.deadline_ms = q->deadline_ms > now ? (uint32_t)(q->deadline_ms - now < UINT32_MAX ? q->deadline_ms - now : UINT32_MAX) : 0;
@@ -151,7 +152,7 @@ static void serve_staged(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame *fr)
         return;
     }
     region *r = region_table_find(e->regions, m->addr, m->length);
-    if (!r || !xfer_stage_region(r)) {
+    if (!r || !region_is_staged(r)) {
         refuse(c, seq, m->length, -EFAULT, "0x%" PRIx64 " + %" PRIu64 " is not inside plain host memory or GPU memory "
                "of segment '%.200s'; open the segment again", m->addr, m->length, m->segment);
         return;
@@ -188,6 +189,7 @@ static void serve_staged(peer_conn *c, uint64_t seq, const Mcefa__PeerFrame *fr)
                    .rma_key = m->rma_key,
                    .nnics = (unsigned)m->n_rma_addr,
                    .absent = m->nics_absent,
+                   .preferred = m->nics_preferred,
                    .deadline_ms = clock_now_ms() + left};
     region_ref(r);
     if (xfer_stage_serve(p, r, &q, served, sv) < 0) {

@@ -60,6 +60,12 @@ typedef struct region {
      * unregister, which closes them before the memory is released. */
     nic_mr *mrs;
     unsigned nmrs;
+    unsigned nics_held; /* how many of mrs hold it (GPU memory: 0 when it goes through staging) */
+    /* Bit i: local NIC i is nearest this memory (its GPU's own NICs, or its
+     * NUMA node's; affinity_near_nics), preferred for its transfers and
+     * named to peers; 0: none is nearer. Set once, before the region is
+     * published. */
+    uint64_t near;
     void (*unregister)(struct region *r);
 } region;
 
@@ -70,6 +76,12 @@ void region_unref(region *r);
 static inline int region_is_plain(const region *r)
 {
     return r->ops && r->ops->kind == REGION_HOST_PLAIN;
+}
+/* Memory no NIC holds, which other hosts reach through staging: plain
+ * host memory, and GPU memory no NIC could register (no FI_HMEM). */
+static inline bool region_is_staged(const region *r)
+{
+    return region_is_plain(r) || (r->gpu >= 0 && r->nics_held == 0);
 }
 /* Whether NIC i holds a registration of r. */
 static inline int region_on_nic(const region *r, unsigned i)

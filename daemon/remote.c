@@ -45,6 +45,7 @@ remote_segment *remote_from_descriptor(peer *p, const Mcefa__SegmentDescriptor *
         rr->length = x->length;
         rr->numa_node = x->numa_node;
         rr->absent = x->staged ? ~UINT64_C(0) : x->nics_absent;
+        rr->preferred = x->nics_preferred; /* only ever chooses among NICs that hold it */
         rr->staged = x->staged;
         rr->region_id = x->region_id;
         rr->rma_addr = calloc(2 * ((size_t)nr + 1), sizeof(uint64_t));

@@ -17,6 +17,7 @@ typedef struct remote_region {
     uint64_t *rma_addr; /* per remote NIC */
     uint64_t *rma_key;
     uint64_t absent; /* bit j: not registered on remote NIC j, never to be used for it */
+    uint64_t preferred; /* bit j: remote NIC j is nearest the memory, aimed at first */
     bool staged;     /* plain memory of the peer: reached by StagedOp requests, never by RMA */
     uint64_t region_id; /* staged: the peer's name for the registration */
 } remote_region;

@@ -2,13 +2,12 @@
 
 #include <stdatomic.h>
 
-unsigned route_local(const route_nic *nics, unsigned n, int numa_node, unsigned *out)
+unsigned route_local(const route_nic *nics, unsigned n, unsigned *out)
 {
     unsigned k = 0;
-    if (numa_node >= 0)
-        for (unsigned i = 0; i < n; i++)
-            if (nics[i].numa_node == numa_node && nics[i].has_mr && nics[i].reaches)
-                out[k++] = i;
+    for (unsigned i = 0; i < n; i++)
+        if (nics[i].near && nics[i].has_mr && nics[i].reaches)
+            out[k++] = i;
     if (k == 0)
         for (unsigned i = 0; i < n; i++)
             if (nics[i].has_mr && nics[i].reaches)
@@ -29,15 +28,18 @@ unsigned route_register(const int *nic_numa, unsigned n, int numa_node, bool all
     return k;
 }
 
-int route_remote(const bool *row, unsigned nremote, unsigned *rr)
+int route_remote(const bool *row, unsigned nremote, uint64_t preferred, unsigned *rr)
 {
-    for (unsigned k = 0; k < nremote; k++) {
-        unsigned j = (*rr + k) % nremote;
-        if (row[j]) {
-            *rr = j + 1;
-            return (int)j;
+    /* Pass 0 takes preferred NICs only; pass 1 any (none preferred is
+     * reachable, or the owner named none). */
+    for (int pass = preferred ? 0 : 1; pass < 2; pass++)
+        for (unsigned k = 0; k < nremote; k++) {
+            unsigned j = (*rr + k) % nremote;
+            if (row[j] && (pass || (j < 64 && preferred >> j & 1))) {
+                *rr = j + 1;
+                return (int)j;
+            }
         }
-    }
     return -1;
 }
 

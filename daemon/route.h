@@ -10,15 +10,15 @@
 
 /* What route needs to know of one local NIC for one transfer. */
 typedef struct route_nic {
-    int numa_node;  /* -1 unknown */
+    bool near;      /* nearest the local memory: its GPU's PCIe-local NICs, or its NUMA node's */
     bool has_mr;    /* the local region is registered on it */
     bool reaches;   /* it shares a fabric with at least one remote NIC */
 } route_nic;
 
-/* Local NICs for memory on numa_node: the NUMA-local ones that hold the
- * region and reach the peer, else any that do. Indexes into out (room for
- * n); returns how many. */
-unsigned route_local(const route_nic *nics, unsigned n, int numa_node, unsigned *out);
+/* Local NICs for one transfer: the near ones that hold the region and
+ * reach the peer, else any that do. Indexes into out (room for n); returns
+ * how many. */
+unsigned route_local(const route_nic *nics, unsigned n, unsigned *out);
 
 /* NICs to register memory on numa_node with (out[i] true), given each NIC's
  * node (-1 unknown): those on that node and those of unknown node. Every
@@ -27,8 +27,10 @@ unsigned route_local(const route_nic *nics, unsigned n, int numa_node, unsigned 
 unsigned route_register(const int *nic_numa, unsigned n, int numa_node, bool all, bool *out);
 
 /* The next remote NIC reachable from one local NIC, round robin: row[j] is
- * true when remote NIC j is reachable and holds the remote region. *rr is the peer's cursor. -1: none. */
-int route_remote(const bool *row, unsigned nremote, unsigned *rr);
+ * true when remote NIC j is reachable and holds the remote region; among
+ * those, the ones with their bit in preferred (the owner's nearest NICs
+ * to that memory) come first. *rr is the peer's cursor. -1: none. */
+int route_remote(const bool *row, unsigned nremote, uint64_t preferred, unsigned *rr);
 
 /* Pieces of a transfer of len bytes over nuse NICs: striped across them
  * (4 KiB-aligned) above threshold, else one. *piece gets each piece's

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "affinity.h"
 #include "config.h"
 #include "defer.h"
 #include "gpu.h"
@@ -73,24 +74,44 @@ typedef struct reg_job {
     err e;
 } reg_job;
 
+/* GPU memory goes to the NICs whose plan takes it (FI_HMEM: dmabuf, else
+ * the CUDA iface), its GPU's own NICs first; where none does, or the
+ * registration fails, it stays staged memory: other hosts reach it
+ * through the staging buffers, slower but whole. A failure is logged, not
+ * the client's: its memory is usable either way. */
+static void register_gpu_with_nics(region *r)
+{
+    int dev = gpu_region_device(r), fd = -1;
+    uint64_t off = 0;
+    r->near = affinity_near_nics(gpu_bus_id(dev), r->numa_node);
+    gpu_region_dmabuf(r, &fd, &off);
+    err e = {0};
+    int k = nic_register_gpu_region(r, fd, off, dev, &e);
+    if (k < 0)
+        log_warn("GPU memory 0x%" PRIx64 " + %" PRIu64 " on GPU %s stays staged (other hosts reach it through "
+                 "staging buffers): %s",
+                 r->addr, r->length, gpu_bus_id(dev), e.text);
+}
+
 /* Worker thread: touches nothing the loop owns. */
 static void reg_work(uv_work_t *w)
 {
     reg_job *j = w->data;
     if (j->gpu) {
-        /* NICs do not register GPU memory yet: it moves between local
-         * processes only. */
-        gpu_import(j->gpu, j->addr, j->length, &j->region, &j->e);
+        if (gpu_import(j->gpu, j->addr, j->length, &j->region, &j->e) == 0)
+            register_gpu_with_nics(j->region);
         return;
     }
     if (j->proc) {
         /* No NIC can register another process's memory: it travels to
          * other hosts through the staging buffers. */
-        plain_import(j->proc, j->addr, j->length, j->numa_node, &j->region, &j->e);
+        if (plain_import(j->proc, j->addr, j->length, j->numa_node, &j->region, &j->e) == 0)
+            j->region->near = affinity_near_nics(NULL, j->region->numa_node);
         return;
     }
-    if (memfd_import(j->maps, j->fd, j->offset, j->addr, j->length, j->numa_node, j->populate, &j->region, &j->e) == 0 &&
-        nic_register_region(j->region, &j->e) < 0) {
+    if (memfd_import(j->maps, j->fd, j->offset, j->addr, j->length, j->numa_node, j->populate, &j->region, &j->e) == 0)
+        j->region->near = affinity_near_nics(NULL, j->region->numa_node);
+    if (j->region && nic_register_region(j->region, &j->e) < 0) {
         err_prefix(&j->e, "cannot register 0x%" PRIx64 " + %" PRIu64, j->addr, j->length);
         region_unref(j->region);
         j->region = NULL;

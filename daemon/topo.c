@@ -1,6 +1,7 @@
 #include "topo.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <hwloc.h>
 #include <limits.h>
 #include <stdio.h>
@@ -215,7 +216,7 @@ void topo_keep_nics(topo *t, const char *const *prefixes, int n)
 
 /* ---- Choice --------------------------------------------------------------- */
 
-static int same_bus(const char *a, const char *b)
+int topo_same_bus(const char *a, const char *b)
 {
     /* Accept "59:00.0" for "0000:59:00.0". */
     size_t la = strlen(a), lb = strlen(b);
@@ -243,7 +244,7 @@ static int hops(const topo_dev *g, const topo_dev *d)
 static const topo_dev *find_gpu(const topo *t, const char *busid)
 {
     for (size_t i = 0; i < t->n; i++)
-        if (t->devs[i].gpu == 1 && same_bus(t->devs[i].busid, busid))
+        if (t->devs[i].gpu == 1 && topo_same_bus(t->devs[i].busid, busid))
             return &t->devs[i];
     return NULL;
 }
@@ -298,6 +299,49 @@ int topo_gpu_nics(const topo *t, const char *gpu_busid, const char **out, int ma
             out[n] = o[n].nic;
     free(o);
     return n;
+}
+
+/* Whether a and b (topo_gpu_nics of two GPUs, same order rules) are one set. */
+static bool same_set(const char *const *a, int na, const char *const *b, int nb)
+{
+    if (na != nb)
+        return false;
+    for (int k = 0; k < na; k++)
+        if (strcmp(a[k], b[k]))
+            return false;
+    return true;
+}
+
+int topo_gpu_own_nics(const topo *t, const char *gpu_busid, const char **out, int max)
+{
+    const char *mine[TOPO_NICS_MAX], *theirs[TOPO_NICS_MAX];
+    int n = topo_gpu_nics(t, gpu_busid, mine, TOPO_NICS_MAX);
+    if (n <= 0)
+        return n;
+    if (n > TOPO_NICS_MAX)
+        n = TOPO_NICS_MAX;
+    const topo_dev *me = find_gpu(t, gpu_busid);
+    /* The GPUs sharing this set, in bus id order (t's), and my rank. */
+    int g = 0, rank = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        const topo_dev *d = &t->devs[i];
+        if (d->gpu != 1)
+            continue;
+        int m = topo_gpu_nics(t, d->busid, theirs, TOPO_NICS_MAX);
+        if (m <= 0 || !same_set(mine, n, theirs, m > TOPO_NICS_MAX ? TOPO_NICS_MAX : m))
+            continue;
+        if (d == me)
+            rank = g;
+        g++;
+    }
+    /* n >= g: a share each, as even as integers allow; n < g: the GPUs
+     * take turns on the n NICs, one each. */
+    int first = rank * n / g, last = n >= g ? (rank + 1) * n / g : first + 1;
+    int k = 0;
+    for (int i = first; i < last; i++, k++)
+        if (k < max)
+            out[k] = mine[i];
+    return k;
 }
 
 int topo_distance(const topo *t, const char *gpu_busid, const char *nic)

@@ -72,6 +72,19 @@ int topo_gpu_nic_order(const topo *t, const char *gpu_busid, topo_choice *out, i
  * there are in all, or -ENOENT for an unknown GPU. */
 int topo_gpu_nics(const topo *t, const char *gpu_busid, const char **out, int max);
 
+/* The NICs a GPU's memory is placed on: its nearest NICs
+ * (topo_gpu_nics) shared out among the GPUs that have the same nearest
+ * set, in bus id order, so no two GPUs pull through one NIC while another
+ * idles: p5en's switch of two GPUs and four EFAs gives each GPU two, p4d's
+ * two GPUs per EFA share it. Names into out (up to max); returns how many,
+ * or -ENOENT for an unknown GPU. Sets of more than TOPO_NICS_MAX NICs are
+ * cut to their first TOPO_NICS_MAX. */
+#define TOPO_NICS_MAX 64
+int topo_gpu_own_nics(const topo *t, const char *gpu_busid, const char **out, int max);
+
+/* Whether two PCI bus ids name one function ("59:00.0" is "0000:59:00.0"). */
+int topo_same_bus(const char *a, const char *b);
+
 /* PCI hops between the GPU with bus id gpu_busid and the NIC named nic
  * (up from each to their deepest shared bridge, counted per bridge; all
  * of both paths when they share none), the measure Mooncake ranks a GPU's

@@ -142,29 +142,27 @@ static unsigned remote_row(peer *p, unsigned local, const remote_region *rr, uns
     return nr;
 }
 
-/* Local NICs that may carry a transfer of lr to rr on peer p (route.c
- * decides): both ends must hold the memory's registration, since each
- * host registers memory with the NICs of its NUMA node only. */
-unsigned xfer_usable_nics(const region *lr, peer *p, const remote_region *rr, unsigned nrnics, unsigned *out)
+unsigned xfer_usable_nics(const region *held, uint64_t near, peer *p, const remote_region *rr, unsigned nrnics,
+                          unsigned *out)
 {
     unsigned nn = nic_count();
     route_nic rn[NIC_MAX];
     bool row[NIC_MAX];
     for (unsigned i = 0; i < nn; i++) {
-        rn[i].numa_node = nic_get(i)->numa_node;
-        rn[i].has_mr = region_on_nic(lr, i);
+        rn[i].near = near >> i & 1;
+        rn[i].has_mr = region_on_nic(held, i);
         rn[i].reaches = false;
         for (unsigned j = 0, nr = remote_row(p, i, rr, nrnics, row); j < nr && !rn[i].reaches; j++)
             rn[i].reaches = row[j];
     }
-    return route_local(rn, nn, lr->numa_node, out);
+    return route_local(rn, nn, out);
 }
 
 int xfer_pick_remote(peer *p, unsigned local, const remote_region *rr, unsigned nrnics)
 {
     bool row[NIC_MAX];
     unsigned nr = remote_row(p, local, rr, nrnics, row);
-    return route_remote(row, nr, peer_rr(p));
+    return route_remote(row, nr, rr->preferred, peer_rr(p));
 }
 
 /* Splits transfer idx into RMA ops (striped across NICs when large) and
@@ -456,7 +454,7 @@ int xfer_submit(session *s, batch *b, Mcefa__Transfer *const *tv, size_t n, uint
             xfer_stage_submit(s, b, idx, t, pl[i].lr, rs, pl[i].rreg, &staged);
             continue;
         }
-        unsigned use[NIC_MAX], nuse = xfer_usable_nics(pl[i].lr, rs->peer, pl[i].rreg, rs->nrnics, use);
+        unsigned use[NIC_MAX], nuse = xfer_usable_nics(pl[i].lr, pl[i].lr->near, rs->peer, pl[i].rreg, rs->nrnics, use);
         /* Ops are queued only after the loop, so remaining can be set once
          * they are all planned. */
         uint32_t pieces = nuse ? plan_remote(s, b, idx, t, pl[i].lr, rs, pl[i].rreg, use, nuse, &net_head) : 0;

@@ -59,11 +59,6 @@ static uint64_t nic_max_piece(uint64_t want)
     return want;
 }
 
-bool xfer_stage_region(const region *r)
-{
-    return region_is_plain(r) || r->gpu >= 0;
-}
-
 /* What a failed copy of client memory means, for the text a user reads. */
 static void copy_text(char *out, size_t n, const char *whose, const region *r, uint64_t addr, const copy_job *j,
                       int err)
@@ -456,6 +451,7 @@ static bool send_piece(stage_piece *x)
                    .rma_key = keys,
                    .nnics = nn,
                    .absent = absent,
+                   .preferred = x->lr->near,
                    .deadline_ms = x->deadline_ms,
                    .epoch = x->epoch,
                    .region_id = x->region_id};
@@ -472,7 +468,7 @@ static bool send_piece(stage_piece *x)
 
 bool xfer_stage_needed(const region *lr, const remote_region *rr)
 {
-    return rr->staged || xfer_stage_region(lr);
+    return rr->staged || region_is_staged(lr);
 }
 
 int xfer_stage_check(const region *lr, const remote_segment *rs, const remote_region *rr, size_t i, err *e)
@@ -485,13 +481,13 @@ int xfer_stage_check(const region *lr, const remote_segment *rs, const remote_re
                        "its owner should register memory from allocate_managed_buffer / mcefa_alloc, or its operator "
                        "set staging_bytes",
                        i, rs->name, peer_host(p));
-    if (xfer_stage_region(lr) && !staging_slots())
+    if (region_is_staged(lr) && !staging_slots())
         return err_set(e, -EOPNOTSUPP,
                        "transfer %zu: local range 0x%" PRIx64 " is %s, which reaches other hosts only through this "
                        "daemon's staging buffers, and it has none (staging_bytes 0, or no NIC); set staging_bytes%s",
                        i, lr->addr, lr->gpu >= 0 ? "GPU memory" : "plain host memory",
                        lr->gpu >= 0 ? "" : ", or register memory from allocate_managed_buffer / mcefa_alloc");
-    if (!xfer_stage_region(lr) && !lr->mrs)
+    if (!region_is_staged(lr) && !lr->mrs)
         return err_set(e, -EIO, "transfer %zu: the local region is not registered with the NICs", i);
     return 0;
 }
@@ -499,7 +495,7 @@ int xfer_stage_check(const region *lr, const remote_segment *rs, const remote_re
 /* Any thread: x's chunk begins (a request goes from the loop). */
 static void piece_start(stage_piece *x)
 {
-    if (x->exchange && !xfer_stage_region(x->lr)) {
+    if (x->exchange && !region_is_staged(x->lr)) {
         defer_from_thread(&x->later, send_later);
     } else {
         x->wait.ready = slot_ready;
@@ -523,7 +519,7 @@ uint32_t xfer_stage_submit(session *s, batch *b, uint32_t idx, const Mcefa__Tran
                            remote_segment *rs, remote_region *rr, stage_piece **chain)
 {
     peer *p = rs->peer;
-    bool exchange = rr->staged, plain = xfer_stage_region(lr);
+    bool exchange = rr->staged, plain = region_is_staged(lr);
     uint64_t chunk = exchange ? peer_staging_slot(p) : staging_slot_bytes();
     if (exchange && plain && staging_slot_bytes() < chunk)
         chunk = staging_slot_bytes();
@@ -538,7 +534,7 @@ uint32_t xfer_stage_submit(session *s, batch *b, uint32_t idx, const Mcefa__Tran
         return 0;
     }
     unsigned use[NIC_MAX], nuse = 0;
-    if (!exchange && !(nuse = xfer_usable_nics(staging_region(), p, rr, rs->nrnics, use))) {
+    if (!exchange && !(nuse = xfer_usable_nics(staging_region(), lr->near, p, rr, rs->nrnics, use))) {
         batch_finish(b, idx, -ENETUNREACH,
                      strdup("no local NIC shares a fabric with a NIC of the peer holding the remote region (see "
                             "mcefactl nics and peers)"));
@@ -846,8 +842,8 @@ int xfer_stage_serve(peer *p, region *r, const stage_req *q, stage_served_fn don
     sp->done = done;
     sp->arg = arg;
     remote_region sender_mem = {.rma_addr = (uint64_t *)q->rma_addr, .rma_key = (uint64_t *)q->rma_key,
-                                .absent = q->absent};
-    unsigned use[NIC_MAX], nuse = xfer_usable_nics(staging_region(), p, &sender_mem, q->nnics, use);
+                                .absent = q->absent, .preferred = q->preferred};
+    unsigned use[NIC_MAX], nuse = xfer_usable_nics(staging_region(), r->near, p, &sender_mem, q->nnics, use);
     sp->li = nuse ? use[route_first(nuse)] : 0;
     int j = nuse ? xfer_pick_remote(p, sp->li, &sender_mem, q->nnics) : -1;
     if (j < 0) {

@@ -44,6 +44,7 @@ typedef struct stage_req {
     const uint64_t *rma_addr, *rma_key; /* the sender's memory, per sender NIC */
     unsigned nnics;
     uint64_t absent;
+    uint64_t preferred;   /* bit j: sender NIC j is nearest its memory */
     uint64_t deadline_ms; /* absolute, this host's clock */
     uint64_t epoch, region_id; /* the receiver's, from the descriptor */
 } stage_req;
@@ -59,9 +60,6 @@ void xfer_stage_set_sender(stage_send_fn fn);
 /* Frees pieces still kept back after failed exchanges (at shutdown). */
 void xfer_stage_shutdown(void);
 
-/* Memory no NIC holds, which other hosts reach through staging: plain
- * host memory, and GPU memory (until NICs register it: FI_HMEM). */
-bool xfer_stage_region(const region *r);
 /* Loop thread. Whether transfer t between lr and rr (on rs's peer) goes
  * through staging, and if it cannot, why (0: fine, or direct RMA). */
 int xfer_stage_check(const region *lr, const remote_segment *rs, const remote_region *rr, size_t i, err *e);

@@ -8,38 +8,42 @@
 #include "route.h"
 #include "suite.h"
 
-START_TEST(numa_local_first)
+START_TEST(near_first)
 {
-    route_nic n[4] = {{0, true, true}, {1, true, true}, {0, true, true}, {1, true, true}};
+    /* Memory near NICs 1 and 3 (its NUMA node's, or its GPU's). */
+    route_nic n[4] = {{false, true, true}, {true, true, true}, {false, true, true}, {true, true, true}};
     unsigned out[4];
-    ck_assert_uint_eq(route_local(n, 4, 1, out), 2);
+    ck_assert_uint_eq(route_local(n, 4, out), 2);
     ck_assert_uint_eq(out[0], 1);
     ck_assert_uint_eq(out[1], 3);
-    /* Unknown placement: every NIC. */
-    ck_assert_uint_eq(route_local(n, 4, -1, out), 4);
+    /* Placement unknown: no NIC is near, every NIC. */
+    for (int i = 0; i < 4; i++)
+        n[i].near = false;
+    ck_assert_uint_eq(route_local(n, 4, out), 4);
 }
 END_TEST
 
 START_TEST(falls_back_to_any_nic_that_reaches)
 {
-    /* The NUMA-local NIC does not reach the peer (another fabric). */
-    route_nic n[3] = {{0, true, false}, {1, true, true}, {1, true, true}};
+    /* The near NIC does not reach the peer (another fabric). */
+    route_nic n[3] = {{true, true, false}, {false, true, true}, {false, true, true}};
     unsigned out[3];
-    ck_assert_uint_eq(route_local(n, 3, 0, out), 2);
+    ck_assert_uint_eq(route_local(n, 3, out), 2);
     ck_assert_uint_eq(out[0], 1);
     ck_assert_uint_eq(out[1], 2);
     /* Nothing reaches: nothing to use. */
-    route_nic none[2] = {{0, true, false}, {1, true, false}};
-    ck_assert_uint_eq(route_local(none, 2, 0, out), 0);
+    route_nic none[2] = {{true, true, false}, {false, true, false}};
+    ck_assert_uint_eq(route_local(none, 2, out), 0);
 }
 END_TEST
 
 START_TEST(only_nics_holding_the_region)
 {
-    /* A region registered on NIC 2 only (GPU-local NICs, later). */
-    route_nic n[3] = {{0, false, true}, {0, false, true}, {1, true, true}};
+    /* A GPU region registered on NIC 2 only (its PCIe-local NIC), though
+     * NICs 0 and 1 are on its NUMA node. */
+    route_nic n[3] = {{true, false, true}, {true, false, true}, {false, true, true}};
     unsigned out[3];
-    ck_assert_uint_eq(route_local(n, 3, 0, out), 1);
+    ck_assert_uint_eq(route_local(n, 3, out), 1);
     ck_assert_uint_eq(out[0], 2);
 }
 END_TEST
@@ -48,13 +52,38 @@ START_TEST(remote_round_robin_skips_unreachable)
 {
     bool row[4] = {true, false, true, true};
     unsigned rr = 0;
-    ck_assert_int_eq(route_remote(row, 4, &rr), 0);
-    ck_assert_int_eq(route_remote(row, 4, &rr), 2);
-    ck_assert_int_eq(route_remote(row, 4, &rr), 3);
-    ck_assert_int_eq(route_remote(row, 4, &rr), 0);
+    ck_assert_int_eq(route_remote(row, 4, 0, &rr), 0);
+    ck_assert_int_eq(route_remote(row, 4, 0, &rr), 2);
+    ck_assert_int_eq(route_remote(row, 4, 0, &rr), 3);
+    ck_assert_int_eq(route_remote(row, 4, 0, &rr), 0);
     bool none[2] = {false, false};
-    ck_assert_int_eq(route_remote(none, 2, &rr), -1);
-    ck_assert_int_eq(route_remote(none, 0, &rr), -1);
+    ck_assert_int_eq(route_remote(none, 2, 0, &rr), -1);
+    ck_assert_int_eq(route_remote(none, 0, 0, &rr), -1);
+}
+END_TEST
+
+/* The owner names the NICs nearest its memory (a p5en GPU's two): they
+ * take every op while one of them is reachable; the others only when none
+ * is. Bits past the peer's NICs, as a hostile peer may send, choose
+ * nothing. */
+START_TEST(remote_preferred_first)
+{
+    bool row[16];
+    for (int j = 0; j < 16; j++)
+        row[j] = true;
+    uint64_t pref = 1u << 6 | 1u << 7;
+    unsigned rr = 0;
+    for (int k = 0; k < 8; k++)
+        ck_assert_int_eq(route_remote(row, 16, pref, &rr), 6 + k % 2);
+    row[7] = false;
+    ck_assert_int_eq(route_remote(row, 16, pref, &rr), 6);
+    ck_assert_int_eq(route_remote(row, 16, pref, &rr), 6);
+    row[6] = false;
+    int j = route_remote(row, 16, pref, &rr);
+    ck_assert(j >= 0 && j != 6 && j != 7);
+    rr = 0;
+    ck_assert_int_eq(route_remote(row, 4, ~0ull << 4, &rr), 0);
+    ck_assert_int_eq(route_remote(row, 4, ~0ull << 4, &rr), 1);
 }
 END_TEST
 
@@ -117,10 +146,11 @@ int main(void)
 {
     Suite *s = suite_create("route");
     TCase *tc = tcase_create("route");
-    tcase_add_test(tc, numa_local_first);
+    tcase_add_test(tc, near_first);
     tcase_add_test(tc, falls_back_to_any_nic_that_reaches);
     tcase_add_test(tc, only_nics_holding_the_region);
     tcase_add_test(tc, remote_round_robin_skips_unreachable);
+    tcase_add_test(tc, remote_preferred_first);
     tcase_add_test(tc, stripes);
     tcase_add_test(tc, registration_follows_numa);
     tcase_add_test(tc, first_rotates);

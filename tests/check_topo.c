@@ -230,6 +230,61 @@ START_TEST(p6_b300)
 }
 END_TEST
 
+/* expect: "gpu=nic,nic;gpu=nic..." in order: the NICs each GPU's memory
+ * is placed on (topo_gpu_own_nics), every GPU of the topology named; and
+ * no NIC serves two GPUs unless there are more GPUs than NICs. */
+static void check_own(const char *name, const char *keep, const char *expect)
+{
+    topo t = {0};
+    if (!load_or_skip(&t, name, keep, "own NICs"))
+        return;
+    char buf[2048];
+    snprintf(buf, sizeof(buf), "%s", expect);
+    int gpus = 0;
+    for (char *save = NULL, *item = strtok_r(buf, ";", &save); item; item = strtok_r(NULL, ";", &save)) {
+        char *eq = strchr(item, '=');
+        *eq = 0;
+        const char *got[16];
+        int n = topo_gpu_own_nics(&t, item, got, 16);
+        char list[512] = "";
+        for (int k = 0; k < n && k < 16; k++)
+            snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", k ? "," : "", got[k]);
+        ck_assert_msg(!strcmp(list, eq + 1), "%s GPU %s: own NICs %s, expected %s", name, item, list, eq + 1);
+        gpus++;
+    }
+    for (size_t i = 0; i < t.n; i++)
+        gpus -= t.devs[i].gpu;
+    ck_assert_int_eq(gpus, 0);
+    ck_assert_int_eq(topo_gpu_own_nics(&t, "ff:00.0", NULL, 0), -ENOENT);
+    /* max bounds what is written, not what is counted. */
+    const char *one[1];
+    ck_assert_int_ge(topo_gpu_own_nics(&t, t.devs[0].busid, one, t.devs[0].gpu ? 1 : 0), t.devs[0].gpu ? 1 : -ENOENT);
+    topo_free(&t);
+}
+
+/* Where GPU memory goes (nic registration, transfers' local NIC): on p5en
+ * and p6-b200 a switch's two GPUs split its NICs, two each (the GPU with
+ * the lower bus id the first two); p6-b300 has a switch per GPU already;
+ * p4d's two GPUs per host bridge share its one EFA. */
+START_TEST(own_nics)
+{
+    check_own("p5en.48xlarge.xml", NULL,
+              "59:00.0=rdmap85s0,rdmap86s0;5a:00.0=rdmap87s0,rdmap88s0;72:00.0=rdmap110s0,rdmap111s0;"
+              "73:00.0=rdmap112s0,rdmap113s0;8b:00.0=rdmap135s0,rdmap136s0;8c:00.0=rdmap137s0,rdmap138s0;"
+              "a4:00.0=rdmap160s0,rdmap161s0;a5:00.0=rdmap162s0,rdmap163s0");
+    check_own("p6-b200.48xlarge.xml", "rdmap",
+              "51:00.0=rdmap79s0;52:00.0=rdmap80s0;62:00.0=rdmap96s0;63:00.0=rdmap97s0;75:00.0=rdmap113s0;"
+              "76:00.0=rdmap114s0;86:00.0=rdmap132s0;87:00.0=rdmap133s0");
+    check_own("p6-b300.48xlarge.xml", "rdmap",
+              "58:00.0=rdmap86s0,rdmap87s0;67:00.0=rdmap101s0,rdmap102s0;76:00.0=rdmap116s0,rdmap117s0;"
+              "85:00.0=rdmap131s0,rdmap132s0;94:00.0=rdmap146s0,rdmap147s0;a3:00.0=rdmap161s0,rdmap162s0;"
+              "b2:00.0=rdmap176s0,rdmap177s0;c1:00.0=rdmap191s0,rdmap192s0");
+    check_own("p4d.24xlarge.xml", NULL,
+              "10:1c.0=rdmap16s27;10:1d.0=rdmap16s27;20:1c.0=rdmap32s27;20:1d.0=rdmap32s27;"
+              "90:1c.0=rdmap144s27;90:1d.0=rdmap144s27;a0:1c.0=rdmap160s27;a0:1d.0=rdmap160s27");
+}
+END_TEST
+
 START_TEST(p4d)
 {
     check_map("p4d.24xlarge.xml", 8, 4, NULL,
@@ -808,6 +863,7 @@ int main(void)
     tcase_add_test(tc, p6_b200);
     tcase_add_test(tc, p6_b300);
     tcase_add_test(tc, p4d);
+    tcase_add_test(tc, own_nics);
     tcase_add_test(tc, order_truncated);
     tcase_add_test(tc, sysfs_tree);
     tcase_add_test(tc, bad_files);

@@ -1,7 +1,7 @@
 """GPU memory across hosts through the staging buffers (no provider here
 offers FI_HMEM): GPU to GPU, GPU to host and host to GPU between two
 daemons over tcp;ofi_rxm, sizes below, at and above a staging slot and not
-multiples of it, then a target killed mid-transfer and a daemon killed
+multiples of it, then a target, an initiating client and a daemon killed
 mid-transfer. The device memory comes from the CUDA driver stand-in
 (build/tests/libcuda-standin.so), which checks mcefa's bookkeeping and
 copies, not a GPU: nothing here is verified on GPU hardware."""
@@ -84,6 +84,52 @@ def test_gpu_target_killed_mid_transfer(gpu_pair):
     assert all(bid > 0 for bid in bids) and any(rc < 0 for rc in rcs), rcs
     assert a.alive() and b.alive()
     assert staging_idle(a.sock) and staging_idle(b.sock)
+
+
+INITIATOR = """
+import os, sys
+from conftest import DriverGpu
+from mcefa import TransferEngine
+size, target, raddr = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+te = TransferEngine()
+assert te.initialize("hosta", "P2PHANDSHAKE", "tcp", "") == 0
+gpu = DriverGpu(os.environ["MCEFA_CUDA_LIBRARY"], size)
+assert te.register_memory(gpu.addr, size) == 0
+bids = [te.batch_transfer_async_write(target, [gpu.addr], [raddr], [size]) for _ in range(4)]
+assert all(b > 0 for b in bids)
+print("go", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_gpu_initiator_killed_mid_transfer(gpu_pair):
+    """The local client dies with its GPU pieces in the pipeline (copies
+    out of its GPU, StagedOps out, slots held): both daemons go on, every
+    slot comes back, and the next client's transfer lands whole."""
+    import subprocess
+    import sys
+    a, b = gpu_pair
+    size = 32 * MiB
+    peer = Peer(b.sock, size, hostname="hostb", kind="gpu")
+    try:
+        env = dict(os.environ, MCEFAD_SOCKET=a.sock, PYTHONPATH=os.pathsep.join(
+            [os.path.join(BUILD, "python"), os.path.dirname(__file__)]))
+        proc = subprocess.Popen([sys.executable, "-c", INITIATOR, str(size), peer.target, str(peer.addr)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+        assert proc.stdout.readline().strip() == "go"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert a.alive() and b.alive()
+        assert staging_idle(a.sock) and staging_idle(b.sock)
+        te = engine(a.sock, "tcp", "hosta")
+        gpu = LocalGpu(4 * MiB)
+        assert te.register_memory(gpu.addr, 4 * MiB) == 0
+        gpu.write(gpu.addr, pattern(3 * MiB + 5, 77, 7))
+        assert te.transfer_sync_write(peer.target, gpu.addr, peer.addr + 7, 3 * MiB + 5) == 0
+        assert peer.check(7, 3 * MiB + 5, 77)
+    finally:
+        peer.proc.kill()
+        peer.proc.wait(10)
 
 
 def test_gpu_daemon_killed_mid_transfer(gpu_pair):
