@@ -548,6 +548,7 @@ int mcefa_status(mcefa_client *c, mcefa_daemon_status *st)
     r.staging_slots = d->staging_slots;
     r.staging_in_use = d->staging_in_use;
     r.staging_waiting = d->staging_waiting;
+    r.staging_gpu_pinned = d->staging_gpu_pinned;
     mcefa__response__free_unpacked(resp, NULL);
     /* As in mcefa_segment_regions: nothing past the caller's size. */
     memset(st, 0, size);

@@ -140,12 +140,54 @@ static int load_locked(err *e)
     return 0;
 }
 
+/* The staging area (gpu_host_area); pinned set once the driver took it. */
+static struct {
+    void *p;
+    size_t len;
+    _Atomic bool pinned;
+} host_area;
+
+void gpu_host_area(void *p, size_t len)
+{
+    host_area.p = p;
+    host_area.len = len;
+}
+
+bool gpu_host_pinned(const void *p, size_t len)
+{
+    const char *a = host_area.p, *q = p;
+    return atomic_load(&host_area.pinned) && q >= a && len <= host_area.len && (size_t)(q - a) <= host_area.len - len;
+}
+
+/* With lock held, once the driver is loaded: the primary context of GPU 0
+ * (retained for the daemon's life) owns the registration; portable, so
+ * every GPU's copies see it pinned. */
+static void pin_host_area_locked(void)
+{
+    CUcontext ctx = host_area.p ? gpu_context(0) : NULL;
+    if (!ctx)
+        return;
+    CUresult rc = cuda_drv.cuCtxSetCurrent(ctx);
+    if (rc == CUDA_SUCCESS)
+        rc = cuda_drv.cuMemHostRegister(host_area.p, host_area.len, CU_MEMHOSTREGISTER_PORTABLE);
+    if (rc == CUDA_SUCCESS) {
+        atomic_store(&host_area.pinned, true);
+        log_debug("staging memory (%zu bytes) page-locked for GPU copies", host_area.len);
+    } else {
+        log_warn("the CUDA driver would not page-lock the staging memory (%s): GPU copies to and from other hosts "
+                 "go through the copy threads' bounce buffers, one host copy more",
+                 cuda_drv_error(rc));
+    }
+}
+
 int gpu_ensure(err *e)
 {
     if (atomic_load(&loaded) > 0)
         return 0;
     pthread_mutex_lock(&lock);
-    int rc = loaded == 0 ? load_locked(e) : 0;
+    int rc = 0;
+    if (loaded == 0 && (rc = load_locked(e)) == 0)
+        pin_host_area_locked();
     if (loaded < 0 && rc == 0)
         rc = err_set(e, -ENODEV, "GPU memory cannot be used: %s", state_text);
     pthread_mutex_unlock(&lock);
@@ -455,6 +497,8 @@ void gpu_shutdown(void)
     pthread_mutex_unlock(&rel.lock);
     if (started)
         pthread_join(rel.thread, NULL); /* after what was queued */
+    if (atomic_exchange(&host_area.pinned, false) && cuda_drv.cuCtxSetCurrent(gpu_context(0)) == CUDA_SUCCESS)
+        cuda_drv.cuMemHostUnregister(host_area.p);
 }
 
 static const region_ops ipc_ops = {.kind = REGION_CUDA_IPC, .release = release_gpu};
@@ -608,6 +652,19 @@ int gpu_import(gpu_desc *d, uint64_t addr, uint64_t length, region **out, err *e
 
 void gpu_shutdown(void)
 {
+}
+
+void gpu_host_area(void *p, size_t len)
+{
+    (void)p;
+    (void)len;
+}
+
+bool gpu_host_pinned(const void *p, size_t len)
+{
+    (void)p;
+    (void)len;
+    return false;
 }
 
 int gpu_ensure(err *e)

@@ -15,6 +15,7 @@
 #define MCEFAD_GPU_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -53,6 +54,16 @@ void *gpu_context(int dev);
  * (CU_DEVICE_ATTRIBUTE_DMA_BUF_SUPPORTED): 1, 0 when some does not, -1
  * when the driver is not loaded or lists none. */
 int gpu_dmabuf_supported(void);
+
+/* Host memory the daemon owns for its whole run (the staging slots):
+ * page-locked with the driver when it loads (cuMemHostRegister, portable),
+ * so GPU copies between it and a GPU go straight instead of through a copy
+ * thread's bounce buffers (gpu_copy.c). One area, given at start before
+ * any GPU registration; gpu_shutdown unlocks it, before it is unmapped. A
+ * driver that refuses leaves it unpinned (logged): copies still work. */
+void gpu_host_area(void *p, size_t len);
+/* Whether [p, p+len) lies inside the page-locked area. Any thread. */
+bool gpu_host_pinned(const void *p, size_t len);
 
 /* For registering a GPU region with NICs (nic_register_gpu_region): the
  * daemon's CUDA device ordinal of its GPU, or -1 for a region of other

@@ -159,6 +159,17 @@ static int d2d(CUdeviceptr dst, int ddev, CUdeviceptr src, int sdev, size_t len,
     return finish(ddev, rc, 0, why);
 }
 
+/* Host memory of the daemon's own that the driver holds page-locked (the
+ * staging slots): one driver copy, no bounce, no guard (it never faults). */
+static int pinned(void *dst, int dst_gpu, const void *src, int src_gpu, size_t len, const char **why)
+{
+    int dev = dst_gpu >= 0 ? dst_gpu : src_gpu;
+    CUstream st = tg->stream[dev];
+    CUresult rc = dst_gpu >= 0 ? cuda_drv.cuMemcpyHtoDAsync((CUdeviceptr)(uintptr_t)dst, src, len, st)
+                               : cuda_drv.cuMemcpyDtoHAsync(dst, (CUdeviceptr)(uintptr_t)src, len, st);
+    return finish(dev, rc, 0, why);
+}
+
 int gpu_copy(void *dst, int dst_gpu, const void *src, int src_gpu, size_t len, int *fault_src, const char **why)
 {
     int dev = dst_gpu >= 0 ? dst_gpu : src_gpu;
@@ -167,6 +178,8 @@ int gpu_copy(void *dst, int dst_gpu, const void *src, int src_gpu, size_t len, i
         return rc;
     if (dst_gpu >= 0 && src_gpu >= 0)
         return d2d((CUdeviceptr)(uintptr_t)dst, dst_gpu, (CUdeviceptr)(uintptr_t)src, src_gpu, len, why);
+    if (gpu_host_pinned(dst_gpu >= 0 ? src : dst, len))
+        return pinned(dst, dst_gpu, src, src_gpu, len, why);
     if (dst_gpu >= 0)
         return h2d((CUdeviceptr)(uintptr_t)dst, dst_gpu, src, len, fault_src, why);
     return d2h(dst, (CUdeviceptr)(uintptr_t)src, src_gpu, len, fault_src, why);

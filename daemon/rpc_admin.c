@@ -230,6 +230,7 @@ void rpc_status(reply *r, const Mcefa__Request *req)
     st->staging_slot_bytes = staging_slot_bytes();
     st->staging_in_use = staging_in_use();
     st->staging_waiting = staging_waiting();
+    st->staging_gpu_pinned = staging_slots() && gpu_host_pinned(staging_region()->ptr, 1);
     clients(r, st, self);
     nics(r, st);
     peers(r, st);

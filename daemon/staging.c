@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "gpu.h"
 #include "nic.h"
 
 /* Two pools of slots: pieces of this host's transfers take from one,
@@ -71,6 +72,7 @@ int staging_init(uint64_t bytes, uint64_t slot_bytes, err *e)
         return e->code;
     }
     st.r = r;
+    gpu_host_area(p, len);
     st.nslots = n;
     st.slot_bytes = slot_bytes;
     /* Half for serving (at least one each when there are two). */

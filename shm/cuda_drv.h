@@ -53,6 +53,8 @@
     X(cuMemFree)                                                                                                   \
     X(cuMemHostAlloc)                                                                                              \
     X(cuMemFreeHost)                                                                                               \
+    X(cuMemHostRegister)                                                                                           \
+    X(cuMemHostUnregister)                                                                                         \
     X(cuMemsetD8)                                                                                                  \
     X(cuMemcpyHtoD)                                                                                                \
     X(cuMemcpyDtoH)                                                                                                \

@@ -90,10 +90,10 @@ static void print_status(const Mcefa__DaemonStatus *d)
         printf(",\"nics\":%zu,\"peers\":%zu,\"clients\":%zu,\"segments\":%zu,\"transfers_completed\":%" PRIu64
                ",\"transfers_failed\":%" PRIu64 ",\"bytes_local\":%" PRIu64 ",\"bytes_network\":%" PRIu64
                ",\"staging_slots\":%u,\"staging_slot_bytes\":%" PRIu64 ",\"staging_in_use\":%u,\"staging_waiting\":%u"
-               ",\"gpudirect_nics\":{\"dmabuf\":%zu,\"iface\":%zu}}\n",
+               ",\"staging_gpu_pinned\":%s,\"gpudirect_nics\":{\"dmabuf\":%zu,\"iface\":%zu}}\n",
                d->n_nics, d->n_peers, d->n_clients, d->n_segments, d->transfers_completed, d->transfers_failed,
                d->bytes_copied, d->bytes_sent, d->staging_slots, d->staging_slot_bytes, d->staging_in_use,
-               d->staging_waiting, by_dmabuf, by_iface);
+               d->staging_waiting, d->staging_gpu_pinned ? "true" : "false", by_dmabuf, by_iface);
         return;
     }
     printf("mcefad %s on %s\n", d->daemon_version, d->hostname);
@@ -108,8 +108,9 @@ static void print_status(const Mcefa__DaemonStatus *d)
     if (d->n_nics)
         printf("  GPUDirect   %zu of %zu NIC%s (%zu dmabuf, %zu iface; the others stage GPU memory: see nics)\n",
                by_dmabuf + by_iface, d->n_nics, d->n_nics == 1 ? "" : "s", by_dmabuf, by_iface);
-    printf("  staging     %u of %u slots of %" PRIu64 " bytes in use, %u pieces waiting\n", d->staging_in_use,
-           d->staging_slots, d->staging_slot_bytes, d->staging_waiting);
+    printf("  staging     %u of %u slots of %" PRIu64 " bytes in use, %u pieces waiting%s\n", d->staging_in_use,
+           d->staging_slots, d->staging_slot_bytes, d->staging_waiting,
+           d->staging_gpu_pinned ? " (page-locked for GPU copies)" : "");
 }
 
 static void print_gpus(const Mcefa__DaemonStatus *d)

@@ -287,6 +287,10 @@ typedef struct mcefa_daemon_status {
     uint32_t staging_slots;
     uint32_t staging_in_use;
     uint32_t staging_waiting;
+    /* 1: the CUDA driver holds the slots page-locked (GPU copies to and
+     * from other hosts skip a host copy); 0: not (yet: the driver loads
+     * with the first GPU registration). */
+    uint32_t staging_gpu_pinned;
     /* Later fields go here. */
 } mcefa_daemon_status;
 

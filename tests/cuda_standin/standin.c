@@ -115,6 +115,7 @@ struct map {                    /* a device range whose bytes exist */
 struct hostmem {
     void *p;
     size_t size, len;
+    int registered;             /* cuMemHostRegister: the caller's pages, never unmapped here */
     struct CUctx_st *ctx;
     unsigned long long id;
     struct hostmem *next;
@@ -1615,7 +1616,7 @@ CUresult CUDAAPI cuMemFreeHost(void *p)
     lock();
     for (struct hostmem **pp = &g_host; *pp; pp = &(*pp)->next) {
         struct hostmem *h = *pp;
-        if (h->p == p) {
+        if (h->p == p && !h->registered) {
             *pp = h->next;
             munmap(h->p, h->len);
             free(h);
@@ -1623,6 +1624,60 @@ CUresult CUDAAPI cuMemFreeHost(void *p)
             break;
         }
     }
+    unlock();
+    RET(r);
+}
+
+/* Pins nothing (there is no DMA here): records the range as page-locked
+ * host memory, as the driver would report it, refusing overlaps and
+ * ranges outside the process's mappings (msync probes them) as the driver
+ * does. */
+CUresult CUDAAPI cuMemHostRegister(void *p, size_t bytesize, unsigned int Flags)
+{
+    CUresult r = CUDA_SUCCESS;
+    NEED_INIT();
+    if (!p || bytesize == 0 || ((uintptr_t)p % g_page) ||
+        (Flags & ~(unsigned)(CU_MEMHOSTREGISTER_PORTABLE | CU_MEMHOSTREGISTER_DEVICEMAP |
+                             CU_MEMHOSTREGISTER_IOMEMORY | CU_MEMHOSTREGISTER_READ_ONLY)))
+        RET(CUDA_ERROR_INVALID_VALUE);
+    size_t len;
+    if (round_up(bytesize, g_page, &len) != 0 || msync(p, len, MS_ASYNC) != 0)
+        RET(CUDA_ERROR_INVALID_VALUE);
+    lock();
+    struct CUctx_st *c = cur_ctx();
+    if (!c)
+        FAIL(CUDA_ERROR_INVALID_CONTEXT);
+    for (struct hostmem *h = g_host; h; h = h->next)
+        if ((uintptr_t)p < (uintptr_t)h->p + h->len && (uintptr_t)h->p < (uintptr_t)p + len)
+            FAIL(CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED);
+    struct hostmem *h = calloc(1, sizeof *h);
+    if (!h)
+        FAIL(CUDA_ERROR_OUT_OF_MEMORY);
+    *h = (struct hostmem){ .p = p, .size = bytesize, .len = len, .registered = 1, .ctx = c, .id = new_id(),
+                           .next = g_host };
+    g_host = h;
+out:
+    unlock();
+    RET(r);
+}
+
+CUresult CUDAAPI cuMemHostUnregister(void *p)
+{
+    CUresult r = CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;
+    NEED_INIT();
+    lock();
+    if (!cur_ctx())
+        FAIL(CUDA_ERROR_INVALID_CONTEXT);
+    for (struct hostmem **pp = &g_host; *pp; pp = &(*pp)->next) {
+        struct hostmem *h = *pp;
+        if (h->p == p && h->registered) {
+            *pp = h->next;
+            free(h);
+            r = CUDA_SUCCESS;
+            break;
+        }
+    }
+out:
     unlock();
     RET(r);
 }

@@ -66,6 +66,13 @@ def test_gpu_to_gpu_and_host_across_daemons(gpu_pair):
         finally:
             peer.stop()
     assert staging_idle(a.sock) and staging_idle(b.sock)
+    # Both daemons loaded the driver with a GPU registration, and it took
+    # their staging slots page-locked: the copies went straight, no bounce.
+    import mcefa
+    for d in (a, b):
+        c = mcefa.Client(d.sock)
+        assert c.status()["staging_gpu_pinned"] is True
+        c.close()
 
 
 def test_gpu_target_killed_mid_transfer(gpu_pair):

@@ -596,13 +596,14 @@ static PyObject *Client_status(ClientObject *self, PyObject *unused)
     CLIENT_CALL(self, mcefa_status(c, &st))
     if (rc < 0)
         return raise_rc(rc);
-    return Py_BuildValue("{s:s,s:s,s:K,s:K,s:I,s:K,s:K,s:K,s:I,s:I,s:I}", "version", st.version, "hostname",
+    return Py_BuildValue("{s:s,s:s,s:K,s:K,s:I,s:K,s:K,s:K,s:I,s:I,s:I,s:O}", "version", st.version, "hostname",
                          st.hostname, "epoch", (unsigned long long)st.epoch, "uptime_ms",
                          (unsigned long long)st.uptime_ms, "clients", st.clients, "bytes_copied",
                          (unsigned long long)st.bytes_copied, "transfers_completed",
                          (unsigned long long)st.transfers_completed, "transfers_failed",
                          (unsigned long long)st.transfers_failed, "staging_slots", st.staging_slots,
-                         "staging_in_use", st.staging_in_use, "staging_waiting", st.staging_waiting);
+                         "staging_in_use", st.staging_in_use, "staging_waiting", st.staging_waiting,
+                         "staging_gpu_pinned", st.staging_gpu_pinned ? Py_True : Py_False);
 }
 
 static PyObject *Client_local_topology(ClientObject *self, PyObject *args)
