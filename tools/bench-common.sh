@@ -19,3 +19,9 @@ bench_cleanup() {
 }
 
 num() { sed -n 's/.*"'"$1"'":\([0-9.]*\).*/\1/p'; }
+
+# median V...: the middle value (the mean of the two middle ones for an
+# even count).
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{if (NR%2) print v[(NR+1)/2]; else printf "%.3f\n", (v[NR/2]+v[NR/2+1])/2}'
+}

@@ -6,7 +6,7 @@
 # probe (cold and after warmup), and the idle CPU of a daemon.
 #
 #   tools/bench-net.sh [BUILD_DIR]
-#   PROVIDER='tcp;ofi_rxm' NIC=lo BLOCK=1048576 BATCH=32 THREADS=2 DURATION=5 ROUNDS=2 tools/bench-net.sh
+#   PROVIDER='tcp;ofi_rxm' NIC=lo BLOCK=1048576 BATCH=32 THREADS=2 DURATION=5 ROUNDS=3 tools/bench-net.sh
 #
 # LATENCY=1: only the latency of one write at a time (batch 1, 1 thread,
 # BLOCK bytes), ROUNDS rounds on one daemon pair, with daemon A's CPU use.
@@ -21,7 +21,7 @@ BLOCK=${BLOCK:-1048576}
 BATCH=${BATCH:-32}
 THREADS=${THREADS:-2}
 DURATION=${DURATION:-5}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 BUFFER=${BUFFER:-268435456}
 WINDOW=$((BATCH * THREADS))
 PA=$((21000 + RANDOM % 5000))
@@ -99,15 +99,18 @@ stop_pair
 start_pair
 warm=$("$B/mcefa-bench" --mode=probe --socket="$dir/a.sock" --segment_id="$segment" --block_size=$BLOCK --warmup=true --json)
 
-declare -A sum
+# Interleaved rounds: each figure of mcefad runs right after its baseline,
+# so a round's ratio is taken under one machine load; the medians of the
+# rounds are the figures (issue 15: medians of 3).
+declare -A val
 for r in $(seq "$ROUNDS"); do
     for op in write read; do
-        v=$(base_run $op "$BLOCK" "$WINDOW" | num throughput); sum[base,$op]=$(awk -v a="${sum[base,$op]:-0}" -v b="$v" 'BEGIN{print a+b}')
-        v=$(daemon_run $op "$BLOCK" "$BATCH" | num throughput); sum[mcefa,$op]=$(awk -v a="${sum[mcefa,$op]:-0}" -v b="$v" 'BEGIN{print a+b}')
+        val[base,$op,$r]=$(base_run $op "$BLOCK" "$WINDOW" | num throughput)
+        val[mcefa,$op,$r]=$(daemon_run $op "$BLOCK" "$BATCH" | num throughput)
     done
+    val[base,small,$r]=$(base_run write 4096 $((128 * THREADS)) | num ops_per_s)
+    val[mcefa,small,$r]=$(daemon_run write 4096 128 | num ops_per_s)
 done
-small_d=$(daemon_run write 4096 128 | num ops_per_s)
-small_b=$(base_run write 4096 $((128 * THREADS)) | num ops_per_s)
 
 # Idle CPU of daemon A: connected to its peer, no traffic.
 sleep 1
@@ -116,14 +119,23 @@ sleep 5
 t1=$(cpu_ticks "$pid_a")
 idle=$(awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", (b-a)/hz/5*100}')
 
-printf '\n%-44s %12s %12s %8s\n' "1 MiB blocks (mean of $ROUNDS)" "fi-rma-bench" "mcefad" "ratio"
+# figure KIND: the per-round values and ratios, then their medians.
+figure() {
+    local k=$1 r b d ratios=() bs=() ds=()
+    for r in $(seq "$ROUNDS"); do
+        b=${val[base,$k,$r]} d=${val[mcefa,$k,$r]}
+        bs+=("$b") ds+=("$d")
+        ratios+=("$(awk -v d="$d" -v b="$b" 'BEGIN{printf "%.2f", (b > 0 ? d / b : 0)}')")
+    done
+    echo "$(median "${bs[@]}") $(median "${ds[@]}") $(median "${ratios[@]}") ${ratios[*]}"
+}
+printf '\n%-30s %14s %14s %8s  %s\n' "median of $ROUNDS rounds" "fi-rma-bench" "mcefad" "ratio" "ratio per round"
 for op in write read; do
-    b=$(awk -v s="${sum[base,$op]}" -v n="$ROUNDS" 'BEGIN{printf "%.3f", s/n}')
-    d=$(awk -v s="${sum[mcefa,$op]}" -v n="$ROUNDS" 'BEGIN{printf "%.3f", s/n}')
-    printf '%-44s %9s GB/s %7s GB/s %8s\n' "$op" "$b" "$d" "$(awk -v d="$d" -v b="$b" 'BEGIN{printf "%.2f", d/b}')"
+    read -r b d ratio per <<<"$(figure $op)"
+    printf '%-30s %9.3f GB/s %9.3f GB/s %8s  %s\n' "$(($BLOCK / 1024)) KiB $op" "$b" "$d" "$ratio" "$per"
 done
-printf '%-44s %9.0f /s %9.0f /s %8s\n' "4 KiB writes, op rate" "$small_b" "$small_d" \
-    "$(awk -v d="$small_d" -v b="$small_b" 'BEGIN{printf "%.2f", d/b}')"
+read -r b d ratio per <<<"$(figure small)"
+printf '%-30s %11.0f /s %11.0f /s %8s  %s\n' "4 KiB writes, op rate" "$b" "$d" "$ratio" "$per"
 echo
 echo "first-submit probe, cold:          $cold"
 echo "first-submit probe, after warmup:  $warm"
