@@ -7,7 +7,8 @@
  * as mcefad does (its hints: efa_fill_hints), and moves bytes between two
  * endpoints on 127.0.0.1: a peer's RMA writes into device memory, device
  * memory as the local buffer of fi_writemsg, fi_write, fi_inject_write,
- * fi_readmsg and fi_read; every byte is checked through cuMemcpyDtoH or in
+ * fi_readmsg, fi_read, fi_writev and fi_readv (device and host memory in
+ * one iov); every byte is checked through cuMemcpyDtoH or in
  * host memory. A test stand-in checks the tooling mcefad's GPUDirect
  * tests rely on, never a GPU or a NIC. */
 #include <check.h>
@@ -334,7 +335,28 @@ static void transfers(void)
     fill(want, sizeof(want), 2);
     NEED(!memcmp(got, want + 64, 64), "what fi_inject_write sent from device memory and fi_read read back differ");
 
-    /* 4. Closed, the registration no longer covers the range: RMA from it
+    /* 4. An iov of device and host memory, each entry moved or not on
+     * its own: writev of [device, host], readv back into [host, device]. */
+    enum { V = 1000 };
+    fill(host_a, LEN, 3);
+    void *descs[2] = {gA.desc, hA.desc};
+    struct iovec two[2] = {{.iov_base = (void *)(uintptr_t)dA, .iov_len = V}, {.iov_base = host_a + V, .iov_len = V}};
+    memset(host_b, 0, LEN);
+    POST("writev [device, host] -> remote host",
+         fi_writev(A.ep, two, descs, 2, B.addr, hB.base + 3 * PIECE, hB.key, &c));
+    same(host_b + 3 * PIECE, 2, 0, V, "the device part of a writev");
+    same(host_b + 3 * PIECE + V, 3, V, V, "the host part of a writev");
+    void *back[2] = {hA.desc, gA.desc};
+    struct iovec into[2] = {{.iov_base = host_a, .iov_len = V},
+                            {.iov_base = (void *)(uintptr_t)(dA + 3 * PIECE + 4096), .iov_len = V}};
+    memset(host_a, 0, V);
+    POST("readv remote host -> [host, device]",
+         fi_readv(A.ep, into, back, 2, B.addr, hB.base + 3 * PIECE, hB.key, &c));
+    same(host_a, 2, 0, V, "the host part of a readv");
+    cu_need(cuda_drv.cuMemcpyDtoH(buf, dA + 3 * PIECE + 4096, V), "cuMemcpyDtoH");
+    same(buf, 3, V, V, "the device part of a readv");
+
+    /* 5. Closed, the registration no longer covers the range: RMA from it
      * fails cleanly instead of reaching PROT_NONE memory. */
     NEED(fi_close(&gA.mr->fid) == 0, "fi_close of a CUDA MR");
     ssize_t wrc = fi_write(A.ep, (void *)(uintptr_t)dA, 64, hA.desc, B.addr, hB.base, hB.key, &c);
@@ -450,6 +472,8 @@ START_TEST(gpudirect_rdma_emulated_on_tcp)
     ck_assert_int_eq(recorded("rma prov=tcp;ofi_rxm ", "op=inject hmem=alias rc=0", NULL), 1);
     ck_assert_int_eq(recorded("rma prov=tcp;ofi_rxm ", "op=readmsg hmem=alias rc=0", NULL), 1);
     ck_assert_int_eq(recorded("rma prov=tcp;ofi_rxm ", "op=read hmem=alias rc=0", NULL), 1);
+    ck_assert_int_eq(recorded("rma prov=tcp;ofi_rxm ", "op=writev hmem=alias rc=0", NULL), 1);
+    ck_assert_int_eq(recorded("rma prov=tcp;ofi_rxm ", "op=readv hmem=alias rc=0", NULL), 1);
     ck_assert_int_eq(recorded("rma prov=tcp;ofi_rxm ", "op=write hmem=unregistered rc=-22", NULL), 2);
     unlink(fi_log);
 }
