@@ -177,13 +177,13 @@ $(B)/mcefactl: $(call obj,tools/mcefactl.c) $(LIBMCEFA_A)
 $(B)/fi-rma-bench: $(call obj,tools/fi-rma-bench.c)
 	$(CC) $(LDFLAGS) -o $@ $< $(FABRIC_LIBS)
 
-$(B)/tests/libcuda-standin.so: tests/cuda_standin/standin.c
+$(B)/tests/libcuda-standin.so: tests/cuda_standin/standin.c tests/cuda_standin/standin_test.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -shared -o $@ $< $(LDFLAGS) -lpthread
 
 # Built without the sanitizers (it is preloaded ahead of their runtime,
 # which the tests allow with verify_asan_link_order=0).
-$(FI_INTERPOSE): tests/fi_interpose.c
+$(FI_INTERPOSE): tests/fi_interpose.c tests/cuda_standin/standin_test.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(filter-out $(SANFLAGS),$(CFLAGS)) -shared -o $@ $< -ldl -lpthread
 
@@ -201,6 +201,13 @@ $(B)/tests/check_nic_hmem: $(call obj,tests/check_nic_hmem.c daemon/nic_hmem.c d
 $(B)/tests/check_efa_setup: $(call obj,tests/check_efa_setup.c daemon/efa.c daemon/nic_hmem.c daemon/err.c) $(LIBMCEFA_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(CLIENT_LINK) $(FABRIC_LIBS) $(CHECK_LIBS)
+
+# The GPUDirect emulation of the stand-in and the recorder, without a
+# daemon: it runs itself again with the recorder preloaded.
+$(B)/tests/check_fi_hmem_fake: $(call obj,tests/check_fi_hmem_fake.c daemon/efa.c daemon/err.c \
+                                 $(if $(filter 1,$(CUDA)),shm/cuda_drv.c)) | $(FI_INTERPOSE) $(CUDA_STANDIN)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(FABRIC_LIBS) $(CHECK_LIBS) -ldl
 
 $(B)/tests/check_region: $(call obj,tests/check_region.c daemon/region.c)
 	@mkdir -p $(dir $@)

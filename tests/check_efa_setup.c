@@ -22,6 +22,7 @@
 
 #include "efa.h"
 #include "fabric_version.h"
+#include "fi_log.h"
 #include "nic_hmem.h"
 #include "net_harness.h"
 #include "suite.h"
@@ -98,24 +99,7 @@ static void teardown(void)
 /* ---- Reading what was recorded ------------------------------------------ */
 
 /* How many recorded lines contain every one of the words (NULL-ended). */
-static int recorded(const char *first, ...)
-{
-    FILE *f = fopen(fi_log, "r");
-    ck_assert_msg(f != NULL, "nothing recorded in %s", fi_log);
-    char line[600];
-    int n = 0;
-    while (fgets(line, sizeof(line), f)) {
-        va_list ap;
-        va_start(ap, first);
-        bool all = true;
-        for (const char *w = first; w && all; w = va_arg(ap, const char *))
-            all = strstr(line, w) != NULL;
-        va_end(ap);
-        n += all;
-    }
-    fclose(f);
-    return n;
-}
+#define recorded(...) fi_log_count(fi_log, __VA_ARGS__)
 
 /* The daemon's own fi_getinfo calls (the provider's internal ones name
  * their core provider), in order: version and caps. */

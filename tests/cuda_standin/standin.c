@@ -15,6 +15,9 @@
  * the bytes are reached only by this library's copy functions, through a
  * separate MAP_SHARED alias of the memfd.  Legacy IPC handles name the
  * exporter's pid and memfd number, and are opened via /proc/<pid>/fd/<n>.
+ * One test-only function, mcefa_standin_host_alias (standin_test.h), hands
+ * that alias to test tooling that plays a GPUDirect RDMA NIC
+ * (tests/fi_interpose.c); no real driver has it.
  *
  * Environment (read by cuInit):
  *   MCEFA_STANDIN_GPUS      emulated physical devices, 0..8 (default 2)
@@ -33,6 +36,8 @@
  *   MCEFA_STANDIN_TRACE     =1: one stderr line per call (read at first call)
  */
 #include <cuda.h>
+
+#include "standin_test.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -1032,6 +1037,29 @@ CUresult CUDAAPI cuMemGetAddressRange(CUdeviceptr *pbase, size_t *psize, CUdevic
     } else {
         r = CUDA_ERROR_NOT_FOUND;
     }
+    unlock();
+    RET(r);
+}
+
+/* ---- test-only: host views of device memory (standin_test.h) ---- */
+
+/* For test tooling that plays a NIC with GPUDirect RDMA (fi_interpose.c
+ * under MCEFA_FI_HMEM=grant): a real NIC reaches device memory by DMA, the
+ * stand-in's device VA is PROT_NONE, so such tooling needs the alias our
+ * copies use.  Not a driver call: no context is needed or checked. */
+int mcefa_standin_host_alias(CUdeviceptr p, size_t len, void **host)
+{
+    CUresult r = CUDA_SUCCESS;
+    NEED_INIT();
+    if (!host || len == 0 || len > UINTPTR_MAX - (uintptr_t)p)
+        RET(CUDA_ERROR_INVALID_VALUE);
+    lock();                     /* the mapping must not go while we look */
+    struct map *m = map_at((uintptr_t)p);
+    /* one mapping, never a run of them: their aliases are not contiguous */
+    if (!m || len > m->size - ((uintptr_t)p - m->va) || m->prot == CU_MEM_ACCESS_FLAGS_PROT_NONE)
+        FAIL(CUDA_ERROR_INVALID_VALUE);
+    *host = m->alias + ((uintptr_t)p - m->va);
+out:
     unlock();
     RET(r);
 }
