@@ -29,7 +29,7 @@ int affinity_init(const char *topology)
     unsigned nn = nic_count() < NIC_MAX ? nic_count() : NIC_MAX;
     for (unsigned k = 0; k < nn; k++)
         opened[k] = nic_get(k)->name;
-    topo_keep_nics(&t, opened, (int)nn);
+    topo_keep_named(&t, opened, (int)nn);
     nnuma = (unsigned)t.nnuma;
     memcpy(numa, t.numa_nodes, sizeof(int) * nnuma);
     ngpus = 0;

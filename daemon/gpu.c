@@ -144,8 +144,11 @@ static int load_locked(err *e)
 static struct {
     void *p;
     size_t len;
+    pthread_mutex_t lock;
+    bool tried;
+    int dev; /* whose context holds the registration */
     _Atomic bool pinned;
-} host_area;
+} host_area = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 void gpu_host_area(void *p, size_t len)
 {
@@ -159,14 +162,21 @@ bool gpu_host_pinned(const void *p, size_t len)
     return atomic_load(&host_area.pinned) && q >= a && len <= host_area.len && (size_t)(q - a) <= host_area.len - len;
 }
 
-/* With lock held, once the driver is loaded: the primary context of GPU 0
- * (retained for the daemon's life) owns the registration; portable, so
- * every GPU's copies see it pinned. */
-static void pin_host_area_locked(void)
+void gpu_pin_host_area(int dev)
 {
-    CUcontext ctx = host_area.p ? gpu_context(0) : NULL;
-    if (!ctx)
+    if (atomic_load(&host_area.pinned))
         return;
+    pthread_mutex_lock(&host_area.lock);
+    /* The context of the first GPU in use (retained for the daemon's life
+     * anyway) owns the registration; portable, so every GPU's copies see
+     * it pinned. Tried once: a refusal is not retried per registration. */
+    CUcontext ctx = host_area.p && !host_area.tried ? gpu_context(dev) : NULL;
+    if (!ctx) {
+        pthread_mutex_unlock(&host_area.lock);
+        return;
+    }
+    host_area.tried = true;
+    host_area.dev = dev;
     CUresult rc = cuda_drv.cuCtxSetCurrent(ctx);
     if (rc == CUDA_SUCCESS)
         rc = cuda_drv.cuMemHostRegister(host_area.p, host_area.len, CU_MEMHOSTREGISTER_PORTABLE);
@@ -178,6 +188,7 @@ static void pin_host_area_locked(void)
                  "go through the copy threads' bounce buffers, one host copy more",
                  cuda_drv_error(rc));
     }
+    pthread_mutex_unlock(&host_area.lock);
 }
 
 int gpu_ensure(err *e)
@@ -185,9 +196,7 @@ int gpu_ensure(err *e)
     if (atomic_load(&loaded) > 0)
         return 0;
     pthread_mutex_lock(&lock);
-    int rc = 0;
-    if (loaded == 0 && (rc = load_locked(e)) == 0)
-        pin_host_area_locked();
+    int rc = loaded == 0 ? load_locked(e) : 0;
     if (loaded < 0 && rc == 0)
         rc = err_set(e, -ENODEV, "GPU memory cannot be used: %s", state_text);
     pthread_mutex_unlock(&lock);
@@ -497,7 +506,8 @@ void gpu_shutdown(void)
     pthread_mutex_unlock(&rel.lock);
     if (started)
         pthread_join(rel.thread, NULL); /* after what was queued */
-    if (atomic_exchange(&host_area.pinned, false) && cuda_drv.cuCtxSetCurrent(gpu_context(0)) == CUDA_SUCCESS)
+    if (atomic_exchange(&host_area.pinned, false) &&
+        cuda_drv.cuCtxSetCurrent(gpu_context(host_area.dev)) == CUDA_SUCCESS)
         cuda_drv.cuMemHostUnregister(host_area.p);
 }
 
@@ -665,6 +675,11 @@ bool gpu_host_pinned(const void *p, size_t len)
     (void)p;
     (void)len;
     return false;
+}
+
+void gpu_pin_host_area(int dev)
+{
+    (void)dev;
 }
 
 int gpu_ensure(err *e)

@@ -56,12 +56,16 @@ void *gpu_context(int dev);
 int gpu_dmabuf_supported(void);
 
 /* Host memory the daemon owns for its whole run (the staging slots):
- * page-locked with the driver when it loads (cuMemHostRegister, portable),
- * so GPU copies between it and a GPU go straight instead of through a copy
- * thread's bounce buffers (gpu_copy.c). One area, given at start before
- * any GPU registration; gpu_shutdown unlocks it, before it is unmapped. A
- * driver that refuses leaves it unpinned (logged): copies still work. */
+ * page-locked with the driver (cuMemHostRegister, portable) at the first
+ * GPU registration, so GPU copies between it and a GPU go straight instead
+ * of through a copy thread's bounce buffers (gpu_copy.c). One area, given
+ * at start before any GPU registration; gpu_shutdown unlocks it, before it
+ * is unmapped. A driver that refuses leaves it unpinned (logged once):
+ * copies still work. */
 void gpu_host_area(void *p, size_t len);
+/* Page-locks the area under GPU dev's context, once; any thread, after a
+ * successful import on dev. */
+void gpu_pin_host_area(int dev);
 /* Whether [p, p+len) lies inside the page-locked area. Any thread. */
 bool gpu_host_pinned(const void *p, size_t len);
 

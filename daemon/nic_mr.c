@@ -151,6 +151,13 @@ static int register_on_nics(region *r, const reg_how *h, err *e)
     bool by_gpu = h->gpu && r->near && !register_all;
     unsigned nuse = 0;
     for (unsigned i = 0; i < nnics; i++) {
+        bool takes = !h->gpu || reg_kind(nic_get(i), h) != GPU_REG_STAGING;
+        nuse += by_gpu && takes && (r->near >> i & 1);
+    }
+    /* None of the GPU's own NICs takes GPU memory: the node's NICs that do. */
+    by_gpu = by_gpu && nuse > 0;
+    nuse = 0;
+    for (unsigned i = 0; i < nnics; i++) {
         if (by_gpu)
             use[i] = r->near >> i & 1;
         use[i] = use[i] && (!h->gpu || reg_kind(nic_get(i), h) != GPU_REG_STAGING);

@@ -84,6 +84,7 @@ static void register_gpu_with_nics(region *r)
     int dev = gpu_region_device(r), fd = -1;
     uint64_t off = 0;
     r->near = affinity_near_nics(gpu_bus_id(dev), r->numa_node);
+    gpu_pin_host_area(dev);
     gpu_region_dmabuf(r, &fd, &off);
     err e = {0};
     int k = nic_register_gpu_region(r, fd, off, dev, &e);

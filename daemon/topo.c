@@ -201,17 +201,27 @@ int topo_load_setting(const char *setting, topo *t, char *sysroot, size_t sysroo
     return topo_load_sysfs(sysroot, t);
 }
 
-void topo_keep_nics(topo *t, const char *const *prefixes, int n)
+static void keep_nics(topo *t, const char *const *names, int n, bool exact)
 {
     size_t k = 0;
     for (size_t i = 0; i < t->n; i++) {
         int keep = t->devs[i].gpu == 1;
         for (int j = 0; j < n && !keep; j++)
-            keep = !strncmp(t->devs[i].name, prefixes[j], strlen(prefixes[j]));
+            keep = exact ? !strcmp(t->devs[i].name, names[j]) : !strncmp(t->devs[i].name, names[j], strlen(names[j]));
         if (keep)
             t->devs[k++] = t->devs[i];
     }
     t->n = k;
+}
+
+void topo_keep_nics(topo *t, const char *const *prefixes, int n)
+{
+    keep_nics(t, prefixes, n, false);
+}
+
+void topo_keep_named(topo *t, const char *const *names, int n)
+{
+    keep_nics(t, names, n, true);
 }
 
 /* ---- Choice --------------------------------------------------------------- */
@@ -301,34 +311,44 @@ int topo_gpu_nics(const topo *t, const char *gpu_busid, const char **out, int ma
     return n;
 }
 
-/* Whether a and b (topo_gpu_nics of two GPUs, same order rules) are one set. */
-static bool same_set(const char *const *a, int na, const char *const *b, int nb)
+/* A GPU's nearest NICs (as topo_gpu_nics, at most TOPO_NICS_MAX) with
+ * their tier and hops; <= 0 as topo_gpu_nic_order. */
+static int near_set(const topo *t, const char *busid, const char **out, topo_tier *tier, int *hops)
 {
-    if (na != nb)
-        return false;
-    for (int k = 0; k < na; k++)
-        if (strcmp(a[k], b[k]))
-            return false;
-    return true;
+    topo_choice o[TOPO_NICS_MAX];
+    int all = topo_gpu_nic_order(t, busid, o, TOPO_NICS_MAX);
+    if (all <= 0)
+        return all;
+    int n = 0;
+    for (; n < all && n < TOPO_NICS_MAX && o[n].tier == o[0].tier && o[n].hops == o[0].hops; n++)
+        out[n] = o[n].nic;
+    *tier = o[0].tier;
+    *hops = o[0].hops;
+    return n;
 }
 
 int topo_gpu_own_nics(const topo *t, const char *gpu_busid, const char **out, int max)
 {
     const char *mine[TOPO_NICS_MAX], *theirs[TOPO_NICS_MAX];
-    int n = topo_gpu_nics(t, gpu_busid, mine, TOPO_NICS_MAX);
+    topo_tier tier, ttier;
+    int hops, thops;
+    int n = near_set(t, gpu_busid, mine, &tier, &hops);
     if (n <= 0)
         return n;
-    if (n > TOPO_NICS_MAX)
-        n = TOPO_NICS_MAX;
     const topo_dev *me = find_gpu(t, gpu_busid);
-    /* The GPUs sharing this set, in bus id order (t's), and my rank. */
+    /* The GPUs for which the same NICs are nearest in the same way (the
+     * same tier and hops: a switch's GPUs, not GPUs that reach those NICs
+     * only across the host), in bus id order (t's), and my rank. */
     int g = 0, rank = 0;
     for (size_t i = 0; i < t->n; i++) {
         const topo_dev *d = &t->devs[i];
         if (d->gpu != 1)
             continue;
-        int m = topo_gpu_nics(t, d->busid, theirs, TOPO_NICS_MAX);
-        if (m <= 0 || !same_set(mine, n, theirs, m > TOPO_NICS_MAX ? TOPO_NICS_MAX : m))
+        int m = near_set(t, d->busid, theirs, &ttier, &thops);
+        bool same = m == n && ttier == tier && thops == hops;
+        for (int k = 0; same && k < n; k++)
+            same = !strcmp(mine[k], theirs[k]);
+        if (!same)
             continue;
         if (d == me)
             rank = g;

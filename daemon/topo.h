@@ -47,6 +47,8 @@ void topo_free(topo *t);
 /* Drops NICs whose name does not start with one of the prefixes (the
  * daemon keeps the NICs it opened; "rdmap" keeps EFA, not InfiniBand). */
 void topo_keep_nics(topo *t, const char *const *prefixes, int n);
+/* Drops NICs not named exactly (mlx5_1 keeps mlx5_1 only, not mlx5_10). */
+void topo_keep_named(topo *t, const char *const *names, int n);
 
 /* How near a NIC is to a GPU, nearest first. */
 typedef enum topo_tier {
@@ -74,7 +76,7 @@ int topo_gpu_nics(const topo *t, const char *gpu_busid, const char **out, int ma
 
 /* The NICs a GPU's memory is placed on: its nearest NICs
  * (topo_gpu_nics) shared out among the GPUs that have the same nearest
- * set, in bus id order, so no two GPUs pull through one NIC while another
+ * set at the same tier and hops, in bus id order, so no two GPUs pull through one NIC while another
  * idles: p5en's switch of two GPUs and four EFAs gives each GPU two, p4d's
  * two GPUs per EFA share it. Names into out (up to max); returns how many,
  * or -ENOENT for an unknown GPU. Sets of more than TOPO_NICS_MAX NICs are

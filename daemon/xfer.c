@@ -16,6 +16,7 @@
 #include "plain_import.h"
 #include "remote.h"
 #include "route.h"
+#include "staging.h"
 #include "stats.h"
 
 static uint64_t copy_chunk = UINT64_MAX, stripe_threshold = UINT64_MAX, timeout_ms = 10000;
@@ -451,10 +452,17 @@ int xfer_submit(session *s, batch *b, Mcefa__Transfer *const *tv, size_t n, uint
         }
         remote_segment *rs = pl[i].rseg;
         if (xfer_stage_needed(pl[i].lr, pl[i].rreg)) {
-            xfer_stage_submit(s, b, idx, t, pl[i].lr, rs, pl[i].rreg, &staged);
+            xfer_stage_submit(s, b, idx, t, pl[i].lr, rs, pl[i].rreg, false, &staged);
             continue;
         }
         unsigned use[NIC_MAX], nuse = xfer_usable_nics(pl[i].lr, pl[i].lr->near, rs->peer, pl[i].rreg, rs->nrnics, use);
+        /* GPU memory lives on its own NICs only; where none of them
+         * reaches the peer (NICs on several fabrics), its bytes go through
+         * the staging slots, which every NIC holds. */
+        if (!nuse && pl[i].lr->gpu >= 0 && staging_slots()) {
+            xfer_stage_submit(s, b, idx, t, pl[i].lr, rs, pl[i].rreg, true, &staged);
+            continue;
+        }
         /* Ops are queued only after the loop, so remaining can be set once
          * they are all planned. */
         uint32_t pieces = nuse ? plan_remote(s, b, idx, t, pl[i].lr, rs, pl[i].rreg, use, nuse, &net_head) : 0;

@@ -154,6 +154,7 @@ struct stage_piece {
     uint32_t idx;
     bool write;
     bool exchange; /* the remote region is staged: a StagedOp request */
+    bool via_slot; /* our side goes through a slot too (lr is staged, or its NICs reach no NIC of the peer) */
     region *lr;    /* the client's region (a reference) */
     uint64_t laddr, len;
     int slot;      /* our staging slot, -1 none */
@@ -451,7 +452,7 @@ static bool send_piece(stage_piece *x)
                    .rma_key = keys,
                    .nnics = nn,
                    .absent = absent,
-                   .preferred = x->lr->near,
+                   .preferred = x->slot >= 0 ? 0 : x->lr->near, /* slots: no NIC is nearer */
                    .deadline_ms = x->deadline_ms,
                    .epoch = x->epoch,
                    .region_id = x->region_id};
@@ -495,7 +496,7 @@ int xfer_stage_check(const region *lr, const remote_segment *rs, const remote_re
 /* Any thread: x's chunk begins (a request goes from the loop). */
 static void piece_start(stage_piece *x)
 {
-    if (x->exchange && !region_is_staged(x->lr)) {
+    if (x->exchange && !x->via_slot) {
         defer_from_thread(&x->later, send_later);
     } else {
         x->wait.ready = slot_ready;
@@ -516,10 +517,10 @@ void xfer_stage_start(stage_piece *x)
 }
 
 uint32_t xfer_stage_submit(session *s, batch *b, uint32_t idx, const Mcefa__Transfer *t, region *lr,
-                           remote_segment *rs, remote_region *rr, stage_piece **chain)
+                           remote_segment *rs, remote_region *rr, bool via_slot, stage_piece **chain)
 {
     peer *p = rs->peer;
-    bool exchange = rr->staged, plain = region_is_staged(lr);
+    bool exchange = rr->staged, plain = via_slot || region_is_staged(lr);
     uint64_t chunk = exchange ? peer_staging_slot(p) : staging_slot_bytes();
     if (exchange && plain && staging_slot_bytes() < chunk)
         chunk = staging_slot_bytes();
@@ -534,7 +535,7 @@ uint32_t xfer_stage_submit(session *s, batch *b, uint32_t idx, const Mcefa__Tran
         return 0;
     }
     unsigned use[NIC_MAX], nuse = 0;
-    if (!exchange && !(nuse = xfer_usable_nics(staging_region(), lr->near, p, rr, rs->nrnics, use))) {
+    if (!exchange && !(nuse = xfer_usable_nics(staging_region(), 0, p, rr, rs->nrnics, use))) {
         batch_finish(b, idx, -ENETUNREACH,
                      strdup("no local NIC shares a fabric with a NIC of the peer holding the remote region (see "
                             "mcefactl nics and peers)"));
@@ -572,6 +573,7 @@ uint32_t xfer_stage_submit(session *s, batch *b, uint32_t idx, const Mcefa__Tran
         x->idx = idx;
         x->write = t->opcode == MCEFA__OPCODE__OP_WRITE;
         x->exchange = exchange;
+        x->via_slot = plain;
         x->lr = lr;
         x->slot = -1;
         x->p = p;
@@ -843,7 +845,7 @@ int xfer_stage_serve(peer *p, region *r, const stage_req *q, stage_served_fn don
     sp->arg = arg;
     remote_region sender_mem = {.rma_addr = (uint64_t *)q->rma_addr, .rma_key = (uint64_t *)q->rma_key,
                                 .absent = q->absent, .preferred = q->preferred};
-    unsigned use[NIC_MAX], nuse = xfer_usable_nics(staging_region(), r->near, p, &sender_mem, q->nnics, use);
+    unsigned use[NIC_MAX], nuse = xfer_usable_nics(staging_region(), 0, p, &sender_mem, q->nnics, use);
     sp->li = nuse ? use[route_first(nuse)] : 0;
     int j = nuse ? xfer_pick_remote(p, sp->li, &sender_mem, q->nnics) : -1;
     if (j < 0) {

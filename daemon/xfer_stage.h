@@ -66,11 +66,12 @@ int xfer_stage_check(const region *lr, const remote_segment *rs, const remote_re
 bool xfer_stage_needed(const region *lr, const remote_region *rr);
 /* Plans transfer idx of b through staging: its pieces go onto *chain
  * (remaining set), to be started with xfer_stage_start once the whole
- * submission is planned. Returns the pieces, 0 when it finished at once
- * (failed). */
+ * submission is planned. via_slot: lr goes through our slots even though
+ * NICs hold it (GPU memory whose own NICs reach no NIC of the peer).
+ * Returns the pieces, 0 when it finished at once (failed). */
 typedef struct stage_piece stage_piece;
 uint32_t xfer_stage_submit(session *s, batch *b, uint32_t idx, const Mcefa__Transfer *t, region *lr,
-                           remote_segment *rs, remote_region *rr, stage_piece **chain);
+                           remote_segment *rs, remote_region *rr, bool via_slot, stage_piece **chain);
 void xfer_stage_start(stage_piece *chain);
 
 /* The receiving side: serves request q of peer p on plain region r (the

@@ -285,6 +285,29 @@ START_TEST(own_nics)
 }
 END_TEST
 
+/* The daemon's own NICs by exact name: a prefix keeps its namesakes
+ * (rdmap8 would keep rdmap85s0..rdmap88s0), a name only itself; and the
+ * GPUs of a switch then share what is left of it. */
+START_TEST(keep_named)
+{
+    topo t = {0};
+    if (!load_or_skip(&t, "p5en.48xlarge.xml", NULL, "keep_named"))
+        return;
+    const char *names[] = {"rdmap8", "rdmap86s0", "rdmap87s0"};
+    topo_keep_named(&t, names, 3);
+    int nics = 0;
+    for (size_t i = 0; i < t.n; i++)
+        nics += !t.devs[i].gpu;
+    ck_assert_int_eq(nics, 2);
+    const char *got[4];
+    ck_assert_int_eq(topo_gpu_own_nics(&t, "59:00.0", got, 4), 1);
+    ck_assert_str_eq(got[0], "rdmap86s0");
+    ck_assert_int_eq(topo_gpu_own_nics(&t, "5a:00.0", got, 4), 1);
+    ck_assert_str_eq(got[0], "rdmap87s0");
+    topo_free(&t);
+}
+END_TEST
+
 START_TEST(p4d)
 {
     check_map("p4d.24xlarge.xml", 8, 4, NULL,
@@ -864,6 +887,7 @@ int main(void)
     tcase_add_test(tc, p6_b300);
     tcase_add_test(tc, p4d);
     tcase_add_test(tc, own_nics);
+    tcase_add_test(tc, keep_named);
     tcase_add_test(tc, order_truncated);
     tcase_add_test(tc, sysfs_tree);
     tcase_add_test(tc, bad_files);
