@@ -368,7 +368,9 @@ static void *worker_main(void *arg)
     uint64_t last_deadline_check = 0, stop_at = 0;
     for (;;) {
         take_queue(w);
-        uint64_t now = clock_now_ms();
+        /* One clock read a turn: while ops are live this loop spins, and
+         * the vDSO call was a tenth of its time at 4 KiB. */
+        uint64_t us = clock_now_us(), now = us / 1000;
         int progress = 0;
         for (unsigned k = 0; k < w->nlanes; k++) {
             nic_lane *l = &w->lanes[k];
@@ -379,7 +381,6 @@ static void *worker_main(void *arg)
             while (poll_cq(w, l) > 0)
                 progress++;
         }
-        now = clock_now_ms();
         if (now - last_deadline_check >= 20) {
             check_deadlines(w);
             last_deadline_check = now;
@@ -391,7 +392,6 @@ static void *worker_main(void *arg)
             if (!has_work(w) || now - stop_at > 2000)
                 return NULL;
         }
-        uint64_t us = clock_now_us();
         if (progress || w->live) {
             /* Ops live (posted or waiting for room): a nap now would make
              * each of them complete up to a nap late. */
