@@ -163,6 +163,14 @@
       "A remote transfer not finished this long after submission fails with a timeout.")                      \
     X(UINT, spin_us, "50", 0, CFG_UNBOUNDED, "MCEFAD_SPIN_US", "",                                               \
       "How long an idle NIC worker polls before it sleeps on the completion queue.")                           \
+    X(UINT, rxm_buffer_size, "2048", 256, 1048576, "MCEFAD_RXM_BUFFER_SIZE", "",                              \
+      "tcp;ofi_rxm only: FI_OFI_RXM_BUFFER_SIZE, set unless the environment sets it. rxm holds pools of 1024 " \
+      "buffers of this size per NIC (one per RMA op in flight, and receive buffers), so it sets most of the "  \
+      "daemon's memory per NIC; it is also rxm's eager and inject limit, which RMA without FI_INJECT does "    \
+      "not use. The provider's default is 16384.")                                                              \
+    X(UINT, rxm_msg_rx_size, "128", 16, 65536, "MCEFAD_RXM_MSG_RX_SIZE", "",                                     \
+      "tcp;ofi_rxm only: FI_OFI_RXM_MSG_RX_SIZE, set unless the environment sets it: receive buffers rxm posts " \
+      "per NIC for messages (the daemon sends none; RMA needs none). The provider's default over tcp is 4096.") \
     X(STR, admin_group, "mcefa-admin", 0, CFG_UNBOUNDED, "MCEFAD_ADMIN_GROUP", "",                               \
       "Group whose members may use admin requests (mcefactl); root and the daemon's own user always may.")     \
     X(HOSTPORT, metrics_listen, "127.0.0.1:9465", 0, CFG_UNBOUNDED, "MCEFAD_METRICS_LISTEN", "",                 \
