@@ -565,7 +565,9 @@ int nic_init(const mcefad_config *cfg)
                  hmem_ask.why);
     /* Likewise: providers read their variables when libfabric loads them. */
     prov_env_var env[PROV_ENV_MAX];
-    prov_env_settings es = {.rxm_buffer_size = cfg->rxm_buffer_size, .rxm_msg_rx_size = cfg->rxm_msg_rx_size};
+    prov_env_settings es = {.rxm_buffer_size = cfg->rxm_buffer_size,
+                            .rxm_msg_rx_size = cfg->rxm_msg_rx_size,
+                            .rxm_cm_progress_interval_us = cfg->rxm_cm_progress_interval_us};
     prov_env_apply(env, prov_env_plan(prov, &es, env));
     placement pl = {0};
     int rc = topo_load_setting(cfg->topology, &pl.t, pl.root, sizeof(pl.root));

@@ -35,6 +35,10 @@ size_t prov_env_plan(const char *prov, const prov_env_settings *s, prov_env_var 
     /* Receive buffers posted per NIC (4096 by default over tcp's shared
      * receive context): four pool chunks where one does. */
     add(out, &n, "FI_OFI_RXM_MSG_RX_SIZE", "rxm_msg_rx_size", s->rxm_msg_rx_size);
+    /* rxm connects a NIC pair on its first op, and its polling looks at
+     * connection events only this often: 10 ms by default, about two of
+     * them per connection. */
+    add(out, &n, "FI_OFI_RXM_CM_PROGRESS_INTERVAL", "rxm_cm_progress_interval_us", s->rxm_cm_progress_interval_us);
     return n;
 }
 

@@ -22,6 +22,7 @@ typedef struct prov_env_var {
 typedef struct prov_env_settings {
     uint64_t rxm_buffer_size;
     uint64_t rxm_msg_rx_size;
+    uint64_t rxm_cm_progress_interval_us;
 } prov_env_settings;
 
 /* The variables provider prov (a provider setting: "tcp;ofi_rxm",

@@ -8,20 +8,24 @@
 #include "prov_env.h"
 #include "suite.h"
 
-static const prov_env_settings settings = {.rxm_buffer_size = 2048, .rxm_msg_rx_size = 128};
+static const prov_env_settings settings = {
+    .rxm_buffer_size = 2048, .rxm_msg_rx_size = 128, .rxm_cm_progress_interval_us = 1000};
 
 START_TEST(rxm_gets_its_bounds)
 {
     static const char *const provs[] = {"tcp;ofi_rxm", "ofi_rxm", "verbs;ofi_rxm"};
     for (size_t p = 0; p < sizeof(provs) / sizeof(provs[0]); p++) {
         prov_env_var v[PROV_ENV_MAX];
-        ck_assert_uint_eq(prov_env_plan(provs[p], &settings, v), 2);
+        ck_assert_uint_eq(prov_env_plan(provs[p], &settings, v), 3);
         ck_assert_str_eq(v[0].name, "FI_OFI_RXM_BUFFER_SIZE");
         ck_assert_str_eq(v[0].value, "2048");
         ck_assert_str_eq(v[0].setting, "rxm_buffer_size");
         ck_assert_str_eq(v[1].name, "FI_OFI_RXM_MSG_RX_SIZE");
         ck_assert_str_eq(v[1].value, "128");
         ck_assert_str_eq(v[1].setting, "rxm_msg_rx_size");
+        ck_assert_str_eq(v[2].name, "FI_OFI_RXM_CM_PROGRESS_INTERVAL");
+        ck_assert_str_eq(v[2].value, "1000");
+        ck_assert_str_eq(v[2].setting, "rxm_cm_progress_interval_us");
     }
 }
 END_TEST
