@@ -8,13 +8,17 @@
 # namespaces are removed on every exit.
 #
 #   tools/bench-scale.sh [N] [BUILD_DIR]        (N: 1..64, default 16)
+#
+# MCEFAD=path runs another mcefad binary (a build before a change); the
+# daemons get the caller's environment (MCEFAD_*, FI_* settings).
 set -euo pipefail
 
 N=${1:-16}
 B=${2:-build}
+MCEFAD=${MCEFAD:-$B/mcefad}
 [ "$N" -ge 1 ] && [ "$N" -le 64 ] || { echo "bench-scale: N must be 1..64" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "bench-scale: needs root (network namespaces)" >&2; exit 2; }
-for f in "$B/mcefad" "$B/mcefa-bench"; do
+for f in "$MCEFAD" "$B/mcefa-bench"; do
     [ -x "$f" ] || { echo "bench-scale: $f not built; run make first" >&2; exit 1; }
 done
 command -v ip >/dev/null || { echo "bench-scale: needs iproute2" >&2; exit 2; }
@@ -28,9 +32,17 @@ cleanup() {
     wait 2>/dev/null || true
     ip netns del "$nsa" 2>/dev/null || true
     ip netns del "$nsb" 2>/dev/null || true
+    # A veth made but not yet moved (a failure in the middle of the set-up)
+    # is still here; those in the namespaces went with them.
+    for l in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//' | grep "^ms${id}[ab]"); do
+        ip link del "$l" 2>/dev/null || true
+    done
     rm -rf "$dir"
 }
-trap cleanup EXIT INT TERM
+# A signal ends the script, so cleanup runs once, on EXIT.
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 ip netns add "$nsa"
 ip netns add "$nsb"
@@ -61,7 +73,7 @@ start_ms=0 start_pid=0
 start() { # ns name nics peer peer_addr sock; sets start_ms and start_pid
     local t0 t1
     t0=$(now_ms)
-    ip netns exec "$1" "$B/mcefad" --socket_path="$6" --provider='tcp;ofi_rxm' --nics="$3" --hostname="$2" \
+    ip netns exec "$1" "$MCEFAD" --socket_path="$6" --provider='tcp;ofi_rxm' --nics="$3" --hostname="$2" \
         --peer_port=$pa --peer_hosts="$4=$5:$pb" --peer_secret_file="$dir/peer.secret" --metrics_listen= \
         --log_level=warn 2>>"$dir/$2.log" &
     start_pid=$!
