@@ -144,26 +144,11 @@ static void start_mesh(test_daemon *d, const char *ns, const char *host, int h, 
 /* A's view of its peer B from status: pairs it reaches and pairs warm. */
 static void peer_pairs(const char *sock, unsigned *pairs, unsigned *warm)
 {
-    int fd = raw_connect(sock);
-    wire_reader rd;
-    wire_reader_init(&rd, 0);
-    raw_hello_ok(fd, &rd);
-    Mcefa__StatusQuery q = MCEFA__STATUS_QUERY__INIT;
-    Mcefa__Request req = MCEFA__REQUEST__INIT;
-    req.seq = 7;
-    req.body_case = MCEFA__REQUEST__BODY_STATUS;
-    req.status = &q;
-    raw_send_request(fd, &req);
-    Mcefa__Response *r = raw_recv(fd, &rd);
-    ck_assert_ptr_nonnull(r);
-    ck_assert_int_eq(r->status, 0);
-    ck_assert_int_eq(r->body_case, MCEFA__RESPONSE__BODY_DAEMON_STATUS);
+    Mcefa__Response *r = raw_status(sock);
     ck_assert_uint_eq(r->daemon_status->n_peers, 1);
     *pairs = r->daemon_status->peers[0]->nic_pairs;
     *warm = r->daemon_status->peers[0]->nic_pairs_warm;
     mcefa__response__free_unpacked(r, NULL);
-    wire_reader_free(&rd);
-    close(fd);
 }
 
 /* 8 NICs a host on one /16: 64 pairs, whose first ops the workers post
