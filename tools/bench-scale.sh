@@ -3,8 +3,8 @@
 # takes: two network namespaces ("hosts") joined by N veth pairs, every end
 # on one /16 so that each local NIC pairs with each remote NIC, as EFA NICs
 # of one fabric do. Prints per daemon: start time, threads, RSS and open
-# descriptors at start and after the warmup of N x N pairs, the warmup time
-# and the first submits (tcp;ofi_rxm; needs root and iproute2). The
+# descriptors and CPU time at start and after the warmup of N x N pairs, the
+# warmup time and the first submits (tcp;ofi_rxm; needs root and iproute2). The
 # namespaces are removed on every exit.
 #
 #   tools/bench-scale.sh [N] [BUILD_DIR]        (N: 1..64, default 16)
@@ -91,7 +91,10 @@ report() { # label sock pid
     thr=$(awk '/^Threads:/{print $2}' "/proc/$pid/status")
     rss=$(awk '/^VmRSS:/{printf "%.1f", $2 / 1024}' "/proc/$pid/status")
     fds=$(ls "/proc/$pid/fd" | wc -l)
-    printf '%-26s threads %4s   RSS %8s MiB   fds %5s\n' "$1" "$thr" "$rss" "$fds"
+    # CPU time so far (user + system): unlike the times, it hardly depends
+    # on what else the machine runs.
+    cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f", ($14 + $15) * 1000 / hz}' "/proc/$pid/stat")
+    printf '%-26s threads %4s   RSS %8s MiB   fds %5s   CPU %6s ms\n' "$1" "$thr" "$rss" "$fds" "$cpu"
 }
 
 echo "bench-scale: $N NICs a host, tcp;ofi_rxm over veth pairs on one /16 (${N}x$N = $((N * N)) NIC pairs)"
