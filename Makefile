@@ -250,6 +250,10 @@ $(B)/tests/check_config: $(call obj,tests/check_config.c daemon/config.c daemon/
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)
 
+$(B)/tests/check_prov_env: $(call obj,tests/check_prov_env.c daemon/prov_env.c daemon/log.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)
+
 $(B)/tests/check_shm: $(call obj,tests/check_shm.c shm/memfd.c shm/completion.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS)

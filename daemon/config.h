@@ -153,7 +153,8 @@
       "Static host map, 'name=address[:port],...': how to reach a host named in segment names when DNS "       \
       "does not know it or its daemon listens on another port.")                                               \
     X(UINT, nic_workers, "0", 0, 64, "MCEFAD_NIC_WORKERS", "MC_EFA_CQ_THREADS",                                  \
-      "Threads that post to and poll the NICs; 0 means one per NIC.")                                          \
+      "Threads that post to and poll the NICs; 0 means one per NIC, at most one per CPU the daemon may run "  \
+      "on.")                                                                                                    \
     X(UINT, max_wr, "0", 0, CFG_UNBOUNDED, "MCEFAD_MAX_WR", "MC_MAX_WR",                                         \
       "Most work requests outstanding per NIC; 0 means the provider's tx queue depth (4096 on p5), which also " \
       "caps any other value. More wait in the daemon.")                                                         \
@@ -163,6 +164,18 @@
       "A remote transfer not finished this long after submission fails with a timeout.")                      \
     X(UINT, spin_us, "50", 0, CFG_UNBOUNDED, "MCEFAD_SPIN_US", "",                                               \
       "How long an idle NIC worker polls before it sleeps on the completion queue.")                           \
+    X(UINT, rxm_buffer_size, "2048", 256, 1048576, "MCEFAD_RXM_BUFFER_SIZE", "",                              \
+      "tcp;ofi_rxm only: FI_OFI_RXM_BUFFER_SIZE, set unless the environment sets it. rxm holds pools of 1024 " \
+      "buffers of this size per NIC (one per RMA op in flight, and receive buffers), so it sets most of the "  \
+      "daemon's memory per NIC; it is also rxm's eager and inject limit, which RMA without FI_INJECT does "    \
+      "not use. The provider's default is 16384.")                                                              \
+    X(UINT, rxm_msg_rx_size, "128", 16, 65536, "MCEFAD_RXM_MSG_RX_SIZE", "",                                     \
+      "tcp;ofi_rxm only: FI_OFI_RXM_MSG_RX_SIZE, set unless the environment sets it: receive buffers rxm posts " \
+      "per NIC for messages (the daemon sends none; RMA needs none). The provider's default over tcp is 4096.") \
+    X(UINT, rxm_cm_progress_interval_us, "1000", 1, 10000000, "MCEFAD_RXM_CM_PROGRESS_INTERVAL_US", "",         \
+      "tcp;ofi_rxm only: FI_OFI_RXM_CM_PROGRESS_INTERVAL, set unless the environment sets it: how often (in "  \
+      "microseconds) rxm's completion polling also moves connection set-up on. A connection takes about two "  \
+      "of these, and rxm connects each NIC pair on its first op (warmup). The provider's default is 10000.")   \
     X(STR, admin_group, "mcefa-admin", 0, CFG_UNBOUNDED, "MCEFAD_ADMIN_GROUP", "",                               \
       "Group whose members may use admin requests (mcefactl); root and the daemon's own user always may.")     \
     X(HOSTPORT, metrics_listen, "127.0.0.1:9465", 0, CFG_UNBOUNDED, "MCEFAD_METRICS_LISTEN", "",                 \

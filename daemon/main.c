@@ -13,6 +13,7 @@
 #include "config.h"
 #include "copypool.h"
 #include "defer.h"
+#include "fdtable.h"
 #include "gpu.h"
 #include "ident.h"
 #include "log.h"
@@ -157,6 +158,11 @@ int main(int argc, char **argv)
      * registrations hold up everything else queued there. */
     setenv("UV_THREADPOOL_SIZE", "16", 0);
     signal(SIGPIPE, SIG_IGN);
+    /* Before the first thread (fdtable.h says why). */
+    err fd_err = {0};
+    if (fdtable_reserve(FDTABLE_RESERVE, &fd_err) < 0)
+        log_warn("%s: connections to many NIC pairs at once may stall while the kernel grows the table",
+                 fd_err.text);
     ident_init(config.hostname);
     uv_loop_t *loop = uv_default_loop();
 

@@ -18,6 +18,7 @@
 #include "fabric_version.h"
 #include "gpu.h"
 #include "log.h"
+#include "prov_env.h"
 #include "topo.h"
 
 static nic *nics[NIC_MAX];
@@ -562,6 +563,12 @@ int nic_init(const mcefad_config *cfg)
         log_info("FI_HMEM=system set for libfabric: GPU memory is not registered with NICs (%s), so no provider "
                  "may create a CUDA context at start (set FI_HMEM yourself to override)",
                  hmem_ask.why);
+    /* Likewise: providers read their variables when libfabric loads them. */
+    prov_env_var env[PROV_ENV_MAX];
+    prov_env_settings es = {.rxm_buffer_size = cfg->rxm_buffer_size,
+                            .rxm_msg_rx_size = cfg->rxm_msg_rx_size,
+                            .rxm_cm_progress_interval_us = cfg->rxm_cm_progress_interval_us};
+    prov_env_apply(env, prov_env_plan(prov, &es, env));
     placement pl = {0};
     int rc = topo_load_setting(cfg->topology, &pl.t, pl.root, sizeof(pl.root));
     if (rc < 0 && *cfg->topology) {

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <rdma/fi_domain.h>
 #include <rdma/fi_eq.h>
 #include <rdma/fi_errno.h>
@@ -325,10 +326,25 @@ static bool trywait_all(nic_worker *w, struct fid **fids)
     return true;
 }
 
+/* Whether every live op waits for a destination that refused it (rxm
+ * connecting, efa before its handshake) and none is posted: then nothing
+ * can complete before the provider's connection set-up moves, which comes
+ * through the same wait fds. */
+static bool only_refused(nic_worker *w)
+{
+    if (w->posted.pnext != &w->posted)
+        return false;
+    for (unsigned k = 0; k < w->nlanes; k++)
+        if (w->lanes[k].pend.head)
+            return false;
+    return true;
+}
+
 /* Idle: sleep until new work, a completion or incoming traffic (the CQs'
  * wait fds), where every NIC has a wait fd; else nap 1 ms on the eventfd
- * (the provider then needs fi_cq_read calls for passive-side progress). */
-static void sleep_idle(nic_worker *w)
+ * (the provider then needs fi_cq_read calls for passive-side progress).
+ * At most cap_ms either way. */
+static void sleep_idle(nic_worker *w, int cap_ms)
 {
     struct pollfd pfd[NIC_MAX + 1];
     struct fid *fids[NIC_MAX];
@@ -353,6 +369,8 @@ static void sleep_idle(nic_worker *w)
     } else {
         np = 1;
     }
+    if (timeout > cap_ms)
+        timeout = cap_ms;
     poll(pfd, np, timeout);
     if (pfd[0].revents & POLLIN) {
         uint64_t v;
@@ -392,15 +410,23 @@ static void *worker_main(void *arg)
             if (!has_work(w) || now - stop_at > 2000)
                 return NULL;
         }
-        if (progress || w->live) {
+        if (progress || (w->live && !only_refused(w))) {
             /* Ops live (posted or waiting for room): a nap now would make
              * each of them complete up to a nap late. */
             idle_since = us;
             continue;
         }
+        if (w->live) {
+            /* Connecting: spinning here only takes the CPU from the
+             * threads that set connections up (many NICs warming at
+             * once on a few cores); wake on their events, or in 1 ms to
+             * post again. */
+            sleep_idle(w, 1);
+            continue;
+        }
         if (us - idle_since < spin_us)
             continue;
-        sleep_idle(w);
+        sleep_idle(w, 1000);
         idle_since = clock_now_us();
     }
 }
@@ -449,13 +475,30 @@ void nic_submit(net_op *first)
     }
 }
 
+/* CPUs this process may run on (at least 1). */
+static unsigned usable_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) < 0)
+        return 1;
+    int n = CPU_COUNT(&set);
+    return n > 0 ? (unsigned)n : 1;
+}
+
 int nic_worker_start(unsigned want_workers, uint64_t spin)
 {
     unsigned nn = nic_count();
     if (!nn)
         return 0;
     spin_us = spin;
-    unsigned want = want_workers && want_workers < nn ? want_workers : nn;
+    /* By default one per NIC, but no more than there are CPUs: a worker
+     * with ops live polls without pause, so more of them than CPUs only
+     * take turns, and during a warmup of many NIC pairs they starved the
+     * threads that set the connections up (docs/benchmarks.md). */
+    unsigned cpus = usable_cpus();
+    unsigned want = want_workers ? want_workers : nn < cpus ? nn : cpus;
+    if (want > nn)
+        want = nn;
     workers = calloc(want, sizeof(*workers));
     if (!workers)
         return -ENOMEM;

@@ -43,7 +43,8 @@ struct net_op {
     void *dstate;          /* its destination's state while posted */
 };
 
-/* Starts the workers over every open NIC: nworkers 0 means one per NIC;
+/* Starts the workers over every open NIC: nworkers 0 means one per NIC,
+ * at most one per CPU the process may run on;
  * an idle worker polls spin_us before it sleeps. */
 int nic_worker_start(unsigned nworkers, uint64_t spin_us);
 /* Finishes (or after 2 s abandons) posted work and joins the threads. */

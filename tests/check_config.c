@@ -317,6 +317,8 @@ START_TEST(bounds)
         {"copy_chunk_bytes", 4096, 0},     {"max_clients", 1, 0},             {"max_regions_per_client", 1, 0},
         {"max_wr", 0, 0},                  {"request_timeout_ms", 1, 0},      {"peer_port", 1, 65535},
         {"nic_workers", 0, 64},            {"segment_port_base", 0, 65535},
+        {"rxm_buffer_size", 256, 1048576}, {"rxm_msg_rx_size", 16, 65536},
+        {"rxm_cm_progress_interval_us", 1, 10000000},
     };
     for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++) {
         char flag[128];

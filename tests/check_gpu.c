@@ -224,26 +224,11 @@ static int target_stop(target *t)
 /* GPU imports the daemon holds (all GPUs), or -1 when it lists none. */
 static int daemon_imports(void)
 {
-    int fd = raw_connect(D.sock);
-    ck_assert_int_ge(fd, 0);
-    wire_reader rd;
-    wire_reader_init(&rd, WIRE_MAX_FRAME_DEFAULT);
-    raw_hello_ok(fd, &rd);
-    Mcefa__StatusQuery q = MCEFA__STATUS_QUERY__INIT;
-    Mcefa__Request req = MCEFA__REQUEST__INIT;
-    req.seq = 2;
-    req.body_case = MCEFA__REQUEST__BODY_STATUS;
-    req.status = &q;
-    raw_send_request(fd, &req);
-    Mcefa__Response *r = raw_recv(fd, &rd);
-    ck_assert_ptr_nonnull(r);
-    ck_assert_int_eq(r->status, 0);
+    Mcefa__Response *r = raw_status(D.sock);
     int n = r->daemon_status->n_gpus ? 0 : -1;
     for (size_t i = 0; i < r->daemon_status->n_gpus; i++)
         n += (int)r->daemon_status->gpus[i]->imports;
     mcefa__response__free_unpacked(r, NULL);
-    wire_reader_free(&rd);
-    close(fd);
     return n;
 }
 

@@ -1,6 +1,8 @@
 /* Two hosts: network namespaces joined by two veth pairs, one daemon in
  * each, each veth a "NIC". Checks that transfers use every NIC, that large
- * requests are striped, and that warmup connects every NIC pair. Needs root
+ * requests are striped, and that warmup connects every NIC pair; then 8
+ * more veth pairs on one /16, where one warmup must warm all 64 NIC pairs
+ * whatever the number of NIC workers. Needs root
  * and iproute2; skips with the reason otherwise. Namespaces are removed
  * whatever the tests do. */
 #include "net_harness.h"
@@ -120,11 +122,81 @@ START_TEST(warmup_connects_every_pair)
 }
 END_TEST
 
+/* ---- Many NICs on one subnet: every NIC pair warms at once ------------ */
+
+enum { MESH_NICS = 8 };
+static char mesh[MESH_NICS][2][16];
+static const char *mesh_a = "10.233.1.1", *mesh_b = "10.233.2.1";
+
+static void start_mesh(test_daemon *d, const char *ns, const char *host, int h, const char *peer_ip, int workers)
+{
+    char hn[64], n[256] = "--nics=", map[128], w[64];
+    snprintf(hn, sizeof(hn), "--hostname=%s", host);
+    for (int k = 0; k < MESH_NICS; k++)
+        snprintf(n + strlen(n), sizeof(n) - strlen(n), "%s%s", k ? "," : "", mesh[k][h]);
+    snprintf(map, sizeof(map), "--peer_hosts=%s=%s:" PEER_PORT, peer_ip, peer_ip);
+    snprintf(w, sizeof(w), "--nic_workers=%d", workers);
+    const char *args[] = {"--provider=tcp;ofi_rxm", hn, n, map, w, "--peer_port=" PEER_PORT,
+                          "--request_timeout_ms=10000", NULL};
+    daemon_start_in(d, ns, args);
+}
+
+/* A's view of its peer B from status: pairs it reaches and pairs warm. */
+static void peer_pairs(const char *sock, unsigned *pairs, unsigned *warm)
+{
+    Mcefa__Response *r = raw_status(sock);
+    ck_assert_uint_eq(r->daemon_status->n_peers, 1);
+    *pairs = r->daemon_status->peers[0]->nic_pairs;
+    *warm = r->daemon_status->peers[0]->nic_pairs_warm;
+    mcefa__response__free_unpacked(r, NULL);
+}
+
+/* 8 NICs a host on one /16: 64 pairs, whose first ops the workers post
+ * at once (rxm connects each pair on its first op). With workers 1 every
+ * lane shares one thread; 3 does not divide the NICs evenly; 0 is the
+ * default (one per NIC, at most one per CPU). Every pair is warm after
+ * one warmup, the status says so, and data moves over the mesh after. */
+static void warm_mesh(int workers)
+{
+    start_mesh(&A, ns_a, mesh_a, 0, mesh_b, workers);
+    start_mesh(&B, ns_b, mesh_b, 1, mesh_a, workers);
+    size_t size = 8 << 20;
+    net_target t;
+    net_target_start(&t, B.sock, size);
+    initiator in;
+    initiator_open(&in, A.sock, size, t.name);
+    unsigned pairs = 0, reach = 0, warm = 0;
+    int rc = mcefa_segment_warmup(in.c, t.name, &pairs);
+    ck_assert_msg(rc == 0, "warmup (%d workers): %s", workers, mcefa_last_error());
+    ck_assert_uint_eq(pairs, MESH_NICS * MESH_NICS);
+    peer_pairs(A.sock, &reach, &warm);
+    ck_assert_uint_eq(reach, MESH_NICS * MESH_NICS);
+    ck_assert_uint_eq(warm, MESH_NICS * MESH_NICS);
+    ck_assert_int_eq(mcefa_segment_warmup(in.c, t.name, &pairs), 0);
+    ck_assert_uint_eq(pairs, MESH_NICS * MESH_NICS);
+    pattern(in.buf, size, 6);
+    mcefa_transfer x[32];
+    for (int i = 0; i < 32; i++)
+        x[i] = (mcefa_transfer){MCEFA_WRITE, in.buf + ((size_t)i << 18), in.seg, t.addr + ((uint64_t)i << 18), 1 << 18};
+    rc = mcefa_transfer_sync(in.c, x, 32, 30000);
+    ck_assert_msg(rc == 0, "write after warmup: %s", mcefa_last_error());
+    ck_assert(net_target_check(&t, 0, size, 6));
+    initiator_close(&in);
+    net_target_stop(&t);
+}
+
+START_TEST(warmup_warms_every_pair_of_many_nics)
+{
+    static const int workers[] = {0, 1, 3};
+    warm_mesh(workers[_i]);
+}
+END_TEST
+
 int main(void)
 {
     if (!netns_usable("netns"))
         return 0;
-    if (netns_up(&net, "mc", "10.231") < 0) {
+    if (netns_up(&net, "mc", "10.231") < 0 || netns_add_mesh(&net, "mw", "10.233", MESH_NICS, mesh) < 0) {
         netns_down();
         printf("netns: skipped: cannot create namespaces and veth pairs here (see the ip errors above)\n"
                "0 passed, 0 failed\n");
@@ -138,5 +210,10 @@ int main(void)
     tcase_add_test(tc, large_requests_are_striped);
     tcase_add_test(tc, warmup_connects_every_pair);
     suite_add_tcase(s, tc);
+    TCase *many = tcase_create("many-nics");
+    tcase_set_timeout(many, 120);
+    tcase_add_checked_fixture(many, NULL, teardown);
+    tcase_add_loop_test(many, warmup_warms_every_pair_of_many_nics, 0, 3);
+    suite_add_tcase(s, many);
     return run_suite(s); /* netns_down runs at exit */
 }

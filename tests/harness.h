@@ -282,6 +282,30 @@ static inline void raw_hello_ok(int fd, wire_reader *rd)
     mcefa__response__free_unpacked(r, NULL);
 }
 
+/* The daemon's status (DaemonStatus) through a raw connection of its own,
+ * checked to be one; the caller frees it (mcefa__response__free_unpacked). */
+static inline Mcefa__Response *raw_status(const char *sock)
+{
+    int fd = raw_connect(sock);
+    ck_assert_int_ge(fd, 0);
+    wire_reader rd;
+    wire_reader_init(&rd, WIRE_MAX_FRAME_DEFAULT);
+    raw_hello_ok(fd, &rd);
+    Mcefa__StatusQuery q = MCEFA__STATUS_QUERY__INIT;
+    Mcefa__Request req = MCEFA__REQUEST__INIT;
+    req.seq = 2;
+    req.body_case = MCEFA__REQUEST__BODY_STATUS;
+    req.status = &q;
+    raw_send_request(fd, &req);
+    Mcefa__Response *r = raw_recv(fd, &rd);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->status, 0);
+    ck_assert_int_eq(r->body_case, MCEFA__RESPONSE__BODY_DAEMON_STATUS);
+    wire_reader_free(&rd);
+    close(fd);
+    return r;
+}
+
 /* Sends one RegisterMemory with nfds descriptors on a raw connection and
  * returns the reply's status (its error text into why, ERRLEN bytes). */
 #ifndef ERRLEN

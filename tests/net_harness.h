@@ -248,4 +248,29 @@ static inline int netns_up(netns_pair *p, const char *tag, const char *net)
     return netns_sh("ip -n %s link set lo up && ip -n %s link set lo up", p->ns[0], p->ns[1]) ? -1 : 0;
 }
 
+/* n more veth pairs between p's namespaces, every end on one /16 (net.h.k+1
+ * for host h), so each NIC of one host pairs with each NIC of the other,
+ * as EFA NICs of one fabric do; names[k][h] gets host h's end. Removed
+ * with the namespaces. */
+static inline int netns_add_mesh(netns_pair *p, const char *tag, const char *net, unsigned n, char (*names)[2][16])
+{
+    int id = getpid() % 100000;
+    for (unsigned k = 0; k < n; k++) {
+        for (int h = 0; h < 2; h++)
+            snprintf(names[k][h], sizeof(names[k][h]), "%s%c%u-%d", tag, 'a' + h, k, id);
+        if (netns_sh("ip link add %s type veth peer name %s", names[k][0], names[k][1]))
+            return -1;
+        for (int h = 0; h < 2; h++)
+            if (netns_sh("ip link set %s netns %s && ip -n %s addr add %s.%d.%u/16 dev %s && ip -n %s link set %s up",
+                         names[k][h], p->ns[h], p->ns[h], net, h + 1, k + 1, names[k][h], p->ns[h], names[k][h]))
+                return -1;
+    }
+    /* Any NIC answers for every address of its host (one subnet). */
+    for (int h = 0; h < 2; h++)
+        if (netns_sh("ip netns exec %s sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0",
+                     p->ns[h]))
+            return -1;
+    return 0;
+}
+
 #endif

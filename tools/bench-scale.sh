@@ -3,18 +3,22 @@
 # takes: two network namespaces ("hosts") joined by N veth pairs, every end
 # on one /16 so that each local NIC pairs with each remote NIC, as EFA NICs
 # of one fabric do. Prints per daemon: start time, threads, RSS and open
-# descriptors at start and after the warmup of N x N pairs, the warmup time
-# and the first submits (tcp;ofi_rxm; needs root and iproute2). The
+# descriptors and CPU time at start and after the warmup of N x N pairs, the
+# warmup time and the first submits (tcp;ofi_rxm; needs root and iproute2). The
 # namespaces are removed on every exit.
 #
 #   tools/bench-scale.sh [N] [BUILD_DIR]        (N: 1..64, default 16)
+#
+# MCEFAD=path runs another mcefad binary (a build before a change); the
+# daemons get the caller's environment (MCEFAD_*, FI_* settings).
 set -euo pipefail
 
 N=${1:-16}
 B=${2:-build}
+MCEFAD=${MCEFAD:-$B/mcefad}
 [ "$N" -ge 1 ] && [ "$N" -le 64 ] || { echo "bench-scale: N must be 1..64" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "bench-scale: needs root (network namespaces)" >&2; exit 2; }
-for f in "$B/mcefad" "$B/mcefa-bench"; do
+for f in "$MCEFAD" "$B/mcefa-bench"; do
     [ -x "$f" ] || { echo "bench-scale: $f not built; run make first" >&2; exit 1; }
 done
 command -v ip >/dev/null || { echo "bench-scale: needs iproute2" >&2; exit 2; }
@@ -28,9 +32,17 @@ cleanup() {
     wait 2>/dev/null || true
     ip netns del "$nsa" 2>/dev/null || true
     ip netns del "$nsb" 2>/dev/null || true
+    # A veth made but not yet moved (a failure in the middle of the set-up)
+    # is still here; those in the namespaces went with them.
+    for l in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//' | grep "^ms${id}[ab]"); do
+        ip link del "$l" 2>/dev/null || true
+    done
     rm -rf "$dir"
 }
-trap cleanup EXIT INT TERM
+# A signal ends the script, so cleanup runs once, on EXIT.
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 ip netns add "$nsa"
 ip netns add "$nsb"
@@ -61,7 +73,7 @@ start_ms=0 start_pid=0
 start() { # ns name nics peer peer_addr sock; sets start_ms and start_pid
     local t0 t1
     t0=$(now_ms)
-    ip netns exec "$1" "$B/mcefad" --socket_path="$6" --provider='tcp;ofi_rxm' --nics="$3" --hostname="$2" \
+    ip netns exec "$1" "$MCEFAD" --socket_path="$6" --provider='tcp;ofi_rxm' --nics="$3" --hostname="$2" \
         --peer_port=$pa --peer_hosts="$4=$5:$pb" --peer_secret_file="$dir/peer.secret" --metrics_listen= \
         --log_level=warn 2>>"$dir/$2.log" &
     start_pid=$!
@@ -79,7 +91,10 @@ report() { # label sock pid
     thr=$(awk '/^Threads:/{print $2}' "/proc/$pid/status")
     rss=$(awk '/^VmRSS:/{printf "%.1f", $2 / 1024}' "/proc/$pid/status")
     fds=$(ls "/proc/$pid/fd" | wc -l)
-    printf '%-26s threads %4s   RSS %8s MiB   fds %5s\n' "$1" "$thr" "$rss" "$fds"
+    # CPU time so far (user + system): unlike the times, it hardly depends
+    # on what else the machine runs.
+    cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f", ($14 + $15) * 1000 / hz}' "/proc/$pid/stat")
+    printf '%-26s threads %4s   RSS %8s MiB   fds %5s   CPU %6s ms\n' "$1" "$thr" "$rss" "$fds" "$cpu"
 }
 
 echo "bench-scale: $N NICs a host, tcp;ofi_rxm over veth pairs on one /16 (${N}x$N = $((N * N)) NIC pairs)"
