@@ -29,6 +29,13 @@ PB=$((PA + 1))
 
 . "$(dirname "$0")/bench-common.sh"
 bench_setup bench-net
+# Both sides run one rxm configuration: mcefad's defaults for these
+# (rxm_buffer_size, rxm_msg_rx_size, rxm_cm_progress_interval_us), which it
+# would set itself, go to fi-rma-bench too. Set in the environment, they
+# apply to both.
+export FI_OFI_RXM_BUFFER_SIZE=${FI_OFI_RXM_BUFFER_SIZE:-2048}
+export FI_OFI_RXM_MSG_RX_SIZE=${FI_OFI_RXM_MSG_RX_SIZE:-128}
+export FI_OFI_RXM_CM_PROGRESS_INTERVAL=${FI_OFI_RXM_CM_PROGRESS_INTERVAL:-1000}
 
 start_pair() {
     "$MCEFAD" --socket_path="$dir/a.sock" --hostname=hosta --provider="$PROVIDER" --nics="$NIC" \
