@@ -334,6 +334,8 @@ bench: all
 	./tools/bench-local.sh $(B)
 	./tools/bench-net.sh $(B)
 	./tools/bench-plain.sh $(B)
+	@if [ "$$(id -u)" = 0 ]; then ROUNDS=3 ./tools/bench-scale.sh 16 $(B); \
+	else echo "bench-scale: skipped: it needs root (network namespaces)"; fi
 
 docs-config: $(B)/mcefad
 	$(B)/mcefad --print-config-reference > docs/configuration.md

@@ -8,6 +8,7 @@
 # namespaces are removed on every exit.
 #
 #   tools/bench-scale.sh [N] [BUILD_DIR]        (N: 1..64, default 16)
+#   ROUNDS=3 tools/bench-scale.sh 16             (three runs and their medians)
 #
 # MCEFAD=path runs another mcefad binary (a build before a change); the
 # daemons get the caller's environment (MCEFAD_*, FI_* settings).
@@ -18,6 +19,21 @@ B=${2:-build}
 MCEFAD=${MCEFAD:-$B/mcefad}
 [ "$N" -ge 1 ] && [ "$N" -le 64 ] || { echo "bench-scale: N must be 1..64" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "bench-scale: needs root (network namespaces)" >&2; exit 2; }
+# ROUNDS=K: K whole runs, each printed, then the medians (make bench: 3).
+if [ "${ROUNDS:-1}" -gt 1 ]; then
+    . "$(dirname "$0")/bench-common.sh"
+    w=() rs=() rw=()
+    for _ in $(seq "$ROUNDS"); do
+        out=$(ROUNDS=1 "$0" "$N" "$B")
+        echo "$out"
+        w+=("$(sed -n 's/^warmup: \([0-9.]*\) ms.*/\1/p' <<<"$out")")
+        rs+=("$(awk '/^host a at start/{print $8}' <<<"$out")")
+        rw+=("$(awk '/^host a after warmup/{print $8}' <<<"$out")")
+    done
+    echo "median of $ROUNDS runs, $N NICs a host: warmup of $((N * N)) pairs $(median "${w[@]}") ms;" \
+        "host a RSS $(median "${rs[@]}") MiB at start, $(median "${rw[@]}") MiB after warmup"
+    exit 0
+fi
 for f in "$MCEFAD" "$B/mcefa-bench"; do
     [ -x "$f" ] || { echo "bench-scale: $f not built; run make first" >&2; exit 1; }
 done
