@@ -73,10 +73,27 @@ static inline int http_get(int port, const char *path, char *out, size_t outlen)
     return (int)n;
 }
 
+/* $MCEFA_BUILD, else the build the running suite belongs to (suites sit
+ * in <build>/tests/), so a suite run by hand from another build finds its
+ * own daemon. */
 static inline const char *build_dir(void)
 {
     const char *b = getenv("MCEFA_BUILD");
-    return b && *b ? b : "build";
+    if (b && *b)
+        return b;
+    static char dir[4096];
+    ssize_t n = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
+    if (n > 0) {
+        dir[n] = 0;
+        for (int up = 0; up < 2; up++) {
+            char *slash = strrchr(dir, '/');
+            if (!slash)
+                return "build";
+            *slash = 0;
+        }
+        return dir;
+    }
+    return "build";
 }
 
 static inline int raw_connect(const char *path)
