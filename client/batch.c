@@ -70,7 +70,9 @@ int mcefa_batch_alloc(mcefa_client *c, uint32_t capacity, mcefa_batch **out)
 static int send_free(mcefa_batch *b, bool when_done)
 {
     if (b->c->ring) {
-        int rc = client_ring_free(b->c, b->id, when_done);
+        /* The daemon drops its count before it bumps done (batch.c). */
+        bool finished = atomic_load_explicit(&slots(b)->done, memory_order_acquire) >= b->submitted;
+        int rc = client_ring_free(b->c, b->id, when_done, finished);
         return rc == -ECONNRESET ? 0 : rc;
     }
     Mcefa__FreeBatch m = MCEFA__FREE_BATCH__INIT;

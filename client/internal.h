@@ -125,9 +125,10 @@ bool client_ring_fits(const mcefa_client *c, size_t n);
  * daemon's answer: the batch index of the first, or a negative errno with
  * the daemon's text. Any number of threads at once. */
 int client_ring_submit(mcefa_client *c, uint64_t batch_id, const mcefa_transfer *t, size_t n);
-/* AllocBatch and FreeBatch through the ring, same answers. */
+/* AllocBatch and FreeBatch through the ring, same answers; a free of a
+ * batch whose transfers all finished is not waited for. */
 int client_ring_alloc(mcefa_client *c, uint32_t capacity, uint64_t *id, uint32_t *first_slot, uint32_t *cap);
-int client_ring_free(mcefa_client *c, uint64_t id, bool when_done);
+int client_ring_free(mcefa_client *c, uint64_t id, bool when_done, bool finished);
 
 /* True when the daemon closed the connection (its socket hung up). */
 bool client_daemon_gone(mcefa_client *c);

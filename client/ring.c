@@ -20,16 +20,11 @@
 /* Polls for the answer this many times before yielding, then sleeps. The
  * daemon checks a submission in microseconds when awake. */
 #define ANSWER_SPINS 64
-#define ANSWER_YIELDS 200
+#define ANSWER_YIELDS 8
 #define ANSWER_SLICE_MS 200
 
 struct client_ring {
-    void *area;
-    size_t len;
-    shm_ring_header *h;
-    shm_ring_desc *desc;
-    shm_ring_result *res;
-    uint32_t entries, results;
+    shm_ring_view v;
     int efd;
     pthread_mutex_t lock; /* producers: tail, subs, busy */
     uint32_t tail;        /* descriptors published */
@@ -39,8 +34,8 @@ struct client_ring {
 
 static void ring_free(client_ring *r)
 {
-    if (r->area)
-        munmap(r->area, r->len);
+    if (r->v.area)
+        munmap(r->v.area, r->v.len);
     if (r->efd >= 0)
         close(r->efd);
     pthread_mutex_destroy(&r->lock);
@@ -79,26 +74,20 @@ int client_ring_open(mcefa_client *c)
         return client_error(r ? -EPROTO : -ENOMEM, r ? "mcefad answered OpenRing with an unusable ring" : "out of memory");
     }
     pthread_mutex_init(&r->lock, NULL);
-    r->entries = entries;
-    r->results = results;
     r->efd = fds[1];
-    r->len = shm_ring_size(entries, results);
-    r->area = mmap(NULL, r->len, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+    void *area = mmap(NULL, shm_ring_size(entries, results), PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
     int e = errno;
     close(fds[0]);
-    if (r->area == MAP_FAILED) {
-        r->area = NULL;
+    if (area == MAP_FAILED) {
         ring_free(r);
         return client_error(-e, "cannot map mcefad's submission ring: %s", strerror(e));
     }
-    r->h = r->area;
-    if (r->h->magic != SHM_RING_MAGIC || r->h->version != SHM_RING_VERSION || r->h->entries != entries ||
-        r->h->results != results) {
+    shm_ring_view_set(&r->v, area, entries, results);
+    if (r->v.h->magic != SHM_RING_MAGIC || r->v.h->version != SHM_RING_VERSION || r->v.h->entries != entries ||
+        r->v.h->results != results) {
         ring_free(r);
         return client_error(-EPROTO, "mcefad's submission ring has an unexpected layout (version mismatch?)");
     }
-    r->desc = shm_ring_descs(r->area);
-    r->res = shm_ring_results(r->area, entries);
     c->ring = r;
     return 0;
 }
@@ -130,8 +119,8 @@ static int wait_answered(mcefa_client *c, uint32_t seen, unsigned *round)
         sched_yield();
         return 0;
     }
-    shm_ring_wait_answered(r->area, seen, ANSWER_SLICE_MS);
-    if (atomic_load_explicit(&r->h->answered, memory_order_acquire) == seen && client_daemon_gone(c))
+    shm_ring_wait_answered(r->v.area, seen, ANSWER_SLICE_MS);
+    if (atomic_load_explicit(&r->v.h->answered, memory_order_acquire) == seen && client_daemon_gone(c))
         return client_error(-ECONNRESET, "mcefad went away before it answered a submission");
     return 0;
 }
@@ -141,24 +130,25 @@ typedef void (*fill_fn)(const void *arg, size_t i, shm_ring_desc *d);
 
 /* Publishes one submission of n descriptors, waits for its answer and
  * copies it to *out. Returns 0 (then out->status says how it went) or a
- * negative errno when no answer came. */
+ * negative errno when no answer came. With out NULL it does not wait: the
+ * answer goes unread. */
 static int ring_call(mcefa_client *c, size_t n, fill_fn fill, const void *arg, shm_ring_result *out)
 {
     client_ring *r = c->ring;
-    uint32_t mask = r->entries - 1, k;
+    uint32_t mask = r->v.entries - 1, k;
     unsigned round = 0;
     int rc;
     pthread_mutex_lock(&r->lock);
     /* Room for n descriptors and a free result slot. Full: wait for the
      * daemon, which is awake while descriptors are unread. */
     for (;;) {
-        if (atomic_load_explicit(&r->h->broken, memory_order_acquire)) {
+        if (atomic_load_explicit(&r->v.h->broken, memory_order_acquire)) {
             pthread_mutex_unlock(&r->lock);
             return broken_error();
         }
-        uint32_t seen = atomic_load_explicit(&r->h->answered, memory_order_acquire);
-        uint32_t used = r->tail - atomic_load_explicit(&r->h->head, memory_order_acquire);
-        if (used <= r->entries && n <= r->entries - used && !r->busy[r->subs & (r->results - 1)])
+        uint32_t seen = atomic_load_explicit(&r->v.h->answered, memory_order_acquire);
+        uint32_t used = r->tail - atomic_load_explicit(&r->v.h->head, memory_order_acquire);
+        if (used <= r->v.entries && n <= r->v.entries - used && !r->busy[r->subs & (r->v.results - 1)])
             break;
         pthread_mutex_unlock(&r->lock);
         if ((rc = wait_answered(c, seen, &round)) < 0)
@@ -166,40 +156,42 @@ static int ring_call(mcefa_client *c, size_t n, fill_fn fill, const void *arg, s
         pthread_mutex_lock(&r->lock);
     }
     for (size_t i = 0; i < n; i++) {
-        shm_ring_desc *d = &r->desc[(r->tail + i) & mask];
+        shm_ring_desc *d = &r->v.desc[(r->tail + i) & mask];
         fill(arg, i, d);
         d->count = i ? 0 : (uint32_t)n;
     }
     k = r->subs++;
-    r->busy[k & (r->results - 1)] = true;
+    r->busy[k & (r->v.results - 1)] = out != NULL;
     r->tail += (uint32_t)n;
     /* Publish, then look whether the daemon sleeps (both seq_cst, against
      * its flag-then-recheck): either it sees the tail or we see the flag. */
-    atomic_store_explicit(&r->h->tail, r->tail, memory_order_seq_cst);
+    atomic_store_explicit(&r->v.h->tail, r->tail, memory_order_seq_cst);
     rc = 0;
-    if (atomic_load_explicit(&r->h->sleeping, memory_order_seq_cst)) {
+    if (atomic_load_explicit(&r->v.h->sleeping, memory_order_seq_cst)) {
         uint64_t one = 1;
         if (write(r->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
             rc = client_error(-errno, "cannot wake mcefad through its eventfd: %s", strerror(errno));
     }
     pthread_mutex_unlock(&r->lock);
+    if (!out)
+        return rc;
 
-    shm_ring_result *res = &r->res[k & (r->results - 1)];
+    shm_ring_result *res = &r->v.res[k & (r->v.results - 1)];
     round = 0;
     while (rc == 0) {
-        uint32_t seen = atomic_load_explicit(&r->h->answered, memory_order_acquire);
+        uint32_t seen = atomic_load_explicit(&r->v.h->answered, memory_order_acquire);
         if (atomic_load_explicit(&res->seq, memory_order_acquire) == k + 1) {
             memcpy((char *)out + sizeof(out->seq), (char *)res + sizeof(res->seq), sizeof(*out) - sizeof(out->seq));
             out->text[sizeof(out->text) - 1] = 0;
             break;
         }
-        if (atomic_load_explicit(&r->h->broken, memory_order_acquire))
+        if (atomic_load_explicit(&r->v.h->broken, memory_order_acquire))
             rc = broken_error();
         else
             rc = wait_answered(c, seen, &round);
     }
     pthread_mutex_lock(&r->lock);
-    r->busy[k & (r->results - 1)] = false;
+    r->busy[k & (r->v.results - 1)] = false;
     pthread_mutex_unlock(&r->lock);
     return rc;
 }
@@ -263,15 +255,21 @@ int client_ring_alloc(mcefa_client *c, uint32_t capacity, uint64_t *id, uint32_t
     return rc;
 }
 
-int client_ring_free(mcefa_client *c, uint64_t id, bool when_done)
+int client_ring_free(mcefa_client *c, uint64_t id, bool when_done, bool finished)
 {
     shm_ring_desc d = {.kind = SHM_RING_FREE, .batch_id = id, .flags = when_done ? SHM_RING_FREE_WHEN_DONE : 0};
     shm_ring_result res;
+    /* Nothing in flight: the daemon cannot refuse it, and the next request
+     * of this thread, whichever way it goes, is read after it. Waiting
+     * for the answer would cost a wake-up of a daemon that went to sleep
+     * during the copies. */
+    if (finished)
+        return ring_call(c, 1, fill_request, &d, NULL);
     int rc = ring_call(c, 1, fill_request, &d, &res);
     return rc == 0 ? answer_status(&res) : rc;
 }
 
 bool client_ring_fits(const mcefa_client *c, size_t n)
 {
-    return c->ring && n && n <= c->ring->entries;
+    return c->ring && n && n <= c->ring->v.entries;
 }

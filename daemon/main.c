@@ -115,6 +115,7 @@ static int start_loop_layers(uv_loop_t *loop)
     segment_init(ident_hostname(), config.segment_port_base);
     xfer_init(config.copy_chunk_bytes, config.stripe_threshold, config.request_timeout_ms);
     ring_init(loop, config.ring_spin_us);
+    xfer_on_run_done(ring_work_done);
     rpc_memory_init(loop);
     peer_table_init(nic_count(), (unsigned)config.max_peers);
     resolve_init(loop, config.peer_hosts, (unsigned)config.peer_port);

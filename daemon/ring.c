@@ -24,12 +24,7 @@
 struct ring {
     LIST_ENTRY(ring) link;
     session *s;
-    void *area;
-    size_t len;
-    shm_ring_header *h;
-    shm_ring_desc *desc;
-    shm_ring_result *res;
-    uint32_t entries, results;
+    shm_ring_view v;
     uint32_t head;    /* descriptors taken */
     uint32_t answers; /* submissions answered */
     bool broken;
@@ -45,28 +40,40 @@ static LIST_HEAD(, ring) rings = LIST_HEAD_INITIALIZER(rings);
 static uv_loop_t *loop;
 static uv_idle_t idle;
 static bool polling; /* the idle handle runs: rings are read every loop turn */
+/* !polling, for copy threads: ring_work_done wakes the loop through kick. */
+static _Atomic bool asleep = true;
+static uv_async_t kick;
 static uint64_t spin_us, last_work_us;
 
 static void on_idle(uv_idle_t *h);
+static void on_work_done(uv_async_t *h);
 
 void ring_init(uv_loop_t *l, uint64_t spin)
 {
     loop = l;
     spin_us = spin;
     uv_idle_init(loop, &idle);
+    uv_async_init(loop, &kick, on_work_done);
 }
 
 void ring_stop(void)
 {
     uv_idle_stop(&idle);
     uv_close((uv_handle_t *)&idle, NULL);
+    uv_close((uv_handle_t *)&kick, NULL);
+}
+
+void ring_work_done(session *s)
+{
+    if (atomic_load_explicit(&s->ring_on, memory_order_relaxed) && atomic_load_explicit(&asleep, memory_order_relaxed))
+        uv_async_send(&kick);
 }
 
 static void set_sleeping(uint32_t v)
 {
     ring *r;
     LIST_FOREACH(r, &rings, link)
-        atomic_store_explicit(&r->h->sleeping, v, memory_order_seq_cst);
+        atomic_store_explicit(&r->v.h->sleeping, v, memory_order_seq_cst);
 }
 
 static void start_polling(void)
@@ -75,6 +82,7 @@ static void start_polling(void)
     if (polling)
         return;
     polling = true;
+    atomic_store_explicit(&asleep, false, memory_order_relaxed);
     set_sleeping(0);
     uv_idle_start(&idle, on_idle);
 }
@@ -93,8 +101,8 @@ static void ring_break(ring *r, const char *fmt, ...)
              r->s->name, (int)r->s->pid, why);
     r->broken = true;
     uv_poll_stop(&r->poll);
-    atomic_store_explicit(&r->h->broken, -EPROTO, memory_order_seq_cst);
-    shm_ring_publish_answered(r->area, r->answers); /* wakes its waiters */
+    atomic_store_explicit(&r->v.h->broken, -EPROTO, memory_order_seq_cst);
+    shm_ring_publish_answered(r->v.area, r->answers); /* wakes its waiters */
 }
 
 /* What a submission's answer carries besides its status. */
@@ -106,7 +114,7 @@ typedef struct outcome {
 
 static void answer(ring *r, const err *e, const outcome *o)
 {
-    shm_ring_result *res = &r->res[r->answers & (r->results - 1)];
+    shm_ring_result *res = &r->v.res[r->answers & (r->v.results - 1)];
     res->status = e->code;
     res->first_index = e->code ? 0 : o->first;
     res->capacity = e->code ? 0 : o->capacity;
@@ -114,7 +122,7 @@ static void answer(ring *r, const err *e, const outcome *o)
     snprintf(res->text, sizeof(res->text), "%s", e->code ? e->text : "");
     atomic_store_explicit(&res->seq, r->answers + 1, memory_order_release);
     r->answers++;
-    shm_ring_publish_answered(r->area, r->answers);
+    shm_ring_publish_answered(r->v.area, r->answers);
 }
 
 /* The n descriptors in r->copy, one submission, as a SubmitBatch. */
@@ -180,15 +188,15 @@ static uint32_t drain(ring *r)
 {
     if (r->broken)
         return 0;
-    uint32_t tail = atomic_load_explicit(&r->h->tail, memory_order_acquire);
-    uint32_t avail = tail - r->head, taken = 0, mask = r->entries - 1;
-    if (avail > r->entries) {
+    uint32_t tail = atomic_load_explicit(&r->v.h->tail, memory_order_acquire);
+    uint32_t avail = tail - r->head, taken = 0, mask = r->v.entries - 1;
+    if (avail > r->v.entries) {
         ring_break(r, "its ring tail %u is %u descriptors past the daemon's head %u, more than the ring's %u", tail,
-                   avail, r->head, r->entries);
+                   avail, r->head, r->v.entries);
         return 0;
     }
     while (avail) {
-        memcpy(&r->copy[0], &r->desc[r->head & mask], sizeof(r->copy[0]));
+        memcpy(&r->copy[0], &r->v.desc[r->head & mask], sizeof(r->copy[0]));
         uint32_t n = r->copy[0].count;
         outcome o = {0};
         xfer_started st = {0};
@@ -213,12 +221,12 @@ static uint32_t drain(ring *r)
             n = 1;
         }
         for (uint32_t i = 1; i < n; i++)
-            memcpy(&r->copy[i], &r->desc[(r->head + i) & mask], sizeof(r->copy[i]));
+            memcpy(&r->copy[i], &r->v.desc[(r->head + i) & mask], sizeof(r->copy[i]));
         r->head += n;
         avail -= n;
         taken += n;
         /* The slots are the client's again before the work starts. */
-        atomic_store_explicit(&r->h->head, r->head, memory_order_release);
+        atomic_store_explicit(&r->v.h->head, r->head, memory_order_release);
         if (!e.code)
             run_copy(r, n, &o, &st, &e);
         answer(r, &e, &o);
@@ -231,15 +239,9 @@ static uint32_t drain(ring *r)
 
 static bool pending(const ring *r)
 {
-    return !r->broken && atomic_load_explicit(&r->h->tail, memory_order_seq_cst) != r->head;
+    return !r->broken && atomic_load_explicit(&r->v.h->tail, memory_order_seq_cst) != r->head;
 }
 
-/* A client with transfers in flight is about to free its batch or submit
- * the next one: stay awake for it rather than pay a wake-up on the way. */
-static bool busy(const ring *r)
-{
-    return !r->broken && session_inflight(r->s) > 0;
-}
 
 static void on_idle(uv_idle_t *h)
 {
@@ -247,7 +249,7 @@ static void on_idle(uv_idle_t *h)
     bool work = false;
     ring *r;
     LIST_FOREACH(r, &rings, link)
-        work |= drain(r) > 0 || busy(r);
+        work |= drain(r) > 0;
     uint64_t now = clock_now_us();
     if (work || now - last_work_us < spin_us) {
         if (work)
@@ -266,7 +268,14 @@ static void on_idle(uv_idle_t *h)
         return;
     }
     polling = false;
+    atomic_store_explicit(&asleep, true, memory_order_relaxed);
     uv_idle_stop(&idle);
+}
+
+static void on_work_done(uv_async_t *h)
+{
+    (void)h;
+    start_polling();
 }
 
 static void on_kick(uv_poll_t *p, int status, int events)
@@ -280,15 +289,20 @@ static void on_kick(uv_poll_t *p, int status, int events)
     start_polling();
 }
 
-static void on_closed(uv_handle_t *h)
+static void ring_free(ring *r)
 {
-    ring *r = h->data;
-    close(r->efd);
-    munmap(r->area, r->len);
     free(r->copy);
     free(r->tv);
     free(r->tp);
     free(r);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    ring *r = h->data;
+    close(r->efd);
+    munmap(r->v.area, r->v.len);
+    ring_free(r);
 }
 
 static uint32_t round_pow2(uint32_t v)
@@ -297,6 +311,30 @@ static uint32_t round_pow2(uint32_t v)
     while (p < v)
         p <<= 1;
     return p;
+}
+
+/* The ring's memfd (returned) mapped at *area, and its eventfd in r->efd
+ * with a duplicate for the client in *client_efd. */
+static int make_area(uint32_t n, void **area, size_t *len, int *efd, int *client_efd, err *e)
+{
+    int fd = shm_memfd_create("mcefad-ring", shm_ring_size(n, SHM_RING_RESULTS), 0, len);
+    if (fd < 0)
+        return err_set(e, fd, "cannot create the memfd of a submission ring: %s", strerror(-fd));
+    *area = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int rc = *area == MAP_FAILED ? -errno : 0;
+    const char *what = "map";
+    if (!rc && ((*efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 || (*client_efd = dup(*efd)) < 0)) {
+        rc = -errno;
+        what = "create the eventfd of";
+        if (*efd >= 0)
+            close(*efd);
+        munmap(*area, *len);
+    }
+    if (rc < 0) {
+        close(fd);
+        return err_set(e, rc, "cannot %s a submission ring: %s", what, strerror(-rc));
+    }
+    return fd;
 }
 
 int ring_open(session *s, uint32_t want, uint32_t max_entries, uint32_t *entries, uint32_t *results, int fds[2],
@@ -311,60 +349,34 @@ int ring_open(session *s, uint32_t want, uint32_t max_entries, uint32_t *entries
     ring *r = calloc(1, sizeof(*r));
     if (!r || !(r->copy = calloc(n, sizeof(*r->copy))) || !(r->tv = calloc(n, sizeof(*r->tv))) ||
         !(r->tp = calloc(n, sizeof(*r->tp)))) {
-        if (r) {
-            free(r->copy);
-            free(r->tv);
-            free(r);
-        }
+        if (r)
+            ring_free(r);
         return err_set(e, -ENOMEM, "out of memory for a submission ring of %u descriptors", n);
     }
     for (uint32_t i = 0; i < n; i++)
         r->tp[i] = &r->tv[i];
-    r->s = s;
-    r->entries = n;
-    r->results = SHM_RING_RESULTS;
-    int rc = 0, fd = shm_memfd_create("mcefad-ring", shm_ring_size(n, r->results), 0, &r->len);
-    const char *what = "create its memfd";
-    if (fd >= 0) {
-        r->area = mmap(NULL, r->len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        what = "map it";
-        if (r->area == MAP_FAILED) {
-            rc = -errno;
-            r->area = NULL;
-        } else if ((r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 || (fds[1] = dup(r->efd)) < 0) {
-            rc = -errno;
-            what = "create its eventfd";
-            if (r->efd >= 0)
-                close(r->efd);
-        }
-    } else {
-        rc = fd;
-    }
-    if (rc < 0) {
-        if (fd >= 0)
-            close(fd);
-        if (r->area)
-            munmap(r->area, r->len);
-        free(r->copy);
-        free(r->tv);
-        free(r->tp);
-        free(r);
-        return err_set(e, rc, "cannot %s for a submission ring: %s", what, strerror(-rc));
+    void *area;
+    size_t len;
+    int fd = make_area(n, &area, &len, &r->efd, &fds[1], e);
+    if (fd < 0) {
+        ring_free(r);
+        return fd;
     }
     fds[0] = fd;
-    shm_ring_init(r->area, n, r->results);
-    r->h = r->area;
-    r->desc = shm_ring_descs(r->area);
-    r->res = shm_ring_results(r->area, n);
+    shm_ring_init(area, n, SHM_RING_RESULTS);
+    shm_ring_view_set(&r->v, area, n, SHM_RING_RESULTS);
+    r->v.len = len; /* what was mapped */
+    r->s = s;
     /* Asleep unless the loop polls already: the first submission wakes it. */
-    atomic_store(&r->h->sleeping, polling ? 0 : 1);
+    atomic_store(&r->v.h->sleeping, polling ? 0 : 1);
     uv_poll_init(loop, &r->poll, r->efd);
     r->poll.data = r;
     uv_poll_start(&r->poll, UV_READABLE, on_kick);
     LIST_INSERT_HEAD(&rings, r, link);
     s->ring = r;
+    atomic_store(&s->ring_on, true);
     *entries = n;
-    *results = r->results;
+    *results = r->v.results;
     return 0;
 }
 
@@ -374,6 +386,7 @@ void ring_close(session *s)
     if (!r)
         return;
     s->ring = NULL;
+    atomic_store(&s->ring_on, false);
     LIST_REMOVE(r, link);
     uv_poll_stop(&r->poll);
     uv_close((uv_handle_t *)&r->poll, on_closed);

@@ -29,5 +29,9 @@ int ring_open(session *s, uint32_t want, uint32_t max_entries, uint32_t *entries
               err *e);
 /* At the end of the session: no descriptor of it is read after this. */
 void ring_close(session *s);
+/* Any thread: a run of s's copies finished. Its client is about to free
+ * the batch or submit the next: a sleeping loop starts polling now, so the
+ * wake-up is not on the client's path. */
+void ring_work_done(session *s);
 
 #endif

@@ -64,6 +64,13 @@ struct xfer_run {
     xfer_local *all;
 };
 
+static void (*run_done_hook)(session *s);
+
+void xfer_on_run_done(void (*fn)(session *s))
+{
+    run_done_hook = fn;
+}
+
 static void run_piece_done(xfer_run *run)
 {
     if (atomic_fetch_sub_explicit(&run->left, 1, memory_order_acq_rel) != 1)
@@ -74,6 +81,8 @@ static void run_piece_done(xfer_run *run)
     region_unref(run->lr);
     region_unref(run->rr);
     batch_wake(s->cq);
+    if (run_done_hook)
+        run_done_hook(s);
     session_unref(s);
     if (atomic_fetch_sub_explicit(&all->runs_left, 1, memory_order_acq_rel) == 1)
         free(all);

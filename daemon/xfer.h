@@ -12,6 +12,9 @@
 #include "mcefa.pb-c.h"
 #include "session.h"
 
+/* Called on the copy thread when a run of s's same-host copies finished
+ * (ring.c's ring_work_done: main.c composes them). */
+void xfer_on_run_done(void (*fn)(session *s));
 /* Settings the planner uses, given at start. */
 void xfer_init(uint64_t copy_chunk_bytes, uint64_t stripe_threshold, uint64_t request_timeout_ms);
 

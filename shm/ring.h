@@ -104,6 +104,28 @@ static inline shm_ring_result *shm_ring_results(void *area, uint32_t entries)
     return (shm_ring_result *)((char *)area + sizeof(shm_ring_header) + (size_t)entries * sizeof(shm_ring_desc));
 }
 
+/* Where the parts of a mapped ring are, for either side. The sizes are the
+ * ones that side was told or chose, never read back from the header. */
+typedef struct shm_ring_view {
+    void *area;
+    size_t len;
+    shm_ring_header *h;
+    shm_ring_desc *desc;
+    shm_ring_result *res;
+    uint32_t entries, results;
+} shm_ring_view;
+
+static inline void shm_ring_view_set(shm_ring_view *v, void *area, uint32_t entries, uint32_t results)
+{
+    v->area = area;
+    v->len = shm_ring_size(entries, results);
+    v->h = area;
+    v->desc = shm_ring_descs(area);
+    v->res = shm_ring_results(area, entries);
+    v->entries = entries;
+    v->results = results;
+}
+
 /* Daemon side: initialises a fresh area. entries and results: powers of two. */
 void shm_ring_init(void *area, uint32_t entries, uint32_t results);
 

@@ -171,12 +171,7 @@ END_TEST
 /* ---- Hostile clients -------------------------------------------------------- */
 
 typedef struct raw_ring {
-    void *area;
-    size_t len;
-    shm_ring_header *h;
-    shm_ring_desc *desc;
-    shm_ring_result *res;
-    uint32_t entries, results;
+    shm_ring_view v;
     int efd;
     uint32_t tail, subs;
 } raw_ring;
@@ -192,35 +187,43 @@ static void raw_ring_open(peer *p, raw_ring *r)
     Mcefa__Response *resp;
     int fds[2];
     ck_assert_msg(client_call_fds(p->c, &req, NULL, 0, &resp, fds, 2) == 0, "open ring: %s", mcefa_last_error());
-    r->entries = resp->ring_opened->entries;
-    r->results = resp->ring_opened->results;
+    uint32_t entries = resp->ring_opened->entries, results = resp->ring_opened->results;
     mcefa__response__free_unpacked(resp, NULL);
     ck_assert_int_ge(fds[0], 0);
     ck_assert_int_ge(fds[1], 0);
-    r->len = shm_ring_size(r->entries, r->results);
-    r->area = mmap(NULL, r->len, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
-    ck_assert(r->area != MAP_FAILED);
+    void *area = mmap(NULL, shm_ring_size(entries, results), PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+    ck_assert(area != MAP_FAILED);
     close(fds[0]);
     r->efd = fds[1];
-    r->h = r->area;
-    r->desc = shm_ring_descs(r->area);
-    r->res = shm_ring_results(r->area, r->entries);
+    shm_ring_view_set(&r->v, area, entries, results);
     r->tail = r->subs = 0;
     /* A second one is refused. */
     ck_assert_int_eq(client_call_fds(p->c, &req, NULL, 0, &resp, fds, 2), -EALREADY);
 }
 
+/* A hostile client with a raw ring and a batch of capacity cap, and an
+ * honest one beside it. */
+static mcefa_batch *hostile_pair(peer *bad, peer *good, raw_ring *r, uint32_t cap)
+{
+    peer_open(bad, "bad", false);
+    peer_open(good, "good", true);
+    raw_ring_open(bad, r);
+    mcefa_batch *b;
+    ck_assert_int_eq(mcefa_batch_alloc(bad->c, cap, &b), 0);
+    return b;
+}
+
 static shm_ring_desc *slot(raw_ring *r, uint32_t i)
 {
-    return &r->desc[(r->tail + i) & (r->entries - 1)];
+    return &r->v.desc[(r->tail + i) & (r->v.entries - 1)];
 }
 
 static void publish(raw_ring *r, uint32_t n)
 {
     r->tail += n;
-    atomic_store(&r->h->tail, r->tail);
+    atomic_store(&r->v.h->tail, r->tail);
     uint64_t one = 1;
-    if (atomic_load(&r->h->sleeping))
+    if (atomic_load(&r->v.h->sleeping))
         ck_assert_int_eq(write(r->efd, &one, sizeof(one)), (ssize_t)sizeof(one));
 }
 
@@ -228,11 +231,11 @@ static void publish(raw_ring *r, uint32_t n)
  * text in *text. */
 static int answer(raw_ring *r, char *text, size_t len)
 {
-    shm_ring_result *res = &r->res[r->subs & (r->results - 1)];
+    shm_ring_result *res = &r->v.res[r->subs & (r->v.results - 1)];
     uint32_t want = ++r->subs;
     while (atomic_load(&res->seq) != want) {
-        ck_assert_msg(!atomic_load(&r->h->broken), "the ring broke");
-        shm_ring_wait_answered(r->area, atomic_load(&r->h->answered), 100);
+        ck_assert_msg(!atomic_load(&r->v.h->broken), "the ring broke");
+        shm_ring_wait_answered(r->v.area, atomic_load(&r->v.h->answered), 100);
     }
     snprintf(text, len, "%.*s", SHM_RING_TEXT, res->text);
     return res->status;
@@ -261,12 +264,8 @@ typedef struct bad_case {
 START_TEST(garbage_descriptors_are_refused)
 {
     peer bad, good;
-    peer_open(&bad, "bad", false);
-    peer_open(&good, "good", true);
     raw_ring r;
-    raw_ring_open(&bad, &r);
-    mcefa_batch *b;
-    ck_assert_int_eq(mcefa_batch_alloc(bad.c, 8, &b), 0);
+    mcefa_batch *b = hostile_pair(&bad, &good, &r, 8);
     uint64_t id = b->id;
     shm_ring_desc ok = transfer(id, &bad, 0, 4096);
     shm_ring_desc outside = transfer(id, &bad, BUF / 2 - 100, 4096);
@@ -301,7 +300,7 @@ START_TEST(garbage_descriptors_are_refused)
             ck_assert_msg(st == c->status, "%s: status %d, text %s", c->what, st, text);
             ck_assert_msg(strstr(text, a ? "" : c->text), "%s: text %s", c->what, text);
         }
-        ck_assert_uint_eq(atomic_load(&r.h->head), r.tail);
+        ck_assert_uint_eq(atomic_load(&r.v.h->head), r.tail);
         /* Nothing of it moved, nothing else is disturbed. */
         copy_ok(&good, 64, 64, 4096, (unsigned)k);
     }
@@ -329,15 +328,13 @@ END_TEST
 START_TEST(tail_past_the_ring_breaks_it)
 {
     peer bad, good;
-    peer_open(&bad, "bad", false);
-    peer_open(&good, "good", true);
     raw_ring r;
-    raw_ring_open(&bad, &r);
-    r.tail += r.entries; /* publish adds 5 more */
+    mcefa_batch_free(hostile_pair(&bad, &good, &r, 1));
+    r.tail += r.v.entries; /* publish adds 5 more */
     publish(&r, 5);
-    while (!atomic_load(&r.h->broken))
-        shm_ring_wait_answered(r.area, atomic_load(&r.h->answered), 100);
-    ck_assert_int_eq(atomic_load(&r.h->broken), -EPROTO);
+    while (!atomic_load(&r.v.h->broken))
+        shm_ring_wait_answered(r.v.area, atomic_load(&r.v.h->answered), 100);
+    ck_assert_int_eq(atomic_load(&r.v.h->broken), -EPROTO);
     copy_ok(&bad, 16, 16, 4096, 2); /* over the socket */
     copy_ok(&good, 64, 32, 4096, 3);
     mcefa_disconnect(bad.c);
@@ -361,12 +358,12 @@ static void *scribble(void *arg)
     uint64_t x = 88172645463325252ull;
     while (!atomic_load(&s->stop)) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        uint64_t *w = (uint64_t *)r->area + (x >> 8) % (r->len / 8);
+        uint64_t *w = (uint64_t *)r->v.area + (x >> 8) % (r->v.len / 8);
         *w = x;
         if (!(x & 0xff)) {
-            atomic_store(&r->h->tail, (uint32_t)(x >> 32) % (2 * r->entries));
-            atomic_store(&r->h->head, (uint32_t)x);
-            atomic_store(&r->h->sleeping, (uint32_t)(x >> 16) & 1);
+            atomic_store(&r->v.h->tail, (uint32_t)(x >> 32) % (2 * r->v.entries));
+            atomic_store(&r->v.h->head, (uint32_t)x);
+            atomic_store(&r->v.h->sleeping, (uint32_t)(x >> 16) & 1);
             uint64_t one = 1;
             (void)!write(r->efd, &one, sizeof(one));
         }
@@ -381,12 +378,8 @@ static void *scribble(void *arg)
 START_TEST(racing_the_ring_disturbs_nobody_else)
 {
     peer bad, good;
-    peer_open(&bad, "bad", false);
-    peer_open(&good, "good", true);
     raw_ring r;
-    raw_ring_open(&bad, &r);
-    mcefa_batch *b;
-    ck_assert_int_eq(mcefa_batch_alloc(bad.c, 1000, &b), 0);
+    mcefa_batch *b = hostile_pair(&bad, &good, &r, 1000);
     scribbler s = {.r = &r};
     pthread_t tid;
     pthread_create(&tid, NULL, scribble, &s);
