@@ -119,6 +119,9 @@ int client_call_fds(mcefa_client *c, Mcefa__Request *req, const int *fds, unsign
  * none. ring.c. */
 int client_ring_open(mcefa_client *c);
 void client_ring_close(mcefa_client *c);
+/* Sends OpenRing: the ring's sizes and its two descriptors (memfd,
+ * eventfd), for client_ring_open (and check_ring, which writes rings raw). */
+int client_ring_request(mcefa_client *c, uint32_t *entries, uint32_t *results, int fds[2]);
 /* Whether n transfers can go through the ring (it exists and holds n). */
 bool client_ring_fits(const mcefa_client *c, size_t n);
 /* Submits n transfers to batch_id through the ring and waits for the

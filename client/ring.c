@@ -42,28 +42,37 @@ static void ring_free(client_ring *r)
     free(r);
 }
 
-int client_ring_open(mcefa_client *c)
+int client_ring_request(mcefa_client *c, uint32_t *entries, uint32_t *results, int fds[2])
 {
-    const char *env = getenv("MCEFA_SUBMIT_RING");
-    if (!(c->features & MCEFA_FEATURE_SUBMIT_RING) || (env && !strcmp(env, "0")))
-        return 0; /* an older daemon, the ring off there, or here: the socket */
     Mcefa__OpenRing m = MCEFA__OPEN_RING__INIT;
     Mcefa__Request req = MCEFA__REQUEST__INIT;
     req.body_case = MCEFA__REQUEST__BODY_OPEN_RING;
     req.open_ring = &m;
     Mcefa__Response *resp;
-    int fds[2];
     int rc = client_call_fds(c, &req, NULL, 0, &resp, fds, 2);
+    if (rc < 0)
+        return rc;
+    *entries = *results = 0;
+    if (resp->body_case == MCEFA__RESPONSE__BODY_RING_OPENED) {
+        *entries = resp->ring_opened->entries;
+        *results = resp->ring_opened->results;
+    }
+    mcefa__response__free_unpacked(resp, NULL);
+    return 0;
+}
+
+int client_ring_open(mcefa_client *c)
+{
+    const char *env = getenv("MCEFA_SUBMIT_RING");
+    if (!(c->features & MCEFA_FEATURE_SUBMIT_RING) || (env && !strcmp(env, "0")))
+        return 0; /* an older daemon, the ring off there, or here: the socket */
+    uint32_t entries, results;
+    int fds[2];
+    int rc = client_ring_request(c, &entries, &results, fds);
     if (rc == -EOPNOTSUPP)
         return 0;
     if (rc < 0)
         return rc;
-    uint32_t entries = 0, results = 0;
-    if (resp->body_case == MCEFA__RESPONSE__BODY_RING_OPENED) {
-        entries = resp->ring_opened->entries;
-        results = resp->ring_opened->results;
-    }
-    mcefa__response__free_unpacked(resp, NULL);
     client_ring *r = calloc(1, sizeof(*r));
     if (!r || fds[0] < 0 || fds[1] < 0 || !entries || (entries & (entries - 1)) || !results ||
         (results & (results - 1)) || results > SHM_RING_RESULTS || entries > (1u << 24)) {

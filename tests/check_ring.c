@@ -180,15 +180,9 @@ typedef struct raw_ring {
 static void raw_ring_open(peer *p, raw_ring *r)
 {
     ck_assert_ptr_null(p->c->ring);
-    Mcefa__OpenRing m = MCEFA__OPEN_RING__INIT;
-    Mcefa__Request req = MCEFA__REQUEST__INIT;
-    req.body_case = MCEFA__REQUEST__BODY_OPEN_RING;
-    req.open_ring = &m;
-    Mcefa__Response *resp;
+    uint32_t entries, results;
     int fds[2];
-    ck_assert_msg(client_call_fds(p->c, &req, NULL, 0, &resp, fds, 2) == 0, "open ring: %s", mcefa_last_error());
-    uint32_t entries = resp->ring_opened->entries, results = resp->ring_opened->results;
-    mcefa__response__free_unpacked(resp, NULL);
+    ck_assert_msg(client_ring_request(p->c, &entries, &results, fds) == 0, "open ring: %s", mcefa_last_error());
     ck_assert_int_ge(fds[0], 0);
     ck_assert_int_ge(fds[1], 0);
     void *area = mmap(NULL, shm_ring_size(entries, results), PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
@@ -198,7 +192,7 @@ static void raw_ring_open(peer *p, raw_ring *r)
     shm_ring_view_set(&r->v, area, entries, results);
     r->tail = r->subs = 0;
     /* A second one is refused. */
-    ck_assert_int_eq(client_call_fds(p->c, &req, NULL, 0, &resp, fds, 2), -EALREADY);
+    ck_assert_int_eq(client_ring_request(p->c, &entries, &results, fds), -EALREADY);
 }
 
 /* A hostile client with a raw ring and a batch of capacity cap, and an
@@ -456,19 +450,23 @@ START_TEST(client_killed_mid_write)
 }
 END_TEST
 
+static TCase *with_daemon(const char *name)
+{
+    TCase *tc = tcase_create(name);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 300);
+    return tc;
+}
+
 int main(void)
 {
     Suite *s = suite_create("ring");
-    TCase *h = tcase_create("honest");
-    tcase_add_checked_fixture(h, setup, teardown);
-    tcase_set_timeout(h, 300);
+    TCase *h = with_daemon("honest");
     tcase_add_test(h, wrap_around_and_large_submissions);
     tcase_add_test(h, full_ring_makes_submitters_wait);
     tcase_add_test(h, ring_off_means_socket);
     suite_add_tcase(s, h);
-    TCase *a = tcase_create("hostile");
-    tcase_add_checked_fixture(a, setup, teardown);
-    tcase_set_timeout(a, 300);
+    TCase *a = with_daemon("hostile");
     tcase_add_test(a, garbage_descriptors_are_refused);
     tcase_add_test(a, tail_past_the_ring_breaks_it);
     tcase_add_test(a, racing_the_ring_disturbs_nobody_else);
