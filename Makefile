@@ -96,7 +96,7 @@ PY_FILES := $(patsubst client/python/%,$(B)/python/%,$(wildcard client/python/mc
             $(patsubst client/python/%,$(B)/python/%,$(wildcard client/python/mcefa/mooncake_shim/mooncake/*.py))
 
 PROTO_GEN := $(B)/proto/mcefa.pb-c.c $(B)/proto/mcefa.pb-c.h
-COMMON_SRC := $(B)/proto/mcefa.pb-c.c proto/wire.c shm/memfd.c shm/completion.c
+COMMON_SRC := $(B)/proto/mcefa.pb-c.c proto/wire.c shm/memfd.c shm/completion.c shm/ring.c
 ifeq ($(CUDA),1)
 CPPFLAGS += -DMCEFA_CUDA -I$(CUDA_HOME)/include
 COMMON_SRC += shm/cuda_drv.c

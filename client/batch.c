@@ -1,7 +1,6 @@
 /* libmcefa: batches. Submission is one request to the daemon; completion is
  * read from the shared completion area. */
 #include <errno.h>
-#include <poll.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -17,24 +16,40 @@
 /* Longest sleep between checks that the daemon is still there. */
 #define WAIT_SLICE_MS 200
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield");
-#endif
-}
-
 static shm_cq_slot *slots(const mcefa_batch *b)
 {
     return shm_cq_slots(b->c->cq) + b->first_slot;
+}
+
+static int new_batch(mcefa_client *c, uint64_t id, uint32_t first_slot, uint32_t capacity, mcefa_batch **out)
+{
+    if (first_slot + (uint64_t)capacity + 1 > c->cq_slots)
+        return client_error(-EPROTO, "mcefad placed a batch outside the completion area");
+    mcefa_batch *b = calloc(1, sizeof(*b));
+    if (!b)
+        return client_error(-ENOMEM, "out of memory");
+    b->c = c;
+    b->id = id;
+    b->first_slot = first_slot;
+    b->capacity = capacity;
+    *out = b;
+    return 0;
+}
+
+static int ring_alloc(mcefa_client *c, uint32_t capacity, mcefa_batch **out)
+{
+    uint64_t id;
+    uint32_t first, cap;
+    int rc = client_ring_alloc(c, capacity, &id, &first, &cap);
+    return rc < 0 ? rc : new_batch(c, id, first, cap, out);
 }
 
 int mcefa_batch_alloc(mcefa_client *c, uint32_t capacity, mcefa_batch **out)
 {
     if (!c || !out)
         return client_error(-EINVAL, "mcefa_batch_alloc: client and out must not be NULL");
+    if (c->ring)
+        return ring_alloc(c, capacity, out);
     Mcefa__AllocBatch m = MCEFA__ALLOC_BATCH__INIT;
     m.capacity = capacity;
     Mcefa__Request req = MCEFA__REQUEST__INIT;
@@ -45,28 +60,21 @@ int mcefa_batch_alloc(mcefa_client *c, uint32_t capacity, mcefa_batch **out)
     if (rc < 0)
         return rc;
     Mcefa__BatchAllocated *ba = resp->batch_allocated;
-    if (ba->first_slot + (uint64_t)ba->capacity + 1 > c->cq_slots) {
-        mcefa__response__free_unpacked(resp, NULL);
-        return client_error(-EPROTO, "mcefad placed a batch outside the completion area");
-    }
-    mcefa_batch *b = calloc(1, sizeof(*b));
-    if (!b) {
-        mcefa__response__free_unpacked(resp, NULL);
-        return client_error(-ENOMEM, "out of memory");
-    }
-    b->c = c;
-    b->id = ba->batch_id;
-    b->first_slot = ba->first_slot;
-    b->capacity = ba->capacity;
+    rc = new_batch(c, ba->batch_id, ba->first_slot, ba->capacity, out);
     mcefa__response__free_unpacked(resp, NULL);
-    *out = b;
-    return 0;
+    return rc;
 }
 
 /* Sends FreeBatch. A daemon that went away freed the batch with the
  * session: that counts as freed. */
 static int send_free(mcefa_batch *b, bool when_done)
 {
+    if (b->c->ring) {
+        /* The daemon drops its count before it bumps done (batch.c). */
+        bool finished = atomic_load_explicit(&slots(b)->done, memory_order_acquire) >= b->submitted;
+        int rc = client_ring_free(b->c, b->id, when_done, finished);
+        return rc == -ECONNRESET ? 0 : rc;
+    }
     Mcefa__FreeBatch m = MCEFA__FREE_BATCH__INIT;
     m.batch_id = b->id;
     m.when_done = when_done;
@@ -106,6 +114,12 @@ int mcefa_batch_submit(mcefa_batch *b, const mcefa_transfer *t, size_t n)
     if (n > b->capacity - b->submitted)
         return client_error(-ENOSPC, "mcefa_batch_submit: batch holds %u transfers, %u submitted, %zu more do not fit",
                             b->capacity, b->submitted, n);
+    if (client_ring_fits(b->c, n)) {
+        int rc = client_ring_submit(b->c, b->id, t, n);
+        if (rc >= 0)
+            b->submitted += (uint32_t)n;
+        return rc;
+    }
     Mcefa__Transfer *tv = calloc(n ? n : 1, sizeof(*tv));
     Mcefa__Transfer **tp = calloc(n ? n : 1, sizeof(*tp));
     if (!tv || !tp) {
@@ -163,12 +177,6 @@ void mcefa_batch_progress(const mcefa_batch *b, uint32_t *submitted, uint32_t *f
         *failed = atomic_load_explicit(&h->failed, memory_order_acquire);
 }
 
-static int daemon_gone(mcefa_client *c)
-{
-    struct pollfd p = {.fd = c->sock, .events = POLLRDHUP};
-    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
-}
-
 static int finished_result(mcefa_batch *b)
 {
     shm_cq_slot *h = slots(b);
@@ -196,7 +204,7 @@ int mcefa_batch_wait(mcefa_batch *b, int timeout_ms)
     for (int i = 0; i < WAIT_SPINS; i++) {
         if (atomic_load_explicit(&h->done, memory_order_acquire) >= b->submitted)
             return finished_result(b);
-        cpu_relax();
+        client_cpu_relax();
     }
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : now_ms() + timeout_ms;
     for (;;) {
@@ -208,7 +216,7 @@ int mcefa_batch_wait(mcefa_batch *b, int timeout_ms)
             return client_error(-ETIMEDOUT, "batch not finished after %d ms (%u of %u transfers done)", timeout_ms,
                                 atomic_load(&h->done), b->submitted);
         shm_cq_wait(b->c->cq, seq, left < WAIT_SLICE_MS ? (int)left : WAIT_SLICE_MS);
-        if (atomic_load_explicit(&h->done, memory_order_acquire) < b->submitted && daemon_gone(b->c))
+        if (atomic_load_explicit(&h->done, memory_order_acquire) < b->submitted && client_daemon_gone(b->c))
             return client_error(-ECONNRESET, "mcefad went away with %u of %u transfers unfinished",
                                 b->submitted - atomic_load(&h->done), b->submitted);
     }

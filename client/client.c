@@ -74,7 +74,9 @@ static int read_response(mcefa_client *c, Mcefa__Response **out, int *fds, unsig
     }
     /* A frame's descriptors came with its first byte, so they are queued by
      * now, after those of every earlier frame. */
-    unsigned want = resp->body_case == MCEFA__RESPONSE__BODY_WELCOME ? resp->welcome->fd_count : 0;
+    unsigned want = resp->body_case == MCEFA__RESPONSE__BODY_WELCOME       ? resp->welcome->fd_count
+                    : resp->body_case == MCEFA__RESPONSE__BODY_RING_OPENED ? resp->ring_opened->fd_count
+                                                                           : 0;
     *nfds = 0;
     while (*nfds < want && *nfds < WIRE_MAX_FDS) {
         int fd = wire_reader_take_fd(&c->rd);
@@ -158,11 +160,11 @@ static void unlink_pending(mcefa_client *c, client_pending *p)
     *pp = p->next;
 }
 
-int client_call_fd(mcefa_client *c, Mcefa__Request *req, const int *fds, unsigned nfds, Mcefa__Response **out,
-                   int *rfd)
+int client_call_fds(mcefa_client *c, Mcefa__Request *req, const int *fds, unsigned nfds, Mcefa__Response **out,
+                    int *rfds, unsigned want)
 {
-    if (rfd)
-        *rfd = -1;
+    for (unsigned i = 0; i < want; i++)
+        rfds[i] = -1;
     client_pending p = {.err = 0};
     pthread_mutex_lock(&c->lock);
     if (c->broken) {
@@ -235,24 +237,33 @@ int client_call_fd(mcefa_client *c, Mcefa__Request *req, const int *fds, unsigne
     if (p.err)
         return client_error(p.err, "%s", text);
     Mcefa__Response *resp = p.resp;
-    unsigned first = 0;
-    if (rfd && p.nfds) {
-        *rfd = p.fds[0];
-        first = 1;
-    }
+    unsigned first = p.nfds < want ? p.nfds : want;
+    memcpy(rfds, p.fds, first * sizeof(int));
     close_fds(p.fds + first, p.nfds - first);
     if (resp->status < 0) {
         rc = client_error(resp->status, "%s", resp->error && *resp->error ? resp->error : mcefa_strerror(resp->status));
         mcefa__response__free_unpacked(resp, NULL);
-        if (rfd && *rfd >= 0) {
-            close(*rfd);
-            *rfd = -1;
-        }
+        close_fds(rfds, first);
+        for (unsigned i = 0; i < want; i++)
+            rfds[i] = -1;
         return rc;
     }
     client_error(0, "%s", "");
     *out = resp;
     return 0;
+}
+
+int client_call_fd(mcefa_client *c, Mcefa__Request *req, const int *fds, unsigned nfds, Mcefa__Response **out,
+                   int *rfd)
+{
+    int dummy;
+    return client_call_fds(c, req, fds, nfds, out, rfd ? rfd : &dummy, rfd ? 1 : 0);
+}
+
+bool client_daemon_gone(mcefa_client *c)
+{
+    struct pollfd p = {.fd = c->sock, .events = POLLRDHUP};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
 int client_call(mcefa_client *c, Mcefa__Request *req, const int *fds, unsigned nfds, Mcefa__Response **out)
@@ -295,6 +306,7 @@ static int hello(mcefa_client *c, const char *name)
         return client_error(-EPROTO, "mcefad's welcome came without the completion area descriptor");
     }
     c->session_id = w->session_id;
+    c->features = w->features;
     c->cq_slots = w->completion_slots;
     c->cq_len = shm_cq_size(w->completion_slots);
     snprintf(c->hostname, sizeof(c->hostname), "%s", w->hostname);
@@ -351,6 +363,8 @@ int mcefa_connect(const char *socket_path, const char *name, mcefa_client **out)
         return client_error(e, "cannot connect to %s: %s", socket_path, strerror(-e));
     }
     int rc = hello(c, name);
+    if (rc == 0)
+        rc = client_ring_open(c);
     if (rc < 0) {
         mcefa_disconnect(c);
         return rc;
@@ -369,6 +383,7 @@ void mcefa_disconnect(mcefa_client *c)
         close(c->sock);
     if (c->cq)
         munmap(c->cq, c->cq_len);
+    client_ring_close(c);
     wire_reader_free(&c->rd);
     pthread_mutex_lock(&c->alloc_lock);
     for (alloc_rec *a = c->allocs, *n; a; a = n) {

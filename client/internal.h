@@ -33,6 +33,7 @@ typedef struct client_pending {
 } client_pending;
 
 typedef struct client_streams client_streams; /* stream.c */
+typedef struct client_ring client_ring;       /* ring.c */
 
 struct mcefa_client {
     int sock;
@@ -52,6 +53,8 @@ struct mcefa_client {
     size_t cq_len;
     uint32_t cq_slots;
     uint64_t session_id;
+    uint32_t features;  /* Welcome.features */
+    client_ring *ring;  /* the submission ring; NULL: submit over the socket */
     char hostname[256];
     char version[32];
     pthread_mutex_t alloc_lock;
@@ -105,6 +108,42 @@ int client_gpu_bus_ids(char (*ids)[32], int max);
  * fail fast) and leaves those still queued to fail without the client.
  * stream.c. */
 void client_streams_detach(mcefa_client *c);
+
+/* Like client_call; rfds[0..want) get the descriptors that came with the
+ * reply, in order, or -1 each (extras are closed). */
+int client_call_fds(mcefa_client *c, Mcefa__Request *req, const int *fds, unsigned nfds, Mcefa__Response **resp,
+                    int *rfds, unsigned want);
+
+/* Asks for a submission ring where the daemon offers one (and the
+ * environment does not say MCEFA_SUBMIT_RING=0); 0 also when there is
+ * none. ring.c. */
+int client_ring_open(mcefa_client *c);
+void client_ring_close(mcefa_client *c);
+/* Sends OpenRing: the ring's sizes and its two descriptors (memfd,
+ * eventfd), for client_ring_open (and check_ring, which writes rings raw). */
+int client_ring_request(mcefa_client *c, uint32_t *entries, uint32_t *results, int fds[2]);
+/* Whether n transfers can go through the ring (it exists and holds n). */
+bool client_ring_fits(const mcefa_client *c, size_t n);
+/* Submits n transfers to batch_id through the ring and waits for the
+ * daemon's answer: the batch index of the first, or a negative errno with
+ * the daemon's text. Any number of threads at once. */
+int client_ring_submit(mcefa_client *c, uint64_t batch_id, const mcefa_transfer *t, size_t n);
+/* AllocBatch and FreeBatch through the ring, same answers; a free of a
+ * batch whose transfers all finished is not waited for. */
+int client_ring_alloc(mcefa_client *c, uint32_t capacity, uint64_t *id, uint32_t *first_slot, uint32_t *cap);
+int client_ring_free(mcefa_client *c, uint64_t id, bool when_done, bool finished);
+
+/* True when the daemon closed the connection (its socket hung up). */
+bool client_daemon_gone(mcefa_client *c);
+
+static inline void client_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
 
 /* Like client_call for requests whose reply carries nothing. */
 int client_call_simple(mcefa_client *c, Mcefa__Request *req);

@@ -166,7 +166,7 @@ void batch_begin(batch *b, uint32_t idx, uint64_t t0_us)
     atomic_fetch_add_explicit(b->inflight, 1, memory_order_relaxed);
 }
 
-void batch_finish(batch *b, uint32_t idx, int err, char *why)
+static void finish(batch *b, uint32_t idx, int err, char *why, bool wake)
 {
     uint32_t hdr = b->first_slot;
     stats_transfer_done(err != 0, clock_now_us() - b->reqs[idx].t0_us);
@@ -179,11 +179,23 @@ void batch_finish(batch *b, uint32_t idx, int err, char *why)
      * frees the batch as soon as it sees it done is never refused; `users`
      * keeps the slots reserved until this write has landed. */
     atomic_fetch_sub_explicit(&b->pending, 1, memory_order_acq_rel);
-    shm_cq_complete(b->cq, hdr, hdr + 1 + idx, err);
+    shm_cq_set(b->cq, hdr, hdr + 1 + idx, err);
+    if (wake)
+        shm_cq_wake(b->cq);
     atomic_fetch_sub_explicit(&b->users, 1, memory_order_release); /* last touch of b */
 }
 
-void batch_piece_done(batch *b, uint32_t idx, int err, const char *why)
+void batch_finish(batch *b, uint32_t idx, int err, char *why)
+{
+    finish(b, idx, err, why, true);
+}
+
+void batch_wake(void *cq)
+{
+    shm_cq_wake(cq);
+}
+
+static void piece_done(batch *b, uint32_t idx, int err, const char *why, bool wake)
 {
     xfer_req *r = &b->reqs[idx];
     if (err) {
@@ -194,6 +206,16 @@ void batch_piece_done(batch *b, uint32_t idx, int err, const char *why)
     if (atomic_fetch_sub_explicit(&r->remaining, 1, memory_order_acq_rel) == 1) {
         char *w = r->why;
         r->why = NULL;
-        batch_finish(b, idx, atomic_load(&r->err), w);
+        finish(b, idx, atomic_load(&r->err), w, wake);
     }
+}
+
+void batch_piece_done(batch *b, uint32_t idx, int err, const char *why)
+{
+    piece_done(b, idx, err, why, true);
+}
+
+void batch_piece_done_quiet(batch *b, uint32_t idx, int err, const char *why)
+{
+    piece_done(b, idx, err, why, false);
 }

@@ -67,5 +67,12 @@ void batch_begin(batch *b, uint32_t idx, uint64_t t0_us);
 void batch_finish(batch *b, uint32_t idx, int err, char *why);
 /* A piece of transfer idx ended; the last one finishes the transfer. */
 void batch_piece_done(batch *b, uint32_t idx, int err, const char *why);
+/* Same without waking the client: for a thread that ends a run of pieces
+ * and then calls batch_wake once (each wake can be a system call and a
+ * context switch in the client). */
+void batch_piece_done_quiet(batch *b, uint32_t idx, int err, const char *why);
+/* Wakes the client's threads waiting on the completion area cq (the
+ * session's, which outlives its batches). */
+void batch_wake(void *cq);
 
 #endif

@@ -293,6 +293,11 @@ int config_validate(const mcefad_config *cfg)
             bad = -EINVAL;
         }
     }
+    if (cfg->submit_ring_entries & (cfg->submit_ring_entries - 1)) {
+        fprintf(stderr, "mcefad: setting submit_ring_entries: %llu is not a power of two; give 0 (off) or a power "
+                "of two up to 65536 (1024 by default)\n", (unsigned long long)cfg->submit_ring_entries);
+        bad = -EINVAL;
+    }
     if (strcmp(cfg->peer_auth, "psk") != 0 && strcmp(cfg->peer_auth, "none") != 0) {
         fprintf(stderr, "mcefad: setting peer_auth: '%s' is unknown; give psk (a shared secret) or none\n",
                 cfg->peer_auth);

@@ -58,6 +58,12 @@
       "Same-host transfers larger than this are split so several copy threads share them.")                    \
     X(UINT, completion_slots, "65536", 2, 1u << 24, "MCEFAD_COMPLETION_SLOTS", "",                               \
       "Transfer status slots in each client's completion area (limits transfers in allocated batches).")       \
+    X(UINT, submit_ring_entries, "1024", 0, 65536, "MCEFAD_SUBMIT_RING_ENTRIES", "",                             \
+      "Transfer descriptors in each client's submission ring (shared memory; a power of two, 64 B each); "     \
+      "larger submissions go over the socket. 0 turns the ring off: clients submit over the socket.")         \
+    X(UINT, ring_spin_us, "50", 0, 1000000, "MCEFAD_RING_SPIN_US", "",                                          \
+      "How long the event loop keeps polling the submission rings after their last descriptor before it "    \
+      "sleeps; a client then wakes it with one system call.")                                                 \
     X(UINT, max_frame_bytes, CFG_STRINGIFY(MCEFA_DEFAULT_MAX_FRAME), 4096, 1u << 30, "MCEFAD_MAX_FRAME", "",     \
       "Largest protocol message accepted from a client; larger ones close its connection.")                    \
     X(UINT, max_clients, "1024", 1, CFG_UNBOUNDED, "MCEFAD_MAX_CLIENTS", "",                                     \

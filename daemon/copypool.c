@@ -92,14 +92,20 @@ static int copy_one(copy_job *j)
 
 /* ---- Queues -------------------------------------------------------------- */
 
-/* With the lock held: the next job, round robin across owners. */
+/* With the lock held: the next run of jobs (up to one marked run_end),
+ * round robin across owners. A whole run goes to one thread, so it takes
+ * the lock and sleeps at most once per run, not per job. */
 static copy_job *take(void)
 {
     owner_queue *q = pool.first;
     if (!q)
         return NULL;
-    copy_job *j = q->head;
+    copy_job *first = q->head, *j = first;
+    size_t n = 1;
+    for (; !j->run_end && j->next; j = j->next)
+        n++;
     q->head = j->next;
+    j->next = NULL;
     pool.first = q->next;
     if (!q->head) {
         if (pool.last == q)
@@ -112,8 +118,8 @@ static copy_job *take(void)
     } else {
         pool.first = q; /* the only owner: stays first */
     }
-    pool.queued--;
-    return j;
+    pool.queued -= n;
+    return first;
 }
 
 /* With the lock held: owner's queue and the one before it in the list. */
@@ -143,7 +149,11 @@ static void *copy_thread(void *arg)
             bounce = NULL;
             return NULL;
         }
-        j->done(j, copy_one(j));
+        /* done may free or requeue its job: next is read first. */
+        for (copy_job *next; j; j = next) {
+            next = j->next;
+            j->done(j, copy_one(j));
+        }
     }
 }
 
@@ -200,6 +210,7 @@ static void fail_chain(copy_job *j, int err)
 void copypool_submit(copy_job *first, copy_job *last, size_t count)
 {
     last->next = NULL;
+    last->run_end = true;
     pthread_mutex_lock(&pool.lock);
     if (pool.stopping && !pool.alive) {
         /* The threads are gone (the daemon is stopping): late jobs, from
@@ -232,10 +243,15 @@ void copypool_submit(copy_job *first, copy_job *last, size_t count)
         q->head = first;
     q->tail = last;
     pool.queued += count;
-    if (count == 1)
-        pthread_cond_signal(&pool.cond);
-    else
+    size_t runs = 0;
+    for (copy_job *j = first; j; j = j->next)
+        runs += j->run_end;
+    /* One thread per run: waking more would only have them find nothing. */
+    if (runs >= pool.nthreads)
         pthread_cond_broadcast(&pool.cond);
+    else
+        while (runs--)
+            pthread_cond_signal(&pool.cond);
     pthread_mutex_unlock(&pool.lock);
 }
 
@@ -262,6 +278,11 @@ size_t copypool_cancel(const void *owner)
     /* Outside the lock: done callbacks may take other locks. */
     fail_chain(chain, -ECANCELED);
     return n;
+}
+
+unsigned copypool_threads(void)
+{
+    return pool.nthreads;
 }
 
 size_t copypool_queued(void)

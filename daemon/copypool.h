@@ -3,14 +3,15 @@
  * Nothing here touches libfabric.
  *
  * Jobs are queued per owner (a client session) and the threads serve the
- * owners round robin, one job at a time, so one client's huge batch cannot
- * hold up another client's small copy; xfer.c keeps each job bounded
- * (copy_chunk_bytes). A fault in a client's mapping during a copy (SIGBUS:
+ * owners round robin, one run of jobs at a time, so one client's huge batch
+ * cannot hold up another client's small copy; xfer.c keeps each run bounded
+ * (copy_chunk_bytes, or one job). A fault in a client's mapping during a copy (SIGBUS:
  * a hugetlb page that went away) fails that job with -EFAULT instead of
  * killing the daemon. */
 #ifndef MCEFAD_COPYPOOL_H
 #define MCEFAD_COPYPOOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct copy_job copy_job;
@@ -30,6 +31,9 @@ struct copy_job {
      * cross-memory attach (plain_import.h); NULL: the daemon's own mapping. */
     struct plain_proc *dst_proc, *src_proc;
     const void *owner; /* whose queue: jobs of one owner run in order of submission */
+    /* Last job of a run: a thread takes a run whole and runs its jobs one
+     * after another (copypool_submit sets it on the chain's last job). */
+    bool run_end;
     int fault_src;     /* set with -EFAULT: 1 the source faulted, 0 the destination */
     const char *why;   /* set with -EIO (the driver's error) or a plain side's error: static text */
     copy_done_fn done; /* called on a copy thread after the copy, or by copypool_cancel */
@@ -44,13 +48,16 @@ int copypool_init(unsigned nthreads);
 /* Finishes every queued job, then joins the threads. */
 void copypool_shutdown(void);
 /* Queues a chain of jobs linked through next (one lock for the chain); all
- * of them must have the same owner. After copypool_shutdown they run on
- * the calling thread. */
+ * of them must have the same owner. The chain is one run, or several where
+ * the caller set run_end inside it. After copypool_shutdown they run on the
+ * calling thread. */
 void copypool_submit(copy_job *first, copy_job *last, size_t count);
 /* Takes every job of owner that has not started out of the queue and
  * completes it with -ECANCELED on the calling thread. Jobs already running
  * finish normally. */
 size_t copypool_cancel(const void *owner);
+/* The number of copy threads. */
+unsigned copypool_threads(void);
 /* Jobs queued and not yet started. */
 size_t copypool_queued(void);
 

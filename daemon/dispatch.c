@@ -33,6 +33,7 @@ static const command commands[] = {
     {MCEFA__REQUEST__BODY_FREE_BATCH, "free_batch", rpc_free_batch, 0},
     {MCEFA__REQUEST__BODY_SUBMIT_BATCH, "submit_batch", rpc_submit, 0},
     {MCEFA__REQUEST__BODY_BATCH_STATUS, "batch_status", rpc_batch_status, 0},
+    {MCEFA__REQUEST__BODY_OPEN_RING, "open_ring", rpc_open_ring, 0},
     {MCEFA__REQUEST__BODY_NOTIFY, "notify", rpc_notify, 0},
     {MCEFA__REQUEST__BODY_GET_NOTIFIES, "get_notifies", rpc_get_notifies, 0},
     {MCEFA__REQUEST__BODY_STATUS, "status", rpc_status, 0},

@@ -25,6 +25,7 @@
 #include "peer_stage.h"
 #include "peer_auth.h"
 #include "peer_hello.h"
+#include "ring.h"
 #include "peer_link.h"
 #include "peer_notify.h"
 #include "peer_table.h"
@@ -96,6 +97,7 @@ static void on_signal(uv_signal_t *h, int signum)
     log_info("%s received: shutting down", strsignal(signum));
     notify_send("STOPPING=1");
     server_stop();
+    ring_stop();
     peer_link_stop();
     metrics_stop();
     uv_signal_stop(&sig_int);
@@ -113,6 +115,8 @@ static int start_loop_layers(uv_loop_t *loop)
     session_init(g ? (int)g->gr_gid : -1);
     segment_init(ident_hostname(), config.segment_port_base);
     xfer_init(config.copy_chunk_bytes, config.stripe_threshold, config.request_timeout_ms);
+    ring_init(loop, config.ring_spin_us);
+    xfer_on_run_done(ring_work_done);
     rpc_memory_init(loop);
     peer_table_init(nic_count(), (unsigned)config.max_peers);
     resolve_init(loop, config.peer_hosts, (unsigned)config.peer_port);

@@ -27,6 +27,7 @@ void rpc_alloc_batch(reply *r, const Mcefa__Request *req);
 void rpc_free_batch(reply *r, const Mcefa__Request *req);
 void rpc_submit(reply *r, const Mcefa__Request *req);
 void rpc_batch_status(reply *r, const Mcefa__Request *req);
+void rpc_open_ring(reply *r, const Mcefa__Request *req);
 void rpc_status(reply *r, const Mcefa__Request *req);
 void rpc_set_log_level(reply *r, const Mcefa__Request *req);
 void rpc_warmup_host(reply *r, const Mcefa__Request *req);

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "config.h"
+#include "ring.h"
 #include "rpc.h"
 #include "shm/completion.h"
 #include "xfer.h"
@@ -80,4 +82,26 @@ void rpc_batch_status(reply *r, const Mcefa__Request *req)
     }
     r->resp.body_case = MCEFA__RESPONSE__BODY_BATCH_STATUS;
     r->resp.batch_status = bs;
+}
+
+void rpc_open_ring(reply *r, const Mcefa__Request *req)
+{
+    uint32_t entries, results;
+    int fds[2];
+    err e;
+    if (ring_open(r->s, req->open_ring->entries, (uint32_t)config.submit_ring_entries, &entries, &results, fds,
+                  &e) < 0) {
+        reply_err(r, &e);
+        return;
+    }
+    r->fds[0] = fds[0];
+    r->fds[1] = fds[1];
+    r->nfds = 2;
+    Mcefa__RingOpened *ro = reply_alloc(r, sizeof(*ro));
+    mcefa__ring_opened__init(ro);
+    ro->entries = entries;
+    ro->results = results;
+    ro->fd_count = 2;
+    r->resp.body_case = MCEFA__RESPONSE__BODY_RING_OPENED;
+    r->resp.ring_opened = ro;
 }

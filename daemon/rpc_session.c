@@ -62,6 +62,7 @@ void rpc_hello(reply *r, const Mcefa__Request *req)
     w->epoch = ident_epoch();
     w->completion_slots = slots;
     w->fd_count = 1;
+    w->features = config.submit_ring_entries ? MCEFA_FEATURE_SUBMIT_RING : 0;
     r->resp.body_case = MCEFA__RESPONSE__BODY_WELCOME;
     r->resp.welcome = w;
     log_info("client %s connected (session %llu, pid %d, uid %d)", s->name, (unsigned long long)s->id, (int)s->pid,

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "dispatch.h"
 #include "log.h"
+#include "ring.h"
 #include "session.h"
 #include "stats.h"
 
@@ -65,6 +66,7 @@ static void close_session(session *s)
         return;
     s->closing = true;
     uv_poll_stop(&s->poll);
+    ring_close(s);
     session_teardown(s);
     uv_close((uv_handle_t *)&s->poll, on_closed);
 }

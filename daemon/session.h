@@ -81,6 +81,8 @@ typedef struct session {
     struct gpu_desc *vmm_pending;
     uint64_t vmm_pending_addr, vmm_pending_len;
 
+    struct ring *ring; /* its submission ring (ring.c), NULL until it asks */
+    _Atomic bool ring_on; /* ring != NULL, for other threads */
     void *cq; /* completion area mapping */
     size_t cq_len;
     batch_set batches;

@@ -28,13 +28,16 @@ void xfer_init(uint64_t chunk, uint64_t stripe, uint64_t timeout)
     timeout_ms = timeout;
 }
 
+typedef struct xfer_run xfer_run;
+
 typedef struct xfer_chunk {
     copy_job job; /* first: the copy thread hands us back this pointer */
-    session *s;
+    xfer_run *run;
     batch *b;
     uint32_t idx;
     bool write;
     region *lr, *rr;
+    bool own_refs; /* holds lr and rr itself; else its run holds them */
     /* A move (source and destination overlap): one piece at a time, each
      * queueing the next, in the order that never reads a byte an earlier
      * piece wrote (from the end when moving up). */
@@ -44,10 +47,51 @@ typedef struct xfer_chunk {
     bool move_up;
 } xfer_chunk;
 
+/* A submission's same-host pieces live in one allocation, cut into runs:
+ * each run goes to one copy thread whole, holds one session reference and
+ * wakes the client once, when its last piece is done. */
+typedef struct xfer_local {
+    _Atomic uint32_t runs_left;
+    xfer_chunk chunks[];
+} xfer_local;
+
+struct xfer_run {
+    _Atomic uint32_t left; /* pieces not done */
+    /* One reference for all its pieces on these: a count per piece, taken
+     * on the loop and dropped on two copy threads, was 13% of the daemon. */
+    region *lr, *rr;
+    uint64_t copied;       /* bytes, counted once per run: a shared counter per piece was 12% of the daemon */
+    session *s;
+    xfer_local *all;
+};
+
+static void (*run_done_hook)(session *s);
+
+void xfer_on_run_done(void (*fn)(session *s))
+{
+    run_done_hook = fn;
+}
+
+static void run_piece_done(xfer_run *run)
+{
+    if (atomic_fetch_sub_explicit(&run->left, 1, memory_order_acq_rel) != 1)
+        return;
+    session *s = run->s;
+    xfer_local *all = run->all;
+    stats_copied(run->copied);
+    region_unref(run->lr);
+    region_unref(run->rr);
+    batch_wake(s->cq);
+    if (run_done_hook)
+        run_done_hook(s);
+    session_unref(s);
+    if (atomic_fetch_sub_explicit(&all->runs_left, 1, memory_order_acq_rel) == 1)
+        free(all);
+}
+
 static void chunk_done(copy_job *job, int err)
 {
     xfer_chunk *c = (xfer_chunk *)job;
-    session *s = c->s;
     batch *b = c->b;
     uint32_t idx = c->idx;
     char why[200] = "";
@@ -55,7 +99,7 @@ static void chunk_done(copy_job *job, int err)
         /* Back into the owner's queue, behind other clients' jobs. A piece
          * finishing after its client died still queues the next one: at
          * most the rest of this one transfer. */
-        stats_copied(job->len);
+        c->run->copied += job->len;
         uint64_t l = c->move_left < c->move_piece ? c->move_left : c->move_piece;
         c->move_off = c->move_up ? c->move_off - l : c->move_off + job->len;
         c->move_left -= l;
@@ -66,7 +110,7 @@ static void chunk_done(copy_job *job, int err)
         return;
     }
     if (!err) {
-        stats_copied(job->len);
+        c->run->copied += job->len; /* one thread runs a run's pieces, one after another */
     } else if (err == -EFAULT) {
         /* A write copies from the local region, a read into it. */
         region *bad = job->fault_src == c->write ? c->lr : c->rr;
@@ -96,11 +140,12 @@ static void chunk_done(copy_job *job, int err)
                       "restart mcefad",
                       n, job->why);
     }
-    region_unref(c->lr);
-    region_unref(c->rr);
-    free(c);
-    batch_piece_done(b, idx, err, why[0] ? why : NULL);
-    session_unref(s);
+    if (c->own_refs) {
+        region_unref(c->lr);
+        region_unref(c->rr);
+    }
+    batch_piece_done_quiet(b, idx, err, why[0] ? why : NULL);
+    run_piece_done(c->run);
 }
 
 /* ---- Remote transfers: RMA ops on the NIC workers ----------------------- */
@@ -327,12 +372,9 @@ static int check_one(session *s, const Mcefa__Transfer *t, size_t i, planned *pl
 
 /* ---- Submitting --------------------------------------------------------- */
 
-typedef struct job_list {
-    xfer_chunk *head, *tail;
-    size_t n;
-} job_list;
-
-static void plan_local(session *s, batch *b, uint32_t idx, const Mcefa__Transfer *t, const planned *pl, job_list *jl)
+/* How transfer t (same host, checked) is cut into copy pieces: chunk bytes
+ * each; *move when its ranges overlap (one chain of pieces, see below). */
+static uint32_t local_pieces(const Mcefa__Transfer *t, const planned *pl, uint64_t *chunk_out, bool *move_out)
 {
     char *local = region_translate(pl->lr, t->local_addr);
     char *remote = region_translate(pl->rr, t->remote_addr);
@@ -345,38 +387,35 @@ static void plan_local(session *s, batch *b, uint32_t idx, const Mcefa__Transfer
     plain_proc *lp = plain_region_proc(pl->lr), *rp = plain_region_proc(pl->rr);
     bool move = lp == rp && (uintptr_t)local < (uintptr_t)remote + t->length &&
                 (uintptr_t)remote < (uintptr_t)local + t->length;
-    /* A plain move goes through the bounce buffer, so each piece must fit
-     * it to read all its bytes before writing any. */
-    uint64_t move_piece = lp && copy_chunk > COPYPOOL_BOUNCE_BYTES ? COPYPOOL_BOUNCE_BYTES : copy_chunk;
     /* GPU to GPU is one driver call: the copy engines split it better than
      * threads could, and each piece would pay a wait on its event. */
     if (move || (pl->lr->gpu >= 0 && pl->rr->gpu >= 0))
         chunk = t->length;
-    uint32_t pieces = (uint32_t)((t->length + chunk - 1) / chunk);
+    *chunk_out = chunk;
+    *move_out = move;
+    return (uint32_t)((t->length + chunk - 1) / chunk);
+}
+
+/* Fills c[0..pieces) for transfer idx. */
+static void plan_local(batch *b, uint32_t idx, const Mcefa__Transfer *t, const planned *pl, xfer_chunk *c)
+{
+    char *local = region_translate(pl->lr, t->local_addr);
+    char *remote = region_translate(pl->rr, t->remote_addr);
+    plain_proc *lp = plain_region_proc(pl->lr), *rp = plain_region_proc(pl->rr);
+    uint64_t chunk;
+    bool move;
+    uint32_t pieces = local_pieces(t, pl, &chunk, &move);
+    /* A plain move goes through the bounce buffer, so each piece must fit
+     * it to read all its bytes before writing any. */
+    uint64_t move_piece = lp && copy_chunk > COPYPOOL_BOUNCE_BYTES ? COPYPOOL_BOUNCE_BYTES : copy_chunk;
     atomic_store(&b->reqs[idx].remaining, pieces);
-    for (uint64_t off = 0; off < t->length; off += chunk) {
-        xfer_chunk *c = calloc(1, sizeof(*c));
-        if (!c) {
-            /* Count the pieces we will never queue as failed so the
-             * transfer still completes (with ENOMEM). */
-            uint32_t left = (uint32_t)((t->length - off + chunk - 1) / chunk);
-            int32_t zero = 0;
-            atomic_compare_exchange_strong(&b->reqs[idx].err, &zero, -ENOMEM);
-            if (atomic_fetch_sub(&b->reqs[idx].remaining, left) == left)
-                batch_finish(b, idx, -ENOMEM, NULL);
-            return;
-        }
+    for (uint64_t off = 0; off < t->length; off += chunk, c++) {
         uint64_t len = t->length - off < chunk ? t->length - off : chunk;
-        c->s = s;
         c->write = t->opcode == MCEFA__OPCODE__OP_WRITE;
-        c->job.owner = s;
         c->b = b;
         c->idx = idx;
         c->lr = pl->lr;
         c->rr = pl->rr;
-        region_ref(c->lr);
-        region_ref(c->rr);
-        session_ref(s);
         if (t->opcode == MCEFA__OPCODE__OP_WRITE) {
             c->job.dst = remote + off;
             c->job.src = local + off;
@@ -405,16 +444,82 @@ static void plan_local(session *s, batch *b, uint32_t idx, const Mcefa__Transfer
             c->job.dst = c->move_dst + c->move_off;
             c->job.src = c->move_src + c->move_off;
         }
-        if (jl->tail)
-            jl->tail->job.next = &c->job;
-        else
-            jl->head = c;
-        jl->tail = c;
-        jl->n++;
     }
 }
 
+/* Below this a run is not worth a second thread's wake-up. */
+#define RUN_MIN_BYTES (64u << 10)
+/* Bounds the pieces of one run, as copy_chunk bounds its bytes. */
+#define RUN_MAX_PIECES 1024u
+
+/* Cuts the pieces c[0..n) into runs, links them into one chain and queues
+ * it: about one run per copy thread, none over copy_chunk bytes; a move
+ * chain (it queues its own next piece) is a run alone. */
+static void queue_local(session *s, xfer_local *all, xfer_run *runs, uint32_t n, uint64_t bytes)
+{
+    xfer_chunk *c = all->chunks;
+    unsigned threads = copypool_threads();
+    uint64_t per_run = (bytes + threads - 1) / (threads ? threads : 1);
+    if (per_run < RUN_MIN_BYTES)
+        per_run = RUN_MIN_BYTES;
+    if (per_run > copy_chunk)
+        per_run = copy_chunk;
+    uint32_t nruns = 0, in_run = 0;
+    uint64_t run_bytes = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        xfer_run *r = &runs[nruns];
+        if (!in_run) {
+            r->s = s;
+            r->all = all;
+            r->lr = c[i].lr;
+            r->rr = c[i].rr;
+            region_ref(r->lr);
+            region_ref(r->rr);
+            session_ref(s);
+        }
+        c[i].own_refs = c[i].lr != r->lr || c[i].rr != r->rr;
+        if (c[i].own_refs) {
+            region_ref(c[i].lr);
+            region_ref(c[i].rr);
+        }
+        c[i].run = r;
+        c[i].job.owner = s;
+        c[i].job.next = i + 1 < n ? &c[i + 1].job : NULL;
+        in_run++;
+        run_bytes += c[i].job.len;
+        bool alone = c[i].move_left || (i + 1 < n && c[i + 1].move_left);
+        c[i].job.run_end = i + 1 == n || alone || run_bytes >= per_run || in_run == RUN_MAX_PIECES;
+        if (c[i].job.run_end) {
+            atomic_init(&r->left, in_run);
+            nruns++;
+            in_run = 0;
+            run_bytes = 0;
+        }
+    }
+    atomic_init(&all->runs_left, nruns);
+    copypool_submit(&c[0].job, &c[n - 1].job, n);
+}
+
 int xfer_submit(session *s, batch *b, Mcefa__Transfer *const *tv, size_t n, uint32_t *first_out, err *e)
+{
+    xfer_started st;
+    int rc = xfer_plan(s, b, tv, n, first_out, &st, e);
+    if (rc == 0)
+        xfer_start(&st);
+    return rc;
+}
+
+void xfer_start(xfer_started *st)
+{
+    if (st->local)
+        queue_local(st->s, st->local, st->runs, st->npieces, st->local_bytes);
+    if (st->net)
+        nic_submit(st->net);
+    xfer_stage_start(st->staged);
+}
+
+int xfer_plan(session *s, batch *b, Mcefa__Transfer *const *tv, size_t n, uint32_t *first_out, xfer_started *st,
+              err *e)
 {
     if (n > b->capacity - b->count)
         return err_set(e, -ENOSPC,
@@ -433,9 +538,26 @@ int xfer_submit(session *s, batch *b, Mcefa__Transfer *const *tv, size_t n, uint
             return e->code;
         }
 
+    /* Every same-host piece of the submission in one allocation. */
+    uint64_t npieces = 0, local_bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        if (tv[i]->length && !pl[i].rreg) {
+            uint64_t chunk;
+            bool move;
+            npieces += local_pieces(tv[i], &pl[i], &chunk, &move);
+            local_bytes += tv[i]->length;
+        }
+    xfer_local *all = NULL;
+    xfer_run *runs = NULL;
+    if (npieces) {
+        uint64_t size = sizeof(xfer_local) + npieces * (sizeof(xfer_chunk) + sizeof(xfer_run));
+        all = npieces < UINT32_MAX && size < SIZE_MAX / 2 ? calloc(1, (size_t)size) : NULL;
+        runs = all ? (xfer_run *)(all->chunks + npieces) : NULL;
+    }
+
     uint32_t first = b->count;
     uint64_t t0 = clock_now_us();
-    job_list jl = {0};
+    uint32_t used = 0;
     net_op *net_head = NULL;
     stage_piece *staged = NULL;
     for (size_t i = 0; i < n; i++) {
@@ -447,7 +569,15 @@ int xfer_submit(session *s, batch *b, Mcefa__Transfer *const *tv, size_t n, uint
             continue;
         }
         if (!pl[i].rreg) {
-            plan_local(s, b, idx, t, &pl[i], &jl);
+            uint64_t chunk;
+            bool move;
+            uint32_t pieces = local_pieces(t, &pl[i], &chunk, &move);
+            if (all) {
+                plan_local(b, idx, t, &pl[i], all->chunks + used);
+                used += pieces;
+            } else {
+                batch_finish(b, idx, -ENOMEM, strdup("out of memory planning the copies"));
+            }
             continue;
         }
         remote_segment *rs = pl[i].rseg;
@@ -477,11 +607,7 @@ int xfer_submit(session *s, batch *b, Mcefa__Transfer *const *tv, size_t n, uint
     }
     free(pl);
     b->count += (uint32_t)n;
-    if (jl.head)
-        copypool_submit(&jl.head->job, &jl.tail->job, jl.n);
-    if (net_head)
-        nic_submit(net_head);
-    xfer_stage_start(staged);
+    *st = (xfer_started){s, all, runs, used, local_bytes, net_head, staged};
     *first_out = first;
     return 0;
 }

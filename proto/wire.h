@@ -14,6 +14,9 @@
 
 /* 2: replies may come out of order (matched by seq); FreeBatch.when_done. */
 #define MCEFA_PROTOCOL_VERSION 2u
+/* Welcome.features bits: what a daemon offers without a new protocol
+ * version, so older clients and daemons keep talking protocol 2. */
+#define MCEFA_FEATURE_SUBMIT_RING 0x1u /* OpenRing: submission through shared memory */
 #define WIRE_HDR_LEN 4u
 /* Default largest frame either side accepts; a batch of 65536 transfers
  * packs to about 3 MiB. */

@@ -57,6 +57,10 @@ void shm_cq_init(void *area, uint32_t nslots);
 /* Daemon side: marks slot idx finished with err (0 = success), counts it in
  * the batch header slot hdr and wakes waiters. */
 void shm_cq_complete(void *area, uint32_t hdr, uint32_t idx, int err);
+/* The two halves of shm_cq_complete, for a daemon thread that finishes a
+ * run of transfers and wakes the client once for all of them. */
+void shm_cq_set(void *area, uint32_t hdr, uint32_t idx, int err);
+void shm_cq_wake(void *area);
 
 /* Client side: blocks until wake_seq differs from seq or timeout_ms passes
  * (-1: no limit). Returns 0, or -ETIMEDOUT. */

@@ -42,6 +42,9 @@ static struct {
     uint64_t block_size;
     uint64_t batch_size;
     uint64_t threads;
+    /* --threads=1,2,4: the initiator runs once per count (thread scaling). */
+    uint64_t thread_list[8];
+    unsigned nthread_list;
     uint64_t buffer_size;
     double duration;
     bool check;
@@ -79,7 +82,7 @@ static void usage(FILE *o)
             "  --segment_name=NAME      (auto)      name to export (target)\n"
             "  --block_size=N           (65536)     bytes per transfer\n"
             "  --batch_size=N           (128)       transfers per batch\n"
-            "  --threads=N              (12)        submitting threads (initiator)\n"
+            "  --threads=N[,N...]       (12)        submitting threads (initiator); a list runs once per count\n"
             "  --buffer_size=N          (1 GiB)     bytes allocated and registered\n"
             "  --duration=S             (10)        seconds to run (initiator, memcpy)\n"
             "  --report_unit=U          (GB)        GB|GiB|Gb|MB|MiB|Mb|KB|KiB|Kb\n"
@@ -122,6 +125,26 @@ static int parse_u64(const char *v, uint64_t *out)
     return 0;
 }
 
+/* N or N,N,... (at most 8 counts, each 1..1024). */
+static int parse_thread_list(const char *v)
+{
+    char buf[128];
+    if (!v || strlen(v) >= sizeof(buf))
+        return -1;
+    snprintf(buf, sizeof(buf), "%s", v);
+    opt.nthread_list = 0;
+    for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        uint64_t n;
+        if (opt.nthread_list == 8 || parse_u64(tok, &n) < 0 || n == 0 || n > 1024)
+            return -1;
+        opt.thread_list[opt.nthread_list++] = n;
+    }
+    if (!opt.nthread_list)
+        return -1;
+    opt.threads = opt.thread_list[0];
+    return 0;
+}
+
 static void die_flag(const char *a)
 {
     fprintf(stderr, "mcefa-bench: bad flag or value '%s' (see --help)\n", a);
@@ -160,7 +183,7 @@ static void parse_args(int argc, char **argv)
         else if (IS("batch_size"))
             ok = parse_u64(v, &opt.batch_size) == 0 && opt.batch_size > 0;
         else if (IS("threads"))
-            ok = parse_u64(v, &opt.threads) == 0 && opt.threads > 0 && opt.threads <= 1024;
+            ok = parse_thread_list(v) == 0;
         else if (IS("buffer_size"))
             ok = parse_u64(v, &opt.buffer_size) == 0 && opt.buffer_size > 0;
         else if (IS("duration")) {
@@ -811,8 +834,15 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (!strcmp(opt.mode, "target"))
         return run_target();
-    if (!strcmp(opt.mode, "initiator"))
-        return run_initiator();
+    if (!strcmp(opt.mode, "initiator")) {
+        int rc = 0;
+        for (unsigned i = 0; rc == 0 && i < (opt.nthread_list ? opt.nthread_list : 1); i++) {
+            if (opt.nthread_list)
+                opt.threads = opt.thread_list[i];
+            rc = run_initiator();
+        }
+        return rc;
+    }
     if (!strcmp(opt.mode, "memcpy"))
         return run_memcpy();
     if (!strcmp(opt.mode, "probe"))

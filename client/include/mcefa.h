@@ -175,7 +175,11 @@ int mcefa_batch_free_when_done(mcefa_batch *b);
 
 /* Submits n transfers (asynchronous). Every address is checked before any
  * byte moves: on error nothing of this call was started. Returns the batch
- * index of the first transfer. */
+ * index of the first transfer. Where the daemon offers a submission ring
+ * (docs/protocol.md) this, mcefa_batch_alloc and mcefa_batch_free go
+ * through shared memory, without a system call while the daemon is awake;
+ * a full ring makes the call wait for room. MCEFA_SUBMIT_RING=0 in the
+ * environment (read at connect) keeps them on the socket. */
 int mcefa_batch_submit(mcefa_batch *b, const mcefa_transfer *t, size_t n);
 
 /* State of transfer idx (from shared memory, no system call); *err gets its
