@@ -30,6 +30,7 @@ struct client_ring {
     uint32_t tail;        /* descriptors published */
     uint32_t subs;        /* submissions published */
     bool busy[SHM_RING_RESULTS]; /* a thread has yet to read that answer */
+    pthread_cond_t freed;        /* a busy slot became free (its reader took the answer) */
 };
 
 static void ring_free(client_ring *r)
@@ -39,6 +40,7 @@ static void ring_free(client_ring *r)
     if (r->efd >= 0)
         close(r->efd);
     pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->freed);
     free(r);
 }
 
@@ -69,10 +71,14 @@ int client_ring_open(mcefa_client *c)
     uint32_t entries, results;
     int fds[2];
     int rc = client_ring_request(c, &entries, &results, fds);
-    if (rc == -EOPNOTSUPP)
-        return 0;
-    if (rc < 0)
-        return rc;
+    if (rc < 0) {
+        /* The daemon said no (rings off, or out of memory or descriptors
+         * for one): the socket serves. Only a lost connection is fatal. */
+        pthread_mutex_lock(&c->lock);
+        bool broken = c->broken;
+        pthread_mutex_unlock(&c->lock);
+        return broken ? rc : 0;
+    }
     client_ring *r = calloc(1, sizeof(*r));
     if (!r || fds[0] < 0 || fds[1] < 0 || !entries || (entries & (entries - 1)) || !results ||
         (results & (results - 1)) || results > SHM_RING_RESULTS || entries > (1u << 24)) {
@@ -83,6 +89,7 @@ int client_ring_open(mcefa_client *c)
         return client_error(r ? -EPROTO : -ENOMEM, r ? "mcefad answered OpenRing with an unusable ring" : "out of memory");
     }
     pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->freed, NULL);
     r->efd = fds[1];
     void *area = mmap(NULL, shm_ring_size(entries, results), PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
     int e = errno;
@@ -157,8 +164,14 @@ static int ring_call(mcefa_client *c, size_t n, fill_fn fill, const void *arg, s
         }
         uint32_t seen = atomic_load_explicit(&r->v.h->answered, memory_order_acquire);
         uint32_t used = r->tail - atomic_load_explicit(&r->v.h->head, memory_order_acquire);
-        if (used <= r->v.entries && n <= r->v.entries - used && !r->busy[r->subs & (r->v.results - 1)])
+        bool room = used <= r->v.entries && n <= r->v.entries - used;
+        if (room && !r->busy[r->subs & (r->v.results - 1)])
             break;
+        if (room) {
+            /* Only the answer slot is taken: its reader frees it. */
+            pthread_cond_wait(&r->freed, &r->lock);
+            continue;
+        }
         pthread_mutex_unlock(&r->lock);
         if ((rc = wait_answered(c, seen, &round)) < 0)
             return rc;
@@ -179,7 +192,7 @@ static int ring_call(mcefa_client *c, size_t n, fill_fn fill, const void *arg, s
     if (atomic_load_explicit(&r->v.h->sleeping, memory_order_seq_cst)) {
         uint64_t one = 1;
         if (write(r->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-            rc = client_error(-errno, "cannot wake mcefad through its eventfd: %s", strerror(errno));
+            rc = client_error(-errno, "cannot wake mcefad through its wake-up pipe: %s", strerror(errno));
     }
     pthread_mutex_unlock(&r->lock);
     if (!out)
@@ -201,6 +214,7 @@ static int ring_call(mcefa_client *c, size_t n, fill_fn fill, const void *arg, s
     }
     pthread_mutex_lock(&r->lock);
     r->busy[k & (r->v.results - 1)] = false;
+    pthread_cond_broadcast(&r->freed);
     pthread_mutex_unlock(&r->lock);
     return rc;
 }

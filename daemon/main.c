@@ -230,6 +230,7 @@ int main(int argc, char **argv)
     /* Copies in flight finish before the threads go; sessions are freed as
      * their last transfer completes. */
     copypool_shutdown();
+    ring_shutdown(); /* the copy threads sent their last wake-ups */
     nic_worker_stop();
     /* What the threads handed back to the loop in the end runs here, then
      * staged pieces still waiting end, and what they hand back runs. */

@@ -1,12 +1,12 @@
 #include "ring.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/queue.h>
 #include <unistd.h>
@@ -29,6 +29,7 @@ struct ring {
     uint32_t answers; /* submissions answered */
     bool broken;
     bool misstep_logged;
+    unsigned missteps; /* descriptors refused out of step: past RING_MISSTEPS_MAX the ring is broken */
     int efd;
     uv_poll_t poll;
     shm_ring_desc *copy;  /* one submission's descriptors, copied out */
@@ -37,6 +38,14 @@ struct ring {
 };
 
 static LIST_HEAD(, ring) rings = LIST_HEAD_INITIALIZER(rings);
+
+/* Work one ring gets per loop turn (the rest waits for the next turn,
+ * which comes at once: every other handle is served in between). */
+#define RING_TURN_SUBMISSIONS 32
+#define RING_TURN_DESCRIPTORS 1024
+/* Out-of-step descriptors a client may write before its ring is dropped
+ * (each is refused on its own; past this it is garbage, not a slip). */
+#define RING_MISSTEPS_MAX 1024
 static uv_loop_t *loop;
 static uv_idle_t idle;
 static bool polling; /* the idle handle runs: rings are read every loop turn */
@@ -54,12 +63,19 @@ void ring_init(uv_loop_t *l, uint64_t spin)
     spin_us = spin;
     uv_idle_init(loop, &idle);
     uv_async_init(loop, &kick, on_work_done);
+    /* Copy threads may send it until they are joined (ring_shutdown): it
+     * must outlive the loop's main run without keeping it going. */
+    uv_unref((uv_handle_t *)&kick);
 }
 
 void ring_stop(void)
 {
     uv_idle_stop(&idle);
     uv_close((uv_handle_t *)&idle, NULL);
+}
+
+void ring_shutdown(void)
+{
     uv_close((uv_handle_t *)&kick, NULL);
 }
 
@@ -195,7 +211,9 @@ static uint32_t drain(ring *r)
                    avail, r->head, r->v.entries);
         return 0;
     }
-    while (avail) {
+    /* A budget per turn: one client refilling its ring without a system
+     * call must not hold the loop (socket clients, peers, other rings). */
+    for (unsigned subs = 0; avail && subs < RING_TURN_SUBMISSIONS && taken < RING_TURN_DESCRIPTORS; subs++) {
         memcpy(&r->copy[0], &r->v.desc[r->head & mask], sizeof(r->copy[0]));
         uint32_t n = r->copy[0].count;
         outcome o = {0};
@@ -209,6 +227,10 @@ static uint32_t drain(ring *r)
                          r->s->name, (int)r->s->pid, r->head,
                          n ? "counts more descriptors than are published" : "does not start a submission");
             r->misstep_logged = true;
+            if (++r->missteps > RING_MISSTEPS_MAX) {
+                ring_break(r, "more than %d ring descriptors out of step", RING_MISSTEPS_MAX);
+                return taken;
+            }
             if (n)
                 err_set(&e, -EINVAL,
                         "ring descriptor %u starts a submission of %u descriptors but only %u are published: publish "
@@ -283,9 +305,17 @@ static void on_kick(uv_poll_t *p, int status, int events)
     (void)status;
     (void)events;
     ring *r = p->data;
-    uint64_t v;
-    if (read(r->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-        log_debug("ring eventfd of client %s: %s", r->s->name, strerror(errno));
+    /* Our own end of the pipe, non-blocking on a description the client
+     * cannot reach; a bounded drain (whatever is left wakes us again). */
+    char buf[256];
+    for (int k = 0; k < 16; k++) {
+        ssize_t n = read(r->efd, buf, sizeof(buf));
+        if (n < (ssize_t)sizeof(buf)) {
+            if (n < 0 && errno != EAGAIN)
+                log_debug("ring wake-up pipe of client %s: %s", r->s->name, strerror(errno));
+            break;
+        }
+    }
     start_polling();
 }
 
@@ -313,8 +343,10 @@ static uint32_t round_pow2(uint32_t v)
     return p;
 }
 
-/* The ring's memfd (returned) mapped at *area, and its eventfd in r->efd
- * with a duplicate for the client in *client_efd. */
+/* The ring's memfd (returned) mapped at *area, and its wake-up pipe: the
+ * read end in *efd, the write end for the client in *client_efd. A pipe,
+ * not a shared eventfd: the ends are separate open files, so the client
+ * cannot clear O_NONBLOCK on ours (a blocking read would hang the loop). */
 static int make_area(uint32_t n, void **area, size_t *len, int *efd, int *client_efd, err *e)
 {
     int fd = shm_memfd_create("mcefad-ring", shm_ring_size(n, SHM_RING_RESULTS), 0, len);
@@ -323,12 +355,14 @@ static int make_area(uint32_t n, void **area, size_t *len, int *efd, int *client
     *area = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     int rc = *area == MAP_FAILED ? -errno : 0;
     const char *what = "map";
-    if (!rc && ((*efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 || (*client_efd = dup(*efd)) < 0)) {
+    int pfd[2];
+    if (!rc && pipe2(pfd, O_NONBLOCK | O_CLOEXEC) < 0) {
         rc = -errno;
-        what = "create the eventfd of";
-        if (*efd >= 0)
-            close(*efd);
+        what = "create the wake-up pipe of";
         munmap(*area, *len);
+    } else if (!rc) {
+        *efd = pfd[0];
+        *client_efd = pfd[1];
     }
     if (rc < 0) {
         close(fd);
