@@ -330,8 +330,13 @@ check: all
 check-gpu: all
 	./tools/check-gpu.sh $(B)
 
+# Every figure of docs/benchmarks.md's tables, ratios from one run:
+# same-host 1 MiB, same-host 4 KiB at 1, 2 and 4 submitting threads
+# (medians of 3), the network path (medians of 3 interleaved rounds),
+# plain memory, and 16 NICs a host (warmup, memory; needs root).
 bench: all
 	./tools/bench-local.sh $(B)
+	BLOCK=4096 BATCH=128 THREADS="1 2 4" COPY_THREADS_LIST=2 REPS=3 DURATION=3 ./tools/bench-local.sh $(B)
 	./tools/bench-net.sh $(B)
 	./tools/bench-plain.sh $(B)
 	@if [ "$$(id -u)" = 0 ]; then ROUNDS=3 ./tools/bench-scale.sh 16 $(B); \
