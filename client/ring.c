@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -191,8 +192,11 @@ static int ring_call(mcefa_client *c, size_t n, fill_fn fill, const void *arg, s
     rc = 0;
     if (atomic_load_explicit(&r->v.h->sleeping, memory_order_seq_cst)) {
         uint64_t one = 1;
-        if (write(r->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-            rc = client_error(-errno, "cannot wake mcefad through its wake-up pipe: %s", strerror(errno));
+        /* Full (EAGAIN): the daemon is being woken already. EPIPE: it
+         * closed the ring; the answer wait sees that. */
+        if (send(r->efd, &one, sizeof(one), MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno != EAGAIN &&
+            errno != EWOULDBLOCK && errno != EPIPE)
+            rc = client_error(-errno, "cannot wake mcefad through its ring's wake-up socket: %s", strerror(errno));
     }
     pthread_mutex_unlock(&r->lock);
     if (!out)

@@ -1,7 +1,6 @@
 #include "ring.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "batch.h"
@@ -305,14 +305,20 @@ static void on_kick(uv_poll_t *p, int status, int events)
     (void)status;
     (void)events;
     ring *r = p->data;
-    /* Our own end of the pipe, non-blocking on a description the client
-     * cannot reach; a bounded drain (whatever is left wakes us again). */
+    /* Our own end, read without blocking whatever its flags; a bounded
+     * drain (whatever is left wakes us again). */
     char buf[256];
     for (int k = 0; k < 16; k++) {
-        ssize_t n = read(r->efd, buf, sizeof(buf));
+        ssize_t n = recv(r->efd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n == 0) {
+            /* The client shut its end: it can no longer wake us, and an
+             * end-of-file would make the loop spin on it. */
+            ring_break(r, "it shut the ring's wake-up socket");
+            return;
+        }
         if (n < (ssize_t)sizeof(buf)) {
-            if (n < 0 && errno != EAGAIN)
-                log_debug("ring wake-up pipe of client %s: %s", r->s->name, strerror(errno));
+            if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+                log_debug("ring wake-up socket of client %s: %s", r->s->name, strerror(errno));
             break;
         }
     }
@@ -343,10 +349,12 @@ static uint32_t round_pow2(uint32_t v)
     return p;
 }
 
-/* The ring's memfd (returned) mapped at *area, and its wake-up pipe: the
- * read end in *efd, the write end for the client in *client_efd. A pipe,
- * not a shared eventfd: the ends are separate open files, so the client
- * cannot clear O_NONBLOCK on ours (a blocking read would hang the loop). */
+/* The ring's memfd (returned) mapped at *area, and its wake-up socket
+ * pair: our end in *efd, the client's in *client_efd. Not a shared
+ * eventfd: the ends are separate open files, so the client cannot make
+ * ours blocking or read the wake-ups away (a blocking read would hang the
+ * loop); not a pipe: a write after we closed our end is EPIPE with
+ * MSG_NOSIGNAL, never a SIGPIPE in the client. */
 static int make_area(uint32_t n, void **area, size_t *len, int *efd, int *client_efd, err *e)
 {
     int fd = shm_memfd_create("mcefad-ring", shm_ring_size(n, SHM_RING_RESULTS), 0, len);
@@ -356,9 +364,9 @@ static int make_area(uint32_t n, void **area, size_t *len, int *efd, int *client
     int rc = *area == MAP_FAILED ? -errno : 0;
     const char *what = "map";
     int pfd[2];
-    if (!rc && pipe2(pfd, O_NONBLOCK | O_CLOEXEC) < 0) {
+    if (!rc && socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pfd) < 0) {
         rc = -errno;
-        what = "create the wake-up pipe of";
+        what = "create the wake-up socket of";
         munmap(*area, *len);
     } else if (!rc) {
         *efd = pfd[0];

@@ -4,7 +4,7 @@
  * xfer_submit, the same checks and planning a SubmitBatch gets; it answers
  * in the ring's result slots. While any ring had work within ring_spin_us
  * the loop keeps polling them (an idle handle); then it sets every ring's
- * `sleeping` flag and waits on their wake-up pipes with everything else. */
+ * `sleeping` flag and waits on their wake-up sockets with everything else. */
 #ifndef MCEFAD_RING_H
 #define MCEFAD_RING_H
 
@@ -25,7 +25,7 @@ void ring_shutdown(void);
 
 /* Gives s a ring of about `want` descriptors (0: max_entries; rounded up to
  * a power of two, at most max_entries). fds[0] gets the ring's memfd,
- * fds[1] the write end of a pipe to write when the daemon sleeps; both are the
+ * fds[1] the client's end of a socket pair to write when the daemon sleeps; both are the
  * caller's to send. Returns 0 or a negative errno with e saying why. */
 int ring_open(session *s, uint32_t want, uint32_t max_entries, uint32_t *entries, uint32_t *results, int fds[2],
               err *e);

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/mman.h>
 
 #include "client/internal.h"
@@ -218,9 +219,10 @@ static void publish(raw_ring *r, uint32_t n)
     r->tail += n;
     atomic_store(&r->v.h->tail, r->tail);
     uint64_t one = 1;
-    /* A full pipe (a broken ring is no longer drained) is no error. */
+    /* A full socket (a broken ring is no longer drained) is no error. */
     if (atomic_load(&r->v.h->sleeping))
-        ck_assert(write(r->efd, &one, sizeof(one)) == (ssize_t)sizeof(one) || errno == EAGAIN);
+        ck_assert(send(r->efd, &one, sizeof(one), MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t)sizeof(one) ||
+                  errno == EAGAIN);
 }
 
 /* Waits for the answer to the next submission; returns its status, the
@@ -400,10 +402,12 @@ START_TEST(racing_the_ring_disturbs_nobody_else)
 }
 END_TEST
 
-/* The wake-up descriptor a client gets is its own end of a pipe: it cannot
- * read the daemon's end (with a shared eventfd it could clear O_NONBLOCK
- * and steal the count from under the daemon's read, which would then block
- * the loop), and filling it with blocking writes stalls only itself. */
+/* The wake-up descriptor a client gets is its own end of a socket pair:
+ * what it writes reaches the daemon's end only, so it cannot read the
+ * wake-ups away (with a shared eventfd it could also clear O_NONBLOCK and
+ * have the daemon's read block the loop); filling it with blocking writes
+ * stalls only itself; shutting it breaks its ring alone, without the
+ * daemon spinning on an end of file. */
 typedef struct flooder {
     int fd;
     _Atomic bool stop;
@@ -413,7 +417,7 @@ static void *flood(void *arg)
 {
     flooder *f = arg;
     char buf[4096] = {0};
-    while (!atomic_load(&f->stop) && write(f->fd, buf, sizeof(buf)) > 0) {
+    while (!atomic_load(&f->stop) && send(f->fd, buf, sizeof(buf), MSG_NOSIGNAL) > 0) {
     }
     return NULL;
 }
@@ -423,9 +427,10 @@ START_TEST(wake_fd_is_the_clients_alone)
     peer bad, good;
     raw_ring r;
     mcefa_batch *b = hostile_pair(&bad, &good, &r, 64);
-    char c;
-    ck_assert_int_eq(read(r.efd, &c, 1), -1); /* a write end only */
-    ck_assert_int_eq(errno, EBADF);
+    uint64_t v = 1;
+    ck_assert_int_eq(write(r.efd, &v, sizeof(v)), (ssize_t)sizeof(v));
+    ck_assert_int_eq(read(r.efd, &v, sizeof(v)), -1); /* our write is not ours to read back */
+    ck_assert(errno == EAGAIN || errno == EWOULDBLOCK);
     ck_assert_int_eq(fcntl(r.efd, F_SETFL, 0), 0);
     flooder f = {.fd = r.efd};
     pthread_t tid;
@@ -434,9 +439,17 @@ START_TEST(wake_fd_is_the_clients_alone)
         copy_ok(&good, 64, 16, 4096, round);
     ck_assert(daemon_alive(&D));
     atomic_store(&f.stop, true);
-    /* The flooder may sit in a blocking write of a full pipe: the daemon
+    /* The flooder may sit in a blocking send to a full socket: the daemon
      * drains it, so it returns. */
     pthread_join(tid, NULL);
+    /* Shut: the ring is dropped (the socket still serves the client). */
+    ck_assert_int_eq(shutdown(r.efd, SHUT_RDWR), 0);
+    for (int i = 0; i < 500 && !atomic_load(&r.v.h->broken); i++)
+        usleep(10000);
+    ck_assert_int_eq(atomic_load(&r.v.h->broken), -EPROTO);
+    copy_ok(&bad, 16, 16, 4096, 8);
+    copy_ok(&good, 64, 16, 4096, 9);
+    ck_assert(daemon_alive(&D));
     mcefa_batch_free_when_done(b);
     mcefa_disconnect(bad.c);
     copy_ok(&good, 64, 64, 4096, 7);
