@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -297,16 +298,32 @@ int server_start(uv_loop_t *l, const char *path, unsigned mode)
     }
     if (probe >= 0)
         close(probe);
-    unlink(path);
-    if (bind(listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(listen_fd, 128) < 0) {
+    /* Bound under a temporary name, given its mode, listening, and only
+     * then renamed into place: whoever sees socket_path can connect (no
+     * ECONNREFUSED between bind and listen), and nobody ever reaches it
+     * with the umask's mode instead of socket_mode. */
+    struct sockaddr_un tmp = {.sun_family = AF_UNIX};
+    int n = snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d.new", path, (int)getpid());
+    bool staged = n > 0 && (size_t)n < sizeof(tmp.sun_path);
+    const char *bound = staged ? tmp.sun_path : path;
+    unlink(bound);
+    if (!staged)
+        unlink(path);
+    if (bind(listen_fd, (struct sockaddr *)(staged ? &tmp : &sa), sizeof(sa)) < 0) {
         rc = -errno;
         log_error("cannot listen on %s: %s", path, strerror(-rc));
         close(listen_fd);
         return rc;
     }
-    if (chmod(path, (mode_t)mode) < 0)
-        log_warn("cannot set mode %llo on %s: %s", (unsigned long long)mode, path,
-                 strerror(errno));
+    if (chmod(bound, (mode_t)mode) < 0)
+        log_warn("cannot set mode %llo on %s: %s", (unsigned long long)mode, path, strerror(errno));
+    if (listen(listen_fd, 128) < 0 || (staged && rename(bound, path) < 0)) {
+        rc = -errno;
+        log_error("cannot listen on %s: %s", path, strerror(-rc));
+        unlink(bound);
+        close(listen_fd);
+        return rc;
+    }
     socket_path = strdup(path);
     uv_poll_init(loop, &listen_poll, listen_fd);
     uv_poll_start(&listen_poll, UV_READABLE, on_accept);
