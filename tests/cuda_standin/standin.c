@@ -1637,23 +1637,31 @@ out:
     RET(r);
 }
 
-CUresult CUDAAPI cuMemFreeHost(void *p)
+/* With g_lock held: takes the record of p off the list (allocated by
+ * cuMemHostAlloc, or registered by cuMemHostRegister); NULL: none. */
+static struct hostmem *host_take(void *p, int registered)
 {
-    CUresult r = CUDA_ERROR_INVALID_VALUE;
-    NEED_INIT();
-    lock();
     for (struct hostmem **pp = &g_host; *pp; pp = &(*pp)->next) {
         struct hostmem *h = *pp;
-        if (h->p == p && !h->registered) {
+        if (h->p == p && h->registered == registered) {
             *pp = h->next;
-            munmap(h->p, h->len);
-            free(h);
-            r = CUDA_SUCCESS;
-            break;
+            return h;
         }
     }
+    return NULL;
+}
+
+CUresult CUDAAPI cuMemFreeHost(void *p)
+{
+    NEED_INIT();
+    lock();
+    struct hostmem *h = host_take(p, 0);
+    if (h) {
+        munmap(h->p, h->len);
+        free(h);
+    }
     unlock();
-    RET(r);
+    RET(h ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE);
 }
 
 /* Pins nothing (there is no DMA here): records the range as page-locked
@@ -1691,20 +1699,15 @@ out:
 
 CUresult CUDAAPI cuMemHostUnregister(void *p)
 {
-    CUresult r = CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;
+    CUresult r = CUDA_SUCCESS;
     NEED_INIT();
     lock();
     if (!cur_ctx())
         FAIL(CUDA_ERROR_INVALID_CONTEXT);
-    for (struct hostmem **pp = &g_host; *pp; pp = &(*pp)->next) {
-        struct hostmem *h = *pp;
-        if (h->p == p && h->registered) {
-            *pp = h->next;
-            free(h);
-            r = CUDA_SUCCESS;
-            break;
-        }
-    }
+    struct hostmem *h = host_take(p, 1);
+    if (!h)
+        FAIL(CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED);
+    free(h);
 out:
     unlock();
     RET(r);
